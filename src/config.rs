@@ -1,0 +1,236 @@
+//! Typed configuration, read once from environment variables at init.
+//!
+//! Every variable is documented here and in the README's configuration table; a bad or
+//! missing one fails init with a message naming it (never its value, which may be an ARN
+//! an operator would rather not see echoed, but is never a secret: secrets live in
+//! Secrets Manager).
+
+use std::time::Duration;
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {why}")]
+    Invalid { name: &'static str, why: &'static str },
+}
+
+/// Where the variables come from: the process environment in production, a map in tests.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<const N: usize> Env for [(&str, &str); N] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    }
+}
+
+/// Google's production endpoints (DESIGN §3 defaults).
+pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+pub const DEFAULT_CERTS_URI: &str = "https://www.googleapis.com/oauth2/v3/certs";
+pub const DEFAULT_REVOKE_URI: &str = "https://oauth2.googleapis.com/revoke";
+pub const DEFAULT_DRIVE_API: &str = "https://www.googleapis.com/drive/v3";
+
+/// Configuration shared by every function.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// `GRANTS_TABLE`: the DynamoDB table of grants (partition key `sub`).
+    pub grants_table: String,
+    /// `STATE_TABLE`: the DynamoDB table of short-lived records (sign-in idempotency),
+    /// partition key `pk`, TTL attribute `expires_at`.
+    pub state_table: String,
+    /// `CLIENT_SECRET_ID`: Secrets Manager id or ARN of Google's `client_secret_*.json`.
+    pub client_secret_id: String,
+    /// `TOKEN_KEY_ID`: KMS key id, ARN or alias for envelope encryption.
+    pub token_key_id: String,
+    /// `GOOGLE_TOKEN_URI`: overrides the secret's `token_uri`.
+    pub token_uri: Option<String>,
+    /// `GOOGLE_CERTS_URI`: the JWKS of Google's ID-token signing keys.
+    pub certs_uri: String,
+    /// `GOOGLE_REVOKE_URI`.
+    pub revoke_uri: String,
+    /// `GOOGLE_DRIVE_API`: Drive v3 base URL.
+    pub drive_api: String,
+    /// `ALLOWED_AZP`: comma list of client ids accepted as the ID token's `azp`; empty = any.
+    pub allowed_azp: Vec<String>,
+    /// `CLIENT_SECRET_TTL_SECS` (300): how long the client secret is cached; a rotated
+    /// secret is picked up within this time.
+    pub client_secret_ttl: Duration,
+    /// `HTTP_TIMEOUT_MS` (5000): total time for one call to Google.
+    pub http_timeout: Duration,
+    /// `DATA_KEY_MAX_AGE_SECS` (900) and `DATA_KEY_MAX_USES` (100000): bounds on one
+    /// cached plaintext data key.
+    pub data_key_max_age: Duration,
+    pub data_key_max_uses: u64,
+}
+
+/// Configuration of the sign-in function.
+#[derive(Debug, Clone)]
+pub struct SignInConfig {
+    pub common: CommonConfig,
+    /// `IDEMPOTENCY_WINDOW_SECS` (600): a code POSTed again within this window gets the
+    /// first answer without calling Google.
+    pub idempotency_window: Duration,
+    /// `ID_TOKEN_LEEWAY_SECS` (60): clock skew allowed on `exp` and `iat`.
+    pub id_token_leeway: Duration,
+    /// `JWKS_MIN_REFETCH_SECS` (30): at most one refetch of the JWKS for an unknown `kid`
+    /// in this long.
+    pub jwks_min_refetch: Duration,
+}
+
+impl CommonConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            grants_table: required(env, "GRANTS_TABLE")?,
+            state_table: required(env, "STATE_TABLE")?,
+            client_secret_id: required(env, "CLIENT_SECRET_ID")?,
+            token_key_id: required(env, "TOKEN_KEY_ID")?,
+            token_uri: optional_url(env, "GOOGLE_TOKEN_URI")?,
+            certs_uri: optional_url(env, "GOOGLE_CERTS_URI")?.unwrap_or_else(|| DEFAULT_CERTS_URI.into()),
+            revoke_uri: optional_url(env, "GOOGLE_REVOKE_URI")?
+                .unwrap_or_else(|| DEFAULT_REVOKE_URI.into()),
+            drive_api: optional_url(env, "GOOGLE_DRIVE_API")?
+                .unwrap_or_else(|| DEFAULT_DRIVE_API.into())
+                .trim_end_matches('/')
+                .to_owned(),
+            allowed_azp: env
+                .get("ALLOWED_AZP")
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            client_secret_ttl: seconds(env, "CLIENT_SECRET_TTL_SECS", 300)?,
+            http_timeout: Duration::from_millis(number(env, "HTTP_TIMEOUT_MS", 5_000)?),
+            data_key_max_age: seconds(env, "DATA_KEY_MAX_AGE_SECS", 900)?,
+            data_key_max_uses: number(env, "DATA_KEY_MAX_USES", 100_000)?,
+        })
+    }
+}
+
+impl SignInConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            common: CommonConfig::from_env(env)?,
+            idempotency_window: seconds(env, "IDEMPOTENCY_WINDOW_SECS", 600)?,
+            id_token_leeway: seconds(env, "ID_TOKEN_LEEWAY_SECS", 60)?,
+            jwks_min_refetch: seconds(env, "JWKS_MIN_REFETCH_SECS", 30)?,
+        })
+    }
+}
+
+/// Every variable a function's config reads, for the template-drift test and the README.
+pub const SIGN_IN_VARIABLES: &[&str] = &[
+    "GRANTS_TABLE",
+    "STATE_TABLE",
+    "CLIENT_SECRET_ID",
+    "TOKEN_KEY_ID",
+    "GOOGLE_TOKEN_URI",
+    "GOOGLE_CERTS_URI",
+    "GOOGLE_REVOKE_URI",
+    "GOOGLE_DRIVE_API",
+    "ALLOWED_AZP",
+    "CLIENT_SECRET_TTL_SECS",
+    "HTTP_TIMEOUT_MS",
+    "DATA_KEY_MAX_AGE_SECS",
+    "DATA_KEY_MAX_USES",
+    "IDEMPOTENCY_WINDOW_SECS",
+    "ID_TOKEN_LEEWAY_SECS",
+    "JWKS_MIN_REFETCH_SECS",
+];
+
+fn required(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
+    match env.get(name) {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+fn optional_url(env: &impl Env, name: &'static str) -> Result<Option<String>, ConfigError> {
+    match env.get(name) {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Ok(None),
+        Some(v) => {
+            let parsed = url::Url::parse(v.trim())
+                .map_err(|_| ConfigError::Invalid { name, why: "not a URL" })?;
+            if !matches!(parsed.scheme(), "https" | "http") {
+                return Err(ConfigError::Invalid { name, why: "must be an http(s) URL" });
+            }
+            Ok(Some(v.trim().to_owned()))
+        }
+    }
+}
+
+fn number(env: &impl Env, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match env.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::Invalid { name, why: "not a whole number" }),
+    }
+}
+
+fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    number(env, name, default).map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: [(&str, &str); 4] = [
+        ("GRANTS_TABLE", "grants"),
+        ("STATE_TABLE", "state"),
+        ("CLIENT_SECRET_ID", "oa/client"),
+        ("TOKEN_KEY_ID", "alias/oa"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_required_variables_are_set() {
+        let config = SignInConfig::from_env(&BASE).map_err(|e| e.to_string());
+        let config = config.as_ref().map(|c| (&c.common.certs_uri, c.idempotency_window));
+        assert_eq!(config, Ok((&DEFAULT_CERTS_URI.to_owned(), Duration::from_secs(600))));
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let env = [("GRANTS_TABLE", "grants")];
+        let err = CommonConfig::from_env(&env).err().map(|e| e.to_string());
+        assert_eq!(err.as_deref(), Some("environment variable STATE_TABLE is required but not set"));
+    }
+
+    #[test]
+    fn a_bad_number_or_url_is_named() {
+        let [a, b, c, d] = BASE;
+        let bad = [a, b, c, d, ("HTTP_TIMEOUT_MS", "soon")];
+        let err = CommonConfig::from_env(&bad).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("HTTP_TIMEOUT_MS")));
+        let bad = [a, b, c, d, ("GOOGLE_CERTS_URI", "ftp://x")];
+        let err = CommonConfig::from_env(&bad).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("GOOGLE_CERTS_URI")));
+    }
+
+    #[test]
+    fn allowed_azp_is_a_trimmed_comma_list() {
+        let [a, b, c, d] = BASE;
+        let env = [a, b, c, d, ("ALLOWED_AZP", " one.apps , ,two.apps")];
+        let azp = CommonConfig::from_env(&env).map(|c| c.allowed_azp).unwrap_or_default();
+        assert_eq!(azp, vec!["one.apps".to_owned(), "two.apps".to_owned()]);
+    }
+}

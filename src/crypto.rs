@@ -1,0 +1,453 @@
+//! Envelope encryption of refresh tokens (DESIGN §5).
+//!
+//! Each token is sealed with AES-256-GCM under a data key from KMS `GenerateDataKey`.
+//! The additional authenticated data binds the ciphertext to its grant — format
+//! version, table, `sub`, client id — so a ciphertext copied to another user's row does
+//! not decrypt. Plaintext data keys are cached with bounds on age and uses, so KMS is
+//! called per data key rather than per token; keys unwrapped for decryption are cached
+//! by the SHA-256 of the wrapped key. Nonces are random 96-bit values; the use bound
+//! keeps the chance of a repeat under one key negligible (NIST SP 800-38D §8.3).
+//!
+//! This is the only module that sees key material or ciphertext.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::digest::{SHA256, digest};
+use secrecy::{ExposeSecret, SecretBox};
+
+use crate::domain::RefreshToken;
+use crate::upstream::{Upstream, classify_aws};
+
+/// The sealed-token format this code writes.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// A 256-bit data key in plaintext (zeroed on drop) with its KMS-wrapped form.
+pub struct DataKey {
+    pub plaintext: SecretBox<[u8; 32]>,
+    pub wrapped: Vec<u8>,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey([redacted])")
+    }
+}
+
+/// Why a key could not be had or unwrapped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// KMS refused the wrapped key: it was altered, or wrapped under another key/context.
+    #[error("the wrapped data key was rejected")]
+    Rejected,
+    #[error(transparent)]
+    Upstream(#[from] Upstream),
+}
+
+/// The key-management service as a port.
+pub trait KeyProvider: Send + Sync {
+    fn generate_data_key(&self) -> impl Future<Output = Result<DataKey, KeyError>> + Send;
+    fn decrypt_data_key(&self, wrapped: &[u8]) -> impl Future<Output = Result<SecretBox<[u8; 32]>, KeyError>> + Send;
+}
+
+/// AWS KMS, with a fixed encryption context so IAM can condition on it.
+#[derive(Debug, Clone)]
+pub struct KmsKeyProvider {
+    client: aws_sdk_kms::Client,
+    key_id: String,
+    context: HashMap<String, String>,
+}
+
+/// The KMS encryption context of every data key: which product and which table.
+pub fn encryption_context(table: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("purpose".to_owned(), "offline-access/refresh-token".to_owned()),
+        ("table".to_owned(), table.to_owned()),
+    ])
+}
+
+impl KmsKeyProvider {
+    pub fn new(client: aws_sdk_kms::Client, key_id: String, table: &str) -> Self {
+        Self { client, key_id, context: encryption_context(table) }
+    }
+}
+
+fn key_bytes(raw: &[u8]) -> Result<SecretBox<[u8; 32]>, KeyError> {
+    let bytes: [u8; 32] = raw
+        .try_into()
+        .map_err(|_| Upstream::misconfigured("kms", "data key is not 256 bits"))?;
+    Ok(SecretBox::new(Box::new(bytes)))
+}
+
+impl KeyProvider for KmsKeyProvider {
+    async fn generate_data_key(&self) -> Result<DataKey, KeyError> {
+        let out = self
+            .client
+            .generate_data_key()
+            .key_id(&self.key_id)
+            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+            .set_encryption_context(Some(self.context.clone()))
+            .send()
+            .await
+            .map_err(|e| classify_aws("kms", &e))?;
+        let (Some(plaintext), Some(wrapped)) = (out.plaintext(), out.ciphertext_blob()) else {
+            return Err(Upstream::misconfigured("kms", "GenerateDataKey answered without a key").into());
+        };
+        Ok(DataKey { plaintext: key_bytes(plaintext.as_ref())?, wrapped: wrapped.as_ref().to_vec() })
+    }
+
+    async fn decrypt_data_key(&self, wrapped: &[u8]) -> Result<SecretBox<[u8; 32]>, KeyError> {
+        let out = self
+            .client
+            .decrypt()
+            .key_id(&self.key_id)
+            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
+            .set_encryption_context(Some(self.context.clone()))
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() => {
+                    KeyError::Rejected
+                }
+                _ => classify_aws("kms", &e).into(),
+            })?;
+        let plaintext = out
+            .plaintext()
+            .ok_or_else(|| Upstream::misconfigured("kms", "Decrypt answered without a key"))?;
+        key_bytes(plaintext.as_ref())
+    }
+}
+
+/// What a sealed token is bound to: it decrypts only for this grant.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding<'a> {
+    pub table: &'a str,
+    pub sub: &'a str,
+    pub client_id: &'a str,
+}
+
+impl Binding<'_> {
+    /// Length-prefixed fields, so no two different bindings share an encoding.
+    fn aad(&self, version: u8) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(64 + self.table.len() + self.sub.len() + self.client_id.len());
+        aad.extend_from_slice(b"offline-access/refresh-token");
+        aad.push(version);
+        for field in [self.table, self.sub, self.client_id] {
+            aad.extend_from_slice(&u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
+            aad.extend_from_slice(field.as_bytes());
+        }
+        aad
+    }
+}
+
+/// A refresh token at rest: wrapped data key, nonce, ciphertext with tag, format version.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedToken {
+    pub version: u8,
+    pub wrapped_key: Vec<u8>,
+    pub nonce: [u8; NONCE_LEN],
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedToken").field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+/// Why sealing or opening failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("the sealed token does not authenticate for this grant (tampered, or copied from another row)")]
+    Tampered,
+    #[error("sealed token format version {0} is not supported")]
+    UnsupportedVersion(u8),
+    #[error("the decrypted token is not UTF-8")]
+    NotText,
+    #[error("random nonce could not be drawn")]
+    Random,
+    #[error(transparent)]
+    Upstream(#[from] Upstream),
+}
+
+impl From<KeyError> for CryptoError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Rejected => Self::Tampered,
+            KeyError::Upstream(u) => Self::Upstream(u),
+        }
+    }
+}
+
+/// Bounds of the data-key caches.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyCacheLimits {
+    pub max_age: Duration,
+    pub max_uses: u64,
+    pub max_unwrapped: usize,
+}
+
+impl Default for KeyCacheLimits {
+    fn default() -> Self {
+        Self { max_age: Duration::from_secs(900), max_uses: 100_000, max_unwrapped: 1_024 }
+    }
+}
+
+struct CurrentKey {
+    key: Arc<LessSafeKey>,
+    wrapped: Vec<u8>,
+    born: Instant,
+    uses: u64,
+}
+
+struct UnwrappedKey {
+    key: Arc<LessSafeKey>,
+    born: Instant,
+}
+
+/// Seals and opens refresh tokens.
+pub struct TokenCipher<K> {
+    keys: K,
+    limits: KeyCacheLimits,
+    current: tokio::sync::Mutex<Option<CurrentKey>>,
+    unwrapped: std::sync::Mutex<HashMap<[u8; 32], UnwrappedKey>>,
+}
+
+impl<K> std::fmt::Debug for TokenCipher<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCipher").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+fn aead_key(bytes: &SecretBox<[u8; 32]>) -> Result<Arc<LessSafeKey>, CryptoError> {
+    let unbound = UnboundKey::new(&AES_256_GCM, bytes.expose_secret())
+        .map_err(|_| Upstream::misconfigured("kms", "data key rejected by AES-256-GCM"))?;
+    Ok(Arc::new(LessSafeKey::new(unbound)))
+}
+
+fn wrapped_digest(wrapped: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, wrapped).as_ref());
+    out
+}
+
+impl<K: KeyProvider> TokenCipher<K> {
+    pub fn new(keys: K, limits: KeyCacheLimits) -> Self {
+        Self {
+            keys,
+            limits,
+            current: tokio::sync::Mutex::new(None),
+            unwrapped: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The key provider, for callers that count or inspect its calls.
+    pub fn key_provider(&self) -> &K {
+        &self.keys
+    }
+
+    /// Seals a refresh token for one grant.
+    pub async fn seal(&self, token: &RefreshToken, binding: Binding<'_>) -> Result<SealedToken, CryptoError> {
+        let (key, wrapped) = self.encryption_key().await?;
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
+        let mut in_out = token.expose_secret().as_bytes().to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(binding.aad(FORMAT_VERSION)),
+            &mut in_out,
+        )
+        .map_err(|_| CryptoError::Random)?;
+        Ok(SealedToken { version: FORMAT_VERSION, wrapped_key: wrapped, nonce, ciphertext: in_out })
+    }
+
+    /// Opens a sealed token; fails with [`CryptoError::Tampered`] if any byte or the
+    /// binding differs from what was sealed.
+    pub async fn open(&self, sealed: &SealedToken, binding: Binding<'_>) -> Result<RefreshToken, CryptoError> {
+        if sealed.version != FORMAT_VERSION {
+            return Err(CryptoError::UnsupportedVersion(sealed.version));
+        }
+        let key = self.decryption_key(&sealed.wrapped_key).await?;
+        let mut in_out = sealed.ciphertext.clone();
+        let plain = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(sealed.nonce),
+                Aad::from(binding.aad(sealed.version)),
+                &mut in_out,
+            )
+            .map_err(|_| CryptoError::Tampered)?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| CryptoError::NotText)?;
+        Ok(RefreshToken::new(text))
+    }
+
+    /// The current data key, generating a new one when the cached one is too old or
+    /// too used. Holding the async lock across the KMS call makes it single-flight.
+    async fn encryption_key(&self) -> Result<(Arc<LessSafeKey>, Vec<u8>), CryptoError> {
+        let mut current = self.current.lock().await;
+        let usable = current
+            .as_ref()
+            .is_some_and(|c| c.born.elapsed() < self.limits.max_age && c.uses < self.limits.max_uses);
+        if !usable {
+            let fresh = self.keys.generate_data_key().await?;
+            let key = aead_key(&fresh.plaintext)?;
+            self.remember_unwrapped(&fresh.wrapped, Arc::clone(&key));
+            *current = Some(CurrentKey { key, wrapped: fresh.wrapped, born: Instant::now(), uses: 0 });
+        }
+        let Some(entry) = current.as_mut() else {
+            return Err(Upstream::misconfigured("kms", "no data key").into());
+        };
+        entry.uses += 1;
+        Ok((Arc::clone(&entry.key), entry.wrapped.clone()))
+    }
+
+    async fn decryption_key(&self, wrapped: &[u8]) -> Result<Arc<LessSafeKey>, CryptoError> {
+        let id = wrapped_digest(wrapped);
+        {
+            let cache = self.unwrapped.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = cache.get(&id).filter(|e| e.born.elapsed() < self.limits.max_age) {
+                return Ok(Arc::clone(&entry.key));
+            }
+        }
+        let plaintext = self.keys.decrypt_data_key(wrapped).await?;
+        let key = aead_key(&plaintext)?;
+        self.remember_unwrapped(wrapped, Arc::clone(&key));
+        Ok(key)
+    }
+
+    fn remember_unwrapped(&self, wrapped: &[u8], key: Arc<LessSafeKey>) {
+        let mut cache = self.unwrapped.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= self.limits.max_unwrapped {
+            cache.retain(|_, e| e.born.elapsed() < self.limits.max_age);
+        }
+        if cache.len() >= self.limits.max_unwrapped
+            && let Some(oldest) = cache.iter().min_by_key(|(_, e)| e.born).map(|(k, _)| *k)
+        {
+            cache.remove(&oldest);
+        }
+        cache.insert(wrapped_digest(wrapped), UnwrappedKey { key, born: Instant::now() });
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An in-memory stand-in for KMS: "wraps" by XOR with a fixed master key.
+    #[derive(Default)]
+    struct FakeKms {
+        generated: AtomicUsize,
+        decrypted: AtomicUsize,
+    }
+
+    const MASTER: [u8; 32] = [7u8; 32];
+
+    impl KeyProvider for FakeKms {
+        async fn generate_data_key(&self) -> Result<DataKey, KeyError> {
+            let n = self.generated.fetch_add(1, Ordering::SeqCst);
+            let mut key = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut key).map_err(|_| KeyError::Rejected)?;
+            let mut wrapped: Vec<u8> = key.iter().zip(MASTER).map(|(a, b)| a ^ b).collect();
+            wrapped.extend_from_slice(&(n as u64).to_be_bytes());
+            Ok(DataKey { plaintext: SecretBox::new(Box::new(key)), wrapped })
+        }
+
+        async fn decrypt_data_key(&self, wrapped: &[u8]) -> Result<SecretBox<[u8; 32]>, KeyError> {
+            self.decrypted.fetch_add(1, Ordering::SeqCst);
+            let key: [u8; 32] = wrapped
+                .get(..32)
+                .ok_or(KeyError::Rejected)?
+                .iter()
+                .zip(MASTER)
+                .map(|(a, b)| a ^ b)
+                .collect::<Vec<_>>()
+                .try_into()
+                .map_err(|_| KeyError::Rejected)?;
+            Ok(SecretBox::new(Box::new(key)))
+        }
+    }
+
+    const ADA: Binding<'static> = Binding { table: "grants", sub: "1001", client_id: "web.apps" };
+    const BOB: Binding<'static> = Binding { table: "grants", sub: "1002", client_id: "web.apps" };
+
+    fn token(s: &str) -> RefreshToken {
+        RefreshToken::new(s.to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_sealed_token_opens_for_its_own_grant() {
+        let cipher = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        let sealed = cipher.seal(&token("1//refresh"), ADA).await;
+        let opened = match &sealed {
+            Ok(s) => cipher.open(s, ADA).await.map(|t| t.expose_secret().to_owned()),
+            Err(e) => Err(e.clone()),
+        };
+        assert_eq!(opened, Ok("1//refresh".to_owned()));
+        assert!(sealed.is_ok_and(|s| !s.ciphertext.windows(9).any(|w| w == b"1//refres")));
+    }
+
+    #[tokio::test]
+    async fn a_ciphertext_copied_to_another_users_row_does_not_open() {
+        let cipher = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        let Ok(sealed) = cipher.seal(&token("1//ada"), ADA).await else { panic!("seal failed") };
+        assert_eq!(cipher.open(&sealed, BOB).await.err(), Some(CryptoError::Tampered));
+        let other_client = Binding { client_id: "other.apps", ..ADA };
+        assert_eq!(cipher.open(&sealed, other_client).await.err(), Some(CryptoError::Tampered));
+    }
+
+    #[tokio::test]
+    async fn any_flipped_bit_fails_to_open() {
+        let cipher = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        let Ok(sealed) = cipher.seal(&token("1//ada"), ADA).await else { panic!("seal failed") };
+        for byte in 0..sealed.ciphertext.len() {
+            let mut bad = sealed.clone();
+            bad.ciphertext[byte] ^= 0x01;
+            assert_eq!(cipher.open(&bad, ADA).await.err(), Some(CryptoError::Tampered), "byte {byte}");
+        }
+        let mut bad = sealed.clone();
+        bad.nonce[0] ^= 0x80;
+        assert_eq!(cipher.open(&bad, ADA).await.err(), Some(CryptoError::Tampered));
+        let mut bad = sealed;
+        bad.version = 9;
+        assert_eq!(cipher.open(&bad, ADA).await.err(), Some(CryptoError::UnsupportedVersion(9)));
+    }
+
+    #[tokio::test]
+    async fn one_data_key_serves_many_tokens_until_its_use_bound() {
+        let limits = KeyCacheLimits { max_uses: 3, ..KeyCacheLimits::default() };
+        let cipher = TokenCipher::new(FakeKms::default(), limits);
+        let mut nonces = std::collections::HashSet::new();
+        for i in 0..7 {
+            if let Ok(s) = cipher.seal(&token(&format!("t{i}")), ADA).await {
+                nonces.insert(s.nonce);
+            }
+        }
+        assert_eq!(nonces.len(), 7);
+        assert_eq!(cipher.key_provider().generated.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn opening_reuses_an_unwrapped_key_instead_of_calling_kms() {
+        let sealer = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        let mut sealed = Vec::new();
+        for i in 0..10 {
+            if let Ok(s) = sealer.seal(&token(&format!("t{i}")), ADA).await {
+                sealed.push(s);
+            }
+        }
+        let opener = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        for s in &sealed {
+            assert!(opener.open(s, ADA).await.is_ok());
+        }
+        assert_eq!(opener.key_provider().decrypted.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn debug_output_shows_no_key_material() {
+        let key = DataKey { plaintext: SecretBox::new(Box::new([0x41; 32])), wrapped: vec![1, 2] };
+        assert_eq!(format!("{key:?}"), "DataKey([redacted])");
+    }
+}

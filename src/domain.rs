@@ -1,0 +1,242 @@
+//! Domain types, parsed once at the edge ("parse, don't validate"): deeper code never
+//! sees a raw `String` where one of these belongs.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+/// Why a value from outside was refused. The message names the field, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub &'static str);
+
+/// Google's stable, unique user id (the ID token's `sub`). Email is not a key: it can change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct GoogleSubject(String);
+
+impl GoogleSubject {
+    /// Google documents `sub` as case-sensitive ASCII of at most 255 characters.
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        if raw.is_empty() || raw.len() > 255 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ParseError("sub must be 1 to 255 printable ASCII characters"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for GoogleSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The largest server auth code we accept. Google's are under 100 characters; the bound
+/// keeps garbage from reaching Google or our logs.
+pub const MAX_AUTH_CODE_LEN: usize = 512;
+
+/// A one-time server auth code from the app. Secret: its `Debug` is redacted.
+#[derive(Debug, Clone)]
+pub struct AuthCode(SecretString);
+
+impl AuthCode {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        if raw.is_empty() {
+            return Err(ParseError("authCode is missing or empty"));
+        }
+        if raw.len() > MAX_AUTH_CODE_LEN {
+            return Err(ParseError("authCode is too long"));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ParseError("authCode must be printable ASCII"));
+        }
+        Ok(Self(SecretString::from(raw)))
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+/// The app platform that obtained the code; it decides the `redirect_uri` Google expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Platform {
+    #[default]
+    Android,
+    Ios,
+    Web,
+}
+
+impl Platform {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        match raw {
+            "android" => Ok(Self::Android),
+            "ios" => Ok(Self::Ios),
+            "web" => Ok(Self::Web),
+            _ => Err(ParseError("platform must be one of android, ios, web")),
+        }
+    }
+
+    /// Installed apps exchange with an empty `redirect_uri`; the Google Identity Services
+    /// code client in popup mode uses the literal `postmessage`.
+    pub fn redirect_uri(self) -> &'static str {
+        match self {
+            Self::Android | Self::Ios => "",
+            Self::Web => "postmessage",
+        }
+    }
+}
+
+/// The `drive.appdata` scope the offline job needs to list the app's folder.
+pub const DRIVE_APPDATA_SCOPE: &str = "https://www.googleapis.com/auth/drive.appdata";
+
+/// Granted OAuth scopes. Partial consent is normal, so this is whatever Google says.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(transparent)]
+pub struct Scopes(BTreeSet<String>);
+
+impl Scopes {
+    /// Parses Google's space-delimited `scope` string (RFC 6749 §3.3).
+    pub fn from_space_delimited(raw: &str) -> Self {
+        Self(raw.split_ascii_whitespace().map(str::to_owned).collect())
+    }
+
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
+    pub fn union(&self, other: &Self) -> Self {
+        Self(self.0.union(&other.0).cloned().collect())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<S: Into<String>> FromIterator<S> for Scopes {
+    fn from_iter<I: IntoIterator<Item = S>>(items: I) -> Self {
+        Self(items.into_iter().map(Into::into).collect())
+    }
+}
+
+/// An email address. Personal data: its `Debug` is redacted so it never reaches a log.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn new(raw: String) -> Self {
+        Self(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Email([redacted])")
+    }
+}
+
+/// The profile claims of a verified ID token. `email` is present only when Google says
+/// it is verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub email: Option<Email>,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub picture: Option<String>,
+    pub locale: Option<String>,
+}
+
+/// An OAuth refresh token. Secret.
+#[derive(Debug, Clone)]
+pub struct RefreshToken(SecretString);
+
+impl RefreshToken {
+    pub fn new(raw: String) -> Self {
+        Self(SecretString::from(raw))
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+/// An OAuth access token. Secret.
+#[derive(Debug, Clone)]
+pub struct AccessToken(SecretString);
+
+impl AccessToken {
+    pub fn new(raw: String) -> Self {
+        Self(SecretString::from(raw))
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_code_rejects_empty_long_and_non_printable() {
+        assert!(AuthCode::parse("").is_err());
+        assert!(AuthCode::parse(&"a".repeat(MAX_AUTH_CODE_LEN + 1)).is_err());
+        assert!(AuthCode::parse("4/0Ab c").is_err());
+        assert!(AuthCode::parse("4/0Ab\u{7f}").is_err());
+        assert!(AuthCode::parse("4/0AeanS0b-x_y.z").is_ok());
+    }
+
+    #[test]
+    fn auth_code_debug_never_shows_the_code() {
+        let code = AuthCode::parse("4/0-very-secret").map_err(|e| e.0);
+        assert!(!format!("{code:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn platforms_pick_googles_redirect_uris() {
+        assert_eq!(Platform::parse("web").map(Platform::redirect_uri), Ok("postmessage"));
+        assert_eq!(Platform::parse("ios").map(Platform::redirect_uri), Ok(""));
+        assert_eq!(Platform::parse("android").map(Platform::redirect_uri), Ok(""));
+        assert!(Platform::parse("windows").is_err());
+    }
+
+    #[test]
+    fn scopes_parse_space_delimited_and_union() {
+        let a = Scopes::from_space_delimited("openid  email\thttps://www.googleapis.com/auth/drive.appdata");
+        assert!(a.contains(DRIVE_APPDATA_SCOPE));
+        let b = Scopes::from_space_delimited("profile");
+        assert_eq!(a.union(&b).iter().count(), 4);
+    }
+
+    #[test]
+    fn subject_must_be_printable_ascii() {
+        assert!(GoogleSubject::parse("110169484474386276334").is_ok());
+        assert!(GoogleSubject::parse("").is_err());
+        assert!(GoogleSubject::parse("a b").is_err());
+        assert!(GoogleSubject::parse(&"1".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn email_debug_is_redacted() {
+        let email = Email::new("ada@example.com".into());
+        assert!(!format!("{email:?}").contains("ada"));
+    }
+}

@@ -1,0 +1,390 @@
+//! Verification of Google ID tokens, as Google documents it
+//! (<https://developers.google.com/identity/sign-in/android/backend-auth>):
+//! RS256 only, the key chosen by `kid` from Google's JWKS, `iss` either spelling, `aud`
+//! our web client id, `azp` on an allow-list when one is set, `exp`/`iat` against an
+//! injectable clock with a small leeway.
+//!
+//! The JWKS is cached for as long as its `Cache-Control: max-age` says. An unknown `kid`
+//! (Google rotates keys) triggers one refetch, single-flight and rate-limited so a
+//! stream of forged `kid`s cannot make us hammer Google.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::clock::Clock;
+use crate::domain::{Email, GoogleSubject, Profile};
+use crate::upstream::Upstream;
+
+/// The two spellings Google uses for its issuer.
+pub const GOOGLE_ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
+
+/// When the JWKS answer carries no `max-age`, cache it this long.
+const DEFAULT_JWKS_MAX_AGE: u64 = 300;
+
+/// A verified identity: the user's stable id and the profile claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedIdToken {
+    pub sub: GoogleSubject,
+    pub email_verified: bool,
+    pub profile: Profile,
+}
+
+/// Why an ID token was refused. The variants are for logs; the client sees only
+/// `invalid_id_token`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdTokenError {
+    #[error("ID token is not a well-formed JWT")]
+    Malformed,
+    #[error("ID token algorithm is not RS256")]
+    UnsupportedAlgorithm,
+    #[error("ID token has no kid or one that is not among Google's current keys")]
+    UnknownKey,
+    #[error("ID token signature does not verify")]
+    BadSignature,
+    #[error("ID token issuer is not Google")]
+    WrongIssuer,
+    #[error("ID token audience is not our client id")]
+    WrongAudience,
+    #[error("ID token azp is not an allowed client id")]
+    AzpNotAllowed,
+    #[error("ID token has expired")]
+    Expired,
+    #[error("ID token was issued in the future")]
+    IssuedInFuture,
+    #[error("ID token sub is not a valid Google user id")]
+    BadSubject,
+    #[error("the token endpoint returned no ID token (was the openid scope requested?)")]
+    Missing,
+    #[error(transparent)]
+    KeysUnavailable(#[from] Upstream),
+}
+
+/// Verifies a Google ID token for a client id.
+pub trait VerifyIdToken: Send + Sync {
+    fn verify(
+        &self,
+        token: &str,
+        client_id: &str,
+    ) -> impl Future<Output = Result<VerifiedIdToken, IdTokenError>> + Send;
+}
+
+/// A fetched key set and how long it may be cached.
+#[derive(Debug, Default)]
+pub struct Jwks {
+    pub keys: HashMap<String, DecodingKey>,
+    pub max_age: Option<Duration>,
+}
+
+/// Fetches Google's JWKS.
+pub trait JwksFetcher: Send + Sync {
+    fn fetch(&self) -> impl Future<Output = Result<Jwks, Upstream>> + Send;
+}
+
+/// The JWKS over HTTPS, with the one hardened client.
+#[derive(Debug, Clone)]
+pub struct HttpJwksFetcher {
+    http: reqwest::Client,
+    uri: String,
+}
+
+impl HttpJwksFetcher {
+    pub fn new(http: reqwest::Client, uri: String) -> Self {
+        Self { http, uri }
+    }
+}
+
+impl JwksFetcher for HttpJwksFetcher {
+    async fn fetch(&self) -> Result<Jwks, Upstream> {
+        let response = self.http.get(&self.uri).send().await;
+        let max_age = response
+            .as_ref()
+            .ok()
+            .and_then(|r| r.headers().get(http::header::CACHE_CONTROL))
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_max_age);
+        let (status, _, json) = super::read_json_answer("google-certs", response).await?;
+        if !status.is_success() {
+            return Err(Upstream::unavailable("google-certs", format!("HTTP {}", status.as_u16())));
+        }
+        Ok(Jwks { keys: parse_jwks(&json), max_age })
+    }
+}
+
+/// `max-age` from a `Cache-Control` header value.
+pub fn parse_max_age(value: &str) -> Option<Duration> {
+    value.split(',').find_map(|directive| {
+        let (name, secs) = directive.trim().split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("max-age")
+            .then(|| secs.trim().trim_matches('"').parse().ok().map(Duration::from_secs))
+            .flatten()
+    })
+}
+
+/// The RSA signing keys of a JWKS document, by `kid`; other key types are ignored.
+pub fn parse_jwks(json: &serde_json::Value) -> HashMap<String, DecodingKey> {
+    #[derive(Deserialize)]
+    struct Key {
+        kid: Option<String>,
+        kty: String,
+        alg: Option<String>,
+        n: Option<String>,
+        e: Option<String>,
+    }
+    let keys: Vec<Key> = json
+        .get("keys")
+        .and_then(|k| serde_json::from_value(k.clone()).ok())
+        .unwrap_or_default();
+    keys.into_iter()
+        .filter(|k| k.kty == "RSA" && k.alg.as_deref().is_none_or(|a| a == "RS256"))
+        .filter_map(|k| {
+            let key = DecodingKey::from_rsa_components(k.n.as_deref()?, k.e.as_deref()?).ok()?;
+            Some((k.kid?, key))
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct KeySet {
+    keys: HashMap<String, Arc<DecodingKey>>,
+    expires_at: u64,
+    generation: u64,
+    last_unknown_kid_refetch: Option<u64>,
+}
+
+/// Google's ID-token verifier with its JWKS cache.
+pub struct GoogleIdTokenVerifier<F, C> {
+    fetcher: F,
+    clock: C,
+    allowed_azp: Vec<String>,
+    leeway: u64,
+    min_refetch: u64,
+    keys: RwLock<Arc<KeySet>>,
+    refetch: tokio::sync::Mutex<()>,
+}
+
+impl<F, C> std::fmt::Debug for GoogleIdTokenVerifier<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoogleIdTokenVerifier").field("allowed_azp", &self.allowed_azp).finish_non_exhaustive()
+    }
+}
+
+enum Miss {
+    Stale,
+    UnknownKid,
+}
+
+impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
+    pub fn new(fetcher: F, clock: C, allowed_azp: Vec<String>, leeway: Duration, min_refetch: Duration) -> Self {
+        Self {
+            fetcher,
+            clock,
+            allowed_azp,
+            leeway: leeway.as_secs(),
+            min_refetch: min_refetch.as_secs(),
+            keys: RwLock::new(Arc::new(KeySet::default())),
+            refetch: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn snapshot(&self) -> Arc<KeySet> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    async fn key_for(&self, kid: &str) -> Result<Arc<DecodingKey>, IdTokenError> {
+        let seen = self.snapshot();
+        let now = self.clock.now_unix();
+        let miss = if now < seen.expires_at {
+            match seen.keys.get(kid) {
+                Some(key) => return Ok(Arc::clone(key)),
+                None => Miss::UnknownKid,
+            }
+        } else {
+            Miss::Stale
+        };
+
+        let _single_flight = self.refetch.lock().await;
+        let current = self.snapshot();
+        let now = self.clock.now_unix();
+        let fresh = now < current.expires_at;
+        if current.generation != seen.generation && fresh {
+            // Someone refetched while we waited: their answer is as good as ours.
+            return current.keys.get(kid).cloned().ok_or(IdTokenError::UnknownKey);
+        }
+        if matches!(miss, Miss::UnknownKid)
+            && fresh
+            && current.last_unknown_kid_refetch.is_some_and(|at| now < at.saturating_add(self.min_refetch))
+        {
+            return Err(IdTokenError::UnknownKey);
+        }
+        let jwks = self.fetcher.fetch().await?;
+        let max_age = jwks.max_age.map_or(DEFAULT_JWKS_MAX_AGE, |d| d.as_secs());
+        let next = KeySet {
+            keys: jwks.keys.into_iter().map(|(kid, key)| (kid, Arc::new(key))).collect(),
+            expires_at: now.saturating_add(max_age),
+            generation: current.generation + 1,
+            last_unknown_kid_refetch: match miss {
+                Miss::UnknownKid => Some(now),
+                Miss::Stale => current.last_unknown_kid_refetch,
+            },
+        };
+        let key = next.keys.get(kid).cloned();
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        key.ok_or(IdTokenError::UnknownKey)
+    }
+
+    fn check_claims(&self, claims: Claims, client_id: &str) -> Result<VerifiedIdToken, IdTokenError> {
+        if !GOOGLE_ISSUERS.contains(&claims.iss.as_str()) {
+            return Err(IdTokenError::WrongIssuer);
+        }
+        let audience_ok = match &claims.aud {
+            Audience::One(aud) => aud == client_id,
+            Audience::Many(auds) => auds.iter().any(|a| a == client_id),
+        };
+        if !audience_ok {
+            return Err(IdTokenError::WrongAudience);
+        }
+        if !self.allowed_azp.is_empty() {
+            // Google sets azp to the client that asked for the code (the Android or iOS
+            // client); a token without one was issued to the web client itself.
+            let azp = claims.azp.as_deref().unwrap_or(client_id);
+            if azp != client_id && !self.allowed_azp.iter().any(|a| a == azp) {
+                return Err(IdTokenError::AzpNotAllowed);
+            }
+        }
+        let now = self.clock.now_unix();
+        if claims.exp.saturating_add(self.leeway) <= now {
+            return Err(IdTokenError::Expired);
+        }
+        if claims.iat > now.saturating_add(self.leeway) {
+            return Err(IdTokenError::IssuedInFuture);
+        }
+        let sub = GoogleSubject::parse(&claims.sub).map_err(|_| IdTokenError::BadSubject)?;
+        let email_verified = claims.email_verified.is_some_and(|v| v.0);
+        Ok(VerifiedIdToken {
+            sub,
+            email_verified,
+            profile: Profile {
+                // An unverified address proves nothing about who signed in.
+                email: claims.email.filter(|_| email_verified).map(Email::new),
+                name: claims.name,
+                given_name: claims.given_name,
+                family_name: claims.family_name,
+                picture: claims.picture,
+                locale: claims.locale,
+            },
+        })
+    }
+}
+
+impl<F: JwksFetcher, C: Clock> VerifyIdToken for GoogleIdTokenVerifier<F, C> {
+    async fn verify(&self, token: &str, client_id: &str) -> Result<VerifiedIdToken, IdTokenError> {
+        let header = parse_header(token)?;
+        if header.alg != "RS256" {
+            return Err(IdTokenError::UnsupportedAlgorithm);
+        }
+        let kid = header.kid.ok_or(IdTokenError::UnknownKey)?;
+        let key = self.key_for(&kid).await?;
+
+        // jsonwebtoken checks the signature; we check every claim ourselves against our
+        // clock, so the library's wall-clock checks are off.
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => IdTokenError::BadSignature,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => IdTokenError::UnsupportedAlgorithm,
+                _ => IdTokenError::Malformed,
+            }
+        })?;
+        self.check_claims(claims.claims, client_id)
+    }
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+}
+
+fn parse_header(token: &str) -> Result<Header, IdTokenError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(IdTokenError::Malformed);
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| IdTokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| IdTokenError::Malformed)
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `email_verified` is a boolean, but older Google tokens sent the string `"true"`.
+struct Verified(bool);
+
+impl<'de> Deserialize<'de> for Verified {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        Ok(Self(match Raw::deserialize(d)? {
+            Raw::Bool(b) => b,
+            Raw::Text(s) => s.eq_ignore_ascii_case("true"),
+        }))
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iss: String,
+    aud: Audience,
+    azp: Option<String>,
+    sub: String,
+    exp: u64,
+    iat: u64,
+    email: Option<String>,
+    email_verified: Option<Verified>,
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    picture: Option<String>,
+    locale: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_googles_cache_control() {
+        assert_eq!(
+            parse_max_age("public, max-age=19845, must-revalidate, no-transform"),
+            Some(Duration::from_secs(19_845))
+        );
+        assert_eq!(parse_max_age("no-cache"), None);
+    }
+
+    #[test]
+    fn a_header_with_alg_none_is_parsed_so_it_can_be_refused() {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let parsed = parse_header(&format!("{header}.e30.")).map(|h| h.alg);
+        assert_eq!(parsed.ok().as_deref(), Some("none"));
+        assert!(parse_header("only.two").is_err());
+    }
+}

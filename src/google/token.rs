@@ -1,0 +1,157 @@
+//! Google's OAuth 2.0 token endpoint: the authorization-code exchange and the refresh
+//! grant (<https://developers.google.com/identity/protocols/oauth2/web-server#exchange-authorization-code>).
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+
+use super::client_secret::ClientCredentials;
+use crate::domain::{AccessToken, AuthCode, RefreshToken, Scopes};
+use crate::upstream::Upstream;
+
+/// What the token endpoint answered. The refresh token is absent when the user had
+/// already consented and the app did not force consent again.
+#[derive(Debug)]
+pub struct Tokens {
+    pub access_token: AccessToken,
+    pub expires_in: Option<Duration>,
+    pub refresh_token: Option<RefreshToken>,
+    pub scopes: Scopes,
+    pub id_token: Option<secrecy::SecretString>,
+}
+
+/// Why Google refused, classified so callers can branch on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GoogleTokenError {
+    /// The code or refresh token is invalid, expired, revoked or already used.
+    /// `subtype` is Google's `error_subtype` (e.g. `invalid_rapt`) when it sends one.
+    #[error("Google answered invalid_grant{}", subtype.as_deref().map(|s| format!(" ({s})")).unwrap_or_default())]
+    InvalidGrant { subtype: Option<String> },
+    /// The code was issued for another `redirect_uri`: the app sent the wrong `platform`.
+    #[error("Google answered redirect_uri_mismatch")]
+    RedirectUriMismatch,
+    #[error(transparent)]
+    Upstream(#[from] Upstream),
+}
+
+/// One code exchange request.
+#[derive(Debug)]
+pub struct CodeExchange<'a> {
+    pub token_uri: &'a str,
+    pub credentials: &'a ClientCredentials,
+    pub code: &'a AuthCode,
+    pub redirect_uri: &'a str,
+}
+
+/// The token endpoint as a port.
+pub trait TokenEndpoint: Send + Sync {
+    fn exchange_code(&self, request: CodeExchange<'_>) -> impl Future<Output = Result<Tokens, GoogleTokenError>> + Send;
+}
+
+/// The real endpoint over HTTPS, sharing the one hardened client.
+#[derive(Debug, Clone)]
+pub struct HttpTokenEndpoint {
+    http: reqwest::Client,
+}
+
+impl HttpTokenEndpoint {
+    pub fn new(http: reqwest::Client) -> Self {
+        Self { http }
+    }
+
+    async fn post_form(&self, token_uri: &str, form: String) -> Result<Tokens, GoogleTokenError> {
+        let response = self
+            .http
+            .post(token_uri)
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(http::header::ACCEPT, "application/json")
+            .body(form)
+            .send()
+            .await;
+        let (status, _, json) = super::read_json_answer("google-token", response).await?;
+        if status.is_success() {
+            return parse_tokens(json);
+        }
+        Err(classify_oauth_error(status, &json))
+    }
+}
+
+impl TokenEndpoint for HttpTokenEndpoint {
+    async fn exchange_code(&self, request: CodeExchange<'_>) -> Result<Tokens, GoogleTokenError> {
+        // Client authentication in the body (client_secret_post), as Google's own
+        // libraries do; the secret is exposed only here, at the call site.
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "authorization_code")
+            .append_pair("code", request.code.expose_secret())
+            .append_pair("client_id", &request.credentials.client_id)
+            .append_pair("client_secret", request.credentials.client_secret().expose_secret())
+            .append_pair("redirect_uri", request.redirect_uri)
+            .finish();
+        self.post_form(request.token_uri, form).await
+    }
+}
+
+fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        access_token: String,
+        expires_in: Option<u64>,
+        refresh_token: Option<String>,
+        scope: Option<String>,
+        id_token: Option<String>,
+    }
+    let answer: Answer = serde_json::from_value(json)
+        .map_err(|_| Upstream::unavailable("google-token", "success answer without access_token"))?;
+    Ok(Tokens {
+        access_token: AccessToken::new(answer.access_token),
+        expires_in: answer.expires_in.map(Duration::from_secs),
+        refresh_token: answer.refresh_token.filter(|t| !t.is_empty()).map(RefreshToken::new),
+        scopes: Scopes::from_space_delimited(answer.scope.as_deref().unwrap_or_default()),
+        id_token: answer.id_token.map(secrecy::SecretString::from),
+    })
+}
+
+/// Maps an OAuth error answer (RFC 6749 §5.2) to its class. Only Google's `error` and
+/// `error_subtype` codes are kept; `error_description` is free text and is not logged.
+pub fn classify_oauth_error(status: http::StatusCode, json: &serde_json::Value) -> GoogleTokenError {
+    let error = json.get("error").and_then(|e| e.as_str()).unwrap_or_default();
+    let subtype = json.get("error_subtype").and_then(|e| e.as_str()).map(str::to_owned);
+    match error {
+        "invalid_grant" => GoogleTokenError::InvalidGrant { subtype },
+        "redirect_uri_mismatch" => GoogleTokenError::RedirectUriMismatch,
+        "invalid_client" | "unauthorized_client" | "unsupported_grant_type" | "invalid_request"
+        | "invalid_scope" | "access_denied" => {
+            Upstream::misconfigured("google-token", error.to_owned()).into()
+        }
+        "" => Upstream::unavailable("google-token", format!("HTTP {} without an OAuth error", status.as_u16())).into(),
+        _ => Upstream::misconfigured("google-token", "unrecognised OAuth error").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn invalid_grant_keeps_its_subtype() {
+        let err = classify_oauth_error(
+            http::StatusCode::BAD_REQUEST,
+            &json!({"error": "invalid_grant", "error_subtype": "invalid_rapt"}),
+        );
+        assert_eq!(err, GoogleTokenError::InvalidGrant { subtype: Some("invalid_rapt".into()) });
+    }
+
+    #[test]
+    fn invalid_client_is_our_misconfiguration() {
+        let err = classify_oauth_error(http::StatusCode::UNAUTHORIZED, &json!({"error": "invalid_client"}));
+        assert!(matches!(err, GoogleTokenError::Upstream(Upstream::Misconfigured { .. })));
+    }
+
+    #[test]
+    fn a_refresh_token_that_is_empty_counts_as_absent() {
+        let tokens = parse_tokens(json!({"access_token": "a", "refresh_token": "", "scope": "openid"}));
+        assert!(tokens.is_ok_and(|t| t.refresh_token.is_none() && t.scopes.contains("openid")));
+    }
+}

@@ -1,0 +1,25 @@
+//! # offline-access
+//!
+//! Gives a mobile or web app's server offline access to its users' Google data.
+//!
+//! The app signs the user in with Google and POSTs the one-time *server auth code* to
+//! `POST /authcode` ([`http_api`]). The [`signin`] use case exchanges the code at
+//! Google's token endpoint with the client secret from Secrets Manager
+//! ([`google::client_secret`]), verifies the returned ID token ([`google::id_token`]),
+//! seals the refresh token with envelope encryption ([`crypto`]) and writes the grant to
+//! DynamoDB with conditional writes ([`store`]).
+//!
+//! Outside capabilities are small ports (traits) returning our own types; the
+//! production adapters are built once per cold start by [`wiring`].
+
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod google;
+pub mod http_api;
+pub mod http_client;
+pub mod signin;
+pub mod store;
+pub mod upstream;
+pub mod wiring;

@@ -1,0 +1,349 @@
+//! The sign-in use case (DESIGN §1): a server auth code becomes a stored, encrypted
+//! grant. It knows nothing of Lambda or HTTP.
+//!
+//! 1. Claim the code in the request log, so a retry of the same code (phones retry)
+//!    replays the first answer and Google is called once, even when two arrive together.
+//! 2. Exchange the code with the client secret; verify the ID token; `sub` is the key.
+//! 3. Seal the refresh token and write the grant conditionally. A code that brings no
+//!    refresh token keeps the stored one; with none stored the user must consent again.
+
+use std::time::Duration;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use secrecy::ExposeSecret;
+
+use crate::clock::Clock;
+use crate::config::DEFAULT_TOKEN_URI;
+use crate::crypto::{Binding, CryptoError, KeyProvider, SealedToken, TokenCipher};
+use crate::domain::{AuthCode, Email, GoogleSubject, Platform, Scopes};
+use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken};
+use crate::store::{Begin, Grant, GrantStatus, GrantStore, RecordedOutcome, RequestLog, StoreError};
+use crate::upstream::Upstream;
+
+/// What the app asked.
+#[derive(Debug)]
+pub struct SignInRequest {
+    pub code: AuthCode,
+    pub platform: Platform,
+}
+
+/// What the app is told on success. Tokens never go back to the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    pub sub: GoogleSubject,
+    pub email: Option<Email>,
+    pub scopes: Scopes,
+    pub offline_access: bool,
+    /// True when this answer is the replay of an earlier request with the same code.
+    pub replayed: bool,
+}
+
+/// Why a sign-in did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("Google refused the code")]
+    InvalidGrant(#[source] Option<GoogleTokenError>),
+    #[error("the code was issued for another redirect_uri (wrong platform)")]
+    RedirectUriMismatch,
+    #[error("the ID token failed verification")]
+    InvalidIdToken(#[source] Option<IdTokenError>),
+    #[error("no refresh token is held and Google sent none: the user must consent again")]
+    ReconsentRequired,
+    #[error("the same code is being processed by another request")]
+    DuplicateInFlight,
+    #[error(transparent)]
+    Upstream(#[from] Upstream),
+    #[error("stored data is inconsistent")]
+    Store(#[source] StoreError),
+    #[error("refresh token could not be sealed")]
+    Crypto(#[source] CryptoError),
+}
+
+impl From<StoreError> for SignInError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Upstream(u) => Self::Upstream(u),
+            other => Self::Store(other),
+        }
+    }
+}
+
+impl From<CryptoError> for SignInError {
+    fn from(e: CryptoError) -> Self {
+        match e {
+            CryptoError::Upstream(u) => Self::Upstream(u),
+            other => Self::Crypto(other),
+        }
+    }
+}
+
+impl SignInError {
+    /// The outcome to replay for a retry of the same code, when this error is final
+    /// (the code is spent); `None` when a retry may succeed.
+    fn recorded(&self) -> Option<RecordedOutcome> {
+        match self {
+            Self::InvalidGrant(_) => Some(RecordedOutcome::InvalidGrant),
+            Self::InvalidIdToken(_) => Some(RecordedOutcome::InvalidIdToken),
+            Self::ReconsentRequired => Some(RecordedOutcome::ReconsentRequired),
+            _ => None,
+        }
+    }
+}
+
+/// Tunables of the use case.
+#[derive(Debug, Clone)]
+pub struct SignInSettings {
+    /// `GOOGLE_TOKEN_URI`; else the secret's `token_uri`; else Google's.
+    pub token_uri_override: Option<String>,
+    pub grants_table: String,
+    pub idempotency_window: Duration,
+    /// How long one invocation may hold a code before another may take it over.
+    pub in_flight_lease: Duration,
+    /// How long a duplicate waits for the first request's answer.
+    pub duplicate_wait: Duration,
+}
+
+/// The sign-in use case over its ports.
+pub struct SignIn<T, V, S, K, P, C> {
+    pub token_endpoint: T,
+    pub verifier: V,
+    pub store: S,
+    pub cipher: TokenCipher<K>,
+    pub secrets: P,
+    pub clock: C,
+    pub settings: SignInSettings,
+}
+
+impl<T, V, S, K, P, C> std::fmt::Debug for SignIn<T, V, S, K, P, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignIn").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// The idempotency key of a code: its SHA-256, so the code itself is never stored.
+pub fn request_key(code: &AuthCode) -> String {
+    let hash = digest(&SHA256, code.expose_secret().as_bytes());
+    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("signin#{hex}")
+}
+
+const CONFLICT_RETRIES: usize = 5;
+const DUPLICATE_POLL: Duration = Duration::from_millis(100);
+
+impl<T, V, S, K, P, C> SignIn<T, V, S, K, P, C>
+where
+    T: TokenEndpoint,
+    V: VerifyIdToken,
+    S: GrantStore + RequestLog,
+    K: KeyProvider,
+    P: ClientSecrets,
+    C: Clock,
+{
+    /// Runs one sign-in.
+    #[tracing::instrument(name = "sign_in", skip_all, fields(platform = ?request.platform))]
+    pub async fn sign_in(&self, request: SignInRequest) -> Result<SignedIn, SignInError> {
+        let key = request_key(&request.code);
+        let waited_until = tokio::time::Instant::now() + self.settings.duplicate_wait;
+        loop {
+            let now = self.clock.now_unix();
+            match self
+                .store
+                .begin(&key, now, self.settings.in_flight_lease, self.settings.idempotency_window)
+                .await?
+            {
+                Begin::Started => break,
+                Begin::Done(outcome) => {
+                    tracing::info!(replayed = true, "sign-in replayed from the request log");
+                    return replay(outcome);
+                }
+                Begin::InProgress if tokio::time::Instant::now() < waited_until => {
+                    tokio::time::sleep(DUPLICATE_POLL).await;
+                }
+                Begin::InProgress => return Err(SignInError::DuplicateInFlight),
+            }
+        }
+
+        let result = self.exchange_and_store(&request).await;
+        let recorded = match &result {
+            Ok(done) => Some(RecordedOutcome::SignedIn {
+                sub: done.sub.as_str().to_owned(),
+                email: done.email.as_ref().map(|e| e.as_str().to_owned()),
+                scopes: done.scopes.iter().map(str::to_owned).collect(),
+                offline_access: done.offline_access,
+            }),
+            Err(e) => e.recorded(),
+        };
+        let bookkeeping = match recorded {
+            Some(outcome) => {
+                let now = self.clock.now_unix();
+                self.store.finish(&key, &outcome, now, self.settings.idempotency_window).await
+            }
+            None => self.store.abandon(&key).await,
+        };
+        if let Err(e) = bookkeeping {
+            // The grant is already written (or the failure already decided); a lost
+            // record only means a retry reaches Google, which then refuses the spent code.
+            tracing::warn!(error = %e, "request log could not be updated");
+        }
+        result
+    }
+
+    async fn exchange_and_store(&self, request: &SignInRequest) -> Result<SignedIn, SignInError> {
+        let credentials = self.secrets.current().await?;
+        let token_uri = self
+            .settings
+            .token_uri_override
+            .as_deref()
+            .or(credentials.token_uri.as_deref())
+            .unwrap_or(DEFAULT_TOKEN_URI);
+        let tokens = self
+            .token_endpoint
+            .exchange_code(CodeExchange {
+                token_uri,
+                credentials: &credentials,
+                code: &request.code,
+                redirect_uri: request.platform.redirect_uri(),
+            })
+            .await
+            .map_err(|e| match e {
+                GoogleTokenError::InvalidGrant { .. } => SignInError::InvalidGrant(Some(e)),
+                GoogleTokenError::RedirectUriMismatch => SignInError::RedirectUriMismatch,
+                GoogleTokenError::Upstream(u) => SignInError::Upstream(u),
+            })?;
+        let id_token = tokens.id_token.as_ref().ok_or(SignInError::InvalidIdToken(Some(IdTokenError::Missing)))?;
+        let identity = self
+            .verifier
+            .verify(id_token.expose_secret(), &credentials.client_id)
+            .await
+            .map_err(|e| match e {
+                IdTokenError::KeysUnavailable(u) => SignInError::Upstream(u),
+                other => SignInError::InvalidIdToken(Some(other)),
+            })?;
+        tracing::info!(sub = %identity.sub, new_refresh_token = tokens.refresh_token.is_some(), "code exchanged");
+
+        let sealed = match &tokens.refresh_token {
+            Some(token) => {
+                let binding = Binding {
+                    table: &self.settings.grants_table,
+                    sub: identity.sub.as_str(),
+                    client_id: &credentials.client_id,
+                };
+                Some(self.cipher.seal(token, binding).await?)
+            }
+            None => None,
+        };
+
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.clock.now_unix();
+            let stored = self.store.load(&identity.sub).await?;
+            let written = match (stored, &sealed) {
+                (None, None) => return Err(SignInError::ReconsentRequired),
+                (None, Some(sealed)) => {
+                    let grant = Grant {
+                        sub: identity.sub.clone(),
+                        status: GrantStatus::Active,
+                        status_reason: None,
+                        profile: identity.profile.clone(),
+                        email_verified: identity.email_verified,
+                        scopes: tokens.scopes.clone(),
+                        client_id: credentials.client_id.clone(),
+                        refresh_token: Some(sealed.clone()),
+                        created_at: now,
+                        updated_at: now,
+                        last_refresh_at: None,
+                        last_sync_at: None,
+                        failure_count: 0,
+                        next_attempt_at: None,
+                        version: 1,
+                    };
+                    self.store.insert(&grant).await.map(|()| grant)
+                }
+                (Some(stored), sealed) => {
+                    let Some(grant) = updated_grant(stored, &identity, &tokens.scopes, sealed.as_ref(), &credentials.client_id, now)
+                    else {
+                        return Err(SignInError::ReconsentRequired);
+                    };
+                    self.store.save_sign_in(&grant).await.map(|()| grant)
+                }
+            };
+            match written {
+                Ok(grant) => {
+                    tracing::info!(sub = %grant.sub, version = grant.version, "grant stored");
+                    return Ok(SignedIn {
+                        sub: grant.sub,
+                        email: grant.profile.email,
+                        scopes: grant.scopes,
+                        offline_access: grant.refresh_token.is_some(),
+                        replayed: false,
+                    });
+                }
+                Err(StoreError::Conflict) => tracing::info!("grant changed concurrently; reading it again"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+}
+
+/// The stored grant after this sign-in, or `None` when it holds no usable refresh token
+/// and this sign-in brought none.
+fn updated_grant(
+    mut grant: Grant,
+    identity: &crate::google::VerifiedIdToken,
+    scopes: &Scopes,
+    sealed: Option<&SealedToken>,
+    client_id: &str,
+    now: u64,
+) -> Option<Grant> {
+    match sealed {
+        Some(sealed) => {
+            grant.refresh_token = Some(sealed.clone());
+            grant.client_id = client_id.to_owned();
+            grant.scopes = scopes.clone();
+            grant.status = GrantStatus::Active;
+            grant.status_reason = None;
+            grant.failure_count = 0;
+            grant.next_attempt_at = None;
+        }
+        // Never overwrite a stored refresh token with an absent one. Google's scope list
+        // for a repeat consent may name only what this request asked for, so keep the
+        // union with what the stored token already carries.
+        None if grant.refresh_token.is_some() && grant.status == GrantStatus::Active => {
+            grant.scopes = grant.scopes.union(scopes);
+        }
+        None => return None,
+    }
+    grant.profile = identity.profile.clone();
+    grant.email_verified = identity.email_verified;
+    grant.updated_at = now;
+    grant.version += 1;
+    Some(grant)
+}
+
+fn replay(outcome: RecordedOutcome) -> Result<SignedIn, SignInError> {
+    match outcome {
+        RecordedOutcome::SignedIn { sub, email, scopes, offline_access } => Ok(SignedIn {
+            sub: GoogleSubject::parse(&sub).map_err(|_| SignInError::Store(StoreError::Corrupt("outcome")))?,
+            email: email.map(Email::new),
+            scopes: scopes.into_iter().collect(),
+            offline_access,
+            replayed: true,
+        }),
+        RecordedOutcome::ReconsentRequired => Err(SignInError::ReconsentRequired),
+        RecordedOutcome::InvalidGrant => Err(SignInError::InvalidGrant(None)),
+        RecordedOutcome::InvalidIdToken => Err(SignInError::InvalidIdToken(None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_key_is_a_hash_not_the_code() {
+        let code = AuthCode::parse("4/0Secret-code").map_err(|e| e.0);
+        let key = code.as_ref().map(request_key).unwrap_or_default();
+        assert!(key.starts_with("signin#") && key.len() == 7 + 64);
+        assert!(!key.contains("Secret"));
+    }
+}

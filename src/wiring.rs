@@ -1,0 +1,62 @@
+//! Production wiring: builds the adapters once per cold start.
+
+use crate::clock::SystemClock;
+use crate::config::SignInConfig;
+use crate::crypto::{KeyCacheLimits, KmsKeyProvider, TokenCipher};
+use crate::google::{CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource};
+use crate::signin::{SignIn, SignInSettings};
+use crate::store::DynamoStore;
+
+/// The sign-in use case with its production adapters.
+pub type ProductionSignIn = SignIn<
+    HttpTokenEndpoint,
+    GoogleIdTokenVerifier<HttpJwksFetcher, SystemClock>,
+    DynamoStore,
+    KmsKeyProvider,
+    CachedClientSecret<SecretsManagerSource, SystemClock>,
+    SystemClock,
+>;
+
+/// Builds the sign-in use case from its config and the loaded AWS config (which honours
+/// `AWS_ENDPOINT_URL`, so the same code runs against the local stack).
+pub fn sign_in(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<ProductionSignIn, reqwest::Error> {
+    let common = &config.common;
+    let http = crate::http_client::build(common.http_timeout)?;
+    Ok(SignIn {
+        token_endpoint: HttpTokenEndpoint::new(http.clone()),
+        verifier: GoogleIdTokenVerifier::new(
+            HttpJwksFetcher::new(http, common.certs_uri.clone()),
+            SystemClock,
+            common.allowed_azp.clone(),
+            config.id_token_leeway,
+            config.jwks_min_refetch,
+        ),
+        store: DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            common.grants_table.clone(),
+            common.state_table.clone(),
+        ),
+        cipher: TokenCipher::new(
+            KmsKeyProvider::new(aws_sdk_kms::Client::new(aws), common.token_key_id.clone(), &common.grants_table),
+            KeyCacheLimits {
+                max_age: common.data_key_max_age,
+                max_uses: common.data_key_max_uses,
+                ..KeyCacheLimits::default()
+            },
+        ),
+        secrets: CachedClientSecret::new(
+            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), common.client_secret_id.clone()),
+            SystemClock,
+            common.client_secret_ttl,
+        ),
+        clock: SystemClock,
+        settings: SignInSettings {
+            token_uri_override: common.token_uri.clone(),
+            grants_table: common.grants_table.clone(),
+            idempotency_window: config.idempotency_window,
+            // Long enough for the secret fetch, the exchange, the JWKS and the writes.
+            in_flight_lease: common.http_timeout * 3 + std::time::Duration::from_secs(5),
+            duplicate_wait: std::time::Duration::from_secs(10),
+        },
+    })
+}
