@@ -1,1 +1,429 @@
+//! # google-emulator
+//!
+//! A local stand-in for the Google endpoints offline-access calls, over real HTTP on
+//! 127.0.0.1, with Google's semantics where they matter to us:
+//!
+//! - `POST /token`: `authorization_code` and `refresh_token` grants; client
+//!   authentication (body or HTTP Basic); `redirect_uri` checked against the code's;
+//!   single-use codes (`invalid_grant` "Code was already redeemed."); a refresh token
+//!   only on first (or forced) consent; the granted `scope`; RS256 ID tokens.
+//! - `GET /oauth2/v3/certs`: the JWKS with `Cache-Control: public, max-age=N`; keys rotate.
+//! - `POST /revoke`: revokes a refresh token (and its grant) or an access token.
+//! - `GET /drive/v3/files` (`spaces=appDataFolder`, paged) and `GET /drive/v3/files/{id}`.
+//! - `/_emulator/...`: the control API: mint a code for a chosen user, scopes and
+//!   consent; inject faults per endpoint; rotate keys; read call counts.
+//!
+//! Test infrastructure, not product code: nothing here ships.
 
+pub mod keys;
+mod server;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use keys::{Forgery, SigningKey};
+
+/// The scopes a default code grants.
+pub const DEFAULT_SCOPES: &str = "openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/userinfo.profile https://www.googleapis.com/auth/drive.appdata";
+
+/// The emulator's fixed settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub client_id: String,
+    pub client_secret: String,
+    /// The mobile client that asks for codes; it becomes the ID token's `azp`.
+    pub android_client_id: String,
+    pub jwks_max_age: u64,
+    pub issuer: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            client_id: "emulator-web.apps.googleusercontent.com".into(),
+            client_secret: "GOCSPX-emulator-test-secret".into(),
+            android_client_id: "emulator-android.apps.googleusercontent.com".into(),
+            jwks_max_age: 3_600,
+            issuer: "https://accounts.google.com".into(),
+        }
+    }
+}
+
+/// How the user consented when the code was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consent {
+    /// Google's default: a refresh token only if this user holds no live grant yet.
+    #[default]
+    Auto,
+    /// The user had consented before: no refresh token.
+    Repeat,
+    /// `prompt=consent` / `forceCodeForRefreshToken`: always a refresh token.
+    Forced,
+}
+
+/// What a minted code stands for. Every field has a default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CodeSpec {
+    pub sub: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    pub name: Option<String>,
+    /// Space-delimited granted scopes; defaults to [`DEFAULT_SCOPES`].
+    pub scopes: Option<String>,
+    pub consent: Consent,
+    /// The `redirect_uri` the exchange must present: `""` (installed apps, default) or
+    /// `"postmessage"` (web).
+    pub redirect_uri: Option<String>,
+    /// Overrides the `azp` claim.
+    pub azp: Option<String>,
+    /// Claims merged over the ID token's (e.g. `{"aud": "x"}`, `{"exp": 1}`).
+    pub id_token_claims: Option<serde_json::Value>,
+    pub forgery: Forgery,
+    /// Files seeded in the user's appDataFolder (default 3).
+    pub drive_files: Option<usize>,
+}
+
+/// A minted code and whose it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MintedCode {
+    pub code: String,
+    pub sub: String,
+    pub email: String,
+}
+
+/// The endpoints faults can be injected on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    Token,
+    Certs,
+    Revoke,
+    Drive,
+}
+
+/// A fault: delay, then (optionally) answer `status` instead of the real answer.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Fault {
+    pub status: Option<u16>,
+    pub delay_ms: u64,
+    /// How many calls it applies to; `None` = until cleared.
+    pub count: Option<u32>,
+    pub retry_after: Option<u64>,
+    /// The body to send (an HTML body is sent as `text/html`).
+    pub body: Option<String>,
+    /// Apply to this fraction of calls (0.0–1.0) instead of every call.
+    pub probability: Option<f64>,
+}
+
+/// Call counts, for tests and the benchmark.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub code_exchanges: u64,
+    pub refreshes: u64,
+    pub certs: u64,
+    pub revokes: u64,
+    pub drive: u64,
+    pub faults_served: u64,
+}
+
+#[derive(Debug, Clone)]
+struct User {
+    sub: String,
+    email: String,
+    email_verified: bool,
+    name: String,
+    files: usize,
+}
+
+#[derive(Debug)]
+struct IssuedCode {
+    user: User,
+    spec: CodeSpec,
+    client_id: String,
+    redirect_uri: String,
+    issued_at: u64,
+    redeemed: bool,
+}
+
+#[derive(Debug)]
+struct RefreshGrant {
+    sub: String,
+    client_id: String,
+    scopes: String,
+    revoked: bool,
+}
+
+#[derive(Debug)]
+struct AccessGrant {
+    sub: String,
+    scopes: String,
+    expires_at: u64,
+}
+
+#[derive(Debug)]
+struct ActiveFault {
+    fault: Fault,
+    remaining: Option<u32>,
+}
+
+#[derive(Debug)]
+struct State {
+    settings: Settings,
+    client_secret: String,
+    keys: VecDeque<SigningKey>,
+    codes: HashMap<String, IssuedCode>,
+    users: HashMap<String, User>,
+    refresh_tokens: HashMap<String, RefreshGrant>,
+    access_tokens: HashMap<String, AccessGrant>,
+    faults: HashMap<Endpoint, VecDeque<ActiveFault>>,
+    used_access_tokens: HashSet<String>,
+    stats: Stats,
+    serial: u64,
+}
+
+/// A running emulator.
+#[derive(Debug)]
+pub struct Emulator {
+    addr: SocketAddr,
+    shared: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Shared(Arc<Mutex<State>>);
+
+impl Shared {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+}
+
+fn random_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 24];
+    // The system RNG does not fail on supported platforms; zeros would still be unique
+    // enough for a test double because of the serial in every caller's prefix.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    format!("{prefix}{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+impl Emulator {
+    /// Starts on `addr` (use port 0 for any free port). Only loopback addresses are
+    /// accepted: the emulator is never exposed beyond this machine.
+    pub async fn start(addr: SocketAddr, settings: Settings) -> anyhow::Result<Self> {
+        anyhow::ensure!(addr.ip().is_loopback(), "the emulator binds loopback addresses only");
+        let first_key = SigningKey::generate("emu-key-1".into())?;
+        let shared = Shared(Arc::new(Mutex::new(State {
+            client_secret: settings.client_secret.clone(),
+            settings,
+            keys: VecDeque::from([first_key]),
+            codes: HashMap::new(),
+            users: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            access_tokens: HashMap::new(),
+            faults: HashMap::new(),
+            used_access_tokens: HashSet::new(),
+            stats: Stats::default(),
+            serial: 1,
+        })));
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let app = server::router(shared.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "emulator stopped");
+            }
+        });
+        Ok(Self { addr, shared, task })
+    }
+
+    /// Starts on any free loopback port with default settings.
+    pub async fn start_default() -> anyhow::Result<Self> {
+        Self::start(SocketAddr::from(([127, 0, 0, 1], 0)), Settings::default()).await
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn token_uri(&self) -> String {
+        format!("{}/token", self.base_url())
+    }
+    pub fn certs_uri(&self) -> String {
+        format!("{}/oauth2/v3/certs", self.base_url())
+    }
+    pub fn revoke_uri(&self) -> String {
+        format!("{}/revoke", self.base_url())
+    }
+    pub fn drive_api(&self) -> String {
+        format!("{}/drive/v3", self.base_url())
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.shared.with(|s| s.settings.clone())
+    }
+
+    /// Google's downloaded `client_secret_*.json` for the emulated web client, with
+    /// `token_uri` pointing here.
+    pub fn client_secret_json(&self) -> String {
+        self.shared.with(|s| client_secret_json(&s.settings.client_id, &s.client_secret, &format!("http://{}/token", self.addr)))
+    }
+
+    /// Mints an authorization code as if the user had just signed in on a device.
+    pub fn mint_code(&self, spec: CodeSpec) -> MintedCode {
+        self.shared.with(|s| s.mint_code(spec))
+    }
+
+    pub fn inject_fault(&self, endpoint: Endpoint, fault: Fault) {
+        self.shared.with(|s| s.inject_fault(endpoint, fault));
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.with(|s| s.faults.clear());
+    }
+
+    /// Adds a new signing key and signs with it from now on; `drop_old` removes the
+    /// previous keys from the JWKS (tokens they signed stop verifying).
+    pub fn rotate_keys(&self, drop_old: bool) -> anyhow::Result<String> {
+        let serial = self.shared.with(|s| {
+            s.serial += 1;
+            s.serial
+        });
+        let key = SigningKey::generate(format!("emu-key-{serial}"))?;
+        let kid = key.kid.clone();
+        self.shared.with(|s| {
+            if drop_old {
+                s.keys.clear();
+            }
+            s.keys.push_front(key);
+        });
+        Ok(kid)
+    }
+
+    /// Changes the client secret the token endpoint accepts (a rotation in the console).
+    pub fn set_client_secret(&self, secret: &str) {
+        self.shared.with(|s| s.client_secret = secret.to_owned());
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.with(|s| s.stats.clone())
+    }
+
+    /// The live refresh token issued to `sub`, to check what the product stored.
+    pub fn refresh_token_of(&self, sub: &str) -> Option<String> {
+        self.shared.with(|s| {
+            s.refresh_tokens
+                .iter()
+                .filter(|(_, g)| g.sub == sub && !g.revoked)
+                .map(|(t, _)| t.clone())
+                .next()
+        })
+    }
+
+    /// Signs arbitrary claims with the current key, for verifier tests.
+    pub fn sign_id_token(&self, claims: &serde_json::Value, forgery: Forgery) -> anyhow::Result<String> {
+        self.shared.with(|s| s.keys.front().map(|k| k.sign(claims, forgery)))
+            .unwrap_or_else(|| Err(anyhow::anyhow!("no signing key")))
+    }
+
+    /// Whether an access token the emulator issued was used against Drive.
+    pub fn access_token_was_used(&self, token: &str) -> bool {
+        self.shared.with(|s| s.used_access_tokens.contains(token))
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Google's downloaded client secret JSON shape.
+pub fn client_secret_json(client_id: &str, client_secret: &str, token_uri: &str) -> String {
+    serde_json::json!({
+        "web": {
+            "client_id": client_id,
+            "project_id": "offline-access-local",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": token_uri,
+            "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+            "client_secret": client_secret,
+        }
+    })
+    .to_string()
+}
+
+impl State {
+    fn mint_code(&mut self, spec: CodeSpec) -> MintedCode {
+        self.serial += 1;
+        let serial = self.serial;
+        let sub = spec.sub.clone().unwrap_or_else(|| format!("1{:020}", u64::from(aws_lc_rs_random_u32()) * 1_000 + serial));
+        let user = self.users.entry(sub.clone()).or_insert_with(|| User {
+            sub: sub.clone(),
+            email: spec.email.clone().unwrap_or_else(|| format!("user{serial}@example.com")),
+            email_verified: spec.email_verified.unwrap_or(true),
+            name: spec.name.clone().unwrap_or_else(|| format!("Test User {serial}")),
+            files: spec.drive_files.unwrap_or(3),
+        });
+        if let Some(email) = &spec.email {
+            user.email = email.clone();
+        }
+        if let Some(files) = spec.drive_files {
+            user.files = files;
+        }
+        let user = user.clone();
+        let code = random_token(&format!("4/0Emu{serial}-"));
+        self.codes.insert(
+            code.clone(),
+            IssuedCode {
+                client_id: self.settings.client_id.clone(),
+                redirect_uri: spec.redirect_uri.clone().unwrap_or_default(),
+                user: user.clone(),
+                spec,
+                issued_at: now(),
+                redeemed: false,
+            },
+        );
+        MintedCode { code, sub: user.sub, email: user.email }
+    }
+
+    fn inject_fault(&mut self, endpoint: Endpoint, fault: Fault) {
+        let remaining = fault.count;
+        self.faults.entry(endpoint).or_default().push_back(ActiveFault { fault, remaining });
+    }
+
+    /// The fault to apply to this call, if any.
+    fn take_fault(&mut self, endpoint: Endpoint) -> Option<Fault> {
+        let queue = self.faults.get_mut(&endpoint)?;
+        let active = queue.front_mut()?;
+        if let Some(p) = active.fault.probability
+            && f64::from(aws_lc_rs_random_u32()) / f64::from(u32::MAX) >= p
+        {
+            return None;
+        }
+        let fault = active.fault.clone();
+        if let Some(n) = active.remaining.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                queue.pop_front();
+            }
+        }
+        self.stats.faults_served += 1;
+        Some(fault)
+    }
+}
+
+fn aws_lc_rs_random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    u32::from_be_bytes(b)
+}

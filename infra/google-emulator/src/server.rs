@@ -1,0 +1,374 @@
+//! The emulator's HTTP routes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::{AccessGrant, CodeSpec, DEFAULT_SCOPES, Endpoint, Fault, RefreshGrant, Shared, State, now, random_token};
+
+pub(crate) fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/token", post(token))
+        .route("/oauth2/v3/certs", get(certs))
+        .route("/revoke", post(revoke))
+        .route("/drive/v3/files", get(drive_list))
+        .route("/drive/v3/files/{id}", get(drive_get))
+        .route("/_emulator/health", get(|| async { "ok" }))
+        .route("/_emulator/codes", post(mint_code))
+        .route("/_emulator/faults", post(add_fault).delete(clear_faults))
+        .route("/_emulator/keys/rotate", post(rotate_keys))
+        .route("/_emulator/stats", get(stats))
+        .with_state(shared)
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    (status, axum::Json(json!({"error": error, "error_description": description}))).into_response()
+}
+
+/// Applies an injected fault: waits, then answers in place of the endpoint if it says so.
+async fn fault_answer(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
+    let fault: Fault = shared.with(|s| s.take_fault(endpoint))?;
+    if fault.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+    }
+    let status = StatusCode::from_u16(fault.status?).ok()?;
+    let body = fault.body.unwrap_or_else(|| {
+        json!({"error": {"code": status.as_u16(), "message": "injected fault", "status": "UNAVAILABLE"}}).to_string()
+    });
+    let content_type = if body.trim_start().starts_with('<') { "text/html; charset=UTF-8" } else { "application/json; charset=utf-8" };
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(secs) = fault.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    Some(response)
+}
+
+fn form(body: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body.as_bytes()).into_owned().collect()
+}
+
+/// The client's credentials: HTTP Basic (client_secret_basic) or the body (client_secret_post).
+fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> (Option<String>, Option<String>) {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|pair| pair.split_once(':').map(|(id, secret)| (id.to_owned(), secret.to_owned())));
+    match basic {
+        Some((id, secret)) => (Some(id), Some(secret)),
+        None => (form.get("client_id").cloned(), form.get("client_secret").cloned()),
+    }
+}
+
+async fn token(AxumState(shared): AxumState<Shared>, headers: HeaderMap, body: String) -> Response {
+    if let Some(faulted) = fault_answer(&shared, Endpoint::Token).await {
+        return faulted;
+    }
+    let form = form(&body);
+    let (client_id, client_secret) = client_credentials(&headers, &form);
+    shared.with(|s| {
+        if client_id.as_deref() != Some(s.settings.client_id.as_str()) {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "The OAuth client was not found.");
+        }
+        if client_secret.as_deref() != Some(s.client_secret.as_str()) {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
+        }
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => s.exchange_code(&form),
+            Some("refresh_token") => s.refresh(&form),
+            _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid grant_type"),
+        }
+    })
+}
+
+impl State {
+    fn exchange_code(&mut self, form: &HashMap<String, String>) -> Response {
+        self.stats.code_exchanges += 1;
+        let Some(code) = form.get("code") else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: code");
+        };
+        let Some(issued) = self.codes.get_mut(code) else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Malformed auth code.");
+        };
+        if issued.redeemed {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Code was already redeemed.");
+        }
+        // Codes live ten minutes.
+        if now() > issued.issued_at + 600 {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
+        }
+        if issued.client_id != *form.get("client_id").unwrap_or(&issued.client_id) {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
+        }
+        if form.get("redirect_uri").map(String::as_str).unwrap_or_default() != issued.redirect_uri {
+            return oauth_error(StatusCode::BAD_REQUEST, "redirect_uri_mismatch", "Bad Request");
+        }
+        issued.redeemed = true;
+        let user = issued.user.clone();
+        let spec = issued.spec.clone();
+        let client_id = issued.client_id.clone();
+        let scopes = spec.scopes.clone().unwrap_or_else(|| DEFAULT_SCOPES.to_owned());
+
+        let holds_grant = self.refresh_tokens.values().any(|g| g.sub == user.sub && g.client_id == client_id && !g.revoked);
+        let issue_refresh = match spec.consent {
+            crate::Consent::Auto => !holds_grant,
+            crate::Consent::Repeat => false,
+            crate::Consent::Forced => true,
+        };
+        let mut answer = self.access_answer(&user.sub, &scopes);
+        if issue_refresh {
+            let refresh = random_token("1//0emu-");
+            self.refresh_tokens.insert(
+                refresh.clone(),
+                RefreshGrant { sub: user.sub.clone(), client_id, scopes: scopes.clone(), revoked: false },
+            );
+            answer["refresh_token"] = json!(refresh);
+        }
+        if scopes.split(' ').any(|s| s == "openid") {
+            match self.id_token(&user, &spec) {
+                Ok(token) => answer["id_token"] = json!(token),
+                Err(_) => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_failure", "signing failed"),
+            }
+        }
+        axum::Json(answer).into_response()
+    }
+
+    fn refresh(&mut self, form: &HashMap<String, String>) -> Response {
+        self.stats.refreshes += 1;
+        let grant = form.get("refresh_token").and_then(|t| self.refresh_tokens.get(t));
+        let Some(grant) = grant.filter(|g| !g.revoked) else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been expired or revoked.");
+        };
+        let (sub, scopes) = (grant.sub.clone(), grant.scopes.clone());
+        let answer = self.access_answer(&sub, &scopes);
+        axum::Json(answer).into_response()
+    }
+
+    fn access_answer(&mut self, sub: &str, scopes: &str) -> Value {
+        let access = random_token("ya29.emu-");
+        self.access_tokens
+            .insert(access.clone(), AccessGrant { sub: sub.to_owned(), scopes: scopes.to_owned(), expires_at: now() + 3_599 });
+        json!({"access_token": access, "expires_in": 3599, "scope": scopes, "token_type": "Bearer"})
+    }
+
+    fn id_token(&self, user: &crate::User, spec: &CodeSpec) -> anyhow::Result<String> {
+        let issued_at = now();
+        let (given, family) = user.name.split_once(' ').unwrap_or((&user.name, ""));
+        let mut claims = json!({
+            "iss": self.settings.issuer,
+            "azp": spec.azp.clone().unwrap_or_else(|| self.settings.android_client_id.clone()),
+            "aud": self.settings.client_id,
+            "sub": user.sub,
+            "email": user.email,
+            "email_verified": user.email_verified,
+            "name": user.name,
+            "given_name": given,
+            "family_name": family,
+            "picture": format!("https://lh3.googleusercontent.com/a/{}", user.sub),
+            "locale": "en",
+            "iat": issued_at,
+            "exp": issued_at + 3_600,
+        });
+        if let (Some(target), Some(Value::Object(overrides))) = (claims.as_object_mut(), &spec.id_token_claims) {
+            for (k, v) in overrides {
+                if v.is_null() {
+                    target.remove(k);
+                } else {
+                    target.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let key = self.keys.front().ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        key.sign(&claims, spec.forgery)
+    }
+}
+
+async fn certs(AxumState(shared): AxumState<Shared>) -> Response {
+    if let Some(faulted) = fault_answer(&shared, Endpoint::Certs).await {
+        return faulted;
+    }
+    shared.with(|s| {
+        s.stats.certs += 1;
+        let keys: Vec<Value> = s.keys.iter().map(crate::SigningKey::jwk).collect();
+        let mut response = axum::Json(json!({"keys": keys})).into_response();
+        let cache = format!("public, max-age={}, must-revalidate, no-transform", s.settings.jwks_max_age);
+        if let Ok(value) = HeaderValue::from_str(&cache) {
+            response.headers_mut().insert(header::CACHE_CONTROL, value);
+        }
+        response
+    })
+}
+
+async fn revoke(
+    AxumState(shared): AxumState<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+    body: String,
+) -> Response {
+    if let Some(faulted) = fault_answer(&shared, Endpoint::Revoke).await {
+        return faulted;
+    }
+    let token = form(&body).get("token").cloned().or_else(|| query.get("token").cloned());
+    shared.with(|s| {
+        s.stats.revokes += 1;
+        let Some(token) = token else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: token");
+        };
+        if let Some(grant) = s.refresh_tokens.get_mut(&token) {
+            grant.revoked = true;
+            let sub = grant.sub.clone();
+            s.access_tokens.retain(|_, a| a.sub != sub);
+            return axum::Json(json!({})).into_response();
+        }
+        if s.access_tokens.remove(&token).is_some() {
+            return axum::Json(json!({})).into_response();
+        }
+        oauth_error(StatusCode::BAD_REQUEST, "invalid_token", "Bad Request")
+    })
+}
+
+fn drive_error(status: StatusCode, reason: &str, message: &str) -> Response {
+    let body = json!({"error": {"code": status.as_u16(), "message": message, "errors": [{"domain": "global", "reason": reason, "message": message}]}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// The user and scopes behind a Bearer token, or the error Drive answers.
+type DriveRefusal = (StatusCode, &'static str, &'static str);
+
+fn drive_caller(s: &mut State, headers: &HeaderMap) -> Result<(String, usize), DriveRefusal> {
+    s.stats.drive += 1;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let grant = token.as_ref().and_then(|t| s.access_tokens.get(t)).filter(|a| a.expires_at > now());
+    let Some(grant) = grant else {
+        return Err((StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials"));
+    };
+    if !grant.scopes.split(' ').any(|sc| sc == "https://www.googleapis.com/auth/drive.appdata") {
+        return Err((StatusCode::FORBIDDEN, "insufficientPermissions", "Insufficient Permission"));
+    }
+    let sub = grant.sub.clone();
+    if let Some(t) = token {
+        s.used_access_tokens.insert(t);
+    }
+    let files = s.users.get(&sub).map_or(0, |u| u.files);
+    Ok((sub, files))
+}
+
+async fn drive_list(
+    AxumState(shared): AxumState<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(faulted) = fault_answer(&shared, Endpoint::Drive).await {
+        return faulted;
+    }
+    shared.with(|s| {
+        let (sub, files) = match drive_caller(s, &headers) {
+            Ok(caller) => caller,
+            Err((status, reason, message)) => return drive_error(status, reason, message),
+        };
+        if query.get("spaces").map(String::as_str) != Some("appDataFolder") {
+            return drive_error(StatusCode::FORBIDDEN, "insufficientScopes", "The granted scopes do not allow use of the Drive space.");
+        }
+        let page_size = query.get("pageSize").and_then(|p| p.parse::<usize>().ok()).unwrap_or(100).clamp(1, 1_000);
+        let start = query.get("pageToken").and_then(|p| p.parse::<usize>().ok()).unwrap_or(0);
+        let end = (start + page_size).min(files);
+        let listed: Vec<Value> = (start..end)
+            .map(|i| json!({"kind": "drive#file", "id": format!("{sub}-file-{i}"), "name": format!("state-{i}.json"), "mimeType": "application/json"}))
+            .collect();
+        let mut answer = json!({"kind": "drive#fileList", "incompleteSearch": false, "files": listed});
+        if end < files {
+            answer["nextPageToken"] = json!(end.to_string());
+        }
+        axum::Json(answer).into_response()
+    })
+}
+
+async fn drive_get(AxumState(shared): AxumState<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Some(faulted) = fault_answer(&shared, Endpoint::Drive).await {
+        return faulted;
+    }
+    shared.with(|s| {
+        let (sub, _) = match drive_caller(s, &headers) {
+            Ok(caller) => caller,
+            Err((status, reason, message)) => return drive_error(status, reason, message),
+        };
+        if id == "appDataFolder" || id == "appdata" {
+            return axum::Json(json!({"kind": "drive#file", "id": format!("{sub}-appdata"), "name": "Application Data", "mimeType": "application/vnd.google-apps.folder"})).into_response();
+        }
+        drive_error(StatusCode::NOT_FOUND, "notFound", "File not found.")
+    })
+}
+
+async fn mint_code(
+    AxumState(shared): AxumState<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+    body: String,
+) -> Response {
+    let spec: CodeSpec = if body.trim().is_empty() {
+        CodeSpec::default()
+    } else {
+        match serde_json::from_str(&body) {
+            Ok(spec) => spec,
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("bad code spec: {e}")).into_response(),
+        }
+    };
+    let minted = shared.with(|s| s.mint_code(spec));
+    if query.get("format").map(String::as_str) == Some("text") {
+        return minted.code.into_response();
+    }
+    axum::Json(minted).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct FaultRequest {
+    endpoint: Endpoint,
+    #[serde(flatten)]
+    fault: Fault,
+}
+
+async fn add_fault(AxumState(shared): AxumState<Shared>, axum::Json(request): axum::Json<FaultRequest>) -> StatusCode {
+    shared.with(|s| s.inject_fault(request.endpoint, request.fault));
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_faults(AxumState(shared): AxumState<Shared>) -> StatusCode {
+    shared.with(|s| s.faults.clear());
+    StatusCode::NO_CONTENT
+}
+
+async fn rotate_keys(AxumState(shared): AxumState<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let serial = shared.with(|s| {
+        s.serial += 1;
+        s.serial
+    });
+    match crate::SigningKey::generate(format!("emu-key-{serial}")) {
+        Ok(key) => {
+            let kid = key.kid.clone();
+            shared.with(|s| {
+                if query.get("drop_old").is_some_and(|v| v == "true") {
+                    s.keys.clear();
+                }
+                s.keys.push_front(key);
+            });
+            axum::Json(json!({"kid": kid})).into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn stats(AxumState(shared): AxumState<Shared>) -> Response {
+    axum::Json(shared.with(|s| s.stats.clone())).into_response()
+}
