@@ -392,7 +392,7 @@ mod tests {
     #[tokio::test]
     async fn a_ciphertext_copied_to_another_users_row_does_not_open() {
         let cipher = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
-        let Ok(sealed) = cipher.seal(&token("1//ada"), ADA).await else { panic!("seal failed") };
+        let sealed = cipher.seal(&token("1//ada"), ADA).await.expect("seal");
         assert_eq!(cipher.open(&sealed, BOB).await.err(), Some(CryptoError::Tampered));
         let other_client = Binding { client_id: "other.apps", ..ADA };
         assert_eq!(cipher.open(&sealed, other_client).await.err(), Some(CryptoError::Tampered));
@@ -401,7 +401,7 @@ mod tests {
     #[tokio::test]
     async fn any_flipped_bit_fails_to_open() {
         let cipher = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
-        let Ok(sealed) = cipher.seal(&token("1//ada"), ADA).await else { panic!("seal failed") };
+        let sealed = cipher.seal(&token("1//ada"), ADA).await.expect("seal");
         for byte in 0..sealed.ciphertext.len() {
             let mut bad = sealed.clone();
             bad.ciphertext[byte] ^= 0x01;

@@ -21,5 +21,6 @@ pub mod http_api;
 pub mod http_client;
 pub mod signin;
 pub mod store;
+pub mod telemetry;
 pub mod upstream;
 pub mod wiring;

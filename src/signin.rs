@@ -139,6 +139,19 @@ where
     P: ClientSecrets,
     C: Clock,
 {
+    /// Fetches the client secret and Google's signing keys during init, so the first
+    /// request does not pay for them. Failures are logged, not fatal: the request path
+    /// fetches again and answers with a proper error.
+    pub async fn warm_up(&self) {
+        let (secret, keys) = tokio::join!(self.secrets.current(), self.verifier.prefetch());
+        if let Err(e) = secret {
+            tracing::warn!(error = %e, "client secret not loaded during init");
+        }
+        if let Err(e) = keys {
+            tracing::warn!(error = %e, "Google signing keys not loaded during init");
+        }
+    }
+
     /// Runs one sign-in.
     #[tracing::instrument(name = "sign_in", skip_all, fields(platform = ?request.platform))]
     pub async fn sign_in(&self, request: SignInRequest) -> Result<SignedIn, SignInError> {

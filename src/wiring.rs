@@ -17,6 +17,12 @@ pub type ProductionSignIn = SignIn<
     SystemClock,
 >;
 
+/// Loads the AWS config the SDK way: region, credentials and `AWS_ENDPOINT_URL` from the
+/// environment.
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
 /// Builds the sign-in use case from its config and the loaded AWS config (which honours
 /// `AWS_ENDPOINT_URL`, so the same code runs against the local stack).
 pub fn sign_in(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<ProductionSignIn, reqwest::Error> {

@@ -72,6 +72,9 @@ pub trait VerifyIdToken: Send + Sync {
         token: &str,
         client_id: &str,
     ) -> impl Future<Output = Result<VerifiedIdToken, IdTokenError>> + Send;
+
+    /// Loads the signing keys ahead of the first request (during Lambda init).
+    fn prefetch(&self) -> impl Future<Output = Result<(), IdTokenError>> + Send;
 }
 
 /// A fetched key set and how long it may be cached.
@@ -307,6 +310,13 @@ impl<F: JwksFetcher, C: Clock> VerifyIdToken for GoogleIdTokenVerifier<F, C> {
             }
         })?;
         self.check_claims(claims.claims, client_id)
+    }
+
+    async fn prefetch(&self) -> Result<(), IdTokenError> {
+        match self.key_for("").await {
+            Ok(_) | Err(IdTokenError::UnknownKey) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 
