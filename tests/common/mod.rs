@@ -1,0 +1,226 @@
+//! The one integration-test harness: a per-test local stack.
+//!
+//! AWS is moto's server at `AWS_ENDPOINT_URL` (started once for the whole run by
+//! `make test` through `infra/local/with-moto`). Each test gets its own Google emulator
+//! on a free loopback port and its own tables, KMS key and secret under a unique
+//! prefix, so tests run in parallel without seeing each other.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use google_emulator::{CodeSpec, Emulator, MintedCode, Settings};
+use offline_access::clock::{Clock, ManualClock, SystemClock};
+use offline_access::config::SignInConfig;
+use offline_access::crypto::{KeyCacheLimits, KmsKeyProvider, TokenCipher};
+use offline_access::google::{CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource};
+use offline_access::signin::{SignIn, SignInSettings};
+use offline_access::store::DynamoStore;
+
+pub mod runtime_api;
+
+/// The sign-in service as tests build it: production adapters, with the client-secret
+/// cache on a clock the test moves.
+pub type TestSignIn = SignIn<
+    HttpTokenEndpoint,
+    GoogleIdTokenVerifier<HttpJwksFetcher, SystemClock>,
+    DynamoStore,
+    KmsKeyProvider,
+    CachedClientSecret<SecretsManagerSource, ManualClock>,
+    SystemClock,
+>;
+
+pub struct Stack {
+    pub emulator: Emulator,
+    pub aws: aws_config::SdkConfig,
+    pub env: HashMap<String, String>,
+    pub config: SignInConfig,
+    pub service: TestSignIn,
+    pub secret_clock: ManualClock,
+}
+
+pub fn aws_endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run the tests with `make test`, which starts moto for them")
+    })
+}
+
+fn unique_prefix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+    format!("t{}-{}-{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Starts a stack with default settings.
+pub async fn spawn_stack() -> Stack {
+    spawn_stack_with(&[]).await
+}
+
+/// Starts a stack; `extra` sets or overrides configuration variables.
+pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
+    let emulator = Emulator::start_default().await.expect("emulator starts");
+    let aws = local_stack::local_aws_config(&aws_endpoint()).await;
+    let settings = emulator.settings();
+    let plan = local_stack::Plan {
+        prefix: unique_prefix(),
+        template: local_stack::default_template(),
+        client_secret_json: google_emulator::client_secret_json(&settings.client_id, &settings.client_secret, &emulator.token_uri()),
+    };
+    let resources = local_stack::bootstrap(&aws, &plan).await.expect("bootstrap the local AWS");
+    let mut env: HashMap<String, String> = resources.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    env.insert("GOOGLE_CERTS_URI".into(), emulator.certs_uri());
+    env.insert("GOOGLE_REVOKE_URI".into(), emulator.revoke_uri());
+    env.insert("GOOGLE_DRIVE_API".into(), emulator.drive_api());
+    env.insert("HTTP_TIMEOUT_MS".into(), "1500".into());
+    for (k, v) in extra {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = SignInConfig::from_env(&env).expect("valid test config");
+    let secret_clock = ManualClock::at(SystemClock.now_unix());
+    let service = build_service(&config, &aws, secret_clock.clone());
+    Stack { emulator, aws, env, config, service, secret_clock }
+}
+
+/// The production wiring, but with the secret cache on `secret_clock`.
+pub fn build_service(config: &SignInConfig, aws: &aws_config::SdkConfig, secret_clock: ManualClock) -> TestSignIn {
+    let common = &config.common;
+    let http = offline_access::http_client::build(common.http_timeout).expect("http client");
+    let production = offline_access::wiring::sign_in(config, aws).expect("wiring");
+    SignIn {
+        token_endpoint: HttpTokenEndpoint::new(http),
+        verifier: production.verifier,
+        store: production.store,
+        cipher: TokenCipher::new(
+            KmsKeyProvider::new(aws_sdk_kms::Client::new(aws), common.token_key_id.clone(), &common.grants_table),
+            KeyCacheLimits::default(),
+        ),
+        secrets: CachedClientSecret::new(
+            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), common.client_secret_id.clone()),
+            secret_clock,
+            common.client_secret_ttl,
+        ),
+        clock: SystemClock,
+        settings: SignInSettings { duplicate_wait: Duration::from_secs(10), ..production.settings },
+    }
+}
+
+/// What the handler answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub json: serde_json::Value,
+}
+
+impl Answer {
+    pub fn error_code(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("<none>")
+    }
+    pub fn retry_after(&self) -> Option<u64> {
+        self.headers.get("retry-after")?.to_str().ok()?.parse().ok()
+    }
+}
+
+/// A committed API Gateway v2 event with its body, content type and headers replaced.
+pub fn apigw_event(file: &str, content_type: Option<&str>, body: &[u8], drop_headers: &[&str]) -> String {
+    let path = format!("{}/tests/events/{file}", env!("CARGO_MANIFEST_DIR"));
+    let raw = std::fs::read_to_string(&path).expect("committed event");
+    let mut event: serde_json::Value = serde_json::from_str(&raw).expect("event JSON");
+    let headers = event["headers"].as_object_mut().expect("headers");
+    for name in drop_headers {
+        headers.remove(*name);
+    }
+    match content_type {
+        Some(ct) => headers.insert("content-type".into(), ct.into()),
+        None => headers.remove("content-type"),
+    };
+    headers.insert("content-length".into(), body.len().to_string().into());
+    // API Gateway base64-encodes bodies it does not treat as text.
+    event["body"] = base64::engine::general_purpose::STANDARD.encode(body).into();
+    event["isBase64Encoded"] = true.into();
+    event.to_string()
+}
+
+/// The Android sample's form POST, as API Gateway delivers it.
+pub fn android_form_event(code: &str) -> String {
+    let body = url::form_urlencoded::Serializer::new(String::new()).append_pair("authCode", code).finish();
+    apigw_event("apigw-authcode-form.json", Some("application/x-www-form-urlencoded; charset=UTF-8"), body.as_bytes(), &[])
+}
+
+/// The JSON POST with a platform.
+pub fn json_event(code: &str, platform: &str) -> String {
+    let body = serde_json::json!({"authCode": code, "platform": platform}).to_string();
+    apigw_event("apigw-authcode-json.json", Some("application/json"), body.as_bytes(), &[])
+}
+
+impl Stack {
+    pub fn mint(&self, spec: CodeSpec) -> MintedCode {
+        self.emulator.mint_code(spec)
+    }
+
+    /// Drives the real handler with an API Gateway v2 event.
+    pub async fn invoke(&self, event: &str) -> Answer {
+        invoke_service(&self.service, event).await
+    }
+
+    pub fn dynamo(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.aws)
+    }
+
+    /// Every item of a table.
+    pub async fn scan(&self, table: &str) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let out = self.dynamo().scan().table_name(table).send().await.expect("scan");
+        out.items().to_vec()
+    }
+
+    pub async fn grants(&self) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        self.scan(&self.config.common.grants_table).await
+    }
+
+    /// The grant of `sub`, read through the product's own store.
+    pub async fn grant(&self, sub: &str) -> Option<offline_access::store::Grant> {
+        use offline_access::store::GrantStore;
+        let sub = offline_access::domain::GoogleSubject::parse(sub).expect("sub");
+        self.service.store.load(&sub).await.expect("load grant")
+    }
+
+    /// The plaintext of `sub`'s stored refresh token, opened through the product's cipher.
+    pub async fn stored_refresh_token(&self, sub: &str) -> Option<String> {
+        let grant = self.grant(sub).await?;
+        let sealed = grant.refresh_token?;
+        let binding = offline_access::crypto::Binding {
+            table: &self.config.common.grants_table,
+            sub,
+            client_id: &grant.client_id,
+        };
+        let token = self.service.cipher.open(&sealed, binding).await.expect("stored token opens");
+        Some(token.expose_secret().to_owned())
+    }
+
+    /// Stores a new value of the client secret in Secrets Manager (an operator's rotation).
+    pub async fn put_client_secret(&self, json: &str) {
+        aws_sdk_secretsmanager::Client::new(&self.aws)
+            .put_secret_value()
+            .secret_id(&self.config.common.client_secret_id)
+            .secret_string(json)
+            .send()
+            .await
+            .expect("put secret");
+    }
+
+    pub fn emulator_settings(&self) -> Settings {
+        self.emulator.settings()
+    }
+}
+
+pub async fn invoke_service<H: offline_access::http_api::SignInHandler>(service: &H, event: &str) -> Answer {
+    let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
+    let response = offline_access::http_api::handle(service, &request).await;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let json = serde_json::from_str(response.body()).expect("every answer is JSON");
+    Answer { status, headers, json }
+}
