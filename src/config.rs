@@ -13,7 +13,10 @@ pub enum ConfigError {
     #[error("environment variable {0} is required but not set")]
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {why}")]
-    Invalid { name: &'static str, why: &'static str },
+    Invalid {
+        name: &'static str,
+        why: &'static str,
+    },
 }
 
 /// Where the variables come from: the process environment in production, a map in tests.
@@ -39,7 +42,9 @@ impl Env for std::collections::HashMap<String, String> {
 
 impl<const N: usize> Env for [(&str, &str); N] {
     fn get(&self, name: &str) -> Option<String> {
-        self.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        self.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
     }
 }
 
@@ -104,7 +109,8 @@ impl CommonConfig {
             client_secret_id: required(env, "CLIENT_SECRET_ID")?,
             token_key_id: required(env, "TOKEN_KEY_ID")?,
             token_uri: optional_url(env, "GOOGLE_TOKEN_URI")?,
-            certs_uri: optional_url(env, "GOOGLE_CERTS_URI")?.unwrap_or_else(|| DEFAULT_CERTS_URI.into()),
+            certs_uri: optional_url(env, "GOOGLE_CERTS_URI")?
+                .unwrap_or_else(|| DEFAULT_CERTS_URI.into()),
             revoke_uri: optional_url(env, "GOOGLE_REVOKE_URI")?
                 .unwrap_or_else(|| DEFAULT_REVOKE_URI.into()),
             drive_api: optional_url(env, "GOOGLE_DRIVE_API")?
@@ -172,10 +178,15 @@ fn optional_url(env: &impl Env, name: &'static str) -> Result<Option<String>, Co
         None => Ok(None),
         Some(v) if v.trim().is_empty() => Ok(None),
         Some(v) => {
-            let parsed = url::Url::parse(v.trim())
-                .map_err(|_| ConfigError::Invalid { name, why: "not a URL" })?;
+            let parsed = url::Url::parse(v.trim()).map_err(|_| ConfigError::Invalid {
+                name,
+                why: "not a URL",
+            })?;
             if !matches!(parsed.scheme(), "https" | "http") {
-                return Err(ConfigError::Invalid { name, why: "must be an http(s) URL" });
+                return Err(ConfigError::Invalid {
+                    name,
+                    why: "must be an http(s) URL",
+                });
             }
             Ok(Some(v.trim().to_owned()))
         }
@@ -185,10 +196,10 @@ fn optional_url(env: &impl Env, name: &'static str) -> Result<Option<String>, Co
 fn number(env: &impl Env, name: &'static str, default: u64) -> Result<u64, ConfigError> {
     match env.get(name) {
         None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::Invalid { name, why: "not a whole number" }),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            why: "not a whole number",
+        }),
     }
 }
 
@@ -210,15 +221,23 @@ mod tests {
     #[test]
     fn defaults_apply_when_only_required_variables_are_set() {
         let config = SignInConfig::from_env(&BASE).map_err(|e| e.to_string());
-        let config = config.as_ref().map(|c| (&c.common.certs_uri, c.idempotency_window));
-        assert_eq!(config, Ok((&DEFAULT_CERTS_URI.to_owned(), Duration::from_secs(600))));
+        let config = config
+            .as_ref()
+            .map(|c| (&c.common.certs_uri, c.idempotency_window));
+        assert_eq!(
+            config,
+            Ok((&DEFAULT_CERTS_URI.to_owned(), Duration::from_secs(600)))
+        );
     }
 
     #[test]
     fn a_missing_variable_is_named() {
         let env = [("GRANTS_TABLE", "grants")];
         let err = CommonConfig::from_env(&env).err().map(|e| e.to_string());
-        assert_eq!(err.as_deref(), Some("environment variable STATE_TABLE is required but not set"));
+        assert_eq!(
+            err.as_deref(),
+            Some("environment variable STATE_TABLE is required but not set")
+        );
     }
 
     #[test]
@@ -236,7 +255,9 @@ mod tests {
     fn allowed_azp_is_a_trimmed_comma_list() {
         let [a, b, c, d] = BASE;
         let env = [a, b, c, d, ("ALLOWED_AZP", " one.apps , ,two.apps")];
-        let azp = CommonConfig::from_env(&env).map(|c| c.allowed_azp).unwrap_or_default();
+        let azp = CommonConfig::from_env(&env)
+            .map(|c| c.allowed_azp)
+            .unwrap_or_default();
         assert_eq!(azp, vec!["one.apps".to_owned(), "two.apps".to_owned()]);
     }
 }

@@ -49,7 +49,10 @@ pub enum KeyError {
 /// The key-management service as a port.
 pub trait KeyProvider: Send + Sync {
     fn generate_data_key(&self) -> impl Future<Output = Result<DataKey, KeyError>> + Send;
-    fn decrypt_data_key(&self, wrapped: &[u8]) -> impl Future<Output = Result<SecretBox<[u8; 32]>, KeyError>> + Send;
+    fn decrypt_data_key(
+        &self,
+        wrapped: &[u8],
+    ) -> impl Future<Output = Result<SecretBox<[u8; 32]>, KeyError>> + Send;
 }
 
 /// AWS KMS, with a fixed encryption context so IAM can condition on it.
@@ -63,14 +66,21 @@ pub struct KmsKeyProvider {
 /// The KMS encryption context of every data key: which product and which table.
 pub fn encryption_context(table: &str) -> HashMap<String, String> {
     HashMap::from([
-        ("purpose".to_owned(), "offline-access/refresh-token".to_owned()),
+        (
+            "purpose".to_owned(),
+            "offline-access/refresh-token".to_owned(),
+        ),
         ("table".to_owned(), table.to_owned()),
     ])
 }
 
 impl KmsKeyProvider {
     pub fn new(client: aws_sdk_kms::Client, key_id: String, table: &str) -> Self {
-        Self { client, key_id, context: encryption_context(table) }
+        Self {
+            client,
+            key_id,
+            context: encryption_context(table),
+        }
     }
 }
 
@@ -93,9 +103,14 @@ impl KeyProvider for KmsKeyProvider {
             .await
             .map_err(|e| classify_aws("kms", &e))?;
         let (Some(plaintext), Some(wrapped)) = (out.plaintext(), out.ciphertext_blob()) else {
-            return Err(Upstream::misconfigured("kms", "GenerateDataKey answered without a key").into());
+            return Err(
+                Upstream::misconfigured("kms", "GenerateDataKey answered without a key").into(),
+            );
         };
-        Ok(DataKey { plaintext: key_bytes(plaintext.as_ref())?, wrapped: wrapped.as_ref().to_vec() })
+        Ok(DataKey {
+            plaintext: key_bytes(plaintext.as_ref())?,
+            wrapped: wrapped.as_ref().to_vec(),
+        })
     }
 
     async fn decrypt_data_key(&self, wrapped: &[u8]) -> Result<SecretBox<[u8; 32]>, KeyError> {
@@ -108,7 +123,9 @@ impl KeyProvider for KmsKeyProvider {
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
-                Some(se) if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() => {
+                Some(se)
+                    if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() =>
+                {
                     KeyError::Rejected
                 }
                 _ => classify_aws("kms", &e).into(),
@@ -131,7 +148,8 @@ pub struct Binding<'a> {
 impl Binding<'_> {
     /// Length-prefixed fields, so no two different bindings share an encoding.
     fn aad(&self, version: u8) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(64 + self.table.len() + self.sub.len() + self.client_id.len());
+        let mut aad =
+            Vec::with_capacity(64 + self.table.len() + self.sub.len() + self.client_id.len());
         aad.extend_from_slice(b"offline-access/refresh-token");
         aad.push(version);
         for field in [self.table, self.sub, self.client_id] {
@@ -153,14 +171,18 @@ pub struct SealedToken {
 
 impl std::fmt::Debug for SealedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SealedToken").field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("SealedToken")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 
 /// Why sealing or opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
-    #[error("the sealed token does not authenticate for this grant (tampered, or copied from another row)")]
+    #[error(
+        "the sealed token does not authenticate for this grant (tampered, or copied from another row)"
+    )]
     Tampered,
     #[error("sealed token format version {0} is not supported")]
     UnsupportedVersion(u8),
@@ -191,7 +213,11 @@ pub struct KeyCacheLimits {
 
 impl Default for KeyCacheLimits {
     fn default() -> Self {
-        Self { max_age: Duration::from_secs(900), max_uses: 100_000, max_unwrapped: 1_024 }
+        Self {
+            max_age: Duration::from_secs(900),
+            max_uses: 100_000,
+            max_unwrapped: 1_024,
+        }
     }
 }
 
@@ -217,7 +243,9 @@ pub struct TokenCipher<K> {
 
 impl<K> std::fmt::Debug for TokenCipher<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenCipher").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("TokenCipher")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -249,7 +277,11 @@ impl<K: KeyProvider> TokenCipher<K> {
     }
 
     /// Seals a refresh token for one grant.
-    pub async fn seal(&self, token: &RefreshToken, binding: Binding<'_>) -> Result<SealedToken, CryptoError> {
+    pub async fn seal(
+        &self,
+        token: &RefreshToken,
+        binding: Binding<'_>,
+    ) -> Result<SealedToken, CryptoError> {
         let (key, wrapped) = self.encryption_key().await?;
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
@@ -260,12 +292,21 @@ impl<K: KeyProvider> TokenCipher<K> {
             &mut in_out,
         )
         .map_err(|_| CryptoError::Random)?;
-        Ok(SealedToken { version: FORMAT_VERSION, wrapped_key: wrapped, nonce, ciphertext: in_out })
+        Ok(SealedToken {
+            version: FORMAT_VERSION,
+            wrapped_key: wrapped,
+            nonce,
+            ciphertext: in_out,
+        })
     }
 
     /// Opens a sealed token; fails with [`CryptoError::Tampered`] if any byte or the
     /// binding differs from what was sealed.
-    pub async fn open(&self, sealed: &SealedToken, binding: Binding<'_>) -> Result<RefreshToken, CryptoError> {
+    pub async fn open(
+        &self,
+        sealed: &SealedToken,
+        binding: Binding<'_>,
+    ) -> Result<RefreshToken, CryptoError> {
         if sealed.version != FORMAT_VERSION {
             return Err(CryptoError::UnsupportedVersion(sealed.version));
         }
@@ -286,14 +327,19 @@ impl<K: KeyProvider> TokenCipher<K> {
     /// too used. Holding the async lock across the KMS call makes it single-flight.
     async fn encryption_key(&self) -> Result<(Arc<LessSafeKey>, Vec<u8>), CryptoError> {
         let mut current = self.current.lock().await;
-        let usable = current
-            .as_ref()
-            .is_some_and(|c| c.born.elapsed() < self.limits.max_age && c.uses < self.limits.max_uses);
+        let usable = current.as_ref().is_some_and(|c| {
+            c.born.elapsed() < self.limits.max_age && c.uses < self.limits.max_uses
+        });
         if !usable {
             let fresh = self.keys.generate_data_key().await?;
             let key = aead_key(&fresh.plaintext)?;
             self.remember_unwrapped(&fresh.wrapped, Arc::clone(&key));
-            *current = Some(CurrentKey { key, wrapped: fresh.wrapped, born: Instant::now(), uses: 0 });
+            *current = Some(CurrentKey {
+                key,
+                wrapped: fresh.wrapped,
+                born: Instant::now(),
+                uses: 0,
+            });
         }
         let Some(entry) = current.as_mut() else {
             return Err(Upstream::misconfigured("kms", "no data key").into());
@@ -305,8 +351,14 @@ impl<K: KeyProvider> TokenCipher<K> {
     async fn decryption_key(&self, wrapped: &[u8]) -> Result<Arc<LessSafeKey>, CryptoError> {
         let id = wrapped_digest(wrapped);
         {
-            let cache = self.unwrapped.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = cache.get(&id).filter(|e| e.born.elapsed() < self.limits.max_age) {
+            let cache = self
+                .unwrapped
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = cache
+                .get(&id)
+                .filter(|e| e.born.elapsed() < self.limits.max_age)
+            {
                 return Ok(Arc::clone(&entry.key));
             }
         }
@@ -317,7 +369,10 @@ impl<K: KeyProvider> TokenCipher<K> {
     }
 
     fn remember_unwrapped(&self, wrapped: &[u8], key: Arc<LessSafeKey>) {
-        let mut cache = self.unwrapped.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self
+            .unwrapped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= self.limits.max_unwrapped {
             cache.retain(|_, e| e.born.elapsed() < self.limits.max_age);
         }
@@ -326,10 +381,15 @@ impl<K: KeyProvider> TokenCipher<K> {
         {
             cache.remove(&oldest);
         }
-        cache.insert(wrapped_digest(wrapped), UnwrappedKey { key, born: Instant::now() });
+        cache.insert(
+            wrapped_digest(wrapped),
+            UnwrappedKey {
+                key,
+                born: Instant::now(),
+            },
+        );
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -352,7 +412,10 @@ mod tests {
             aws_lc_rs::rand::fill(&mut key).map_err(|_| KeyError::Rejected)?;
             let mut wrapped: Vec<u8> = key.iter().zip(MASTER).map(|(a, b)| a ^ b).collect();
             wrapped.extend_from_slice(&(n as u64).to_be_bytes());
-            Ok(DataKey { plaintext: SecretBox::new(Box::new(key)), wrapped })
+            Ok(DataKey {
+                plaintext: SecretBox::new(Box::new(key)),
+                wrapped,
+            })
         }
 
         async fn decrypt_data_key(&self, wrapped: &[u8]) -> Result<SecretBox<[u8; 32]>, KeyError> {
@@ -370,8 +433,16 @@ mod tests {
         }
     }
 
-    const ADA: Binding<'static> = Binding { table: "grants", sub: "1001", client_id: "web.apps" };
-    const BOB: Binding<'static> = Binding { table: "grants", sub: "1002", client_id: "web.apps" };
+    const ADA: Binding<'static> = Binding {
+        table: "grants",
+        sub: "1001",
+        client_id: "web.apps",
+    };
+    const BOB: Binding<'static> = Binding {
+        table: "grants",
+        sub: "1002",
+        client_id: "web.apps",
+    };
 
     fn token(s: &str) -> RefreshToken {
         RefreshToken::new(s.to_owned())
@@ -382,7 +453,10 @@ mod tests {
         let cipher = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
         let sealed = cipher.seal(&token("1//refresh"), ADA).await;
         let opened = match &sealed {
-            Ok(s) => cipher.open(s, ADA).await.map(|t| t.expose_secret().to_owned()),
+            Ok(s) => cipher
+                .open(s, ADA)
+                .await
+                .map(|t| t.expose_secret().to_owned()),
             Err(e) => Err(e.clone()),
         };
         assert_eq!(opened, Ok("1//refresh".to_owned()));
@@ -393,9 +467,18 @@ mod tests {
     async fn a_ciphertext_copied_to_another_users_row_does_not_open() {
         let cipher = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
         let sealed = cipher.seal(&token("1//ada"), ADA).await.expect("seal");
-        assert_eq!(cipher.open(&sealed, BOB).await.err(), Some(CryptoError::Tampered));
-        let other_client = Binding { client_id: "other.apps", ..ADA };
-        assert_eq!(cipher.open(&sealed, other_client).await.err(), Some(CryptoError::Tampered));
+        assert_eq!(
+            cipher.open(&sealed, BOB).await.err(),
+            Some(CryptoError::Tampered)
+        );
+        let other_client = Binding {
+            client_id: "other.apps",
+            ..ADA
+        };
+        assert_eq!(
+            cipher.open(&sealed, other_client).await.err(),
+            Some(CryptoError::Tampered)
+        );
     }
 
     #[tokio::test]
@@ -405,19 +488,32 @@ mod tests {
         for byte in 0..sealed.ciphertext.len() {
             let mut bad = sealed.clone();
             bad.ciphertext[byte] ^= 0x01;
-            assert_eq!(cipher.open(&bad, ADA).await.err(), Some(CryptoError::Tampered), "byte {byte}");
+            assert_eq!(
+                cipher.open(&bad, ADA).await.err(),
+                Some(CryptoError::Tampered),
+                "byte {byte}"
+            );
         }
         let mut bad = sealed.clone();
         bad.nonce[0] ^= 0x80;
-        assert_eq!(cipher.open(&bad, ADA).await.err(), Some(CryptoError::Tampered));
+        assert_eq!(
+            cipher.open(&bad, ADA).await.err(),
+            Some(CryptoError::Tampered)
+        );
         let mut bad = sealed;
         bad.version = 9;
-        assert_eq!(cipher.open(&bad, ADA).await.err(), Some(CryptoError::UnsupportedVersion(9)));
+        assert_eq!(
+            cipher.open(&bad, ADA).await.err(),
+            Some(CryptoError::UnsupportedVersion(9))
+        );
     }
 
     #[tokio::test]
     async fn one_data_key_serves_many_tokens_until_its_use_bound() {
-        let limits = KeyCacheLimits { max_uses: 3, ..KeyCacheLimits::default() };
+        let limits = KeyCacheLimits {
+            max_uses: 3,
+            ..KeyCacheLimits::default()
+        };
         let cipher = TokenCipher::new(FakeKms::default(), limits);
         let mut nonces = std::collections::HashSet::new();
         for i in 0..7 {
@@ -447,7 +543,10 @@ mod tests {
 
     #[test]
     fn debug_output_shows_no_key_material() {
-        let key = DataKey { plaintext: SecretBox::new(Box::new([0x41; 32])), wrapped: vec![1, 2] };
+        let key = DataKey {
+            plaintext: SecretBox::new(Box::new([0x41; 32])),
+            wrapped: vec![1, 2],
+        };
         assert_eq!(format!("{key:?}"), "DataKey([redacted])");
     }
 }

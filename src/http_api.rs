@@ -28,7 +28,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, message: message.into(), retry_after_secs: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
     }
 
     fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
@@ -42,20 +47,41 @@ enum Body {
 }
 
 /// Turns an HTTP request into a sign-in request, or the error to answer.
-pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Result<SignInRequest, ApiError> {
+pub fn parse_request(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<SignInRequest, ApiError> {
     if path.trim_end_matches('/') != AUTHCODE_PATH {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; POST /authcode"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route; POST /authcode",
+        ));
     }
     if method != Method::POST {
-        return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST"));
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use POST",
+        ));
     }
     // Google's server-side sign-in guide: require X-Requested-With so a cross-site form
     // cannot forge the request (a browser cannot add it without a CORS preflight).
     if !headers.contains_key("x-requested-with") {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the X-Requested-With header is required"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the X-Requested-With header is required",
+        ));
     }
     if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the body is over 8 KiB"));
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is over 8 KiB",
+        ));
     }
     let kind = match media_type(headers).as_deref() {
         Some("application/x-www-form-urlencoded") => Body::Form,
@@ -84,7 +110,14 @@ pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap, body: &[u
 
 fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
 }
 
 fn parse_form(text: &str) -> Result<(Option<String>, Option<String>), ApiError> {
@@ -110,8 +143,8 @@ fn parse_json(text: &str) -> Result<(Option<String>, Option<String>), ApiError> 
         auth_code: Option<String>,
         platform: Option<String>,
     }
-    let payload: Payload =
-        serde_json::from_str(text).map_err(|_| ApiError::invalid("the body is not a JSON object with a string authCode"))?;
+    let payload: Payload = serde_json::from_str(text)
+        .map_err(|_| ApiError::invalid("the body is not a JSON object with a string authCode"))?;
     Ok((payload.auth_code, payload.platform))
 }
 
@@ -128,9 +161,11 @@ pub fn error_for(error: &SignInError) -> ApiError {
             "invalid_grant",
             "Google refused the code for this platform's redirect_uri; check the platform field",
         ),
-        SignInError::InvalidIdToken(_) => {
-            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_id_token", "the ID token from Google failed verification")
-        }
+        SignInError::InvalidIdToken(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_id_token",
+            "the ID token from Google failed verification",
+        ),
         SignInError::ReconsentRequired => ApiError::new(
             StatusCode::CONFLICT,
             "reconsent_required",
@@ -138,23 +173,35 @@ pub fn error_for(error: &SignInError) -> ApiError {
         ),
         SignInError::DuplicateInFlight => ApiError {
             retry_after_secs: Some(1),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", "this code is being processed; retry shortly")
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                "this code is being processed; retry shortly",
+            )
         },
-        SignInError::Upstream(Upstream::Unavailable { throttled, retry_after, .. }) => ApiError {
+        SignInError::Upstream(Upstream::Unavailable {
+            throttled,
+            retry_after,
+            ..
+        }) => ApiError {
             retry_after_secs: Some(retry_after.map_or(1, |d| d.as_secs().max(1))),
             ..ApiError::new(
-                if *throttled { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY },
+                if *throttled {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                },
                 "upstream_unavailable",
                 "a service we depend on is unavailable; retry later",
             )
         },
-        SignInError::Upstream(Upstream::Misconfigured { .. }) | SignInError::Store(_) | SignInError::Crypto(_) => {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_misconfigured",
-                "the server is misconfigured; the operator has been alerted",
-            )
-        }
+        SignInError::Upstream(Upstream::Misconfigured { .. })
+        | SignInError::Store(_)
+        | SignInError::Crypto(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_misconfigured",
+            "the server is misconfigured; the operator has been alerted",
+        ),
     }
 }
 
@@ -162,7 +209,10 @@ fn json_response(status: StatusCode, body: String, retry_after: Option<u64>) -> 
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     // The answer carries personal data: no cache may keep it.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(secs) = retry_after {
@@ -191,7 +241,10 @@ pub fn success(done: &SignedIn) -> Response<String> {
 
 /// Anything that performs sign-ins; the production [`crate::signin::SignIn`] does.
 pub trait SignInHandler: Send + Sync {
-    fn sign_in(&self, request: SignInRequest) -> impl Future<Output = Result<SignedIn, SignInError>> + Send;
+    fn sign_in(
+        &self,
+        request: SignInRequest,
+    ) -> impl Future<Output = Result<SignedIn, SignInError>> + Send;
 }
 
 impl<T, V, S, K, P, C> SignInHandler for crate::signin::SignIn<T, V, S, K, P, C>
@@ -203,16 +256,30 @@ where
     P: crate::google::ClientSecrets,
     C: crate::clock::Clock,
 {
-    fn sign_in(&self, request: SignInRequest) -> impl Future<Output = Result<SignedIn, SignInError>> + Send {
+    fn sign_in(
+        &self,
+        request: SignInRequest,
+    ) -> impl Future<Output = Result<SignedIn, SignInError>> + Send {
         crate::signin::SignIn::sign_in(self, request)
     }
 }
 
 /// Handles one HTTP request end to end.
-pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(handler: &H, request: &http::Request<B>) -> Response<String> {
-    let parsed = parse_request(request.method(), request.uri().path(), request.headers(), request.body().as_ref());
+pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(
+    handler: &H,
+    request: &http::Request<B>,
+) -> Response<String> {
+    let parsed = parse_request(
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+        request.body().as_ref(),
+    );
     let outcome = match parsed {
-        Ok(sign_in) => handler.sign_in(sign_in).await.map_err(|e| (error_for(&e), Some(e))),
+        Ok(sign_in) => handler
+            .sign_in(sign_in)
+            .await
+            .map_err(|e| (error_for(&e), Some(e))),
         Err(api) => Err((api, None)),
     };
     match outcome {
@@ -223,9 +290,19 @@ pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(handler: &H, request: &htt
         Err((api, cause)) => {
             let cause = cause.map(|e| error_chain(&e));
             if api.status.is_server_error() && api.code == "server_misconfigured" {
-                tracing::error!(status = api.status.as_u16(), code = api.code, cause, "sign-in failed: MISCONFIGURATION");
+                tracing::error!(
+                    status = api.status.as_u16(),
+                    code = api.code,
+                    cause,
+                    "sign-in failed: MISCONFIGURATION"
+                );
             } else {
-                tracing::warn!(status = api.status.as_u16(), code = api.code, cause, "sign-in refused");
+                tracing::warn!(
+                    status = api.status.as_u16(),
+                    code = api.code,
+                    cause,
+                    "sign-in refused"
+                );
             }
             api.into_response()
         }
@@ -251,53 +328,177 @@ mod tests {
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v)))
+            .map(|(k, v)| {
+                (
+                    http::HeaderName::from_static(k),
+                    HeaderValue::from_static(v),
+                )
+            })
             .collect()
     }
 
-    const FORM: &[(&str, &str)] =
-        &[("x-requested-with", "com.example.app"), ("content-type", "application/x-www-form-urlencoded; charset=UTF-8")];
+    const FORM: &[(&str, &str)] = &[
+        ("x-requested-with", "com.example.app"),
+        (
+            "content-type",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        ),
+    ];
 
     fn code_of(r: Result<SignInRequest, ApiError>) -> Result<(String, Platform), &'static str> {
-        r.map(|r| (r.code.expose_secret().to_owned(), r.platform)).map_err(|e| e.code)
+        r.map(|r| (r.code.expose_secret().to_owned(), r.platform))
+            .map_err(|e| e.code)
     }
 
     #[test]
     fn the_android_form_is_parsed() {
-        let r = parse_request(&Method::POST, "/authcode", &headers(FORM), b"authCode=4%2F0Ab-x");
+        let r = parse_request(
+            &Method::POST,
+            "/authcode",
+            &headers(FORM),
+            b"authCode=4%2F0Ab-x",
+        );
         assert_eq!(code_of(r), Ok(("4/0Ab-x".into(), Platform::Android)));
     }
 
     #[test]
     fn json_with_a_platform_is_parsed() {
-        let h = headers(&[("x-requested-with", "XMLHttpRequest"), ("content-type", "application/json")]);
-        let r = parse_request(&Method::POST, "/authcode", &h, br#"{"authCode":"4/0x","platform":"web"}"#);
+        let h = headers(&[
+            ("x-requested-with", "XMLHttpRequest"),
+            ("content-type", "application/json"),
+        ]);
+        let r = parse_request(
+            &Method::POST,
+            "/authcode",
+            &h,
+            br#"{"authCode":"4/0x","platform":"web"}"#,
+        );
         assert_eq!(code_of(r), Ok(("4/0x".into(), Platform::Web)));
     }
 
     #[test]
     fn each_bad_request_gets_its_status_and_code() {
-        let json = headers(&[("x-requested-with", "x"), ("content-type", "application/json")]);
+        let json = headers(&[
+            ("x-requested-with", "x"),
+            ("content-type", "application/json"),
+        ]);
         let cases: Vec<(Method, &str, HeaderMap, Vec<u8>, &str)> = vec![
-            (Method::POST, "/other", headers(FORM), b"authCode=x".to_vec(), "not_found"),
-            (Method::GET, "/authcode", headers(FORM), vec![], "method_not_allowed"),
-            (Method::POST, "/authcode", headers(&[("content-type", "application/json")]), b"{}".to_vec(), "forbidden"),
-            (Method::POST, "/authcode", headers(&[("x-requested-with", "x"), ("content-type", "text/plain")]), b"x".to_vec(), "unsupported_media_type"),
-            (Method::POST, "/authcode", headers(&[("x-requested-with", "x")]), b"authCode=x".to_vec(), "unsupported_media_type"),
-            (Method::POST, "/authcode", headers(FORM), vec![b'a'; MAX_BODY_BYTES + 1], "payload_too_large"),
-            (Method::POST, "/authcode", headers(FORM), b"authCode=".to_vec(), "invalid_request"),
-            (Method::POST, "/authcode", headers(FORM), b"other=1".to_vec(), "invalid_request"),
-            (Method::POST, "/authcode", headers(FORM), b"authCode=a&authCode=b".to_vec(), "invalid_request"),
-            (Method::POST, "/authcode", headers(FORM), b"authCode=a%0Ab".to_vec(), "invalid_request"),
-            (Method::POST, "/authcode", headers(FORM), vec![b'a', 0xff, 0xfe], "invalid_request"),
-            (Method::POST, "/authcode", headers(FORM), b"authCode=a&platform=tv".to_vec(), "invalid_request"),
-            (Method::POST, "/authcode", json.clone(), b"{not json".to_vec(), "invalid_request"),
-            (Method::POST, "/authcode", json.clone(), br#"{"authCode":7}"#.to_vec(), "invalid_request"),
-            (Method::POST, "/authcode", json, br#"[]"#.to_vec(), "invalid_request"),
+            (
+                Method::POST,
+                "/other",
+                headers(FORM),
+                b"authCode=x".to_vec(),
+                "not_found",
+            ),
+            (
+                Method::GET,
+                "/authcode",
+                headers(FORM),
+                vec![],
+                "method_not_allowed",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                headers(&[("content-type", "application/json")]),
+                b"{}".to_vec(),
+                "forbidden",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                headers(&[("x-requested-with", "x"), ("content-type", "text/plain")]),
+                b"x".to_vec(),
+                "unsupported_media_type",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                headers(&[("x-requested-with", "x")]),
+                b"authCode=x".to_vec(),
+                "unsupported_media_type",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                headers(FORM),
+                vec![b'a'; MAX_BODY_BYTES + 1],
+                "payload_too_large",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                headers(FORM),
+                b"authCode=".to_vec(),
+                "invalid_request",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                headers(FORM),
+                b"other=1".to_vec(),
+                "invalid_request",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                headers(FORM),
+                b"authCode=a&authCode=b".to_vec(),
+                "invalid_request",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                headers(FORM),
+                b"authCode=a%0Ab".to_vec(),
+                "invalid_request",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                headers(FORM),
+                vec![b'a', 0xff, 0xfe],
+                "invalid_request",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                headers(FORM),
+                b"authCode=a&platform=tv".to_vec(),
+                "invalid_request",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                json.clone(),
+                b"{not json".to_vec(),
+                "invalid_request",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                json.clone(),
+                br#"{"authCode":7}"#.to_vec(),
+                "invalid_request",
+            ),
+            (
+                Method::POST,
+                "/authcode",
+                json,
+                br#"[]"#.to_vec(),
+                "invalid_request",
+            ),
         ];
         for (method, path, h, body, want) in cases {
-            let got = parse_request(&method, path, &h, &body).err().map(|e| e.code);
-            assert_eq!(got, Some(want), "{method} {path} {:?}", String::from_utf8_lossy(&body));
+            let got = parse_request(&method, path, &h, &body)
+                .err()
+                .map(|e| e.code);
+            assert_eq!(
+                got,
+                Some(want),
+                "{method} {path} {:?}",
+                String::from_utf8_lossy(&body)
+            );
         }
     }
 
@@ -310,9 +511,19 @@ mod tests {
             detail: "HTTP 429".into(),
         });
         let e = error_for(&throttled);
-        assert_eq!((e.status, e.code, e.retry_after_secs), (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", Some(7)));
+        assert_eq!(
+            (e.status, e.code, e.retry_after_secs),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                Some(7)
+            )
+        );
         let down = SignInError::Upstream(Upstream::unavailable("google-token", "timeout"));
         let e = error_for(&down);
-        assert_eq!((e.status, e.retry_after_secs), (StatusCode::BAD_GATEWAY, Some(1)));
+        assert_eq!(
+            (e.status, e.retry_after_secs),
+            (StatusCode::BAD_GATEWAY, Some(1))
+        );
     }
 }

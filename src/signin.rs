@@ -16,8 +16,12 @@ use crate::clock::Clock;
 use crate::config::DEFAULT_TOKEN_URI;
 use crate::crypto::{Binding, CryptoError, KeyProvider, SealedToken, TokenCipher};
 use crate::domain::{AuthCode, Email, GoogleSubject, Platform, Scopes};
-use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken};
-use crate::store::{Begin, Grant, GrantStatus, GrantStore, RecordedOutcome, RequestLog, StoreError};
+use crate::google::{
+    ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken,
+};
+use crate::store::{
+    Begin, Grant, GrantStatus, GrantStore, RecordedOutcome, RequestLog, StoreError,
+};
 use crate::upstream::Upstream;
 
 /// What the app asked.
@@ -116,7 +120,9 @@ pub struct SignIn<T, V, S, K, P, C> {
 
 impl<T, V, S, K, P, C> std::fmt::Debug for SignIn<T, V, S, K, P, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignIn").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("SignIn")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -161,7 +167,12 @@ where
             let now = self.clock.now_unix();
             match self
                 .store
-                .begin(&key, now, self.settings.in_flight_lease, self.settings.idempotency_window)
+                .begin(
+                    &key,
+                    now,
+                    self.settings.in_flight_lease,
+                    self.settings.idempotency_window,
+                )
                 .await?
             {
                 Begin::Started => break,
@@ -189,7 +200,9 @@ where
         let bookkeeping = match recorded {
             Some(outcome) => {
                 let now = self.clock.now_unix();
-                self.store.finish(&key, &outcome, now, self.settings.idempotency_window).await
+                self.store
+                    .finish(&key, &outcome, now, self.settings.idempotency_window)
+                    .await
             }
             None => self.store.abandon(&key).await,
         };
@@ -223,7 +236,10 @@ where
                 GoogleTokenError::RedirectUriMismatch => SignInError::RedirectUriMismatch,
                 GoogleTokenError::Upstream(u) => SignInError::Upstream(u),
             })?;
-        let id_token = tokens.id_token.as_ref().ok_or(SignInError::InvalidIdToken(Some(IdTokenError::Missing)))?;
+        let id_token = tokens
+            .id_token
+            .as_ref()
+            .ok_or(SignInError::InvalidIdToken(Some(IdTokenError::Missing)))?;
         let identity = self
             .verifier
             .verify(id_token.expose_secret(), &credentials.client_id)
@@ -272,8 +288,14 @@ where
                     self.store.insert(&grant).await.map(|()| grant)
                 }
                 (Some(stored), sealed) => {
-                    let Some(grant) = updated_grant(stored, &identity, &tokens.scopes, sealed.as_ref(), &credentials.client_id, now)
-                    else {
+                    let Some(grant) = updated_grant(
+                        stored,
+                        &identity,
+                        &tokens.scopes,
+                        sealed.as_ref(),
+                        &credentials.client_id,
+                        now,
+                    ) else {
                         return Err(SignInError::ReconsentRequired);
                     };
                     self.store.save_sign_in(&grant).await.map(|()| grant)
@@ -290,7 +312,9 @@ where
                         replayed: false,
                     });
                 }
-                Err(StoreError::Conflict) => tracing::info!("grant changed concurrently; reading it again"),
+                Err(StoreError::Conflict) => {
+                    tracing::info!("grant changed concurrently; reading it again")
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -335,8 +359,14 @@ fn updated_grant(
 
 fn replay(outcome: RecordedOutcome) -> Result<SignedIn, SignInError> {
     match outcome {
-        RecordedOutcome::SignedIn { sub, email, scopes, offline_access } => Ok(SignedIn {
-            sub: GoogleSubject::parse(&sub).map_err(|_| SignInError::Store(StoreError::Corrupt("outcome")))?,
+        RecordedOutcome::SignedIn {
+            sub,
+            email,
+            scopes,
+            offline_access,
+        } => Ok(SignedIn {
+            sub: GoogleSubject::parse(&sub)
+                .map_err(|_| SignInError::Store(StoreError::Corrupt("outcome")))?,
             email: email.map(Email::new),
             scopes: scopes.into_iter().collect(),
             offline_access,

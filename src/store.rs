@@ -82,7 +82,10 @@ pub enum StoreError {
 
 /// The grants table as a port.
 pub trait GrantStore: Send + Sync {
-    fn load(&self, sub: &GoogleSubject) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
+    fn load(
+        &self,
+        sub: &GoogleSubject,
+    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
     /// Writes a grant that must not exist yet.
     fn insert(&self, grant: &Grant) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Writes what a sign-in owns (profile, scopes, token, status) on condition that the
@@ -95,7 +98,12 @@ pub trait GrantStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RecordedOutcome {
-    SignedIn { sub: String, email: Option<String>, scopes: Vec<String>, offline_access: bool },
+    SignedIn {
+        sub: String,
+        email: Option<String>,
+        scopes: Vec<String>,
+        offline_access: bool,
+    },
     ReconsentRequired,
     InvalidGrant,
     InvalidIdToken,
@@ -142,8 +150,16 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, grants_table: String, state_table: String) -> Self {
-        Self { client, grants_table, state_table }
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        grants_table: String,
+        state_table: String,
+    ) -> Self {
+        Self {
+            client,
+            grants_table,
+            state_table,
+        }
     }
 
     pub fn grants_table(&self) -> &str {
@@ -159,7 +175,11 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn conflict_or<E, R>(service: &'static str, err: SdkError<E, R>, is_conflict: impl Fn(&E) -> bool) -> StoreError
+fn conflict_or<E, R>(
+    service: &'static str,
+    err: SdkError<E, R>,
+    is_conflict: impl Fn(&E) -> bool,
+) -> StoreError
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
     R: std::fmt::Debug,
@@ -179,15 +199,24 @@ fn sign_in_attributes(grant: &Grant) -> Vec<(&'static str, Option<AttributeValue
         ("status", Some(s(grant.status.as_str()))),
         ("status_reason", text(&grant.status_reason)),
         ("email", p.email.as_ref().map(|e| s(e.as_str()))),
-        ("email_verified", Some(AttributeValue::Bool(grant.email_verified))),
+        (
+            "email_verified",
+            Some(AttributeValue::Bool(grant.email_verified)),
+        ),
         ("name", text(&p.name)),
         ("given_name", text(&p.given_name)),
         ("family_name", text(&p.family_name)),
         ("picture", text(&p.picture)),
         ("locale", text(&p.locale)),
-        ("scopes", Some(s(grant.scopes.iter().collect::<Vec<_>>().join(" ")))),
+        (
+            "scopes",
+            Some(s(grant.scopes.iter().collect::<Vec<_>>().join(" "))),
+        ),
         ("client_id", Some(s(grant.client_id.clone()))),
-        ("refresh_token", grant.refresh_token.as_ref().map(sealed_to_item)),
+        (
+            "refresh_token",
+            grant.refresh_token.as_ref().map(sealed_to_item),
+        ),
         ("failure_count", Some(n(grant.failure_count))),
         ("next_attempt_at", grant.next_attempt_at.map(n)),
         ("updated_at", Some(n(grant.updated_at))),
@@ -198,17 +227,35 @@ fn sign_in_attributes(grant: &Grant) -> Vec<(&'static str, Option<AttributeValue
 fn sealed_to_item(sealed: &SealedToken) -> AttributeValue {
     AttributeValue::M(HashMap::from([
         ("v".to_owned(), n(sealed.version)),
-        ("key".to_owned(), AttributeValue::B(Blob::new(sealed.wrapped_key.clone()))),
-        ("nonce".to_owned(), AttributeValue::B(Blob::new(sealed.nonce.to_vec()))),
-        ("ct".to_owned(), AttributeValue::B(Blob::new(sealed.ciphertext.clone()))),
+        (
+            "key".to_owned(),
+            AttributeValue::B(Blob::new(sealed.wrapped_key.clone())),
+        ),
+        (
+            "nonce".to_owned(),
+            AttributeValue::B(Blob::new(sealed.nonce.to_vec())),
+        ),
+        (
+            "ct".to_owned(),
+            AttributeValue::B(Blob::new(sealed.ciphertext.clone())),
+        ),
     ]))
 }
 
 fn sealed_from_item(item: &AttributeValue) -> Result<SealedToken, StoreError> {
     let corrupt = || StoreError::Corrupt("refresh_token");
     let map = item.as_m().map_err(|_| corrupt())?;
-    let blob = |k: &str| map.get(k).and_then(|v| v.as_b().ok()).map(|b| b.as_ref().to_vec()).ok_or_else(corrupt);
-    let version = map.get("v").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).ok_or_else(corrupt)?;
+    let blob = |k: &str| {
+        map.get(k)
+            .and_then(|v| v.as_b().ok())
+            .map(|b| b.as_ref().to_vec())
+            .ok_or_else(corrupt)
+    };
+    let version = map
+        .get("v")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(corrupt)?;
     Ok(SealedToken {
         version,
         wrapped_key: blob("key")?,
@@ -219,7 +266,11 @@ fn sealed_from_item(item: &AttributeValue) -> Result<SealedToken, StoreError> {
 
 fn grant_from_item(item: &HashMap<String, AttributeValue>) -> Result<Grant, StoreError> {
     let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-    let num = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
+    let num = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     let sub = text("sub")
         .and_then(|s| GoogleSubject::parse(&s).ok())
         .ok_or(StoreError::Corrupt("sub"))?;
@@ -238,15 +289,24 @@ fn grant_from_item(item: &HashMap<String, AttributeValue>) -> Result<Grant, Stor
             picture: text("picture"),
             locale: text("locale"),
         },
-        email_verified: item.get("email_verified").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        email_verified: item
+            .get("email_verified")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
         scopes: Scopes::from_space_delimited(&text("scopes").unwrap_or_default()),
         client_id: text("client_id").ok_or(StoreError::Corrupt("client_id"))?,
-        refresh_token: item.get("refresh_token").map(sealed_from_item).transpose()?,
+        refresh_token: item
+            .get("refresh_token")
+            .map(sealed_from_item)
+            .transpose()?,
         created_at: num("created_at").unwrap_or_default(),
         updated_at: num("updated_at").unwrap_or_default(),
         last_refresh_at: num("last_refresh_at"),
         last_sync_at: num("last_sync_at"),
-        failure_count: num("failure_count").and_then(|v| u32::try_from(v).ok()).unwrap_or_default(),
+        failure_count: num("failure_count")
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or_default(),
         next_attempt_at: num("next_attempt_at"),
         version: num("version").ok_or(StoreError::Corrupt("version"))?,
     })
@@ -281,14 +341,22 @@ impl GrantStore for DynamoStore {
             .expression_attribute_names("#sub", "sub")
             .send()
             .await
-            .map_err(|e| conflict_or("dynamodb", e, |se| se.is_conditional_check_failed_exception()))?;
+            .map_err(|e| {
+                conflict_or("dynamodb", e, |se| {
+                    se.is_conditional_check_failed_exception()
+                })
+            })?;
         Ok(())
     }
 
     async fn save_sign_in(&self, grant: &Grant) -> Result<(), StoreError> {
         let mut sets = Vec::new();
         let mut removes = Vec::new();
-        let mut update = self.client.update_item().table_name(&self.grants_table).key("sub", s(grant.sub.as_str()));
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.grants_table)
+            .key("sub", s(grant.sub.as_str()));
         for (i, (name, value)) in sign_in_attributes(grant).into_iter().enumerate() {
             update = update.expression_attribute_names(format!("#a{i}"), name);
             match value {
@@ -310,13 +378,23 @@ impl GrantStore for DynamoStore {
             .expression_attribute_values(":expected", n(grant.version.saturating_sub(1)))
             .send()
             .await
-            .map_err(|e| conflict_or("dynamodb", e, |se| se.is_conditional_check_failed_exception()))?;
+            .map_err(|e| {
+                conflict_or("dynamodb", e, |se| {
+                    se.is_conditional_check_failed_exception()
+                })
+            })?;
         Ok(())
     }
 }
 
 impl RequestLog for DynamoStore {
-    async fn begin(&self, key: &str, now: u64, lease: Duration, window: Duration) -> Result<Begin, StoreError> {
+    async fn begin(
+        &self,
+        key: &str,
+        now: u64,
+        lease: Duration,
+        window: Duration,
+    ) -> Result<Begin, StoreError> {
         let put = self
             .client
             .put_item()
@@ -337,7 +415,9 @@ impl RequestLog for DynamoStore {
             .await;
         match put {
             Ok(_) => return Ok(Begin::Started),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
             Err(e) => return Err(classify_aws("dynamodb", &e).into()),
         }
         let out = self
@@ -350,14 +430,17 @@ impl RequestLog for DynamoStore {
             .await
             .map_err(|e| classify_aws("dynamodb", &e))?;
         let item = out.item();
-        let state = item.and_then(|i| i.get("state")).and_then(|v| v.as_s().ok());
+        let state = item
+            .and_then(|i| i.get("state"))
+            .and_then(|v| v.as_s().ok());
         match state.map(String::as_str) {
             Some("done") => {
                 let raw = item
                     .and_then(|i| i.get("outcome"))
                     .and_then(|v| v.as_s().ok())
                     .ok_or(StoreError::Corrupt("outcome"))?;
-                let outcome = serde_json::from_str(raw).map_err(|_| StoreError::Corrupt("outcome"))?;
+                let outcome =
+                    serde_json::from_str(raw).map_err(|_| StoreError::Corrupt("outcome"))?;
                 Ok(Begin::Done(outcome))
             }
             // Gone between our write and our read (abandoned): report busy, the caller retries.
@@ -365,7 +448,13 @@ impl RequestLog for DynamoStore {
         }
     }
 
-    async fn finish(&self, key: &str, outcome: &RecordedOutcome, now: u64, window: Duration) -> Result<(), StoreError> {
+    async fn finish(
+        &self,
+        key: &str,
+        outcome: &RecordedOutcome,
+        now: u64,
+        window: Duration,
+    ) -> Result<(), StoreError> {
         let outcome = serde_json::to_string(outcome).map_err(|_| StoreError::Corrupt("outcome"))?;
         self.client
             .put_item()
@@ -393,7 +482,12 @@ impl RequestLog for DynamoStore {
             .await;
         match deleted {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(classify_aws("dynamodb", &e).into()),
         }
     }

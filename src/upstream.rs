@@ -19,16 +19,27 @@ pub enum Upstream {
     /// Our configuration is wrong (`invalid_client`, a missing secret, KMS access denied).
     /// Retrying does not help; an operator must act.
     #[error("{service} refused our configuration ({detail})")]
-    Misconfigured { service: &'static str, detail: String },
+    Misconfigured {
+        service: &'static str,
+        detail: String,
+    },
 }
 
 impl Upstream {
     pub fn unavailable(service: &'static str, detail: impl Into<String>) -> Self {
-        Self::Unavailable { service, throttled: false, retry_after: None, detail: detail.into() }
+        Self::Unavailable {
+            service,
+            throttled: false,
+            retry_after: None,
+            detail: detail.into(),
+        }
     }
 
     pub fn misconfigured(service: &'static str, detail: impl Into<String>) -> Self {
-        Self::Misconfigured { service, detail: detail.into() }
+        Self::Misconfigured {
+            service,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -43,7 +54,10 @@ pub fn parse_retry_after(value: Option<&http::HeaderValue>) -> Option<Duration> 
 /// Classifies an AWS SDK error by its error code and HTTP status: throttling, 5xx and
 /// transport failures are transient; everything else (access denied, not found, a
 /// disabled key, a validation error) is our misconfiguration.
-pub fn classify_aws<E, R>(service: &'static str, err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> Upstream
+pub fn classify_aws<E, R>(
+    service: &'static str,
+    err: &aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> Upstream
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
     R: std::fmt::Debug,
@@ -74,7 +88,12 @@ where
                     | "DependencyTimeoutException"
             );
             if throttled || server {
-                Upstream::Unavailable { service, throttled, retry_after: None, detail: code.to_owned() }
+                Upstream::Unavailable {
+                    service,
+                    throttled,
+                    retry_after: None,
+                    detail: code.to_owned(),
+                }
             } else {
                 Upstream::misconfigured(service, code.to_owned())
             }

@@ -3,7 +3,10 @@
 use crate::clock::SystemClock;
 use crate::config::SignInConfig;
 use crate::crypto::{KeyCacheLimits, KmsKeyProvider, TokenCipher};
-use crate::google::{CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource};
+use crate::google::{
+    CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint,
+    SecretsManagerSource,
+};
 use crate::signin::{SignIn, SignInSettings};
 use crate::store::DynamoStore;
 
@@ -25,7 +28,10 @@ pub async fn aws_config() -> aws_config::SdkConfig {
 
 /// Builds the sign-in use case from its config and the loaded AWS config (which honours
 /// `AWS_ENDPOINT_URL`, so the same code runs against the local stack).
-pub fn sign_in(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<ProductionSignIn, reqwest::Error> {
+pub fn sign_in(
+    config: &SignInConfig,
+    aws: &aws_config::SdkConfig,
+) -> Result<ProductionSignIn, reqwest::Error> {
     let common = &config.common;
     let http = crate::http_client::build(common.http_timeout)?;
     Ok(SignIn {
@@ -43,7 +49,11 @@ pub fn sign_in(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<Pro
             common.state_table.clone(),
         ),
         cipher: TokenCipher::new(
-            KmsKeyProvider::new(aws_sdk_kms::Client::new(aws), common.token_key_id.clone(), &common.grants_table),
+            KmsKeyProvider::new(
+                aws_sdk_kms::Client::new(aws),
+                common.token_key_id.clone(),
+                &common.grants_table,
+            ),
             KeyCacheLimits {
                 max_age: common.data_key_max_age,
                 max_uses: common.data_key_max_uses,
@@ -51,7 +61,10 @@ pub fn sign_in(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<Pro
             },
         ),
         secrets: CachedClientSecret::new(
-            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), common.client_secret_id.clone()),
+            SecretsManagerSource::new(
+                aws_sdk_secretsmanager::Client::new(aws),
+                common.client_secret_id.clone(),
+            ),
             SystemClock,
             common.client_secret_ttl,
         ),

@@ -11,8 +11,18 @@ const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
 async fn assert_refused(stack: &Stack, event: &str, status: u16, code: &str) -> common::Answer {
     let answer = stack.invoke(event).await;
-    assert_eq!((answer.status, answer.error_code()), (status, code), "{}", answer.json);
-    assert!(answer.json["message"].as_str().is_some_and(|m| !m.is_empty()), "a human message");
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (status, code),
+        "{}",
+        answer.json
+    );
+    assert!(
+        answer.json["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "a human message"
+    );
     assert!(stack.grants().await.is_empty(), "nothing written");
     answer
 }
@@ -34,67 +44,225 @@ async fn malformed_requests_get_their_status_and_stable_code() {
     let form = |body: &[u8]| apigw_event("apigw-authcode-form.json", FORM, body, &[]);
 
     let cases: Vec<(&str, String, u16, &str)> = vec![
-        ("no X-Requested-With", apigw_event("apigw-authcode-form.json", FORM, b"authCode=x", &["x-requested-with"]), 403, "forbidden"),
-        ("wrong path", with_route(&good, "POST", "/authcodes"), 404, "not_found"),
-        ("wrong method", with_route(&good, "GET", "/authcode"), 405, "method_not_allowed"),
-        ("text/plain", apigw_event("apigw-authcode-form.json", Some("text/plain"), b"authCode=x", &[]), 415, "unsupported_media_type"),
-        ("no content type", apigw_event("apigw-authcode-form.json", None, b"authCode=x", &[]), 415, "unsupported_media_type"),
-        ("9 KiB body", form(&[b'a'; 9 * 1024]), 413, "payload_too_large"),
-        ("missing code", form(b"platform=android"), 400, "invalid_request"),
+        (
+            "no X-Requested-With",
+            apigw_event(
+                "apigw-authcode-form.json",
+                FORM,
+                b"authCode=x",
+                &["x-requested-with"],
+            ),
+            403,
+            "forbidden",
+        ),
+        (
+            "wrong path",
+            with_route(&good, "POST", "/authcodes"),
+            404,
+            "not_found",
+        ),
+        (
+            "wrong method",
+            with_route(&good, "GET", "/authcode"),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "text/plain",
+            apigw_event(
+                "apigw-authcode-form.json",
+                Some("text/plain"),
+                b"authCode=x",
+                &[],
+            ),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "no content type",
+            apigw_event("apigw-authcode-form.json", None, b"authCode=x", &[]),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "9 KiB body",
+            form(&[b'a'; 9 * 1024]),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "missing code",
+            form(b"platform=android"),
+            400,
+            "invalid_request",
+        ),
         ("empty code", form(b"authCode="), 400, "invalid_request"),
-        ("oversized code", form(format!("authCode={}", "a".repeat(600)).as_bytes()), 400, "invalid_request"),
-        ("non-printable code", form(b"authCode=4%2F0%00abc"), 400, "invalid_request"),
-        ("non-UTF-8 body", form(&[b'a', b'u', 0xC3, 0x28, 0xFF]), 400, "invalid_request"),
-        ("repeated field", form(b"authCode=a&authCode=b"), 400, "invalid_request"),
-        ("unknown platform", form(b"authCode=abc&platform=tizen"), 400, "invalid_request"),
-        ("bad JSON", apigw_event("apigw-authcode-json.json", Some("application/json"), b"{\"authCode\":", &[]), 400, "invalid_request"),
-        ("JSON code not a string", apigw_event("apigw-authcode-json.json", Some("application/json"), b"{\"authCode\":42}", &[]), 400, "invalid_request"),
+        (
+            "oversized code",
+            form(format!("authCode={}", "a".repeat(600)).as_bytes()),
+            400,
+            "invalid_request",
+        ),
+        (
+            "non-printable code",
+            form(b"authCode=4%2F0%00abc"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "non-UTF-8 body",
+            form(&[b'a', b'u', 0xC3, 0x28, 0xFF]),
+            400,
+            "invalid_request",
+        ),
+        (
+            "repeated field",
+            form(b"authCode=a&authCode=b"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "unknown platform",
+            form(b"authCode=abc&platform=tizen"),
+            400,
+            "invalid_request",
+        ),
+        (
+            "bad JSON",
+            apigw_event(
+                "apigw-authcode-json.json",
+                Some("application/json"),
+                b"{\"authCode\":",
+                &[],
+            ),
+            400,
+            "invalid_request",
+        ),
+        (
+            "JSON code not a string",
+            apigw_event(
+                "apigw-authcode-json.json",
+                Some("application/json"),
+                b"{\"authCode\":42}",
+                &[],
+            ),
+            400,
+            "invalid_request",
+        ),
     ];
     for (what, event, status, code) in cases {
         let answer = stack.invoke(&event).await;
-        assert_eq!((answer.status, answer.error_code()), (status, code), "{what}: {}", answer.json);
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (status, code),
+            "{what}: {}",
+            answer.json
+        );
     }
-    assert_eq!(stack.emulator.stats().code_exchanges, 0, "no bad request reaches Google");
+    assert_eq!(
+        stack.emulator.stats().code_exchanges,
+        0,
+        "no bad request reaches Google"
+    );
     assert!(stack.grants().await.is_empty());
 }
 
 #[tokio::test]
 async fn a_code_google_does_not_know_or_already_redeemed_is_invalid_grant() {
     let stack = spawn_stack().await;
-    assert_refused(&stack, &android_form_event("4/0AeanS0-never-issued"), 400, "invalid_grant").await;
+    assert_refused(
+        &stack,
+        &android_form_event("4/0AeanS0-never-issued"),
+        400,
+        "invalid_grant",
+    )
+    .await;
 
     // Redeemed by someone else (not ours to replay): Google says "Code was already redeemed."
     let minted = stack.mint(CodeSpec::default());
-    let form = format!("grant_type=authorization_code&code={}&client_id={}&client_secret={}&redirect_uri=",
+    let form = format!(
+        "grant_type=authorization_code&code={}&client_id={}&client_secret={}&redirect_uri=",
         url::form_urlencoded::byte_serialize(minted.code.as_bytes()).collect::<String>(),
-        stack.emulator_settings().client_id, stack.emulator_settings().client_secret);
-    let redeemed = reqwest::Client::new().post(stack.emulator.token_uri()).header("content-type", "application/x-www-form-urlencoded").body(form).send().await.expect("direct exchange");
+        stack.emulator_settings().client_id,
+        stack.emulator_settings().client_secret
+    );
+    let redeemed = reqwest::Client::new()
+        .post(stack.emulator.token_uri())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("direct exchange");
     assert!(redeemed.status().is_success());
-    assert_refused(&stack, &android_form_event(&minted.code), 400, "invalid_grant").await;
+    assert_refused(
+        &stack,
+        &android_form_event(&minted.code),
+        400,
+        "invalid_grant",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn every_forged_or_foreign_id_token_is_refused() {
     let stack = spawn_stack().await;
-    let claims = |c: serde_json::Value| CodeSpec { id_token_claims: Some(c), ..CodeSpec::default() };
-    let forged = |f: Forgery| CodeSpec { forgery: f, ..CodeSpec::default() };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let claims = |c: serde_json::Value| CodeSpec {
+        id_token_claims: Some(c),
+        ..CodeSpec::default()
+    };
+    let forged = |f: Forgery| CodeSpec {
+        forgery: f,
+        ..CodeSpec::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
     let cases = [
         ("alg none", forged(Forgery::AlgNone)),
-        ("HS256 keyed with the RSA public key", forged(Forgery::Hs256WithPublicKey)),
-        ("flipped signature bit", forged(Forgery::FlippedSignatureBit)),
+        (
+            "HS256 keyed with the RSA public key",
+            forged(Forgery::Hs256WithPublicKey),
+        ),
+        (
+            "flipped signature bit",
+            forged(Forgery::FlippedSignatureBit),
+        ),
         ("unknown kid", forged(Forgery::UnknownKid)),
-        ("wrong aud", claims(json!({"aud": "someone-else.apps.googleusercontent.com"}))),
-        ("wrong iss", claims(json!({"iss": "https://accounts.evil.example"}))),
-        ("expired", claims(json!({"exp": now - 3_600, "iat": now - 7_200}))),
-        ("issued in the future", claims(json!({"iat": now + 3_600, "exp": now + 7_200}))),
+        (
+            "wrong aud",
+            claims(json!({"aud": "someone-else.apps.googleusercontent.com"})),
+        ),
+        (
+            "wrong iss",
+            claims(json!({"iss": "https://accounts.evil.example"})),
+        ),
+        (
+            "expired",
+            claims(json!({"exp": now - 3_600, "iat": now - 7_200})),
+        ),
+        (
+            "issued in the future",
+            claims(json!({"iat": now + 3_600, "exp": now + 7_200})),
+        ),
         ("no sub", claims(json!({"sub": null}))),
-        ("no openid scope, so no ID token", CodeSpec { scopes: Some("https://www.googleapis.com/auth/drive.appdata".into()), ..CodeSpec::default() }),
+        (
+            "no openid scope, so no ID token",
+            CodeSpec {
+                scopes: Some("https://www.googleapis.com/auth/drive.appdata".into()),
+                ..CodeSpec::default()
+            },
+        ),
     ];
     for (what, spec) in cases {
         let minted = stack.mint(spec);
         let answer = stack.invoke(&android_form_event(&minted.code)).await;
-        assert_eq!((answer.status, answer.error_code()), (401, "invalid_id_token"), "{what}: {}", answer.json);
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (401, "invalid_id_token"),
+            "{what}: {}",
+            answer.json
+        );
     }
     assert!(stack.grants().await.is_empty());
 }
@@ -102,9 +270,18 @@ async fn every_forged_or_foreign_id_token_is_refused() {
 #[tokio::test]
 async fn both_issuer_spellings_and_a_little_clock_skew_are_accepted() {
     let stack = spawn_stack().await;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
-    for claims in [json!({"iss": "accounts.google.com"}), json!({"iss": "https://accounts.google.com", "iat": now + 30})] {
-        let minted = stack.mint(CodeSpec { id_token_claims: Some(claims.clone()), ..CodeSpec::default() });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    for claims in [
+        json!({"iss": "accounts.google.com"}),
+        json!({"iss": "https://accounts.google.com", "iat": now + 30}),
+    ] {
+        let minted = stack.mint(CodeSpec {
+            id_token_claims: Some(claims.clone()),
+            ..CodeSpec::default()
+        });
         let answer = stack.invoke(&android_form_event(&minted.code)).await;
         assert_eq!(answer.status, 200, "{claims}: {}", answer.json);
     }
@@ -112,13 +289,29 @@ async fn both_issuer_spellings_and_a_little_clock_skew_are_accepted() {
 
 #[tokio::test]
 async fn an_azp_outside_the_allow_list_is_refused_when_one_is_set() {
-    let stack = spawn_stack_with(&[("ALLOWED_AZP", "emulator-android.apps.googleusercontent.com, ios.apps.googleusercontent.com")]).await;
+    let stack = spawn_stack_with(&[(
+        "ALLOWED_AZP",
+        "emulator-android.apps.googleusercontent.com, ios.apps.googleusercontent.com",
+    )])
+    .await;
     let allowed = stack.mint(CodeSpec::default());
-    assert_eq!(stack.invoke(&android_form_event(&allowed.code)).await.status, 200);
+    assert_eq!(
+        stack
+            .invoke(&android_form_event(&allowed.code))
+            .await
+            .status,
+        200
+    );
 
-    let foreign = stack.mint(CodeSpec { azp: Some("someone-elses-app.apps.googleusercontent.com".into()), ..CodeSpec::default() });
+    let foreign = stack.mint(CodeSpec {
+        azp: Some("someone-elses-app.apps.googleusercontent.com".into()),
+        ..CodeSpec::default()
+    });
     let answer = stack.invoke(&android_form_event(&foreign.code)).await;
-    assert_eq!((answer.status, answer.error_code()), (401, "invalid_id_token"));
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (401, "invalid_id_token")
+    );
     assert!(stack.grant(&foreign.sub).await.is_none());
 }
 
@@ -126,20 +319,85 @@ async fn an_azp_outside_the_allow_list_is_refused_when_one_is_set() {
 async fn google_faults_answer_502_or_503_with_retry_after_and_write_nothing() {
     let stack = spawn_stack().await;
     let cases = [
-        ("429 with Retry-After", Fault { status: Some(429), retry_after: Some(7), count: Some(1), ..Fault::default() }, 503, Some(7)),
-        ("503", Fault { status: Some(503), count: Some(1), ..Fault::default() }, 503, Some(1)),
-        ("500", Fault { status: Some(500), count: Some(1), ..Fault::default() }, 502, Some(1)),
-        ("HTML body", Fault { status: Some(502), body: Some("<html><body>Bad Gateway</body></html>".into()), count: Some(1), ..Fault::default() }, 502, Some(1)),
-        ("HTML with 200", Fault { status: Some(200), body: Some("<!DOCTYPE html><p>captive portal</p>".into()), count: Some(1), ..Fault::default() }, 502, Some(1)),
-        ("timeout", Fault { delay_ms: 2_500, count: Some(1), ..Fault::default() }, 502, Some(1)),
+        (
+            "429 with Retry-After",
+            Fault {
+                status: Some(429),
+                retry_after: Some(7),
+                count: Some(1),
+                ..Fault::default()
+            },
+            503,
+            Some(7),
+        ),
+        (
+            "503",
+            Fault {
+                status: Some(503),
+                count: Some(1),
+                ..Fault::default()
+            },
+            503,
+            Some(1),
+        ),
+        (
+            "500",
+            Fault {
+                status: Some(500),
+                count: Some(1),
+                ..Fault::default()
+            },
+            502,
+            Some(1),
+        ),
+        (
+            "HTML body",
+            Fault {
+                status: Some(502),
+                body: Some("<html><body>Bad Gateway</body></html>".into()),
+                count: Some(1),
+                ..Fault::default()
+            },
+            502,
+            Some(1),
+        ),
+        (
+            "HTML with 200",
+            Fault {
+                status: Some(200),
+                body: Some("<!DOCTYPE html><p>captive portal</p>".into()),
+                count: Some(1),
+                ..Fault::default()
+            },
+            502,
+            Some(1),
+        ),
+        (
+            "timeout",
+            Fault {
+                delay_ms: 2_500,
+                count: Some(1),
+                ..Fault::default()
+            },
+            502,
+            Some(1),
+        ),
     ];
     for (what, fault, status, retry_after) in cases {
         let minted = stack.mint(CodeSpec::default());
         stack.emulator.inject_fault(Endpoint::Token, fault);
         let answer = stack.invoke(&android_form_event(&minted.code)).await;
-        assert_eq!((answer.status, answer.error_code()), (status, "upstream_unavailable"), "{what}: {}", answer.json);
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (status, "upstream_unavailable"),
+            "{what}: {}",
+            answer.json
+        );
         assert_eq!(answer.retry_after(), retry_after, "{what}");
-        assert!(stack.grant(&minted.sub).await.is_none(), "{what}: nothing written");
+        assert!(
+            stack.grant(&minted.sub).await.is_none(),
+            "{what}: nothing written"
+        );
         stack.emulator.clear_faults();
         if what != "timeout" {
             // The code was not spent: the phone's retry succeeds.
@@ -153,9 +411,22 @@ async fn google_faults_answer_502_or_503_with_retry_after_and_write_nothing() {
 #[tokio::test]
 async fn an_unreachable_jwks_is_upstream_unavailable_not_a_bad_token() {
     let stack = spawn_stack().await;
-    stack.emulator.inject_fault(Endpoint::Certs, Fault { status: Some(503), retry_after: Some(3), ..Fault::default() });
+    stack.emulator.inject_fault(
+        Endpoint::Certs,
+        Fault {
+            status: Some(503),
+            retry_after: Some(3),
+            ..Fault::default()
+        },
+    );
     let minted = stack.mint(CodeSpec::default());
-    let answer = assert_refused(&stack, &android_form_event(&minted.code), 503, "upstream_unavailable").await;
+    let answer = assert_refused(
+        &stack,
+        &android_form_event(&minted.code),
+        503,
+        "upstream_unavailable",
+    )
+    .await;
     assert_eq!(answer.retry_after(), Some(3));
 }
 
@@ -163,27 +434,59 @@ async fn an_unreachable_jwks_is_upstream_unavailable_not_a_bad_token() {
 async fn a_wrong_client_secret_is_our_misconfiguration() {
     let stack = spawn_stack().await;
     let settings = stack.emulator_settings();
-    stack.put_client_secret(&google_emulator::client_secret_json(&settings.client_id, "GOCSPX-wrong", &stack.emulator.token_uri())).await;
+    stack
+        .put_client_secret(&google_emulator::client_secret_json(
+            &settings.client_id,
+            "GOCSPX-wrong",
+            &stack.emulator.token_uri(),
+        ))
+        .await;
     let minted = stack.mint(CodeSpec::default());
-    assert_refused(&stack, &android_form_event(&minted.code), 500, "server_misconfigured").await;
+    assert_refused(
+        &stack,
+        &android_form_event(&minted.code),
+        500,
+        "server_misconfigured",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_missing_secret_or_kms_key_is_our_misconfiguration() {
     let missing_secret = spawn_stack_with(&[("CLIENT_SECRET_ID", "no/such/secret")]).await;
     let minted = missing_secret.mint(CodeSpec::default());
-    assert_refused(&missing_secret, &android_form_event(&minted.code), 500, "server_misconfigured").await;
+    assert_refused(
+        &missing_secret,
+        &android_form_event(&minted.code),
+        500,
+        "server_misconfigured",
+    )
+    .await;
 
     let missing_key = spawn_stack_with(&[("TOKEN_KEY_ID", "alias/no-such-key")]).await;
     let minted = missing_key.mint(CodeSpec::default());
-    assert_refused(&missing_key, &android_form_event(&minted.code), 500, "server_misconfigured").await;
+    assert_refused(
+        &missing_key,
+        &android_form_event(&minted.code),
+        500,
+        "server_misconfigured",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_secret_that_is_not_googles_json_is_our_misconfiguration_and_not_echoed() {
     let stack = spawn_stack().await;
-    stack.put_client_secret("GOCSPX-plain-string-not-json").await;
+    stack
+        .put_client_secret("GOCSPX-plain-string-not-json")
+        .await;
     let minted = stack.mint(CodeSpec::default());
-    let answer = assert_refused(&stack, &android_form_event(&minted.code), 500, "server_misconfigured").await;
+    let answer = assert_refused(
+        &stack,
+        &android_form_event(&minted.code),
+        500,
+        "server_misconfigured",
+    )
+    .await;
     assert!(!answer.json.to_string().contains("GOCSPX"));
 }

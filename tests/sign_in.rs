@@ -22,10 +22,19 @@ async fn the_android_form_post_stores_a_grant_whose_token_decrypts_to_what_googl
     assert_eq!(answer.json["email"], "ada@example.com");
     assert_eq!(answer.json["offline_access"], true);
     let scopes = answer.json["scopes"].as_array().expect("scopes");
-    assert!(scopes.iter().any(|s| s == "https://www.googleapis.com/auth/drive.appdata"));
-    assert!(answer.json.get("refresh_token").is_none() && answer.json.get("access_token").is_none());
+    assert!(
+        scopes
+            .iter()
+            .any(|s| s == "https://www.googleapis.com/auth/drive.appdata")
+    );
+    assert!(
+        answer.json.get("refresh_token").is_none() && answer.json.get("access_token").is_none()
+    );
 
-    let issued = stack.emulator.refresh_token_of(&minted.sub).expect("Google issued a refresh token");
+    let issued = stack
+        .emulator
+        .refresh_token_of(&minted.sub)
+        .expect("Google issued a refresh token");
     assert_eq!(stack.stored_refresh_token(&minted.sub).await, Some(issued));
     let grant = stack.grant(&minted.sub).await.expect("grant stored");
     assert_eq!(grant.status.as_str(), "active");
@@ -38,12 +47,18 @@ async fn the_android_form_post_stores_a_grant_whose_token_decrypts_to_what_googl
 #[tokio::test]
 async fn a_json_post_from_the_web_uses_the_postmessage_redirect_uri() {
     let stack = spawn_stack().await;
-    let web = stack.mint(CodeSpec { redirect_uri: Some("postmessage".into()), ..CodeSpec::default() });
+    let web = stack.mint(CodeSpec {
+        redirect_uri: Some("postmessage".into()),
+        ..CodeSpec::default()
+    });
 
     let answer = stack.invoke(&json_event(&web.code, "web")).await;
 
     assert_eq!(answer.status, 200, "{}", answer.json);
-    assert_eq!(stack.stored_refresh_token(&web.sub).await, stack.emulator.refresh_token_of(&web.sub));
+    assert_eq!(
+        stack.stored_refresh_token(&web.sub).await,
+        stack.emulator.refresh_token_of(&web.sub)
+    );
 }
 
 #[tokio::test]
@@ -59,7 +74,10 @@ async fn ios_and_android_json_posts_use_an_empty_redirect_uri() {
 #[tokio::test]
 async fn a_code_for_another_platform_is_refused_as_invalid_grant() {
     let stack = spawn_stack().await;
-    let web = stack.mint(CodeSpec { redirect_uri: Some("postmessage".into()), ..CodeSpec::default() });
+    let web = stack.mint(CodeSpec {
+        redirect_uri: Some("postmessage".into()),
+        ..CodeSpec::default()
+    });
 
     let answer = stack.invoke(&json_event(&web.code, "android")).await;
 
@@ -74,7 +92,10 @@ async fn no_table_attribute_holds_a_plaintext_token_code_or_client_secret() {
     let answer = stack.invoke(&android_form_event(&minted.code)).await;
     assert_eq!(answer.status, 200);
 
-    let refresh = stack.emulator.refresh_token_of(&minted.sub).expect("refresh token");
+    let refresh = stack
+        .emulator
+        .refresh_token_of(&minted.sub)
+        .expect("refresh token");
     let secret = stack.emulator_settings().client_secret;
     let planted = [refresh.as_str(), minted.code.as_str(), secret.as_str()];
     let mut items = stack.grants().await;
@@ -83,7 +104,10 @@ async fn no_table_attribute_holds_a_plaintext_token_code_or_client_secret() {
     for item in &items {
         let dump = format!("{item:?}");
         for needle in planted {
-            assert!(!dump.contains(needle), "an attribute holds a planted secret");
+            assert!(
+                !dump.contains(needle),
+                "an attribute holds a planted secret"
+            );
         }
         for value in item.values() {
             if let Ok(blob) = value.as_b() {
@@ -126,11 +150,20 @@ async fn two_concurrent_posts_of_one_code_call_google_once() {
 async fn signing_in_again_without_a_refresh_token_keeps_the_stored_one() {
     let stack = spawn_stack().await;
     let first = stack.mint(CodeSpec::default());
-    assert_eq!(stack.invoke(&android_form_event(&first.code)).await.status, 200);
-    let original = stack.stored_refresh_token(&first.sub).await.expect("stored");
+    assert_eq!(
+        stack.invoke(&android_form_event(&first.code)).await.status,
+        200
+    );
+    let original = stack
+        .stored_refresh_token(&first.sub)
+        .await
+        .expect("stored");
 
     // Google sends no refresh token the second time: the user already consented.
-    let again = stack.mint(CodeSpec { sub: Some(first.sub.clone()), ..CodeSpec::default() });
+    let again = stack.mint(CodeSpec {
+        sub: Some(first.sub.clone()),
+        ..CodeSpec::default()
+    });
     let answer = stack.invoke(&android_form_event(&again.code)).await;
 
     assert_eq!(answer.status, 200, "{}", answer.json);
@@ -143,11 +176,21 @@ async fn signing_in_again_without_a_refresh_token_keeps_the_stored_one() {
 async fn a_forced_consent_replaces_the_stored_refresh_token() {
     let stack = spawn_stack().await;
     let first = stack.mint(CodeSpec::default());
-    assert_eq!(stack.invoke(&android_form_event(&first.code)).await.status, 200);
+    assert_eq!(
+        stack.invoke(&android_form_event(&first.code)).await.status,
+        200
+    );
     let original = stack.stored_refresh_token(&first.sub).await;
 
-    let forced = stack.mint(CodeSpec { sub: Some(first.sub.clone()), consent: Consent::Forced, ..CodeSpec::default() });
-    assert_eq!(stack.invoke(&android_form_event(&forced.code)).await.status, 200);
+    let forced = stack.mint(CodeSpec {
+        sub: Some(first.sub.clone()),
+        consent: Consent::Forced,
+        ..CodeSpec::default()
+    });
+    assert_eq!(
+        stack.invoke(&android_form_event(&forced.code)).await.status,
+        200
+    );
 
     let stored = stack.stored_refresh_token(&first.sub).await;
     assert_ne!(stored, original);
@@ -157,84 +200,153 @@ async fn a_forced_consent_replaces_the_stored_refresh_token() {
 #[tokio::test]
 async fn a_first_sign_in_without_a_refresh_token_answers_reconsent_required() {
     let stack = spawn_stack().await;
-    let minted = stack.mint(CodeSpec { consent: Consent::Repeat, ..CodeSpec::default() });
+    let minted = stack.mint(CodeSpec {
+        consent: Consent::Repeat,
+        ..CodeSpec::default()
+    });
 
     let answer = stack.invoke(&android_form_event(&minted.code)).await;
 
-    assert_eq!((answer.status, answer.error_code()), (409, "reconsent_required"));
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (409, "reconsent_required")
+    );
     assert!(stack.grants().await.is_empty());
     // A retry of the same code replays the answer without calling Google again.
     let again = stack.invoke(&android_form_event(&minted.code)).await;
-    assert_eq!((again.status, stack.emulator.stats().code_exchanges), (409, 1));
+    assert_eq!(
+        (again.status, stack.emulator.stats().code_exchanges),
+        (409, 1)
+    );
 }
 
 #[tokio::test]
 async fn partial_consent_records_only_the_granted_scopes() {
     let stack = spawn_stack().await;
-    let minted = stack.mint(CodeSpec { scopes: Some("openid https://www.googleapis.com/auth/userinfo.email".into()), ..CodeSpec::default() });
+    let minted = stack.mint(CodeSpec {
+        scopes: Some("openid https://www.googleapis.com/auth/userinfo.email".into()),
+        ..CodeSpec::default()
+    });
 
     let answer = stack.invoke(&android_form_event(&minted.code)).await;
 
     assert_eq!(answer.status, 200);
     let grant = stack.grant(&minted.sub).await.expect("grant");
-    assert!(!grant.scopes.contains(offline_access::domain::DRIVE_APPDATA_SCOPE));
+    assert!(
+        !grant
+            .scopes
+            .contains(offline_access::domain::DRIVE_APPDATA_SCOPE)
+    );
     assert!(grant.scopes.contains("openid"));
 }
 
 #[tokio::test]
 async fn an_unverified_email_is_not_trusted() {
     let stack = spawn_stack().await;
-    let minted = stack.mint(CodeSpec { email_verified: Some(false), ..CodeSpec::default() });
+    let minted = stack.mint(CodeSpec {
+        email_verified: Some(false),
+        ..CodeSpec::default()
+    });
 
     let answer = stack.invoke(&android_form_event(&minted.code)).await;
 
     assert_eq!(answer.status, 200);
     assert!(answer.json["email"].is_null());
-    assert!(stack.grant(&minted.sub).await.is_some_and(|g| g.profile.email.is_none() && !g.email_verified));
+    assert!(
+        stack
+            .grant(&minted.sub)
+            .await
+            .is_some_and(|g| g.profile.email.is_none() && !g.email_verified)
+    );
 }
 
 #[tokio::test]
 async fn a_rotated_client_secret_is_used_after_the_ttl_without_a_restart() {
     let stack = spawn_stack().await;
-    assert_eq!(stack.invoke(&android_form_event(&stack.mint(CodeSpec::default()).code)).await.status, 200);
+    assert_eq!(
+        stack
+            .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
+            .await
+            .status,
+        200
+    );
 
     // The operator rotates the secret at Google and in Secrets Manager.
     let settings = stack.emulator_settings();
     stack.emulator.set_client_secret("GOCSPX-rotated");
-    stack.put_client_secret(&google_emulator::client_secret_json(&settings.client_id, "GOCSPX-rotated", &stack.emulator.token_uri())).await;
+    stack
+        .put_client_secret(&google_emulator::client_secret_json(
+            &settings.client_id,
+            "GOCSPX-rotated",
+            &stack.emulator.token_uri(),
+        ))
+        .await;
 
-    let stale = stack.invoke(&android_form_event(&stack.mint(CodeSpec::default()).code)).await;
-    assert_eq!((stale.status, stale.error_code()), (500, "server_misconfigured"), "the cached secret is still in use");
+    let stale = stack
+        .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
+        .await;
+    assert_eq!(
+        (stale.status, stale.error_code()),
+        (500, "server_misconfigured"),
+        "the cached secret is still in use"
+    );
 
-    stack.secret_clock.advance(stack.config.common.client_secret_ttl);
-    let fresh = stack.invoke(&android_form_event(&stack.mint(CodeSpec::default()).code)).await;
+    stack
+        .secret_clock
+        .advance(stack.config.common.client_secret_ttl);
+    let fresh = stack
+        .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
+        .await;
     assert_eq!(fresh.status, 200, "{}", fresh.json);
 }
 
 #[tokio::test]
 async fn jwks_rotation_is_followed_with_one_refetch_and_unknown_kids_cannot_force_more() {
     let stack = spawn_stack().await;
-    assert_eq!(stack.invoke(&android_form_event(&stack.mint(CodeSpec::default()).code)).await.status, 200);
+    assert_eq!(
+        stack
+            .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
+            .await
+            .status,
+        200
+    );
     let fetched = stack.emulator.stats().certs;
 
     stack.emulator.rotate_keys(true).expect("rotate");
-    let after_rotation = stack.invoke(&android_form_event(&stack.mint(CodeSpec::default()).code)).await;
+    let after_rotation = stack
+        .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
+        .await;
     assert_eq!(after_rotation.status, 200, "{}", after_rotation.json);
     assert_eq!(stack.emulator.stats().certs, fetched + 1);
 
     for _ in 0..3 {
-        let forged = stack.mint(CodeSpec { forgery: google_emulator::Forgery::UnknownKid, ..CodeSpec::default() });
+        let forged = stack.mint(CodeSpec {
+            forgery: google_emulator::Forgery::UnknownKid,
+            ..CodeSpec::default()
+        });
         let answer = stack.invoke(&android_form_event(&forged.code)).await;
-        assert_eq!((answer.status, answer.error_code()), (401, "invalid_id_token"));
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (401, "invalid_id_token")
+        );
     }
-    assert!(stack.emulator.stats().certs <= fetched + 2, "unknown kids refetch at most once per interval");
+    assert!(
+        stack.emulator.stats().certs <= fetched + 2,
+        "unknown kids refetch at most once per interval"
+    );
 }
 
 #[tokio::test]
 async fn the_jwks_is_cached_as_long_as_its_max_age_says() {
     let stack = spawn_stack().await;
     for _ in 0..3 {
-        assert_eq!(stack.invoke(&android_form_event(&stack.mint(CodeSpec::default()).code)).await.status, 200);
+        assert_eq!(
+            stack
+                .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
+                .await
+                .status,
+            200
+        );
     }
     assert_eq!(stack.emulator.stats().certs, 1);
 }

@@ -21,7 +21,11 @@ pub struct ClientCredentials {
 
 impl ClientCredentials {
     pub fn new(client_id: String, client_secret: SecretString, token_uri: Option<String>) -> Self {
-        Self { client_id, client_secret, token_uri }
+        Self {
+            client_id,
+            client_secret,
+            token_uri,
+        }
     }
 
     pub fn client_secret(&self) -> &SecretString {
@@ -112,7 +116,13 @@ pub struct CachedClientSecret<S, C> {
 
 impl<S: SecretSource, C: Clock> CachedClientSecret<S, C> {
     pub fn new(source: S, clock: C, ttl: Duration) -> Self {
-        Self { source, clock, ttl, cached: RwLock::new(None), refresh: tokio::sync::Mutex::new(()) }
+        Self {
+            source,
+            clock,
+            ttl,
+            cached: RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+        }
     }
 
     fn fresh(&self) -> Option<Arc<ClientCredentials>> {
@@ -137,7 +147,8 @@ impl<S: SecretSource, C: Clock> ClientSecrets for CachedClientSecret<S, C> {
         let raw = self.source.fetch().await?;
         let creds = Arc::new(ClientCredentials::from_google_json(raw.expose_secret())?);
         let now = self.clock.now_unix();
-        *self.cached.write().unwrap_or_else(PoisonError::into_inner) = Some((Arc::clone(&creds), now));
+        *self.cached.write().unwrap_or_else(PoisonError::into_inner) =
+            Some((Arc::clone(&creds), now));
         Ok(creds)
     }
 }
@@ -167,7 +178,10 @@ mod tests {
         let creds = creds.map(|c| (c.client_id, c.token_uri));
         assert_eq!(
             creds,
-            Ok(("1.apps.googleusercontent.com".into(), Some("https://oauth2.googleapis.com/token".into())))
+            Ok((
+                "1.apps.googleusercontent.com".into(),
+                Some("https://oauth2.googleapis.com/token".into())
+            ))
         );
     }
 
@@ -180,12 +194,28 @@ mod tests {
     #[tokio::test]
     async fn a_rotated_secret_is_used_after_the_ttl() {
         let clock = ManualClock::at(1_000);
-        let cache = CachedClientSecret::new(Rotating(AtomicUsize::new(0)), clock.clone(), Duration::from_secs(300));
-        let first = cache.current().await.map(|c| c.client_secret().expose_secret().to_owned());
+        let cache = CachedClientSecret::new(
+            Rotating(AtomicUsize::new(0)),
+            clock.clone(),
+            Duration::from_secs(300),
+        );
+        let first = cache
+            .current()
+            .await
+            .map(|c| c.client_secret().expose_secret().to_owned());
         clock.advance(Duration::from_secs(299));
-        let cached = cache.current().await.map(|c| c.client_secret().expose_secret().to_owned());
+        let cached = cache
+            .current()
+            .await
+            .map(|c| c.client_secret().expose_secret().to_owned());
         clock.advance(Duration::from_secs(1));
-        let rotated = cache.current().await.map(|c| c.client_secret().expose_secret().to_owned());
-        assert_eq!((first, cached, rotated), (Ok("s0".into()), Ok("s0".into()), Ok("s1".into())));
+        let rotated = cache
+            .current()
+            .await
+            .map(|c| c.client_secret().expose_secret().to_owned());
+        assert_eq!(
+            (first, cached, rotated),
+            (Ok("s0".into()), Ok("s0".into()), Ok("s1".into()))
+        );
     }
 }

@@ -113,9 +113,15 @@ impl JwksFetcher for HttpJwksFetcher {
             .and_then(parse_max_age);
         let (status, _, json) = super::read_json_answer("google-certs", response).await?;
         if !status.is_success() {
-            return Err(Upstream::unavailable("google-certs", format!("HTTP {}", status.as_u16())));
+            return Err(Upstream::unavailable(
+                "google-certs",
+                format!("HTTP {}", status.as_u16()),
+            ));
         }
-        Ok(Jwks { keys: parse_jwks(&json), max_age })
+        Ok(Jwks {
+            keys: parse_jwks(&json),
+            max_age,
+        })
     }
 }
 
@@ -125,7 +131,13 @@ pub fn parse_max_age(value: &str) -> Option<Duration> {
         let (name, secs) = directive.trim().split_once('=')?;
         name.trim()
             .eq_ignore_ascii_case("max-age")
-            .then(|| secs.trim().trim_matches('"').parse().ok().map(Duration::from_secs))
+            .then(|| {
+                secs.trim()
+                    .trim_matches('"')
+                    .parse()
+                    .ok()
+                    .map(Duration::from_secs)
+            })
             .flatten()
     })
 }
@@ -174,7 +186,9 @@ pub struct GoogleIdTokenVerifier<F, C> {
 
 impl<F, C> std::fmt::Debug for GoogleIdTokenVerifier<F, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GoogleIdTokenVerifier").field("allowed_azp", &self.allowed_azp).finish_non_exhaustive()
+        f.debug_struct("GoogleIdTokenVerifier")
+            .field("allowed_azp", &self.allowed_azp)
+            .finish_non_exhaustive()
     }
 }
 
@@ -184,7 +198,13 @@ enum Miss {
 }
 
 impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
-    pub fn new(fetcher: F, clock: C, allowed_azp: Vec<String>, leeway: Duration, min_refetch: Duration) -> Self {
+    pub fn new(
+        fetcher: F,
+        clock: C,
+        allowed_azp: Vec<String>,
+        leeway: Duration,
+        min_refetch: Duration,
+    ) -> Self {
         Self {
             fetcher,
             clock,
@@ -218,18 +238,28 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
         let fresh = now < current.expires_at;
         if current.generation != seen.generation && fresh {
             // Someone refetched while we waited: their answer is as good as ours.
-            return current.keys.get(kid).cloned().ok_or(IdTokenError::UnknownKey);
+            return current
+                .keys
+                .get(kid)
+                .cloned()
+                .ok_or(IdTokenError::UnknownKey);
         }
         if matches!(miss, Miss::UnknownKid)
             && fresh
-            && current.last_unknown_kid_refetch.is_some_and(|at| now < at.saturating_add(self.min_refetch))
+            && current
+                .last_unknown_kid_refetch
+                .is_some_and(|at| now < at.saturating_add(self.min_refetch))
         {
             return Err(IdTokenError::UnknownKey);
         }
         let jwks = self.fetcher.fetch().await?;
         let max_age = jwks.max_age.map_or(DEFAULT_JWKS_MAX_AGE, |d| d.as_secs());
         let next = KeySet {
-            keys: jwks.keys.into_iter().map(|(kid, key)| (kid, Arc::new(key))).collect(),
+            keys: jwks
+                .keys
+                .into_iter()
+                .map(|(kid, key)| (kid, Arc::new(key)))
+                .collect(),
             expires_at: now.saturating_add(max_age),
             generation: current.generation + 1,
             last_unknown_kid_refetch: match miss {
@@ -242,7 +272,11 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
         key.ok_or(IdTokenError::UnknownKey)
     }
 
-    fn check_claims(&self, claims: Claims, client_id: &str) -> Result<VerifiedIdToken, IdTokenError> {
+    fn check_claims(
+        &self,
+        claims: Claims,
+        client_id: &str,
+    ) -> Result<VerifiedIdToken, IdTokenError> {
         if !GOOGLE_ISSUERS.contains(&claims.iss.as_str()) {
             return Err(IdTokenError::WrongIssuer);
         }
@@ -302,13 +336,16 @@ impl<F: JwksFetcher, C: Clock> VerifyIdToken for GoogleIdTokenVerifier<F, C> {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
-        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => IdTokenError::BadSignature,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => IdTokenError::UnsupportedAlgorithm,
-                _ => IdTokenError::Malformed,
-            }
-        })?;
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => IdTokenError::BadSignature,
+                    jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
+                        IdTokenError::UnsupportedAlgorithm
+                    }
+                    _ => IdTokenError::Malformed,
+                }
+            })?;
         self.check_claims(claims.claims, client_id)
     }
 
@@ -328,10 +365,14 @@ struct Header {
 
 fn parse_header(token: &str) -> Result<Header, IdTokenError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(IdTokenError::Malformed);
     };
-    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| IdTokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| IdTokenError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| IdTokenError::Malformed)
 }
 

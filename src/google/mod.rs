@@ -4,18 +4,34 @@ pub mod client_secret;
 pub mod id_token;
 pub mod token;
 
-pub use client_secret::{CachedClientSecret, ClientCredentials, ClientSecrets, SecretSource, SecretsManagerSource};
-pub use id_token::{GoogleIdTokenVerifier, HttpJwksFetcher, IdTokenError, JwksFetcher, VerifiedIdToken, VerifyIdToken};
+pub use client_secret::{
+    CachedClientSecret, ClientCredentials, ClientSecrets, SecretSource, SecretsManagerSource,
+};
+pub use id_token::{
+    GoogleIdTokenVerifier, HttpJwksFetcher, IdTokenError, JwksFetcher, VerifiedIdToken,
+    VerifyIdToken,
+};
 pub use token::{CodeExchange, GoogleTokenError, HttpTokenEndpoint, TokenEndpoint, Tokens};
 
 /// Reads a JSON answer from Google, or classifies why it is not one.
 pub(crate) async fn read_json_answer(
     service: &'static str,
     response: Result<reqwest::Response, reqwest::Error>,
-) -> Result<(http::StatusCode, Option<std::time::Duration>, serde_json::Value), crate::upstream::Upstream> {
+) -> Result<
+    (
+        http::StatusCode,
+        Option<std::time::Duration>,
+        serde_json::Value,
+    ),
+    crate::upstream::Upstream,
+> {
     use crate::upstream::{Upstream, parse_retry_after};
     let response = response.map_err(|e| {
-        let what = if e.is_timeout() { "timeout" } else { "transport failure" };
+        let what = if e.is_timeout() {
+            "timeout"
+        } else {
+            "transport failure"
+        };
         Upstream::unavailable(service, what)
     })?;
     let status = response.status();

@@ -46,7 +46,10 @@ pub struct CodeExchange<'a> {
 
 /// The token endpoint as a port.
 pub trait TokenEndpoint: Send + Sync {
-    fn exchange_code(&self, request: CodeExchange<'_>) -> impl Future<Output = Result<Tokens, GoogleTokenError>> + Send;
+    fn exchange_code(
+        &self,
+        request: CodeExchange<'_>,
+    ) -> impl Future<Output = Result<Tokens, GoogleTokenError>> + Send;
 }
 
 /// The real endpoint over HTTPS, sharing the one hardened client.
@@ -64,7 +67,10 @@ impl HttpTokenEndpoint {
         let response = self
             .http
             .post(token_uri)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .header(http::header::ACCEPT, "application/json")
             .body(form)
             .send()
@@ -85,7 +91,10 @@ impl TokenEndpoint for HttpTokenEndpoint {
             .append_pair("grant_type", "authorization_code")
             .append_pair("code", request.code.expose_secret())
             .append_pair("client_id", &request.credentials.client_id)
-            .append_pair("client_secret", request.credentials.client_secret().expose_secret())
+            .append_pair(
+                "client_secret",
+                request.credentials.client_secret().expose_secret(),
+            )
             .append_pair("redirect_uri", request.redirect_uri)
             .finish();
         self.post_form(request.token_uri, form).await
@@ -101,12 +110,16 @@ fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
         scope: Option<String>,
         id_token: Option<String>,
     }
-    let answer: Answer = serde_json::from_value(json)
-        .map_err(|_| Upstream::unavailable("google-token", "success answer without access_token"))?;
+    let answer: Answer = serde_json::from_value(json).map_err(|_| {
+        Upstream::unavailable("google-token", "success answer without access_token")
+    })?;
     Ok(Tokens {
         access_token: AccessToken::new(answer.access_token),
         expires_in: answer.expires_in.map(Duration::from_secs),
-        refresh_token: answer.refresh_token.filter(|t| !t.is_empty()).map(RefreshToken::new),
+        refresh_token: answer
+            .refresh_token
+            .filter(|t| !t.is_empty())
+            .map(RefreshToken::new),
         scopes: Scopes::from_space_delimited(answer.scope.as_deref().unwrap_or_default()),
         id_token: answer.id_token.map(secrecy::SecretString::from),
     })
@@ -114,17 +127,32 @@ fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
 
 /// Maps an OAuth error answer (RFC 6749 §5.2) to its class. Only Google's `error` and
 /// `error_subtype` codes are kept; `error_description` is free text and is not logged.
-pub fn classify_oauth_error(status: http::StatusCode, json: &serde_json::Value) -> GoogleTokenError {
-    let error = json.get("error").and_then(|e| e.as_str()).unwrap_or_default();
-    let subtype = json.get("error_subtype").and_then(|e| e.as_str()).map(str::to_owned);
+pub fn classify_oauth_error(
+    status: http::StatusCode,
+    json: &serde_json::Value,
+) -> GoogleTokenError {
+    let error = json
+        .get("error")
+        .and_then(|e| e.as_str())
+        .unwrap_or_default();
+    let subtype = json
+        .get("error_subtype")
+        .and_then(|e| e.as_str())
+        .map(str::to_owned);
     match error {
         "invalid_grant" => GoogleTokenError::InvalidGrant { subtype },
         "redirect_uri_mismatch" => GoogleTokenError::RedirectUriMismatch,
-        "invalid_client" | "unauthorized_client" | "unsupported_grant_type" | "invalid_request"
-        | "invalid_scope" | "access_denied" => {
-            Upstream::misconfigured("google-token", error.to_owned()).into()
-        }
-        "" => Upstream::unavailable("google-token", format!("HTTP {} without an OAuth error", status.as_u16())).into(),
+        "invalid_client"
+        | "unauthorized_client"
+        | "unsupported_grant_type"
+        | "invalid_request"
+        | "invalid_scope"
+        | "access_denied" => Upstream::misconfigured("google-token", error.to_owned()).into(),
+        "" => Upstream::unavailable(
+            "google-token",
+            format!("HTTP {} without an OAuth error", status.as_u16()),
+        )
+        .into(),
         _ => Upstream::misconfigured("google-token", "unrecognised OAuth error").into(),
     }
 }
@@ -140,18 +168,30 @@ mod tests {
             http::StatusCode::BAD_REQUEST,
             &json!({"error": "invalid_grant", "error_subtype": "invalid_rapt"}),
         );
-        assert_eq!(err, GoogleTokenError::InvalidGrant { subtype: Some("invalid_rapt".into()) });
+        assert_eq!(
+            err,
+            GoogleTokenError::InvalidGrant {
+                subtype: Some("invalid_rapt".into())
+            }
+        );
     }
 
     #[test]
     fn invalid_client_is_our_misconfiguration() {
-        let err = classify_oauth_error(http::StatusCode::UNAUTHORIZED, &json!({"error": "invalid_client"}));
-        assert!(matches!(err, GoogleTokenError::Upstream(Upstream::Misconfigured { .. })));
+        let err = classify_oauth_error(
+            http::StatusCode::UNAUTHORIZED,
+            &json!({"error": "invalid_client"}),
+        );
+        assert!(matches!(
+            err,
+            GoogleTokenError::Upstream(Upstream::Misconfigured { .. })
+        ));
     }
 
     #[test]
     fn a_refresh_token_that_is_empty_counts_as_absent() {
-        let tokens = parse_tokens(json!({"access_token": "a", "refresh_token": "", "scope": "openid"}));
+        let tokens =
+            parse_tokens(json!({"access_token": "a", "refresh_token": "", "scope": "openid"}));
         assert!(tokens.is_ok_and(|t| t.refresh_token.is_none() && t.scopes.contains("openid")));
     }
 }

@@ -5,7 +5,16 @@
 //! on a free loopback port and its own tables, KMS key and secret under a unique
 //! prefix, so tests run in parallel without seeing each other.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test harness: a panic here is a failed test"
+)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,7 +25,10 @@ use google_emulator::{CodeSpec, Emulator, MintedCode, Settings};
 use offline_access::clock::{Clock, ManualClock, SystemClock};
 use offline_access::config::SignInConfig;
 use offline_access::crypto::{KeyCacheLimits, KmsKeyProvider, TokenCipher};
-use offline_access::google::{CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource};
+use offline_access::google::{
+    CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint,
+    SecretsManagerSource,
+};
 use offline_access::signin::{SignIn, SignInSettings};
 use offline_access::store::DynamoStore;
 
@@ -50,8 +62,16 @@ pub fn aws_endpoint() -> String {
 
 fn unique_prefix() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
-    format!("t{}-{}-{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::SeqCst))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "t{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Starts a stack with default settings.
@@ -67,10 +87,20 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
     let plan = local_stack::Plan {
         prefix: unique_prefix(),
         template: local_stack::default_template(),
-        client_secret_json: google_emulator::client_secret_json(&settings.client_id, &settings.client_secret, &emulator.token_uri()),
+        client_secret_json: google_emulator::client_secret_json(
+            &settings.client_id,
+            &settings.client_secret,
+            &emulator.token_uri(),
+        ),
     };
-    let resources = local_stack::bootstrap(&aws, &plan).await.expect("bootstrap the local AWS");
-    let mut env: HashMap<String, String> = resources.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let resources = local_stack::bootstrap(&aws, &plan)
+        .await
+        .expect("bootstrap the local AWS");
+    let mut env: HashMap<String, String> = resources
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     env.insert("GOOGLE_CERTS_URI".into(), emulator.certs_uri());
     env.insert("GOOGLE_REVOKE_URI".into(), emulator.revoke_uri());
     env.insert("GOOGLE_DRIVE_API".into(), emulator.drive_api());
@@ -81,11 +111,22 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
     let config = SignInConfig::from_env(&env).expect("valid test config");
     let secret_clock = ManualClock::at(SystemClock.now_unix());
     let service = build_service(&config, &aws, secret_clock.clone());
-    Stack { emulator, aws, env, config, service, secret_clock }
+    Stack {
+        emulator,
+        aws,
+        env,
+        config,
+        service,
+        secret_clock,
+    }
 }
 
 /// The production wiring, but with the secret cache on `secret_clock`.
-pub fn build_service(config: &SignInConfig, aws: &aws_config::SdkConfig, secret_clock: ManualClock) -> TestSignIn {
+pub fn build_service(
+    config: &SignInConfig,
+    aws: &aws_config::SdkConfig,
+    secret_clock: ManualClock,
+) -> TestSignIn {
     let common = &config.common;
     let http = offline_access::http_client::build(common.http_timeout).expect("http client");
     let production = offline_access::wiring::sign_in(config, aws).expect("wiring");
@@ -94,16 +135,26 @@ pub fn build_service(config: &SignInConfig, aws: &aws_config::SdkConfig, secret_
         verifier: production.verifier,
         store: production.store,
         cipher: TokenCipher::new(
-            KmsKeyProvider::new(aws_sdk_kms::Client::new(aws), common.token_key_id.clone(), &common.grants_table),
+            KmsKeyProvider::new(
+                aws_sdk_kms::Client::new(aws),
+                common.token_key_id.clone(),
+                &common.grants_table,
+            ),
             KeyCacheLimits::default(),
         ),
         secrets: CachedClientSecret::new(
-            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(aws), common.client_secret_id.clone()),
+            SecretsManagerSource::new(
+                aws_sdk_secretsmanager::Client::new(aws),
+                common.client_secret_id.clone(),
+            ),
             secret_clock,
             common.client_secret_ttl,
         ),
         clock: SystemClock,
-        settings: SignInSettings { duplicate_wait: Duration::from_secs(10), ..production.settings },
+        settings: SignInSettings {
+            duplicate_wait: Duration::from_secs(10),
+            ..production.settings
+        },
     }
 }
 
@@ -125,7 +176,12 @@ impl Answer {
 }
 
 /// A committed API Gateway v2 event with its body, content type and headers replaced.
-pub fn apigw_event(file: &str, content_type: Option<&str>, body: &[u8], drop_headers: &[&str]) -> String {
+pub fn apigw_event(
+    file: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    drop_headers: &[&str],
+) -> String {
     let path = format!("{}/tests/events/{file}", env!("CARGO_MANIFEST_DIR"));
     let raw = std::fs::read_to_string(&path).expect("committed event");
     let mut event: serde_json::Value = serde_json::from_str(&raw).expect("event JSON");
@@ -139,21 +195,35 @@ pub fn apigw_event(file: &str, content_type: Option<&str>, body: &[u8], drop_hea
     };
     headers.insert("content-length".into(), body.len().to_string().into());
     // API Gateway base64-encodes bodies it does not treat as text.
-    event["body"] = base64::engine::general_purpose::STANDARD.encode(body).into();
+    event["body"] = base64::engine::general_purpose::STANDARD
+        .encode(body)
+        .into();
     event["isBase64Encoded"] = true.into();
     event.to_string()
 }
 
 /// The Android sample's form POST, as API Gateway delivers it.
 pub fn android_form_event(code: &str) -> String {
-    let body = url::form_urlencoded::Serializer::new(String::new()).append_pair("authCode", code).finish();
-    apigw_event("apigw-authcode-form.json", Some("application/x-www-form-urlencoded; charset=UTF-8"), body.as_bytes(), &[])
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("authCode", code)
+        .finish();
+    apigw_event(
+        "apigw-authcode-form.json",
+        Some("application/x-www-form-urlencoded; charset=UTF-8"),
+        body.as_bytes(),
+        &[],
+    )
 }
 
 /// The JSON POST with a platform.
 pub fn json_event(code: &str, platform: &str) -> String {
     let body = serde_json::json!({"authCode": code, "platform": platform}).to_string();
-    apigw_event("apigw-authcode-json.json", Some("application/json"), body.as_bytes(), &[])
+    apigw_event(
+        "apigw-authcode-json.json",
+        Some("application/json"),
+        body.as_bytes(),
+        &[],
+    )
 }
 
 impl Stack {
@@ -171,8 +241,17 @@ impl Stack {
     }
 
     /// Every item of a table.
-    pub async fn scan(&self, table: &str) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        let out = self.dynamo().scan().table_name(table).send().await.expect("scan");
+    pub async fn scan(
+        &self,
+        table: &str,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let out = self
+            .dynamo()
+            .scan()
+            .table_name(table)
+            .send()
+            .await
+            .expect("scan");
         out.items().to_vec()
     }
 
@@ -196,7 +275,12 @@ impl Stack {
             sub,
             client_id: &grant.client_id,
         };
-        let token = self.service.cipher.open(&sealed, binding).await.expect("stored token opens");
+        let token = self
+            .service
+            .cipher
+            .open(&sealed, binding)
+            .await
+            .expect("stored token opens");
         Some(token.expose_secret().to_owned())
     }
 
@@ -216,11 +300,18 @@ impl Stack {
     }
 }
 
-pub async fn invoke_service<H: offline_access::http_api::SignInHandler>(service: &H, event: &str) -> Answer {
+pub async fn invoke_service<H: offline_access::http_api::SignInHandler>(
+    service: &H,
+    event: &str,
+) -> Answer {
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
     let response = offline_access::http_api::handle(service, &request).await;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let json = serde_json::from_str(response.body()).expect("every answer is JSON");
-    Answer { status, headers, json }
+    Answer {
+        status,
+        headers,
+        json,
+    }
 }

@@ -29,7 +29,7 @@ pub enum Outcome {
 struct Runtime {
     events: Arc<tokio::sync::Mutex<mpsc::Receiver<(String, String)>>>,
     pending: Pending,
-    first_poll: Arc<Mutex<Option<Instant>>>,
+    first_poll: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
 }
 
 /// A running function binary behind our Runtime API.
@@ -37,10 +37,11 @@ pub struct Function {
     child: tokio::process::Child,
     events: mpsc::Sender<(String, String)>,
     pending: Pending,
-    first_poll: Arc<Mutex<Option<Instant>>>,
+    first_poll: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
     started: Instant,
     pub logs: Arc<Mutex<String>>,
     server: tokio::task::JoinHandle<()>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
     serial: u64,
 }
 
@@ -51,7 +52,11 @@ pub fn binary(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
     let profile = std::env::var("FUNCTION_PROFILE").unwrap_or_else(|_| "debug".into());
     let path = target.join(profile).join(name);
-    assert!(path.exists(), "{} is not built: run `cargo build --bins` (make test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --bins` (make test does)",
+        path.display()
+    );
     path
 }
 
@@ -62,15 +67,20 @@ impl Function {
         let runtime = Runtime {
             events: Arc::new(tokio::sync::Mutex::new(events_rx)),
             pending: Arc::default(),
-            first_poll: Arc::default(),
+            first_poll: Arc::new(tokio::sync::watch::Sender::new(None)),
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(respond),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(runtime.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind runtime API");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind runtime API");
         let addr = listener.local_addr().expect("addr");
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -95,13 +105,22 @@ impl Function {
             .spawn()
             .expect("start the function binary");
         let logs = Arc::new(Mutex::new(String::new()));
-        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)]
+        let mut readers = Vec::new();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
         .into_iter()
         .flatten()
         {
             let logs = Arc::clone(&logs);
-            tokio::spawn(async move {
+            readers.push(tokio::spawn(async move {
                 use tokio::io::AsyncBufReadExt;
                 let mut lines = tokio::io::BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
@@ -109,7 +128,7 @@ impl Function {
                     all.push_str(&line);
                     all.push('\n');
                 }
-            });
+            }));
         }
         Function {
             child,
@@ -119,6 +138,7 @@ impl Function {
             started,
             logs,
             server,
+            readers,
             serial: 0,
         }
     }
@@ -129,7 +149,10 @@ impl Function {
         let id = format!("req-{}", self.serial);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending").insert(id.clone(), tx);
-        self.events.send((id, event.to_owned())).await.expect("runtime API is up");
+        self.events
+            .send((id, event.to_owned()))
+            .await
+            .expect("runtime API is up");
         tokio::time::timeout(Duration::from_secs(30), rx)
             .await
             .expect("the function answers within 30 s")
@@ -138,13 +161,24 @@ impl Function {
 
     /// Time from process start to the first `next` poll: the function's init.
     pub async fn init_duration(&self) -> Duration {
-        loop {
-            if let Some(at) = *self.first_poll.lock().expect("first poll") {
-                return at - self.started;
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        let mut polled = self.first_poll.subscribe();
+        let at = *polled
+            .wait_for(Option::is_some)
+            .await
+            .expect("runtime API alive");
+        at.map_or(Duration::ZERO, |at| at - self.started)
+    }
+
+    /// Waits for the process to exit (after a failed init) and for its output to drain.
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the function exits within 30 s")
+            .expect("exit status");
+        for reader in self.readers.drain(..) {
+            let _ = reader.await;
         }
+        status
     }
 
     pub fn logs(&self) -> String {
@@ -160,7 +194,9 @@ impl Drop for Function {
 }
 
 async fn next(State(runtime): State<Runtime>) -> impl IntoResponse {
-    runtime.first_poll.lock().expect("first poll").get_or_insert_with(Instant::now);
+    runtime
+        .first_poll
+        .send_if_modified(|first| first.is_none() && first.replace(Instant::now()).is_none());
     let Some((id, event)) = runtime.events.lock().await.recv().await else {
         return (StatusCode::GONE, HeaderMap::new(), String::new());
     };
@@ -174,8 +210,14 @@ async fn next(State(runtime): State<Runtime>) -> impl IntoResponse {
     };
     set("lambda-runtime-aws-request-id", id);
     set("lambda-runtime-deadline-ms", deadline.to_string());
-    set("lambda-runtime-invoked-function-arn", "arn:aws:lambda:us-east-1:123456789012:function:auth-code".into());
-    set("lambda-runtime-trace-id", "Root=1-6745b3c1-2c1b4d7e0f3a5b6c7d8e9f01;Parent=1;Sampled=0".into());
+    set(
+        "lambda-runtime-invoked-function-arn",
+        "arn:aws:lambda:us-east-1:123456789012:function:auth-code".into(),
+    );
+    set(
+        "lambda-runtime-trace-id",
+        "Root=1-6745b3c1-2c1b4d7e0f3a5b6c7d8e9f01;Parent=1;Sampled=0".into(),
+    );
     (StatusCode::OK, headers, event)
 }
 
@@ -189,12 +231,24 @@ fn deliver(runtime: &Runtime, id: &str, outcome: Outcome) -> StatusCode {
     }
 }
 
-async fn respond(State(runtime): State<Runtime>, Path(id): Path<String>, body: String) -> StatusCode {
-    deliver(&runtime, &id, Outcome::Response(serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body))))
+async fn respond(
+    State(runtime): State<Runtime>,
+    Path(id): Path<String>,
+    body: String,
+) -> StatusCode {
+    deliver(
+        &runtime,
+        &id,
+        Outcome::Response(serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body))),
+    )
 }
 
 async fn fail(State(runtime): State<Runtime>, Path(id): Path<String>, body: String) -> StatusCode {
-    deliver(&runtime, &id, Outcome::Error(serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body))))
+    deliver(
+        &runtime,
+        &id,
+        Outcome::Error(serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body))),
+    )
 }
 
 async fn init_error(body: String) -> StatusCode {

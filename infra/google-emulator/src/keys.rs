@@ -18,7 +18,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -44,7 +46,8 @@ fn b64(bytes: &[u8]) -> String {
 
 impl SigningKey {
     pub fn generate(kid: String) -> anyhow::Result<Self> {
-        let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048)
+            .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
         Ok(Self { kid, pair })
     }
 
@@ -64,7 +67,12 @@ impl SigningKey {
     fn rs256(&self, input: &str) -> anyhow::Result<Vec<u8>> {
         let mut signature = vec![0u8; self.pair.public_modulus_len()];
         self.pair
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut signature)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
             .map_err(|_| anyhow::anyhow!("RSA signing failed"))?;
         Ok(signature)
     }
@@ -78,7 +86,11 @@ impl SigningKey {
             Forgery::None | Forgery::FlippedSignatureBit => ("RS256", self.kid.clone()),
         };
         let header = json!({"alg": alg, "kid": kid, "typ": "JWT"});
-        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
         let signature = match forgery {
             Forgery::AlgNone => Vec::new(),
             Forgery::Hs256WithPublicKey => {

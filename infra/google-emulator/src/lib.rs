@@ -206,7 +206,10 @@ impl Shared {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
 }
 
 fn random_token(prefix: &str) -> String {
@@ -214,14 +217,20 @@ fn random_token(prefix: &str) -> String {
     // The system RNG does not fail on supported platforms; zeros would still be unique
     // enough for a test double because of the serial in every caller's prefix.
     let _ = aws_lc_rs::rand::fill(&mut bytes);
-    format!("{prefix}{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "{prefix}{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 impl Emulator {
     /// Starts on `addr` (use port 0 for any free port). Only loopback addresses are
     /// accepted: the emulator is never exposed beyond this machine.
     pub async fn start(addr: SocketAddr, settings: Settings) -> anyhow::Result<Self> {
-        anyhow::ensure!(addr.ip().is_loopback(), "the emulator binds loopback addresses only");
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "the emulator binds loopback addresses only"
+        );
         let first_key = SigningKey::generate("emu-key-1".into())?;
         let shared = Shared(Arc::new(Mutex::new(State {
             client_secret: settings.client_secret.clone(),
@@ -275,7 +284,13 @@ impl Emulator {
     /// Google's downloaded `client_secret_*.json` for the emulated web client, with
     /// `token_uri` pointing here.
     pub fn client_secret_json(&self) -> String {
-        self.shared.with(|s| client_secret_json(&s.settings.client_id, &s.client_secret, &format!("http://{}/token", self.addr)))
+        self.shared.with(|s| {
+            client_secret_json(
+                &s.settings.client_id,
+                &s.client_secret,
+                &format!("http://{}/token", self.addr),
+            )
+        })
     }
 
     /// Mints an authorization code as if the user had just signed in on a device.
@@ -330,8 +345,13 @@ impl Emulator {
     }
 
     /// Signs arbitrary claims with the current key, for verifier tests.
-    pub fn sign_id_token(&self, claims: &serde_json::Value, forgery: Forgery) -> anyhow::Result<String> {
-        self.shared.with(|s| s.keys.front().map(|k| k.sign(claims, forgery)))
+    pub fn sign_id_token(
+        &self,
+        claims: &serde_json::Value,
+        forgery: Forgery,
+    ) -> anyhow::Result<String> {
+        self.shared
+            .with(|s| s.keys.front().map(|k| k.sign(claims, forgery)))
             .unwrap_or_else(|| Err(anyhow::anyhow!("no signing key")))
     }
 
@@ -366,12 +386,23 @@ impl State {
     fn mint_code(&mut self, spec: CodeSpec) -> MintedCode {
         self.serial += 1;
         let serial = self.serial;
-        let sub = spec.sub.clone().unwrap_or_else(|| format!("1{:020}", u64::from(aws_lc_rs_random_u32()) * 1_000 + serial));
+        let sub = spec.sub.clone().unwrap_or_else(|| {
+            format!(
+                "1{:020}",
+                u64::from(aws_lc_rs_random_u32()) * 1_000 + serial
+            )
+        });
         let user = self.users.entry(sub.clone()).or_insert_with(|| User {
             sub: sub.clone(),
-            email: spec.email.clone().unwrap_or_else(|| format!("user{serial}@example.com")),
+            email: spec
+                .email
+                .clone()
+                .unwrap_or_else(|| format!("user{serial}@example.com")),
             email_verified: spec.email_verified.unwrap_or(true),
-            name: spec.name.clone().unwrap_or_else(|| format!("Test User {serial}")),
+            name: spec
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("Test User {serial}")),
             files: spec.drive_files.unwrap_or(3),
         });
         if let Some(email) = &spec.email {
@@ -393,12 +424,19 @@ impl State {
                 redeemed: false,
             },
         );
-        MintedCode { code, sub: user.sub, email: user.email }
+        MintedCode {
+            code,
+            sub: user.sub,
+            email: user.email,
+        }
     }
 
     fn inject_fault(&mut self, endpoint: Endpoint, fault: Fault) {
         let remaining = fault.count;
-        self.faults.entry(endpoint).or_default().push_back(ActiveFault { fault, remaining });
+        self.faults
+            .entry(endpoint)
+            .or_default()
+            .push_back(ActiveFault { fault, remaining });
     }
 
     /// The fault to apply to this call, if any.

@@ -7,8 +7,12 @@ use std::net::SocketAddr;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    let addr: SocketAddr = std::env::var("EMULATOR_ADDR").unwrap_or_else(|_| "127.0.0.1:8090".into()).parse()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let addr: SocketAddr = std::env::var("EMULATOR_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:8090".into())
+        .parse()?;
     let mut settings = google_emulator::Settings::default();
     if let Ok(id) = std::env::var("EMULATOR_CLIENT_ID") {
         settings.client_id = id;

@@ -11,7 +11,10 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::{AccessGrant, CodeSpec, DEFAULT_SCOPES, Endpoint, Fault, RefreshGrant, Shared, State, now, random_token};
+use crate::{
+    AccessGrant, CodeSpec, DEFAULT_SCOPES, Endpoint, Fault, RefreshGrant, Shared, State, now,
+    random_token,
+};
 
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
@@ -29,7 +32,11 @@ pub(crate) fn router(shared: Shared) -> Router {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (status, axum::Json(json!({"error": error, "error_description": description}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response()
 }
 
 /// Applies an injected fault: waits, then answers in place of the endpoint if it says so.
@@ -42,31 +49,50 @@ async fn fault_answer(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
     let body = fault.body.unwrap_or_else(|| {
         json!({"error": {"code": status.as_u16(), "message": "injected fault", "status": "UNAVAILABLE"}}).to_string()
     });
-    let content_type = if body.trim_start().starts_with('<') { "text/html; charset=UTF-8" } else { "application/json; charset=utf-8" };
+    let content_type = if body.trim_start().starts_with('<') {
+        "text/html; charset=UTF-8"
+    } else {
+        "application/json; charset=utf-8"
+    };
     let mut response = (status, body).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Some(secs) = fault.retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     Some(response)
 }
 
 fn form(body: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(body.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// The client's credentials: HTTP Basic (client_secret_basic) or the body (client_secret_post).
-fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> (Option<String>, Option<String>) {
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> (Option<String>, Option<String>) {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|pair| pair.split_once(':').map(|(id, secret)| (id.to_owned(), secret.to_owned())));
+        .and_then(|pair| {
+            pair.split_once(':')
+                .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
+        });
     match basic {
         Some((id, secret)) => (Some(id), Some(secret)),
-        None => (form.get("client_id").cloned(), form.get("client_secret").cloned()),
+        None => (
+            form.get("client_id").cloned(),
+            form.get("client_secret").cloned(),
+        ),
     }
 }
 
@@ -78,7 +104,11 @@ async fn token(AxumState(shared): AxumState<Shared>, headers: HeaderMap, body: S
     let (client_id, client_secret) = client_credentials(&headers, &form);
     shared.with(|s| {
         if client_id.as_deref() != Some(s.settings.client_id.as_str()) {
-            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "The OAuth client was not found.");
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "The OAuth client was not found.",
+            );
         }
         if client_secret.as_deref() != Some(s.client_secret.as_str()) {
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
@@ -86,7 +116,11 @@ async fn token(AxumState(shared): AxumState<Shared>, headers: HeaderMap, body: S
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => s.exchange_code(&form),
             Some("refresh_token") => s.refresh(&form),
-            _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid grant_type"),
+            _ => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "Invalid grant_type",
+            ),
         }
     })
 }
@@ -95,13 +129,25 @@ impl State {
     fn exchange_code(&mut self, form: &HashMap<String, String>) -> Response {
         self.stats.code_exchanges += 1;
         let Some(code) = form.get("code") else {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: code");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Missing required parameter: code",
+            );
         };
         let Some(issued) = self.codes.get_mut(code) else {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Malformed auth code.");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "Malformed auth code.",
+            );
         };
         if issued.redeemed {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Code was already redeemed.");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "Code was already redeemed.",
+            );
         }
         // Codes live ten minutes.
         if now() > issued.issued_at + 600 {
@@ -110,16 +156,31 @@ impl State {
         if issued.client_id != *form.get("client_id").unwrap_or(&issued.client_id) {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
         }
-        if form.get("redirect_uri").map(String::as_str).unwrap_or_default() != issued.redirect_uri {
-            return oauth_error(StatusCode::BAD_REQUEST, "redirect_uri_mismatch", "Bad Request");
+        if form
+            .get("redirect_uri")
+            .map(String::as_str)
+            .unwrap_or_default()
+            != issued.redirect_uri
+        {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "redirect_uri_mismatch",
+                "Bad Request",
+            );
         }
         issued.redeemed = true;
         let user = issued.user.clone();
         let spec = issued.spec.clone();
         let client_id = issued.client_id.clone();
-        let scopes = spec.scopes.clone().unwrap_or_else(|| DEFAULT_SCOPES.to_owned());
+        let scopes = spec
+            .scopes
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SCOPES.to_owned());
 
-        let holds_grant = self.refresh_tokens.values().any(|g| g.sub == user.sub && g.client_id == client_id && !g.revoked);
+        let holds_grant = self
+            .refresh_tokens
+            .values()
+            .any(|g| g.sub == user.sub && g.client_id == client_id && !g.revoked);
         let issue_refresh = match spec.consent {
             crate::Consent::Auto => !holds_grant,
             crate::Consent::Repeat => false,
@@ -130,14 +191,25 @@ impl State {
             let refresh = random_token("1//0emu-");
             self.refresh_tokens.insert(
                 refresh.clone(),
-                RefreshGrant { sub: user.sub.clone(), client_id, scopes: scopes.clone(), revoked: false },
+                RefreshGrant {
+                    sub: user.sub.clone(),
+                    client_id,
+                    scopes: scopes.clone(),
+                    revoked: false,
+                },
             );
             answer["refresh_token"] = json!(refresh);
         }
         if scopes.split(' ').any(|s| s == "openid") {
             match self.id_token(&user, &spec) {
                 Ok(token) => answer["id_token"] = json!(token),
-                Err(_) => return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_failure", "signing failed"),
+                Err(_) => {
+                    return oauth_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_failure",
+                        "signing failed",
+                    );
+                }
             }
         }
         axum::Json(answer).into_response()
@@ -145,9 +217,15 @@ impl State {
 
     fn refresh(&mut self, form: &HashMap<String, String>) -> Response {
         self.stats.refreshes += 1;
-        let grant = form.get("refresh_token").and_then(|t| self.refresh_tokens.get(t));
+        let grant = form
+            .get("refresh_token")
+            .and_then(|t| self.refresh_tokens.get(t));
         let Some(grant) = grant.filter(|g| !g.revoked) else {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Token has been expired or revoked.");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "Token has been expired or revoked.",
+            );
         };
         let (sub, scopes) = (grant.sub.clone(), grant.scopes.clone());
         let answer = self.access_answer(&sub, &scopes);
@@ -156,8 +234,14 @@ impl State {
 
     fn access_answer(&mut self, sub: &str, scopes: &str) -> Value {
         let access = random_token("ya29.emu-");
-        self.access_tokens
-            .insert(access.clone(), AccessGrant { sub: sub.to_owned(), scopes: scopes.to_owned(), expires_at: now() + 3_599 });
+        self.access_tokens.insert(
+            access.clone(),
+            AccessGrant {
+                sub: sub.to_owned(),
+                scopes: scopes.to_owned(),
+                expires_at: now() + 3_599,
+            },
+        );
         json!({"access_token": access, "expires_in": 3599, "scope": scopes, "token_type": "Bearer"})
     }
 
@@ -179,7 +263,9 @@ impl State {
             "iat": issued_at,
             "exp": issued_at + 3_600,
         });
-        if let (Some(target), Some(Value::Object(overrides))) = (claims.as_object_mut(), &spec.id_token_claims) {
+        if let (Some(target), Some(Value::Object(overrides))) =
+            (claims.as_object_mut(), &spec.id_token_claims)
+        {
             for (k, v) in overrides {
                 if v.is_null() {
                     target.remove(k);
@@ -188,7 +274,10 @@ impl State {
                 }
             }
         }
-        let key = self.keys.front().ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        let key = self
+            .keys
+            .front()
+            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
         key.sign(&claims, spec.forgery)
     }
 }
@@ -201,7 +290,10 @@ async fn certs(AxumState(shared): AxumState<Shared>) -> Response {
         s.stats.certs += 1;
         let keys: Vec<Value> = s.keys.iter().map(crate::SigningKey::jwk).collect();
         let mut response = axum::Json(json!({"keys": keys})).into_response();
-        let cache = format!("public, max-age={}, must-revalidate, no-transform", s.settings.jwks_max_age);
+        let cache = format!(
+            "public, max-age={}, must-revalidate, no-transform",
+            s.settings.jwks_max_age
+        );
         if let Ok(value) = HeaderValue::from_str(&cache) {
             response.headers_mut().insert(header::CACHE_CONTROL, value);
         }
@@ -217,11 +309,18 @@ async fn revoke(
     if let Some(faulted) = fault_answer(&shared, Endpoint::Revoke).await {
         return faulted;
     }
-    let token = form(&body).get("token").cloned().or_else(|| query.get("token").cloned());
+    let token = form(&body)
+        .get("token")
+        .cloned()
+        .or_else(|| query.get("token").cloned());
     shared.with(|s| {
         s.stats.revokes += 1;
         let Some(token) = token else {
-            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: token");
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Missing required parameter: token",
+            );
         };
         if let Some(grant) = s.refresh_tokens.get_mut(&token) {
             grant.revoked = true;
@@ -251,12 +350,23 @@ fn drive_caller(s: &mut State, headers: &HeaderMap) -> Result<(String, usize), D
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
-    let grant = token.as_ref().and_then(|t| s.access_tokens.get(t)).filter(|a| a.expires_at > now());
+    let grant = token
+        .as_ref()
+        .and_then(|t| s.access_tokens.get(t))
+        .filter(|a| a.expires_at > now());
     let Some(grant) = grant else {
         return Err((StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials"));
     };
-    if !grant.scopes.split(' ').any(|sc| sc == "https://www.googleapis.com/auth/drive.appdata") {
-        return Err((StatusCode::FORBIDDEN, "insufficientPermissions", "Insufficient Permission"));
+    if !grant
+        .scopes
+        .split(' ')
+        .any(|sc| sc == "https://www.googleapis.com/auth/drive.appdata")
+    {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "insufficientPermissions",
+            "Insufficient Permission",
+        ));
     }
     let sub = grant.sub.clone();
     if let Some(t) = token {
@@ -296,7 +406,11 @@ async fn drive_list(
     })
 }
 
-async fn drive_get(AxumState(shared): AxumState<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn drive_get(
+    AxumState(shared): AxumState<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Some(faulted) = fault_answer(&shared, Endpoint::Drive).await {
         return faulted;
     }
@@ -322,7 +436,9 @@ async fn mint_code(
     } else {
         match serde_json::from_str(&body) {
             Ok(spec) => spec,
-            Err(e) => return (StatusCode::BAD_REQUEST, format!("bad code spec: {e}")).into_response(),
+            Err(e) => {
+                return (StatusCode::BAD_REQUEST, format!("bad code spec: {e}")).into_response();
+            }
         }
     };
     let minted = shared.with(|s| s.mint_code(spec));
@@ -339,7 +455,10 @@ struct FaultRequest {
     fault: Fault,
 }
 
-async fn add_fault(AxumState(shared): AxumState<Shared>, axum::Json(request): axum::Json<FaultRequest>) -> StatusCode {
+async fn add_fault(
+    AxumState(shared): AxumState<Shared>,
+    axum::Json(request): axum::Json<FaultRequest>,
+) -> StatusCode {
     shared.with(|s| s.inject_fault(request.endpoint, request.fault));
     StatusCode::NO_CONTENT
 }
@@ -349,7 +468,10 @@ async fn clear_faults(AxumState(shared): AxumState<Shared>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn rotate_keys(AxumState(shared): AxumState<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn rotate_keys(
+    AxumState(shared): AxumState<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let serial = shared.with(|s| {
         s.serial += 1;
         s.serial

@@ -15,7 +15,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
 };
 use serde_yaml_ng::Value;
 
@@ -30,16 +31,26 @@ pub struct TableDefinition {
 
 /// Reads every `AWS::DynamoDB::Table` in a CloudFormation/SAM template.
 pub fn tables_from_template(path: &Path) -> anyhow::Result<Vec<TableDefinition>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: Value = serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let resources = doc.get("Resources").and_then(Value::as_mapping).context("template has no Resources")?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: Value =
+        serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let resources = doc
+        .get("Resources")
+        .and_then(Value::as_mapping)
+        .context("template has no Resources")?;
     let mut tables = Vec::new();
     for (id, resource) in resources {
         if resource.get("Type").and_then(Value::as_str) != Some("AWS::DynamoDB::Table") {
             continue;
         }
-        let id = id.as_str().context("resource id is not a string")?.to_owned();
-        let props = resource.get("Properties").with_context(|| format!("{id} has no Properties"))?;
+        let id = id
+            .as_str()
+            .context("resource id is not a string")?
+            .to_owned();
+        let props = resource
+            .get("Properties")
+            .with_context(|| format!("{id} has no Properties"))?;
         let pairs = |list: &str, a: &str, b: &str| -> anyhow::Result<Vec<(String, String)>> {
             props
                 .get(list)
@@ -47,14 +58,23 @@ pub fn tables_from_template(path: &Path) -> anyhow::Result<Vec<TableDefinition>>
                 .with_context(|| format!("{id}.{list} missing"))?
                 .iter()
                 .map(|e| {
-                    let x = e.get(a).and_then(Value::as_str).with_context(|| format!("{id}.{list}.{a}"))?;
-                    let y = e.get(b).and_then(Value::as_str).with_context(|| format!("{id}.{list}.{b}"))?;
+                    let x = e
+                        .get(a)
+                        .and_then(Value::as_str)
+                        .with_context(|| format!("{id}.{list}.{a}"))?;
+                    let y = e
+                        .get(b)
+                        .and_then(Value::as_str)
+                        .with_context(|| format!("{id}.{list}.{b}"))?;
                     Ok((x.to_owned(), y.to_owned()))
                 })
                 .collect()
         };
         let ttl = props.get("TimeToLiveSpecification");
-        let ttl_enabled = ttl.and_then(|t| t.get("Enabled")).and_then(Value::as_bool).unwrap_or(false);
+        let ttl_enabled = ttl
+            .and_then(|t| t.get("Enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         tables.push(TableDefinition {
             attributes: pairs("AttributeDefinitions", "AttributeName", "AttributeType")?,
             keys: pairs("KeySchema", "AttributeName", "KeyType")?,
@@ -107,7 +127,10 @@ impl Bootstrapped {
 
 /// The local table name for a template table: `GrantsTable` → `{prefix}-grants`.
 pub fn local_table_name(prefix: &str, logical_id: &str) -> String {
-    let base = logical_id.strip_suffix("Table").unwrap_or(logical_id).to_ascii_lowercase();
+    let base = logical_id
+        .strip_suffix("Table")
+        .unwrap_or(logical_id)
+        .to_ascii_lowercase();
     format!("{prefix}-{base}")
 }
 
@@ -117,7 +140,12 @@ pub async fn bootstrap(aws: &aws_config::SdkConfig, plan: &Plan) -> anyhow::Resu
     let tables = tables_from_template(&plan.template)?;
     let dynamo = aws_sdk_dynamodb::Client::new(aws);
     for table in &tables {
-        create_table(&dynamo, &local_table_name(&plan.prefix, &table.logical_id), table).await?;
+        create_table(
+            &dynamo,
+            &local_table_name(&plan.prefix, &table.logical_id),
+            table,
+        )
+        .await?;
     }
     let name_of = |id: &str| -> anyhow::Result<String> {
         if !tables.iter().any(|t| t.logical_id == id) {
@@ -125,9 +153,18 @@ pub async fn bootstrap(aws: &aws_config::SdkConfig, plan: &Plan) -> anyhow::Resu
         }
         Ok(local_table_name(&plan.prefix, id))
     };
-    let token_key_id = ensure_key(&aws_sdk_kms::Client::new(aws), &format!("alias/{}-tokens", plan.prefix)).await?;
+    let token_key_id = ensure_key(
+        &aws_sdk_kms::Client::new(aws),
+        &format!("alias/{}-tokens", plan.prefix),
+    )
+    .await?;
     let client_secret_id = format!("{}/google-client", plan.prefix);
-    put_secret(&aws_sdk_secretsmanager::Client::new(aws), &client_secret_id, &plan.client_secret_json).await?;
+    put_secret(
+        &aws_sdk_secretsmanager::Client::new(aws),
+        &client_secret_id,
+        &plan.client_secret_json,
+    )
+    .await?;
     Ok(Bootstrapped {
         grants_table: name_of("GrantsTable")?,
         state_table: name_of("StateTable")?,
@@ -136,11 +173,24 @@ pub async fn bootstrap(aws: &aws_config::SdkConfig, plan: &Plan) -> anyhow::Resu
     })
 }
 
-async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, def: &TableDefinition) -> anyhow::Result<()> {
-    if client.describe_table().table_name(name).send().await.is_ok() {
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    def: &TableDefinition,
+) -> anyhow::Result<()> {
+    if client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .is_ok()
+    {
         return Ok(());
     }
-    let mut create = client.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
+    let mut create = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
     for (attr, kind) in &def.attributes {
         create = create.attribute_definitions(
             AttributeDefinition::builder()
@@ -150,18 +200,33 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, def: &Table
         );
     }
     for (attr, kind) in &def.keys {
-        create = create.key_schema(KeySchemaElement::builder().attribute_name(attr).key_type(KeyType::from(kind.as_str())).build()?);
+        create = create.key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(attr)
+                .key_type(KeyType::from(kind.as_str()))
+                .build()?,
+        );
     }
     match create.send().await {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => return Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_in_use_exception()) =>
+        {
+            return Ok(());
+        }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("creating table {name}"))),
     }
     if let Some(attr) = &def.ttl_attribute {
         client
             .update_time_to_live()
             .table_name(name)
-            .time_to_live_specification(TimeToLiveSpecification::builder().attribute_name(attr).enabled(true).build()?)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(attr)
+                    .enabled(true)
+                    .build()?,
+            )
             .send()
             .await
             .with_context(|| format!("enabling TTL on {name}"))?;
@@ -170,8 +235,17 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, def: &Table
 }
 
 async fn ensure_key(client: &aws_sdk_kms::Client, alias: &str) -> anyhow::Result<String> {
-    let aliases = client.list_aliases().limit(100).send().await.context("listing KMS aliases")?;
-    if aliases.aliases().iter().any(|a| a.alias_name() == Some(alias) && a.target_key_id().is_some()) {
+    let aliases = client
+        .list_aliases()
+        .limit(100)
+        .send()
+        .await
+        .context("listing KMS aliases")?;
+    if aliases
+        .aliases()
+        .iter()
+        .any(|a| a.alias_name() == Some(alias) && a.target_key_id().is_some())
+    {
         return Ok(alias.to_owned());
     }
     let key = client
@@ -180,16 +254,37 @@ async fn ensure_key(client: &aws_sdk_kms::Client, alias: &str) -> anyhow::Result
         .send()
         .await
         .context("creating KMS key")?;
-    let key_id = key.key_metadata().map(|m| m.key_id().to_owned()).context("KMS returned no key id")?;
-    client.create_alias().alias_name(alias).target_key_id(&key_id).send().await.context("creating KMS alias")?;
+    let key_id = key
+        .key_metadata()
+        .map(|m| m.key_id().to_owned())
+        .context("KMS returned no key id")?;
+    client
+        .create_alias()
+        .alias_name(alias)
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .context("creating KMS alias")?;
     Ok(alias.to_owned())
 }
 
-async fn put_secret(client: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> anyhow::Result<()> {
-    let created = client.create_secret().name(name).secret_string(value).send().await;
+async fn put_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+) -> anyhow::Result<()> {
+    let created = client
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await;
     match created {
         Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_exists_exception()) => {
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_resource_exists_exception()) =>
+        {
             client
                 .put_secret_value()
                 .secret_id(name)
@@ -208,7 +303,13 @@ pub async fn local_aws_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "local-stack"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "local-stack",
+        ))
         .load()
         .await
 }
@@ -220,10 +321,16 @@ mod tests {
     #[test]
     fn the_templates_tables_are_read_with_keys_and_ttl() -> anyhow::Result<()> {
         let tables = tables_from_template(&default_template())?;
-        let grants = tables.iter().find(|t| t.logical_id == "GrantsTable").context("GrantsTable")?;
+        let grants = tables
+            .iter()
+            .find(|t| t.logical_id == "GrantsTable")
+            .context("GrantsTable")?;
         assert_eq!(grants.keys, vec![("sub".to_owned(), "HASH".to_owned())]);
         assert_eq!(grants.ttl_attribute, None);
-        let state = tables.iter().find(|t| t.logical_id == "StateTable").context("StateTable")?;
+        let state = tables
+            .iter()
+            .find(|t| t.logical_id == "StateTable")
+            .context("StateTable")?;
         assert_eq!(state.keys, vec![("pk".to_owned(), "HASH".to_owned())]);
         assert_eq!(state.ttl_attribute.as_deref(), Some("expires_at"));
         Ok(())

@@ -1,0 +1,88 @@
+//! The built `auth-code` binary, run the way Lambda runs it: behind a Runtime API,
+//! with a committed API Gateway v2 event, against moto and the emulator.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a panic is a failed test"
+)]
+
+mod common;
+
+use common::runtime_api::{Function, Outcome, binary};
+use common::{android_form_event, apigw_event, spawn_stack};
+use google_emulator::CodeSpec;
+
+fn http_answer(outcome: Outcome) -> (u16, serde_json::Value) {
+    let Outcome::Response(response) = outcome else {
+        panic!("the function failed: {outcome:?}")
+    };
+    let status =
+        u16::try_from(response["statusCode"].as_u64().expect("statusCode")).expect("u16 status");
+    let body = serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON body");
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_built_binary_signs_in_from_an_api_gateway_event_and_logs_no_secret() {
+    let stack = spawn_stack().await;
+    let mut function = Function::start(binary("auth-code"), &stack.env).await;
+    let ada = stack.mint(CodeSpec {
+        email: Some("ada.binary@example.com".into()),
+        ..CodeSpec::default()
+    });
+
+    let (status, body) = http_answer(function.invoke(&android_form_event(&ada.code)).await);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sub"], ada.sub.as_str());
+    assert_eq!(
+        stack.stored_refresh_token(&ada.sub).await,
+        stack.emulator.refresh_token_of(&ada.sub)
+    );
+
+    let (status, body) = http_answer(function.invoke(&android_form_event(&ada.code)).await);
+    assert_eq!(
+        (status, body["sub"].as_str()),
+        (200, Some(ada.sub.as_str())),
+        "replayed"
+    );
+    assert_eq!(stack.emulator.stats().code_exchanges, 1);
+
+    let forged = apigw_event(
+        "apigw-authcode-form.json",
+        Some("application/x-www-form-urlencoded"),
+        b"authCode=x",
+        &["x-requested-with"],
+    );
+    let (status, body) = http_answer(function.invoke(&forged).await);
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+
+    let logs = function.logs();
+    assert!(logs.contains("sign-in succeeded"), "{logs}");
+    let refresh = stack.emulator.refresh_token_of(&ada.sub).expect("refresh");
+    for planted in [
+        ada.code.as_str(),
+        refresh.as_str(),
+        "ada.binary@example.com",
+        stack.emulator_settings().client_secret.as_str(),
+    ] {
+        assert!(
+            !logs.contains(planted),
+            "the function's logs contain a planted secret"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_binary_fails_init_naming_a_missing_variable() {
+    let stack = spawn_stack().await;
+    let mut env = stack.env.clone();
+    env.remove("GRANTS_TABLE");
+    let mut function = Function::start(binary("auth-code"), &env).await;
+    let status = function.wait().await;
+    assert!(!status.success());
+    assert!(
+        function.logs().contains("GRANTS_TABLE"),
+        "{}",
+        function.logs()
+    );
+}

@@ -1,0 +1,124 @@
+//! The logs of a full run — sign-in, replay, re-sign-in, refusals and faults — contain
+//! none of the planted secrets: code, refresh or access token, ID token, client secret,
+//! email.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a panic is a failed test"
+)]
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::{android_form_event, spawn_stack};
+use google_emulator::{CodeSpec, Endpoint, Fault, Forgery};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "info,offline_access=trace",
+        ))
+        .with_writer(captured.clone())
+        .finish();
+    // A current-thread runtime: every task of this test logs through this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let stack = spawn_stack().await;
+    let ada = stack.mint(CodeSpec {
+        email: Some("ada.planted@example.com".into()),
+        ..CodeSpec::default()
+    });
+    assert_eq!(
+        stack.invoke(&android_form_event(&ada.code)).await.status,
+        200
+    );
+    assert_eq!(
+        stack.invoke(&android_form_event(&ada.code)).await.status,
+        200
+    );
+    let again = stack.mint(CodeSpec {
+        sub: Some(ada.sub.clone()),
+        ..CodeSpec::default()
+    });
+    assert_eq!(
+        stack.invoke(&android_form_event(&again.code)).await.status,
+        200
+    );
+    let forged = stack.mint(CodeSpec {
+        forgery: Forgery::FlippedSignatureBit,
+        ..CodeSpec::default()
+    });
+    assert_eq!(
+        stack.invoke(&android_form_event(&forged.code)).await.status,
+        401
+    );
+    let faulted = stack.mint(CodeSpec::default());
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            status: Some(503),
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    assert_eq!(
+        stack
+            .invoke(&android_form_event(&faulted.code))
+            .await
+            .status,
+        503
+    );
+    assert_eq!(
+        stack
+            .invoke(&android_form_event("4/0never-issued-planted"))
+            .await
+            .status,
+        400
+    );
+
+    let logs = String::from_utf8(captured.0.lock().expect("logs").clone()).expect("UTF-8 logs");
+    assert!(logs.contains("sign-in succeeded"), "the run was logged");
+    let refresh = stack
+        .emulator
+        .refresh_token_of(&ada.sub)
+        .expect("refresh token");
+    let secret = stack.emulator_settings().client_secret;
+    for (what, planted) in [
+        ("auth code", ada.code.as_str()),
+        ("second auth code", again.code.as_str()),
+        ("forged code", forged.code.as_str()),
+        ("unknown code", "4/0never-issued-planted"),
+        ("refresh token", refresh.as_str()),
+        ("access token prefix", "ya29."),
+        ("ID token header", "eyJ"),
+        ("client secret", secret.as_str()),
+        ("email", "ada.planted@example.com"),
+    ] {
+        assert!(!logs.contains(planted), "the logs contain the {what}");
+    }
+}
