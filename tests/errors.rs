@@ -1,5 +1,10 @@
 //! Every row of the HTTP error table (DESIGN §7), and the ID-token attacks, through the
 //! real handler with API Gateway v2 events. Nothing is written for a refused request.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a panic is a failed test"
+)]
 
 mod common;
 

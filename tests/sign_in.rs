@@ -1,5 +1,10 @@
 //! Sign-in end to end: the real handler driven with API Gateway v2 events, against moto
 //! (DynamoDB, KMS, Secrets Manager) and the Google emulator over real HTTP.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a panic is a failed test"
+)]
 
 mod common;
 
