@@ -1,0 +1,54 @@
+# offline-access: the two commands are `make dev` and `make test`. Everything they need
+# is installed by the project itself into .venv (pinned in infra/local/requirements.txt).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+STAMP := $(VENV)/.installed
+PYTHON ?= python3
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help dev test ci lint lint-infra build venv bench fuzz clean-local
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+$(STAMP): infra/local/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP) ## Install the pinned local tools (moto, cargo-lambda, SAM CLI, cfn-lint) into .venv
+
+build: ## Build every binary (debug)
+	cargo build --workspace --bins
+
+dev: $(STAMP) ## Run locally: moto, the Google emulator, the function under cargo lambda watch
+	infra/local/dev
+
+test: $(STAMP) ## Run every test against moto and the Google emulator
+	cargo build --workspace --bins
+	infra/local/with-moto cargo test --workspace
+
+lint: ## rustfmt and clippy, warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+lint-infra: $(STAMP) ## Validate template.yaml (sam validate --lint, cfn-lint)
+	$(VENV)/bin/sam validate --lint --template template.yaml
+	$(VENV)/bin/cfn-lint template.yaml
+
+ci: lint test lint-infra ## What CI runs
+
+bench: $(STAMP) ## Sign-in benchmark (release build) against the local stack
+	cargo build --release --bins --benches
+	FUNCTION_PROFILE=release infra/local/with-moto cargo bench --bench sign_in
+
+fuzz: ## Fuzz the request parser (needs cargo-fuzz; see README)
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse_request -- -max_total_time=60
+
+clean-local: ## Remove the local stack's state and logs
+	rm -rf .local
