@@ -44,7 +44,7 @@ lint-infra: $(STAMP) ## Validate template.yaml (sam validate --lint, cfn-lint)
 ci: lint test lint-infra ## What CI runs
 
 bench: $(STAMP) ## Sign-in benchmark (release build) against the local stack
-	cargo build --release --bins --benches
+	cargo build --release --workspace --bins
 	FUNCTION_PROFILE=release infra/local/with-moto cargo bench --bench sign_in
 
 fuzz: ## Fuzz the request parser (needs cargo-fuzz; see README)

@@ -108,14 +108,14 @@ fn main() {
     let events: Vec<String> = (0..SIGN_INS + 20)
         .map(|_| common::android_form_event(&stack.mint(CodeSpec::default()).code))
         .collect();
-    // Warm up: connections, the secret, the JWKS, the first data key.
+    // Warm up connections, the secret and the JWKS. KMS calls are counted from the cold
+    // start on: generating the first data key is part of the figure.
     for event in &events[SIGN_INS..] {
         assert_eq!(
             rt.block_on(common::invoke_service(&service, event)).status,
             200
         );
     }
-    kms_calls.store(0, Ordering::SeqCst);
 
     let mut walls = Vec::with_capacity(SIGN_INS);
     let cpu_before = thread_cpu();
@@ -130,6 +130,7 @@ fn main() {
     let cpu = thread_cpu() - cpu_before;
     walls.sort();
     let kms = kms_calls.load(Ordering::SeqCst);
+    let all = SIGN_INS + 20;
 
     println!(
         "sign-in benchmark: {SIGN_INS} sign-ins, sequential, against moto + the Google emulator"
@@ -145,8 +146,8 @@ fn main() {
         total.as_secs_f64() * 1e3 / SIGN_INS as f64
     );
     println!(
-        "  KMS calls per 100 sign-ins: {:.2} ({kms} in {SIGN_INS})",
-        kms as f64 * 100.0 / SIGN_INS as f64
+        "  KMS calls per 100 sign-ins, from a cold cache: {:.2} ({kms} in {all})",
+        kms as f64 * 100.0 / all as f64
     );
 
     let binary = common::runtime_api::binary("auth-code");

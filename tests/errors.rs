@@ -495,3 +495,29 @@ async fn a_secret_that_is_not_googles_json_is_our_misconfiguration_and_not_echoe
     .await;
     assert!(!answer.json.to_string().contains("GOCSPX"));
 }
+
+#[tokio::test]
+async fn an_unreachable_aws_is_upstream_unavailable_and_google_is_not_called() {
+    let stack = spawn_stack().await;
+    // Nothing listens on the discard port: every AWS call fails to connect.
+    let dead = local_stack::local_aws_config("http://127.0.0.1:9").await;
+    let service = common::build_service(&stack.config, &dead, stack.secret_clock.clone());
+    let minted = stack.mint(CodeSpec::default());
+
+    let answer = common::invoke_service(&service, &android_form_event(&minted.code)).await;
+
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (502, "upstream_unavailable"),
+        "{}",
+        answer.json
+    );
+    assert!(answer.retry_after().is_some());
+    assert_eq!(
+        stack.emulator.stats().code_exchanges,
+        0,
+        "the code is not spent"
+    );
+    let retry = stack.invoke(&android_form_event(&minted.code)).await;
+    assert_eq!(retry.status, 200, "the same code works once AWS is back");
+}

@@ -421,6 +421,257 @@ struct Claims {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use google_emulator::{Forgery, SigningKey};
+    use serde_json::json;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const CLIENT: &str = "web.apps.googleusercontent.com";
+    const NOW: u64 = 1_800_000_000;
+
+    /// A JWKS that counts its fetches and lets the test change its keys.
+    #[derive(Clone)]
+    struct FakeJwks(Arc<(Mutex<Vec<serde_json::Value>>, AtomicUsize)>);
+
+    impl FakeJwks {
+        fn with(keys: &[&SigningKey]) -> Self {
+            Self(Arc::new((
+                Mutex::new(keys.iter().map(|k| k.jwk()).collect()),
+                AtomicUsize::new(0),
+            )))
+        }
+        fn set(&self, keys: &[&SigningKey]) {
+            *self.0.0.lock().expect("keys") = keys.iter().map(|k| k.jwk()).collect();
+        }
+        fn fetches(&self) -> usize {
+            self.0.1.load(Ordering::SeqCst)
+        }
+    }
+
+    impl JwksFetcher for FakeJwks {
+        async fn fetch(&self) -> Result<Jwks, Upstream> {
+            self.0.1.fetch_add(1, Ordering::SeqCst);
+            // Let concurrent callers pile up behind the single flight.
+            tokio::task::yield_now().await;
+            let keys = json!({"keys": *self.0.0.lock().expect("keys")});
+            Ok(Jwks {
+                keys: parse_jwks(&keys),
+                max_age: Some(Duration::from_secs(600)),
+            })
+        }
+    }
+
+    fn verifier(
+        jwks: &FakeJwks,
+        clock: &ManualClock,
+        azp: &[&str],
+    ) -> GoogleIdTokenVerifier<FakeJwks, ManualClock> {
+        GoogleIdTokenVerifier::new(
+            jwks.clone(),
+            clock.clone(),
+            azp.iter().map(|s| (*s).to_owned()).collect(),
+            Duration::from_secs(60),
+            Duration::from_secs(30),
+        )
+    }
+
+    fn claims(overrides: serde_json::Value) -> serde_json::Value {
+        let mut c = json!({
+            "iss": "https://accounts.google.com", "aud": CLIENT, "azp": "android.apps.googleusercontent.com",
+            "sub": "110169484474386276334", "email": "ada@example.com", "email_verified": true,
+            "name": "Ada Lovelace", "picture": "https://lh3.googleusercontent.com/a/x", "locale": "en",
+            "iat": NOW, "exp": NOW + 3_600,
+        });
+        if let (Some(c), Some(o)) = (c.as_object_mut(), overrides.as_object()) {
+            for (k, v) in o {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        c
+    }
+
+    fn key(kid: &str) -> SigningKey {
+        SigningKey::generate(kid.to_owned()).expect("test key")
+    }
+
+    #[tokio::test]
+    async fn a_good_token_verifies_and_yields_the_profile() {
+        let k = key("k1");
+        let (jwks, clock) = (FakeJwks::with(&[&k]), ManualClock::at(NOW));
+        let token = k.sign(&claims(json!({})), Forgery::None).expect("sign");
+        let verified = verifier(&jwks, &clock, &[])
+            .verify(&token, CLIENT)
+            .await
+            .expect("verifies");
+        assert_eq!(verified.sub.as_str(), "110169484474386276334");
+        assert_eq!(
+            verified.profile.email.as_ref().map(Email::as_str),
+            Some("ada@example.com")
+        );
+        assert_eq!(verified.profile.name.as_deref(), Some("Ada Lovelace"));
+    }
+
+    #[tokio::test]
+    async fn expiry_and_issue_time_are_checked_against_the_injected_clock_with_leeway() {
+        let k = key("k1");
+        let jwks = FakeJwks::with(&[&k]);
+        let token = k.sign(&claims(json!({})), Forgery::None).expect("sign");
+        let at = |t: u64| ManualClock::at(t);
+        let v = |clock: ManualClock| verifier(&jwks, &clock, &[]);
+        assert!(
+            v(at(NOW + 3_600 + 59)).verify(&token, CLIENT).await.is_ok(),
+            "within leeway"
+        );
+        assert_eq!(
+            v(at(NOW + 3_600 + 60)).verify(&token, CLIENT).await.err(),
+            Some(IdTokenError::Expired)
+        );
+        assert!(
+            v(at(NOW - 60)).verify(&token, CLIENT).await.is_ok(),
+            "a little skew"
+        );
+        assert_eq!(
+            v(at(NOW - 61)).verify(&token, CLIENT).await.err(),
+            Some(IdTokenError::IssuedInFuture)
+        );
+    }
+
+    #[tokio::test]
+    async fn each_claim_and_forgery_has_its_own_refusal() {
+        let k = key("k1");
+        let (jwks, clock) = (FakeJwks::with(&[&k]), ManualClock::at(NOW));
+        let v = verifier(&jwks, &clock, &["android.apps.googleusercontent.com"]);
+        let cases = [
+            (
+                json!({"iss": "https://evil.example"}),
+                Forgery::None,
+                IdTokenError::WrongIssuer,
+            ),
+            (
+                json!({"aud": "other"}),
+                Forgery::None,
+                IdTokenError::WrongAudience,
+            ),
+            (
+                json!({"aud": ["other", "x"]}),
+                Forgery::None,
+                IdTokenError::WrongAudience,
+            ),
+            (
+                json!({"azp": "stranger.apps"}),
+                Forgery::None,
+                IdTokenError::AzpNotAllowed,
+            ),
+            (
+                json!({"sub": "has space"}),
+                Forgery::None,
+                IdTokenError::BadSubject,
+            ),
+            (
+                json!({}),
+                Forgery::AlgNone,
+                IdTokenError::UnsupportedAlgorithm,
+            ),
+            (
+                json!({}),
+                Forgery::Hs256WithPublicKey,
+                IdTokenError::UnsupportedAlgorithm,
+            ),
+            (
+                json!({}),
+                Forgery::FlippedSignatureBit,
+                IdTokenError::BadSignature,
+            ),
+            (json!({}), Forgery::UnknownKid, IdTokenError::UnknownKey),
+        ];
+        for (overrides, forgery, want) in cases {
+            let token = k.sign(&claims(overrides.clone()), forgery).expect("sign");
+            assert_eq!(
+                v.verify(&token, CLIENT).await.err(),
+                Some(want.clone()),
+                "{overrides} {forgery:?}"
+            );
+        }
+        assert_eq!(
+            v.verify("not-a-jwt", CLIENT).await.err(),
+            Some(IdTokenError::Malformed)
+        );
+        let unverified = k
+            .sign(&claims(json!({"email_verified": "false"})), Forgery::None)
+            .expect("sign");
+        let verified = v
+            .verify(&unverified, CLIENT)
+            .await
+            .expect("still a valid sign-in");
+        assert!(verified.profile.email.is_none() && !verified.email_verified);
+    }
+
+    #[tokio::test]
+    async fn concurrent_tokens_with_a_new_kid_cause_one_single_flight_refetch() {
+        let (old, new) = (key("old"), key("new"));
+        let (jwks, clock) = (FakeJwks::with(&[&old]), ManualClock::at(NOW));
+        let v = verifier(&jwks, &clock, &[]);
+        v.prefetch().await.expect("prefetch");
+        jwks.set(&[&old, &new]);
+        let token = new.sign(&claims(json!({})), Forgery::None).expect("sign");
+        let results = futures_join(&v, &token).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(jwks.fetches(), 2, "the prefetch and one refetch");
+    }
+
+    async fn futures_join(
+        v: &GoogleIdTokenVerifier<FakeJwks, ManualClock>,
+        token: &str,
+    ) -> Vec<Result<VerifiedIdToken, IdTokenError>> {
+        let (a, b, c, d) = tokio::join!(
+            v.verify(token, CLIENT),
+            v.verify(token, CLIENT),
+            v.verify(token, CLIENT),
+            v.verify(token, CLIENT)
+        );
+        vec![a, b, c, d]
+    }
+
+    #[tokio::test]
+    async fn unknown_kids_refetch_at_most_once_per_interval_and_the_cache_expires_with_max_age() {
+        let k = key("k1");
+        let (jwks, clock) = (FakeJwks::with(&[&k]), ManualClock::at(NOW));
+        let v = verifier(&jwks, &clock, &[]);
+        let forged = k
+            .sign(&claims(json!({})), Forgery::UnknownKid)
+            .expect("sign");
+        for _ in 0..5 {
+            assert_eq!(
+                v.verify(&forged, CLIENT).await.err(),
+                Some(IdTokenError::UnknownKey)
+            );
+        }
+        assert_eq!(
+            jwks.fetches(),
+            2,
+            "first load, then one refetch for the unknown kid"
+        );
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(
+            v.verify(&forged, CLIENT).await.err(),
+            Some(IdTokenError::UnknownKey)
+        );
+        assert_eq!(jwks.fetches(), 3, "the interval passed");
+
+        let good = k
+            .sign(
+                &claims(json!({"iat": NOW + 500, "exp": NOW + 4_000})),
+                Forgery::None,
+            )
+            .expect("sign");
+        clock.set(NOW + 500);
+        assert!(v.verify(&good, CLIENT).await.is_ok());
+        assert_eq!(jwks.fetches(), 3, "cached for max-age");
+        clock.set(NOW + 30 + 600);
+        assert!(v.verify(&good, CLIENT).await.is_ok());
+        assert_eq!(jwks.fetches(), 4, "refetched once max-age passed");
+    }
 
     #[test]
     fn max_age_is_read_from_googles_cache_control() {

@@ -1,0 +1,6 @@
+//! Fuzzes `POST /authcode` request parsing: method, route, headers and body bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    offline_access::http_api::check_parse_invariants(data);
+});
