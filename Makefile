@@ -31,7 +31,9 @@ dev: $(STAMP) ## Run locally: moto, the Google emulator, the function under carg
 
 test: $(STAMP) ## Run every test against moto and the Google emulator
 	cargo build --workspace --bins
-	infra/local/with-moto cargo test --workspace
+	mkdir -p .local
+	infra/local/with-moto cargo test --workspace 2>&1 | tee .local/test.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' .local/test.log
 
 lint: ## rustfmt and clippy, warnings as errors
 	cargo fmt --all -- --check
@@ -41,7 +43,7 @@ lint-infra: $(STAMP) ## Validate template.yaml (sam validate --lint, cfn-lint)
 	$(VENV)/bin/sam validate --lint --template template.yaml
 	$(VENV)/bin/cfn-lint template.yaml
 
-ci: lint test lint-infra ## What CI runs
+ci: lint lint-infra test ## What CI runs
 
 bench: $(STAMP) ## Sign-in benchmark (release build) against the local stack
 	cargo build --release --workspace --bins

@@ -53,12 +53,7 @@ fn thread_cpu() -> Duration {
         .rsplit_once(") ")
         .map(|(_, rest)| rest.split(' ').collect())
         .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     // Fields 14 and 15 of the stat line; index 11 and 12 after the command name.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
@@ -111,10 +106,7 @@ fn main() {
     // Warm up connections, the secret and the JWKS. KMS calls are counted from the cold
     // start on: generating the first data key is part of the figure.
     for event in &events[SIGN_INS..] {
-        assert_eq!(
-            rt.block_on(common::invoke_service(&service, event)).status,
-            200
-        );
+        assert_eq!(rt.block_on(common::invoke_service(&service, event)).status, 200);
     }
 
     let mut walls = Vec::with_capacity(SIGN_INS);
@@ -132,9 +124,7 @@ fn main() {
     let kms = kms_calls.load(Ordering::SeqCst);
     let all = SIGN_INS + 20;
 
-    println!(
-        "sign-in benchmark: {SIGN_INS} sign-ins, sequential, against moto + the Google emulator"
-    );
+    println!("sign-in benchmark: {SIGN_INS} sign-ins, sequential, against moto + the Google emulator");
     println!(
         "  handler CPU time per sign-in (excl. round trips): {:.0} µs",
         cpu.as_secs_f64() * 1e6 / SIGN_INS as f64
@@ -152,16 +142,11 @@ fn main() {
 
     let binary = common::runtime_api::binary("auth-code");
     let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
-    println!(
-        "  binary {}: {:.1} MiB",
-        binary.display(),
-        size as f64 / 1_048_576.0
-    );
+    println!("  binary {}: {:.1} MiB", binary.display(), size as f64 / 1_048_576.0);
     let mut inits: Vec<Duration> = (0..7)
         .map(|_| {
             rt.block_on(async {
-                let function =
-                    common::runtime_api::Function::start(binary.clone(), &stack.env).await;
+                let function = common::runtime_api::Function::start(binary.clone(), &stack.env).await;
                 function.init_duration().await
             })
         })

@@ -13,10 +13,7 @@ pub enum ConfigError {
     #[error("environment variable {0} is required but not set")]
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {why}")]
-    Invalid {
-        name: &'static str,
-        why: &'static str,
-    },
+    Invalid { name: &'static str, why: &'static str },
 }
 
 /// Where the variables come from: the process environment in production, a map in tests.
@@ -42,9 +39,7 @@ impl Env for std::collections::HashMap<String, String> {
 
 impl<const N: usize> Env for [(&str, &str); N] {
     fn get(&self, name: &str) -> Option<String> {
-        self.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| (*v).to_owned())
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
     }
 }
 
@@ -101,6 +96,74 @@ pub struct SignInConfig {
     pub jwks_min_refetch: Duration,
 }
 
+/// Configuration of the offline job.
+#[derive(Debug, Clone)]
+pub struct RefresherConfig {
+    pub common: CommonConfig,
+    /// `REFRESH_SEGMENTS` (4): parallel scan segments.
+    pub segments: u32,
+    /// `REFRESH_CONCURRENCY` (64): grants in flight at once.
+    pub concurrency: usize,
+    /// `GOOGLE_RATE_PER_SEC` (100): Google calls per second across the run (0 = no limit).
+    pub google_rate_per_sec: u32,
+    /// `LEASE_SECS` (120): how long a grant is held by one invocation.
+    pub lease: Duration,
+    /// `DEADLINE_MARGIN_MS` (10000): stop taking work this long before the Lambda deadline.
+    pub deadline_margin: Duration,
+    /// `RETRY_MAX_ATTEMPTS` (4), `RETRY_BASE_MS` (200), `RETRY_CAP_MS` (5000): retries of
+    /// one Google call (capped exponential backoff, full jitter).
+    pub retry_max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// `DEFER_BASE_SECS` (300), `DEFER_MAX_SECS` (21600): how long a deferred grant waits.
+    pub defer_base: Duration,
+    pub defer_max: Duration,
+    /// `SCAN_PAGE_SIZE` (100): items read per scan request.
+    pub page_size: i32,
+}
+
+impl RefresherConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let positive = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match number(env, name, default)? {
+                0 => Err(ConfigError::Invalid {
+                    name,
+                    why: "must be at least 1",
+                }),
+                v => Ok(v),
+            }
+        };
+        let small = |name: &'static str, default: u64| -> Result<u32, ConfigError> {
+            u32::try_from(positive(name, default)?).map_err(|_| ConfigError::Invalid { name, why: "too large" })
+        };
+        Ok(Self {
+            common: CommonConfig::from_env(env)?,
+            segments: small("REFRESH_SEGMENTS", 4)?,
+            concurrency: usize::try_from(positive("REFRESH_CONCURRENCY", 64)?).map_err(|_| ConfigError::Invalid {
+                name: "REFRESH_CONCURRENCY",
+                why: "too large",
+            })?,
+            google_rate_per_sec: u32::try_from(number(env, "GOOGLE_RATE_PER_SEC", 100)?).map_err(|_| {
+                ConfigError::Invalid {
+                    name: "GOOGLE_RATE_PER_SEC",
+                    why: "too large",
+                }
+            })?,
+            lease: seconds(env, "LEASE_SECS", 120)?,
+            deadline_margin: Duration::from_millis(number(env, "DEADLINE_MARGIN_MS", 10_000)?),
+            retry_max_attempts: small("RETRY_MAX_ATTEMPTS", 4)?,
+            retry_base: Duration::from_millis(number(env, "RETRY_BASE_MS", 200)?),
+            retry_cap: Duration::from_millis(number(env, "RETRY_CAP_MS", 5_000)?),
+            defer_base: seconds(env, "DEFER_BASE_SECS", 300)?,
+            defer_max: seconds(env, "DEFER_MAX_SECS", 21_600)?,
+            page_size: i32::try_from(positive("SCAN_PAGE_SIZE", 100)?).map_err(|_| ConfigError::Invalid {
+                name: "SCAN_PAGE_SIZE",
+                why: "too large",
+            })?,
+        })
+    }
+}
+
 impl CommonConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         Ok(Self {
@@ -109,10 +172,8 @@ impl CommonConfig {
             client_secret_id: required(env, "CLIENT_SECRET_ID")?,
             token_key_id: required(env, "TOKEN_KEY_ID")?,
             token_uri: optional_url(env, "GOOGLE_TOKEN_URI")?,
-            certs_uri: optional_url(env, "GOOGLE_CERTS_URI")?
-                .unwrap_or_else(|| DEFAULT_CERTS_URI.into()),
-            revoke_uri: optional_url(env, "GOOGLE_REVOKE_URI")?
-                .unwrap_or_else(|| DEFAULT_REVOKE_URI.into()),
+            certs_uri: optional_url(env, "GOOGLE_CERTS_URI")?.unwrap_or_else(|| DEFAULT_CERTS_URI.into()),
+            revoke_uri: optional_url(env, "GOOGLE_REVOKE_URI")?.unwrap_or_else(|| DEFAULT_REVOKE_URI.into()),
             drive_api: optional_url(env, "GOOGLE_DRIVE_API")?
                 .unwrap_or_else(|| DEFAULT_DRIVE_API.into())
                 .trim_end_matches('/')
@@ -146,6 +207,34 @@ impl SignInConfig {
     }
 }
 
+/// Every variable the refresher's config reads.
+pub const REFRESHER_VARIABLES: &[&str] = &[
+    "GRANTS_TABLE",
+    "STATE_TABLE",
+    "CLIENT_SECRET_ID",
+    "TOKEN_KEY_ID",
+    "GOOGLE_TOKEN_URI",
+    "GOOGLE_CERTS_URI",
+    "GOOGLE_REVOKE_URI",
+    "GOOGLE_DRIVE_API",
+    "ALLOWED_AZP",
+    "CLIENT_SECRET_TTL_SECS",
+    "HTTP_TIMEOUT_MS",
+    "DATA_KEY_MAX_AGE_SECS",
+    "DATA_KEY_MAX_USES",
+    "REFRESH_SEGMENTS",
+    "REFRESH_CONCURRENCY",
+    "GOOGLE_RATE_PER_SEC",
+    "LEASE_SECS",
+    "DEADLINE_MARGIN_MS",
+    "RETRY_MAX_ATTEMPTS",
+    "RETRY_BASE_MS",
+    "RETRY_CAP_MS",
+    "DEFER_BASE_SECS",
+    "DEFER_MAX_SECS",
+    "SCAN_PAGE_SIZE",
+];
+
 /// Every variable a function's config reads, for the template-drift test and the README.
 pub const SIGN_IN_VARIABLES: &[&str] = &[
     "GRANTS_TABLE",
@@ -178,10 +267,7 @@ fn optional_url(env: &impl Env, name: &'static str) -> Result<Option<String>, Co
         None => Ok(None),
         Some(v) if v.trim().is_empty() => Ok(None),
         Some(v) => {
-            let parsed = url::Url::parse(v.trim()).map_err(|_| ConfigError::Invalid {
-                name,
-                why: "not a URL",
-            })?;
+            let parsed = url::Url::parse(v.trim()).map_err(|_| ConfigError::Invalid { name, why: "not a URL" })?;
             if !matches!(parsed.scheme(), "https" | "http") {
                 return Err(ConfigError::Invalid {
                     name,
@@ -221,13 +307,8 @@ mod tests {
     #[test]
     fn defaults_apply_when_only_required_variables_are_set() {
         let config = SignInConfig::from_env(&BASE).map_err(|e| e.to_string());
-        let config = config
-            .as_ref()
-            .map(|c| (&c.common.certs_uri, c.idempotency_window));
-        assert_eq!(
-            config,
-            Ok((&DEFAULT_CERTS_URI.to_owned(), Duration::from_secs(600)))
-        );
+        let config = config.as_ref().map(|c| (&c.common.certs_uri, c.idempotency_window));
+        assert_eq!(config, Ok((&DEFAULT_CERTS_URI.to_owned(), Duration::from_secs(600))));
     }
 
     #[test]
@@ -255,9 +336,7 @@ mod tests {
     fn allowed_azp_is_a_trimmed_comma_list() {
         let [a, b, c, d] = BASE;
         let env = [a, b, c, d, ("ALLOWED_AZP", " one.apps , ,two.apps")];
-        let azp = CommonConfig::from_env(&env)
-            .map(|c| c.allowed_azp)
-            .unwrap_or_default();
+        let azp = CommonConfig::from_env(&env).map(|c| c.allowed_azp).unwrap_or_default();
         assert_eq!(azp, vec!["one.apps".to_owned(), "two.apps".to_owned()]);
     }
 }

@@ -49,10 +49,7 @@ pub enum KeyError {
 /// The key-management service as a port.
 pub trait KeyProvider: Send + Sync {
     fn generate_data_key(&self) -> impl Future<Output = Result<DataKey, KeyError>> + Send;
-    fn decrypt_data_key(
-        &self,
-        wrapped: &[u8],
-    ) -> impl Future<Output = Result<SecretBox<[u8; 32]>, KeyError>> + Send;
+    fn decrypt_data_key(&self, wrapped: &[u8]) -> impl Future<Output = Result<SecretBox<[u8; 32]>, KeyError>> + Send;
 }
 
 /// AWS KMS, with a fixed encryption context so IAM can condition on it.
@@ -66,10 +63,7 @@ pub struct KmsKeyProvider {
 /// The KMS encryption context of every data key: which product and which table.
 pub fn encryption_context(table: &str) -> HashMap<String, String> {
     HashMap::from([
-        (
-            "purpose".to_owned(),
-            "offline-access/refresh-token".to_owned(),
-        ),
+        ("purpose".to_owned(), "offline-access/refresh-token".to_owned()),
         ("table".to_owned(), table.to_owned()),
     ])
 }
@@ -103,9 +97,7 @@ impl KeyProvider for KmsKeyProvider {
             .await
             .map_err(|e| classify_aws("kms", &e))?;
         let (Some(plaintext), Some(wrapped)) = (out.plaintext(), out.ciphertext_blob()) else {
-            return Err(
-                Upstream::misconfigured("kms", "GenerateDataKey answered without a key").into(),
-            );
+            return Err(Upstream::misconfigured("kms", "GenerateDataKey answered without a key").into());
         };
         Ok(DataKey {
             plaintext: key_bytes(plaintext.as_ref())?,
@@ -123,9 +115,7 @@ impl KeyProvider for KmsKeyProvider {
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
-                Some(se)
-                    if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() =>
-                {
+                Some(se) if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() => {
                     KeyError::Rejected
                 }
                 _ => classify_aws("kms", &e).into(),
@@ -148,8 +138,7 @@ pub struct Binding<'a> {
 impl Binding<'_> {
     /// Length-prefixed fields, so no two different bindings share an encoding.
     fn aad(&self, version: u8) -> Vec<u8> {
-        let mut aad =
-            Vec::with_capacity(64 + self.table.len() + self.sub.len() + self.client_id.len());
+        let mut aad = Vec::with_capacity(64 + self.table.len() + self.sub.len() + self.client_id.len());
         aad.extend_from_slice(b"offline-access/refresh-token");
         aad.push(version);
         for field in [self.table, self.sub, self.client_id] {
@@ -180,9 +169,7 @@ impl std::fmt::Debug for SealedToken {
 /// Why sealing or opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
-    #[error(
-        "the sealed token does not authenticate for this grant (tampered, or copied from another row)"
-    )]
+    #[error("the sealed token does not authenticate for this grant (tampered, or copied from another row)")]
     Tampered,
     #[error("sealed token format version {0} is not supported")]
     UnsupportedVersion(u8),
@@ -239,6 +226,9 @@ pub struct TokenCipher<K> {
     limits: KeyCacheLimits,
     current: tokio::sync::Mutex<Option<CurrentKey>>,
     unwrapped: std::sync::Mutex<HashMap<[u8; 32], UnwrappedKey>>,
+    /// Makes unwrapping single-flight: many grants sealed under one data key, opened
+    /// concurrently, cost one KMS `Decrypt`.
+    unwrapping: tokio::sync::Mutex<()>,
 }
 
 impl<K> std::fmt::Debug for TokenCipher<K> {
@@ -268,6 +258,7 @@ impl<K: KeyProvider> TokenCipher<K> {
             limits,
             current: tokio::sync::Mutex::new(None),
             unwrapped: std::sync::Mutex::new(HashMap::new()),
+            unwrapping: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -277,11 +268,7 @@ impl<K: KeyProvider> TokenCipher<K> {
     }
 
     /// Seals a refresh token for one grant.
-    pub async fn seal(
-        &self,
-        token: &RefreshToken,
-        binding: Binding<'_>,
-    ) -> Result<SealedToken, CryptoError> {
+    pub async fn seal(&self, token: &RefreshToken, binding: Binding<'_>) -> Result<SealedToken, CryptoError> {
         let (key, wrapped) = self.encryption_key().await?;
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
@@ -302,11 +289,7 @@ impl<K: KeyProvider> TokenCipher<K> {
 
     /// Opens a sealed token; fails with [`CryptoError::Tampered`] if any byte or the
     /// binding differs from what was sealed.
-    pub async fn open(
-        &self,
-        sealed: &SealedToken,
-        binding: Binding<'_>,
-    ) -> Result<RefreshToken, CryptoError> {
+    pub async fn open(&self, sealed: &SealedToken, binding: Binding<'_>) -> Result<RefreshToken, CryptoError> {
         if sealed.version != FORMAT_VERSION {
             return Err(CryptoError::UnsupportedVersion(sealed.version));
         }
@@ -327,9 +310,9 @@ impl<K: KeyProvider> TokenCipher<K> {
     /// too used. Holding the async lock across the KMS call makes it single-flight.
     async fn encryption_key(&self) -> Result<(Arc<LessSafeKey>, Vec<u8>), CryptoError> {
         let mut current = self.current.lock().await;
-        let usable = current.as_ref().is_some_and(|c| {
-            c.born.elapsed() < self.limits.max_age && c.uses < self.limits.max_uses
-        });
+        let usable = current
+            .as_ref()
+            .is_some_and(|c| c.born.elapsed() < self.limits.max_age && c.uses < self.limits.max_uses);
         if !usable {
             let fresh = self.keys.generate_data_key().await?;
             let key = aead_key(&fresh.plaintext)?;
@@ -348,19 +331,22 @@ impl<K: KeyProvider> TokenCipher<K> {
         Ok((Arc::clone(&entry.key), entry.wrapped.clone()))
     }
 
+    fn cached_unwrapped(&self, id: &[u8; 32]) -> Option<Arc<LessSafeKey>> {
+        let cache = self.unwrapped.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .get(id)
+            .filter(|e| e.born.elapsed() < self.limits.max_age)
+            .map(|e| Arc::clone(&e.key))
+    }
+
     async fn decryption_key(&self, wrapped: &[u8]) -> Result<Arc<LessSafeKey>, CryptoError> {
         let id = wrapped_digest(wrapped);
-        {
-            let cache = self
-                .unwrapped
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(entry) = cache
-                .get(&id)
-                .filter(|e| e.born.elapsed() < self.limits.max_age)
-            {
-                return Ok(Arc::clone(&entry.key));
-            }
+        if let Some(key) = self.cached_unwrapped(&id) {
+            return Ok(key);
+        }
+        let _single_flight = self.unwrapping.lock().await;
+        if let Some(key) = self.cached_unwrapped(&id) {
+            return Ok(key);
         }
         let plaintext = self.keys.decrypt_data_key(wrapped).await?;
         let key = aead_key(&plaintext)?;
@@ -369,10 +355,7 @@ impl<K: KeyProvider> TokenCipher<K> {
     }
 
     fn remember_unwrapped(&self, wrapped: &[u8], key: Arc<LessSafeKey>) {
-        let mut cache = self
-            .unwrapped
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self.unwrapped.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= self.limits.max_unwrapped {
             cache.retain(|_, e| e.born.elapsed() < self.limits.max_age);
         }
@@ -453,10 +436,7 @@ mod tests {
         let cipher = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
         let sealed = cipher.seal(&token("1//refresh"), ADA).await;
         let opened = match &sealed {
-            Ok(s) => cipher
-                .open(s, ADA)
-                .await
-                .map(|t| t.expose_secret().to_owned()),
+            Ok(s) => cipher.open(s, ADA).await.map(|t| t.expose_secret().to_owned()),
             Err(e) => Err(e.clone()),
         };
         assert_eq!(opened, Ok("1//refresh".to_owned()));
@@ -467,10 +447,7 @@ mod tests {
     async fn a_ciphertext_copied_to_another_users_row_does_not_open() {
         let cipher = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
         let sealed = cipher.seal(&token("1//ada"), ADA).await.expect("seal");
-        assert_eq!(
-            cipher.open(&sealed, BOB).await.err(),
-            Some(CryptoError::Tampered)
-        );
+        assert_eq!(cipher.open(&sealed, BOB).await.err(), Some(CryptoError::Tampered));
         let other_client = Binding {
             client_id: "other.apps",
             ..ADA
@@ -496,10 +473,7 @@ mod tests {
         }
         let mut bad = sealed.clone();
         bad.nonce[0] ^= 0x80;
-        assert_eq!(
-            cipher.open(&bad, ADA).await.err(),
-            Some(CryptoError::Tampered)
-        );
+        assert_eq!(cipher.open(&bad, ADA).await.err(), Some(CryptoError::Tampered));
         let mut bad = sealed;
         bad.version = 9;
         assert_eq!(
@@ -537,6 +511,23 @@ mod tests {
         let opener = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
         for s in &sealed {
             assert!(opener.open(s, ADA).await.is_ok());
+        }
+        assert_eq!(opener.key_provider().decrypted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_opens_under_one_data_key_unwrap_it_once() {
+        let sealer = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        let sealed = sealer.seal(&token("t"), ADA).await.expect("seal");
+        let opener = Arc::new(TokenCipher::new(FakeKms::default(), KeyCacheLimits::default()));
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let (opener, sealed) = (Arc::clone(&opener), sealed.clone());
+                tokio::spawn(async move { opener.open(&sealed, ADA).await.is_ok() })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.expect("task"));
         }
         assert_eq!(opener.key_provider().decrypted.load(Ordering::SeqCst), 1);
     }

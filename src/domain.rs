@@ -21,9 +21,7 @@ impl GoogleSubject {
     /// Google documents `sub` as case-sensitive ASCII of at most 255 characters.
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         if raw.is_empty() || raw.len() > 255 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ParseError(
-                "sub must be 1 to 255 printable ASCII characters",
-            ));
+            return Err(ParseError("sub must be 1 to 255 printable ASCII characters"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -214,23 +212,15 @@ mod tests {
 
     #[test]
     fn platforms_pick_googles_redirect_uris() {
-        assert_eq!(
-            Platform::parse("web").map(Platform::redirect_uri),
-            Ok("postmessage")
-        );
+        assert_eq!(Platform::parse("web").map(Platform::redirect_uri), Ok("postmessage"));
         assert_eq!(Platform::parse("ios").map(Platform::redirect_uri), Ok(""));
-        assert_eq!(
-            Platform::parse("android").map(Platform::redirect_uri),
-            Ok("")
-        );
+        assert_eq!(Platform::parse("android").map(Platform::redirect_uri), Ok(""));
         assert!(Platform::parse("windows").is_err());
     }
 
     #[test]
     fn scopes_parse_space_delimited_and_union() {
-        let a = Scopes::from_space_delimited(
-            "openid  email\thttps://www.googleapis.com/auth/drive.appdata",
-        );
+        let a = Scopes::from_space_delimited("openid  email\thttps://www.googleapis.com/auth/drive.appdata");
         assert!(a.contains(DRIVE_APPDATA_SCOPE));
         let b = Scopes::from_space_delimited("profile");
         assert_eq!(a.union(&b).iter().count(), 4);

@@ -47,12 +47,7 @@ enum Body {
 }
 
 /// Turns an HTTP request into a sign-in request, or the error to answer.
-pub fn parse_request(
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<SignInRequest, ApiError> {
+pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap, body: &[u8]) -> Result<SignInRequest, ApiError> {
     if path.trim_end_matches('/') != AUTHCODE_PATH {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -110,14 +105,7 @@ pub fn parse_request(
 
 fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(
-        value
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase(),
-    )
+    Some(value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
 }
 
 fn parse_form(text: &str) -> Result<(Option<String>, Option<String>), ApiError> {
@@ -180,9 +168,7 @@ pub fn error_for(error: &SignInError) -> ApiError {
             )
         },
         SignInError::Upstream(Upstream::Unavailable {
-            throttled,
-            retry_after,
-            ..
+            throttled, retry_after, ..
         }) => ApiError {
             retry_after_secs: Some(retry_after.map_or(1, |d| d.as_secs().max(1))),
             ..ApiError::new(
@@ -195,13 +181,13 @@ pub fn error_for(error: &SignInError) -> ApiError {
                 "a service we depend on is unavailable; retry later",
             )
         },
-        SignInError::Upstream(Upstream::Misconfigured { .. })
-        | SignInError::Store(_)
-        | SignInError::Crypto(_) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_misconfigured",
-            "the server is misconfigured; the operator has been alerted",
-        ),
+        SignInError::Upstream(Upstream::Misconfigured { .. }) | SignInError::Store(_) | SignInError::Crypto(_) => {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_misconfigured",
+                "the server is misconfigured; the operator has been alerted",
+            )
+        }
     }
 }
 
@@ -209,10 +195,7 @@ fn json_response(status: StatusCode, body: String, retry_after: Option<u64>) -> 
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // The answer carries personal data: no cache may keep it.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(secs) = retry_after {
@@ -241,10 +224,7 @@ pub fn success(done: &SignedIn) -> Response<String> {
 
 /// Anything that performs sign-ins; the production [`crate::signin::SignIn`] does.
 pub trait SignInHandler: Send + Sync {
-    fn sign_in(
-        &self,
-        request: SignInRequest,
-    ) -> impl Future<Output = Result<SignedIn, SignInError>> + Send;
+    fn sign_in(&self, request: SignInRequest) -> impl Future<Output = Result<SignedIn, SignInError>> + Send;
 }
 
 impl<T, V, S, K, P, C> SignInHandler for crate::signin::SignIn<T, V, S, K, P, C>
@@ -256,19 +236,13 @@ where
     P: crate::google::ClientSecrets,
     C: crate::clock::Clock,
 {
-    fn sign_in(
-        &self,
-        request: SignInRequest,
-    ) -> impl Future<Output = Result<SignedIn, SignInError>> + Send {
+    fn sign_in(&self, request: SignInRequest) -> impl Future<Output = Result<SignedIn, SignInError>> + Send {
         crate::signin::SignIn::sign_in(self, request)
     }
 }
 
 /// Handles one HTTP request end to end.
-pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(
-    handler: &H,
-    request: &http::Request<B>,
-) -> Response<String> {
+pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(handler: &H, request: &http::Request<B>) -> Response<String> {
     let parsed = parse_request(
         request.method(),
         request.uri().path(),
@@ -276,10 +250,7 @@ pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(
         request.body().as_ref(),
     );
     let outcome = match parsed {
-        Ok(sign_in) => handler
-            .sign_in(sign_in)
-            .await
-            .map_err(|e| (error_for(&e), Some(e))),
+        Ok(sign_in) => handler.sign_in(sign_in).await.map_err(|e| (error_for(&e), Some(e))),
         Err(api) => Err((api, None)),
     };
     match outcome {
@@ -297,12 +268,7 @@ pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(
                     "sign-in failed: MISCONFIGURATION"
                 );
             } else {
-                tracing::warn!(
-                    status = api.status.as_u16(),
-                    code = api.code,
-                    cause,
-                    "sign-in refused"
-                );
+                tracing::warn!(status = api.status.as_u16(), code = api.code, cause, "sign-in refused");
             }
             api.into_response()
         }
@@ -327,11 +293,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[doc(hidden)]
 pub fn check_parse_invariants(data: &[u8]) {
     let (selector, rest) = data.split_first().unwrap_or((&0, &[]));
-    let method = if selector & 1 == 0 {
-        Method::POST
-    } else {
-        Method::GET
-    };
+    let method = if selector & 1 == 0 { Method::POST } else { Method::GET };
     let path = if selector & 2 == 0 {
         AUTHCODE_PATH
     } else {
@@ -409,21 +371,13 @@ mod tests {
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(k, v)| {
-                (
-                    http::HeaderName::from_static(k),
-                    HeaderValue::from_static(v),
-                )
-            })
+            .map(|(k, v)| (http::HeaderName::from_static(k), HeaderValue::from_static(v)))
             .collect()
     }
 
     const FORM: &[(&str, &str)] = &[
         ("x-requested-with", "com.example.app"),
-        (
-            "content-type",
-            "application/x-www-form-urlencoded; charset=UTF-8",
-        ),
+        ("content-type", "application/x-www-form-urlencoded; charset=UTF-8"),
     ];
 
     fn code_of(r: Result<SignInRequest, ApiError>) -> Result<(String, Platform), &'static str> {
@@ -433,12 +387,7 @@ mod tests {
 
     #[test]
     fn the_android_form_is_parsed() {
-        let r = parse_request(
-            &Method::POST,
-            "/authcode",
-            &headers(FORM),
-            b"authCode=4%2F0Ab-x",
-        );
+        let r = parse_request(&Method::POST, "/authcode", &headers(FORM), b"authCode=4%2F0Ab-x");
         assert_eq!(code_of(r), Ok(("4/0Ab-x".into(), Platform::Android)));
     }
 
@@ -459,10 +408,7 @@ mod tests {
 
     #[test]
     fn each_bad_request_gets_its_status_and_code() {
-        let json = headers(&[
-            ("x-requested-with", "x"),
-            ("content-type", "application/json"),
-        ]);
+        let json = headers(&[("x-requested-with", "x"), ("content-type", "application/json")]);
         let cases: Vec<(Method, &str, HeaderMap, Vec<u8>, &str)> = vec![
             (
                 Method::POST,
@@ -471,13 +417,7 @@ mod tests {
                 b"authCode=x".to_vec(),
                 "not_found",
             ),
-            (
-                Method::GET,
-                "/authcode",
-                headers(FORM),
-                vec![],
-                "method_not_allowed",
-            ),
+            (Method::GET, "/authcode", headers(FORM), vec![], "method_not_allowed"),
             (
                 Method::POST,
                 "/authcode",
@@ -562,24 +502,11 @@ mod tests {
                 br#"{"authCode":7}"#.to_vec(),
                 "invalid_request",
             ),
-            (
-                Method::POST,
-                "/authcode",
-                json,
-                br#"[]"#.to_vec(),
-                "invalid_request",
-            ),
+            (Method::POST, "/authcode", json, br#"[]"#.to_vec(), "invalid_request"),
         ];
         for (method, path, h, body, want) in cases {
-            let got = parse_request(&method, path, &h, &body)
-                .err()
-                .map(|e| e.code);
-            assert_eq!(
-                got,
-                Some(want),
-                "{method} {path} {:?}",
-                String::from_utf8_lossy(&body)
-            );
+            let got = parse_request(&method, path, &h, &body).err().map(|e| e.code);
+            assert_eq!(got, Some(want), "{method} {path} {:?}", String::from_utf8_lossy(&body));
         }
     }
 
@@ -594,17 +521,10 @@ mod tests {
         let e = error_for(&throttled);
         assert_eq!(
             (e.status, e.code, e.retry_after_secs),
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream_unavailable",
-                Some(7)
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", Some(7))
         );
         let down = SignInError::Upstream(Upstream::unavailable("google-token", "timeout"));
         let e = error_for(&down);
-        assert_eq!(
-            (e.status, e.retry_after_secs),
-            (StatusCode::BAD_GATEWAY, Some(1))
-        );
+        assert_eq!((e.status, e.retry_after_secs), (StatusCode::BAD_GATEWAY, Some(1)));
     }
 }

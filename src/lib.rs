@@ -19,6 +19,8 @@ pub mod domain;
 pub mod google;
 pub mod http_api;
 pub mod http_client;
+pub mod metrics;
+pub mod refresh;
 pub mod signin;
 pub mod store;
 pub mod telemetry;

@@ -16,12 +16,8 @@ use crate::clock::Clock;
 use crate::config::DEFAULT_TOKEN_URI;
 use crate::crypto::{Binding, CryptoError, KeyProvider, SealedToken, TokenCipher};
 use crate::domain::{AuthCode, Email, GoogleSubject, Platform, Scopes};
-use crate::google::{
-    ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken,
-};
-use crate::store::{
-    Begin, Grant, GrantStatus, GrantStore, RecordedOutcome, RequestLog, StoreError,
-};
+use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken};
+use crate::store::{Begin, Grant, GrantStatus, GrantStore, RecordedOutcome, RequestLog, StoreError};
 use crate::upstream::Upstream;
 
 /// What the app asked.
@@ -365,8 +361,7 @@ fn replay(outcome: RecordedOutcome) -> Result<SignedIn, SignInError> {
             scopes,
             offline_access,
         } => Ok(SignedIn {
-            sub: GoogleSubject::parse(&sub)
-                .map_err(|_| SignInError::Store(StoreError::Corrupt("outcome")))?,
+            sub: GoogleSubject::parse(&sub).map_err(|_| SignInError::Store(StoreError::Corrupt("outcome")))?,
             email: email.map(Email::new),
             scopes: scopes.into_iter().collect(),
             offline_access,

@@ -19,10 +19,7 @@ pub enum Upstream {
     /// Our configuration is wrong (`invalid_client`, a missing secret, KMS access denied).
     /// Retrying does not help; an operator must act.
     #[error("{service} refused our configuration ({detail})")]
-    Misconfigured {
-        service: &'static str,
-        detail: String,
-    },
+    Misconfigured { service: &'static str, detail: String },
 }
 
 impl Upstream {
@@ -54,10 +51,7 @@ pub fn parse_retry_after(value: Option<&http::HeaderValue>) -> Option<Duration> 
 /// Classifies an AWS SDK error by its error code and HTTP status: throttling, 5xx and
 /// transport failures are transient; everything else (access denied, not found, a
 /// disabled key, a validation error) is our misconfiguration.
-pub fn classify_aws<E, R>(
-    service: &'static str,
-    err: &aws_sdk_dynamodb::error::SdkError<E, R>,
-) -> Upstream
+pub fn classify_aws<E, R>(service: &'static str, err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> Upstream
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
     R: std::fmt::Debug,

@@ -16,16 +16,9 @@ const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
 async fn assert_refused(stack: &Stack, event: &str, status: u16, code: &str) -> common::Answer {
     let answer = stack.invoke(event).await;
-    assert_eq!(
-        (answer.status, answer.error_code()),
-        (status, code),
-        "{}",
-        answer.json
-    );
+    assert_eq!((answer.status, answer.error_code()), (status, code), "{}", answer.json);
     assert!(
-        answer.json["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
+        answer.json["message"].as_str().is_some_and(|m| !m.is_empty()),
         "a human message"
     );
     assert!(stack.grants().await.is_empty(), "nothing written");
@@ -51,21 +44,11 @@ async fn malformed_requests_get_their_status_and_stable_code() {
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (
             "no X-Requested-With",
-            apigw_event(
-                "apigw-authcode-form.json",
-                FORM,
-                b"authCode=x",
-                &["x-requested-with"],
-            ),
+            apigw_event("apigw-authcode-form.json", FORM, b"authCode=x", &["x-requested-with"]),
             403,
             "forbidden",
         ),
-        (
-            "wrong path",
-            with_route(&good, "POST", "/authcodes"),
-            404,
-            "not_found",
-        ),
+        ("wrong path", with_route(&good, "POST", "/authcodes"), 404, "not_found"),
         (
             "wrong method",
             with_route(&good, "GET", "/authcode"),
@@ -74,12 +57,7 @@ async fn malformed_requests_get_their_status_and_stable_code() {
         ),
         (
             "text/plain",
-            apigw_event(
-                "apigw-authcode-form.json",
-                Some("text/plain"),
-                b"authCode=x",
-                &[],
-            ),
+            apigw_event("apigw-authcode-form.json", Some("text/plain"), b"authCode=x", &[]),
             415,
             "unsupported_media_type",
         ),
@@ -89,18 +67,8 @@ async fn malformed_requests_get_their_status_and_stable_code() {
             415,
             "unsupported_media_type",
         ),
-        (
-            "9 KiB body",
-            form(&[b'a'; 9 * 1024]),
-            413,
-            "payload_too_large",
-        ),
-        (
-            "missing code",
-            form(b"platform=android"),
-            400,
-            "invalid_request",
-        ),
+        ("9 KiB body", form(&[b'a'; 9 * 1024]), 413, "payload_too_large"),
+        ("missing code", form(b"platform=android"), 400, "invalid_request"),
         ("empty code", form(b"authCode="), 400, "invalid_request"),
         (
             "oversized code",
@@ -120,12 +88,7 @@ async fn malformed_requests_get_their_status_and_stable_code() {
             400,
             "invalid_request",
         ),
-        (
-            "repeated field",
-            form(b"authCode=a&authCode=b"),
-            400,
-            "invalid_request",
-        ),
+        ("repeated field", form(b"authCode=a&authCode=b"), 400, "invalid_request"),
         (
             "unknown platform",
             form(b"authCode=abc&platform=tizen"),
@@ -199,13 +162,7 @@ async fn a_code_google_does_not_know_or_already_redeemed_is_invalid_grant() {
         .await
         .expect("direct exchange");
     assert!(redeemed.status().is_success());
-    assert_refused(
-        &stack,
-        &android_form_event(&minted.code),
-        400,
-        "invalid_grant",
-    )
-    .await;
+    assert_refused(&stack, &android_form_event(&minted.code), 400, "invalid_grant").await;
 }
 
 #[tokio::test]
@@ -229,23 +186,14 @@ async fn every_forged_or_foreign_id_token_is_refused() {
             "HS256 keyed with the RSA public key",
             forged(Forgery::Hs256WithPublicKey),
         ),
-        (
-            "flipped signature bit",
-            forged(Forgery::FlippedSignatureBit),
-        ),
+        ("flipped signature bit", forged(Forgery::FlippedSignatureBit)),
         ("unknown kid", forged(Forgery::UnknownKid)),
         (
             "wrong aud",
             claims(json!({"aud": "someone-else.apps.googleusercontent.com"})),
         ),
-        (
-            "wrong iss",
-            claims(json!({"iss": "https://accounts.evil.example"})),
-        ),
-        (
-            "expired",
-            claims(json!({"exp": now - 3_600, "iat": now - 7_200})),
-        ),
+        ("wrong iss", claims(json!({"iss": "https://accounts.evil.example"}))),
+        ("expired", claims(json!({"exp": now - 3_600, "iat": now - 7_200}))),
         (
             "issued in the future",
             claims(json!({"iat": now + 3_600, "exp": now + 7_200})),
@@ -300,23 +248,14 @@ async fn an_azp_outside_the_allow_list_is_refused_when_one_is_set() {
     )])
     .await;
     let allowed = stack.mint(CodeSpec::default());
-    assert_eq!(
-        stack
-            .invoke(&android_form_event(&allowed.code))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(stack.invoke(&android_form_event(&allowed.code)).await.status, 200);
 
     let foreign = stack.mint(CodeSpec {
         azp: Some("someone-elses-app.apps.googleusercontent.com".into()),
         ..CodeSpec::default()
     });
     let answer = stack.invoke(&android_form_event(&foreign.code)).await;
-    assert_eq!(
-        (answer.status, answer.error_code()),
-        (401, "invalid_id_token")
-    );
+    assert_eq!((answer.status, answer.error_code()), (401, "invalid_id_token"));
     assert!(stack.grant(&foreign.sub).await.is_none());
 }
 
@@ -399,10 +338,7 @@ async fn google_faults_answer_502_or_503_with_retry_after_and_write_nothing() {
             answer.json
         );
         assert_eq!(answer.retry_after(), retry_after, "{what}");
-        assert!(
-            stack.grant(&minted.sub).await.is_none(),
-            "{what}: nothing written"
-        );
+        assert!(stack.grant(&minted.sub).await.is_none(), "{what}: nothing written");
         stack.emulator.clear_faults();
         if what != "timeout" {
             // The code was not spent: the phone's retry succeeds.
@@ -425,13 +361,7 @@ async fn an_unreachable_jwks_is_upstream_unavailable_not_a_bad_token() {
         },
     );
     let minted = stack.mint(CodeSpec::default());
-    let answer = assert_refused(
-        &stack,
-        &android_form_event(&minted.code),
-        503,
-        "upstream_unavailable",
-    )
-    .await;
+    let answer = assert_refused(&stack, &android_form_event(&minted.code), 503, "upstream_unavailable").await;
     assert_eq!(answer.retry_after(), Some(3));
 }
 
@@ -447,13 +377,7 @@ async fn a_wrong_client_secret_is_our_misconfiguration() {
         ))
         .await;
     let minted = stack.mint(CodeSpec::default());
-    assert_refused(
-        &stack,
-        &android_form_event(&minted.code),
-        500,
-        "server_misconfigured",
-    )
-    .await;
+    assert_refused(&stack, &android_form_event(&minted.code), 500, "server_misconfigured").await;
 }
 
 #[tokio::test]
@@ -482,17 +406,9 @@ async fn a_missing_secret_or_kms_key_is_our_misconfiguration() {
 #[tokio::test]
 async fn a_secret_that_is_not_googles_json_is_our_misconfiguration_and_not_echoed() {
     let stack = spawn_stack().await;
-    stack
-        .put_client_secret("GOCSPX-plain-string-not-json")
-        .await;
+    stack.put_client_secret("GOCSPX-plain-string-not-json").await;
     let minted = stack.mint(CodeSpec::default());
-    let answer = assert_refused(
-        &stack,
-        &android_form_event(&minted.code),
-        500,
-        "server_misconfigured",
-    )
-    .await;
+    let answer = assert_refused(&stack, &android_form_event(&minted.code), 500, "server_misconfigured").await;
     assert!(!answer.json.to_string().contains("GOCSPX"));
 }
 
@@ -513,11 +429,7 @@ async fn an_unreachable_aws_is_upstream_unavailable_and_google_is_not_called() {
         answer.json
     );
     assert!(answer.retry_after().is_some());
-    assert_eq!(
-        stack.emulator.stats().code_exchanges,
-        0,
-        "the code is not spent"
-    );
+    assert_eq!(stack.emulator.stats().code_exchanges, 0, "the code is not spent");
     let retry = stack.invoke(&android_form_event(&minted.code)).await;
     assert_eq!(retry.status, 200, "the same code works once AWS is back");
 }

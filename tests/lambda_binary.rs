@@ -16,8 +16,7 @@ fn http_answer(outcome: Outcome) -> (u16, serde_json::Value) {
     let Outcome::Response(response) = outcome else {
         panic!("the function failed: {outcome:?}")
     };
-    let status =
-        u16::try_from(response["statusCode"].as_u64().expect("statusCode")).expect("u16 status");
+    let status = u16::try_from(response["statusCode"].as_u64().expect("statusCode")).expect("u16 status");
     let body = serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON body");
     (status, body)
 }
@@ -65,10 +64,7 @@ async fn the_built_binary_signs_in_from_an_api_gateway_event_and_logs_no_secret(
         "ada.binary@example.com",
         stack.emulator_settings().client_secret.as_str(),
     ] {
-        assert!(
-            !logs.contains(planted),
-            "the function's logs contain a planted secret"
-        );
+        assert!(!logs.contains(planted), "the function's logs contain a planted secret");
     }
 }
 
@@ -80,9 +76,5 @@ async fn the_binary_fails_init_naming_a_missing_variable() {
     let mut function = Function::start(binary("auth-code"), &env).await;
     let status = function.wait().await;
     assert!(!status.success());
-    assert!(
-        function.logs().contains("GRANTS_TABLE"),
-        "{}",
-        function.logs()
-    );
+    assert!(function.logs().contains("GRANTS_TABLE"), "{}", function.logs());
 }

@@ -40,9 +40,7 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "info,offline_access=trace",
-        ))
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,offline_access=trace"))
         .with_writer(captured.clone())
         .finish();
     // A current-thread runtime: every task of this test logs through this subscriber.
@@ -53,30 +51,18 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         email: Some("ada.planted@example.com".into()),
         ..CodeSpec::default()
     });
-    assert_eq!(
-        stack.invoke(&android_form_event(&ada.code)).await.status,
-        200
-    );
-    assert_eq!(
-        stack.invoke(&android_form_event(&ada.code)).await.status,
-        200
-    );
+    assert_eq!(stack.invoke(&android_form_event(&ada.code)).await.status, 200);
+    assert_eq!(stack.invoke(&android_form_event(&ada.code)).await.status, 200);
     let again = stack.mint(CodeSpec {
         sub: Some(ada.sub.clone()),
         ..CodeSpec::default()
     });
-    assert_eq!(
-        stack.invoke(&android_form_event(&again.code)).await.status,
-        200
-    );
+    assert_eq!(stack.invoke(&android_form_event(&again.code)).await.status, 200);
     let forged = stack.mint(CodeSpec {
         forgery: Forgery::FlippedSignatureBit,
         ..CodeSpec::default()
     });
-    assert_eq!(
-        stack.invoke(&android_form_event(&forged.code)).await.status,
-        401
-    );
+    assert_eq!(stack.invoke(&android_form_event(&forged.code)).await.status, 401);
     let faulted = stack.mint(CodeSpec::default());
     stack.emulator.inject_fault(
         Endpoint::Token,
@@ -86,13 +72,7 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
             ..Fault::default()
         },
     );
-    assert_eq!(
-        stack
-            .invoke(&android_form_event(&faulted.code))
-            .await
-            .status,
-        503
-    );
+    assert_eq!(stack.invoke(&android_form_event(&faulted.code)).await.status, 503);
     assert_eq!(
         stack
             .invoke(&android_form_event("4/0never-issued-planted"))
@@ -103,10 +83,7 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
 
     let logs = String::from_utf8(captured.0.lock().expect("logs").clone()).expect("UTF-8 logs");
     assert!(logs.contains("sign-in succeeded"), "the run was logged");
-    let refresh = stack
-        .emulator
-        .refresh_token_of(&ada.sub)
-        .expect("refresh token");
+    let refresh = stack.emulator.refresh_token_of(&ada.sub).expect("refresh token");
     let secret = stack.emulator_settings().client_secret;
     for (what, planted) in [
         ("auth code", ada.code.as_str()),

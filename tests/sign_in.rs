@@ -32,9 +32,7 @@ async fn the_android_form_post_stores_a_grant_whose_token_decrypts_to_what_googl
             .iter()
             .any(|s| s == "https://www.googleapis.com/auth/drive.appdata")
     );
-    assert!(
-        answer.json.get("refresh_token").is_none() && answer.json.get("access_token").is_none()
-    );
+    assert!(answer.json.get("refresh_token").is_none() && answer.json.get("access_token").is_none());
 
     let issued = stack
         .emulator
@@ -97,10 +95,7 @@ async fn no_table_attribute_holds_a_plaintext_token_code_or_client_secret() {
     let answer = stack.invoke(&android_form_event(&minted.code)).await;
     assert_eq!(answer.status, 200);
 
-    let refresh = stack
-        .emulator
-        .refresh_token_of(&minted.sub)
-        .expect("refresh token");
+    let refresh = stack.emulator.refresh_token_of(&minted.sub).expect("refresh token");
     let secret = stack.emulator_settings().client_secret;
     let planted = [refresh.as_str(), minted.code.as_str(), secret.as_str()];
     let mut items = stack.grants().await;
@@ -109,10 +104,7 @@ async fn no_table_attribute_holds_a_plaintext_token_code_or_client_secret() {
     for item in &items {
         let dump = format!("{item:?}");
         for needle in planted {
-            assert!(
-                !dump.contains(needle),
-                "an attribute holds a planted secret"
-            );
+            assert!(!dump.contains(needle), "an attribute holds a planted secret");
         }
         for value in item.values() {
             if let Ok(blob) = value.as_b() {
@@ -155,14 +147,8 @@ async fn two_concurrent_posts_of_one_code_call_google_once() {
 async fn signing_in_again_without_a_refresh_token_keeps_the_stored_one() {
     let stack = spawn_stack().await;
     let first = stack.mint(CodeSpec::default());
-    assert_eq!(
-        stack.invoke(&android_form_event(&first.code)).await.status,
-        200
-    );
-    let original = stack
-        .stored_refresh_token(&first.sub)
-        .await
-        .expect("stored");
+    assert_eq!(stack.invoke(&android_form_event(&first.code)).await.status, 200);
+    let original = stack.stored_refresh_token(&first.sub).await.expect("stored");
 
     // Google sends no refresh token the second time: the user already consented.
     let again = stack.mint(CodeSpec {
@@ -181,10 +167,7 @@ async fn signing_in_again_without_a_refresh_token_keeps_the_stored_one() {
 async fn a_forced_consent_replaces_the_stored_refresh_token() {
     let stack = spawn_stack().await;
     let first = stack.mint(CodeSpec::default());
-    assert_eq!(
-        stack.invoke(&android_form_event(&first.code)).await.status,
-        200
-    );
+    assert_eq!(stack.invoke(&android_form_event(&first.code)).await.status, 200);
     let original = stack.stored_refresh_token(&first.sub).await;
 
     let forced = stack.mint(CodeSpec {
@@ -192,10 +175,7 @@ async fn a_forced_consent_replaces_the_stored_refresh_token() {
         consent: Consent::Forced,
         ..CodeSpec::default()
     });
-    assert_eq!(
-        stack.invoke(&android_form_event(&forced.code)).await.status,
-        200
-    );
+    assert_eq!(stack.invoke(&android_form_event(&forced.code)).await.status, 200);
 
     let stored = stack.stored_refresh_token(&first.sub).await;
     assert_ne!(stored, original);
@@ -212,17 +192,11 @@ async fn a_first_sign_in_without_a_refresh_token_answers_reconsent_required() {
 
     let answer = stack.invoke(&android_form_event(&minted.code)).await;
 
-    assert_eq!(
-        (answer.status, answer.error_code()),
-        (409, "reconsent_required")
-    );
+    assert_eq!((answer.status, answer.error_code()), (409, "reconsent_required"));
     assert!(stack.grants().await.is_empty());
     // A retry of the same code replays the answer without calling Google again.
     let again = stack.invoke(&android_form_event(&minted.code)).await;
-    assert_eq!(
-        (again.status, stack.emulator.stats().code_exchanges),
-        (409, 1)
-    );
+    assert_eq!((again.status, stack.emulator.stats().code_exchanges), (409, 1));
 }
 
 #[tokio::test]
@@ -237,11 +211,7 @@ async fn partial_consent_records_only_the_granted_scopes() {
 
     assert_eq!(answer.status, 200);
     let grant = stack.grant(&minted.sub).await.expect("grant");
-    assert!(
-        !grant
-            .scopes
-            .contains(offline_access::domain::DRIVE_APPDATA_SCOPE)
-    );
+    assert!(!grant.scopes.contains(offline_access::domain::DRIVE_APPDATA_SCOPE));
     assert!(grant.scopes.contains("openid"));
 }
 
@@ -296,9 +266,7 @@ async fn a_rotated_client_secret_is_used_after_the_ttl_without_a_restart() {
         "the cached secret is still in use"
     );
 
-    stack
-        .secret_clock
-        .advance(stack.config.common.client_secret_ttl);
+    stack.secret_clock.advance(stack.config.common.client_secret_ttl);
     let fresh = stack
         .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
         .await;
@@ -330,10 +298,7 @@ async fn jwks_rotation_is_followed_with_one_refetch_and_unknown_kids_cannot_forc
             ..CodeSpec::default()
         });
         let answer = stack.invoke(&android_form_event(&forged.code)).await;
-        assert_eq!(
-            (answer.status, answer.error_code()),
-            (401, "invalid_id_token")
-        );
+        assert_eq!((answer.status, answer.error_code()), (401, "invalid_id_token"));
     }
     assert!(
         stack.emulator.stats().certs <= fetched + 2,

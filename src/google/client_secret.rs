@@ -147,8 +147,7 @@ impl<S: SecretSource, C: Clock> ClientSecrets for CachedClientSecret<S, C> {
         let raw = self.source.fetch().await?;
         let creds = Arc::new(ClientCredentials::from_google_json(raw.expose_secret())?);
         let now = self.clock.now_unix();
-        *self.cached.write().unwrap_or_else(PoisonError::into_inner) =
-            Some((Arc::clone(&creds), now));
+        *self.cached.write().unwrap_or_else(PoisonError::into_inner) = Some((Arc::clone(&creds), now));
         Ok(creds)
     }
 }
@@ -194,11 +193,7 @@ mod tests {
     #[tokio::test]
     async fn a_rotated_secret_is_used_after_the_ttl() {
         let clock = ManualClock::at(1_000);
-        let cache = CachedClientSecret::new(
-            Rotating(AtomicUsize::new(0)),
-            clock.clone(),
-            Duration::from_secs(300),
-        );
+        let cache = CachedClientSecret::new(Rotating(AtomicUsize::new(0)), clock.clone(), Duration::from_secs(300));
         let first = cache
             .current()
             .await

@@ -131,13 +131,7 @@ pub fn parse_max_age(value: &str) -> Option<Duration> {
         let (name, secs) = directive.trim().split_once('=')?;
         name.trim()
             .eq_ignore_ascii_case("max-age")
-            .then(|| {
-                secs.trim()
-                    .trim_matches('"')
-                    .parse()
-                    .ok()
-                    .map(Duration::from_secs)
-            })
+            .then(|| secs.trim().trim_matches('"').parse().ok().map(Duration::from_secs))
             .flatten()
     })
 }
@@ -198,13 +192,7 @@ enum Miss {
 }
 
 impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
-    pub fn new(
-        fetcher: F,
-        clock: C,
-        allowed_azp: Vec<String>,
-        leeway: Duration,
-        min_refetch: Duration,
-    ) -> Self {
+    pub fn new(fetcher: F, clock: C, allowed_azp: Vec<String>, leeway: Duration, min_refetch: Duration) -> Self {
         Self {
             fetcher,
             clock,
@@ -238,11 +226,7 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
         let fresh = now < current.expires_at;
         if current.generation != seen.generation && fresh {
             // Someone refetched while we waited: their answer is as good as ours.
-            return current
-                .keys
-                .get(kid)
-                .cloned()
-                .ok_or(IdTokenError::UnknownKey);
+            return current.keys.get(kid).cloned().ok_or(IdTokenError::UnknownKey);
         }
         if matches!(miss, Miss::UnknownKid)
             && fresh
@@ -255,11 +239,7 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
         let jwks = self.fetcher.fetch().await?;
         let max_age = jwks.max_age.map_or(DEFAULT_JWKS_MAX_AGE, |d| d.as_secs());
         let next = KeySet {
-            keys: jwks
-                .keys
-                .into_iter()
-                .map(|(kid, key)| (kid, Arc::new(key)))
-                .collect(),
+            keys: jwks.keys.into_iter().map(|(kid, key)| (kid, Arc::new(key))).collect(),
             expires_at: now.saturating_add(max_age),
             generation: current.generation + 1,
             last_unknown_kid_refetch: match miss {
@@ -272,11 +252,7 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
         key.ok_or(IdTokenError::UnknownKey)
     }
 
-    fn check_claims(
-        &self,
-        claims: Claims,
-        client_id: &str,
-    ) -> Result<VerifiedIdToken, IdTokenError> {
+    fn check_claims(&self, claims: Claims, client_id: &str) -> Result<VerifiedIdToken, IdTokenError> {
         if !GOOGLE_ISSUERS.contains(&claims.iss.as_str()) {
             return Err(IdTokenError::WrongIssuer);
         }
@@ -336,16 +312,11 @@ impl<F: JwksFetcher, C: Clock> VerifyIdToken for GoogleIdTokenVerifier<F, C> {
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
-        let claims =
-            jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
-                match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => IdTokenError::BadSignature,
-                    jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
-                        IdTokenError::UnsupportedAlgorithm
-                    }
-                    _ => IdTokenError::Malformed,
-                }
-            })?;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => IdTokenError::BadSignature,
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => IdTokenError::UnsupportedAlgorithm,
+            _ => IdTokenError::Malformed,
+        })?;
         self.check_claims(claims.claims, client_id)
     }
 
@@ -365,14 +336,10 @@ struct Header {
 
 fn parse_header(token: &str) -> Result<Header, IdTokenError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(IdTokenError::Malformed);
     };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| IdTokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| IdTokenError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| IdTokenError::Malformed)
 }
 
@@ -462,11 +429,7 @@ mod tests {
         }
     }
 
-    fn verifier(
-        jwks: &FakeJwks,
-        clock: &ManualClock,
-        azp: &[&str],
-    ) -> GoogleIdTokenVerifier<FakeJwks, ManualClock> {
+    fn verifier(jwks: &FakeJwks, clock: &ManualClock, azp: &[&str]) -> GoogleIdTokenVerifier<FakeJwks, ManualClock> {
         GoogleIdTokenVerifier::new(
             jwks.clone(),
             clock.clone(),
@@ -527,10 +490,7 @@ mod tests {
             v(at(NOW + 3_600 + 60)).verify(&token, CLIENT).await.err(),
             Some(IdTokenError::Expired)
         );
-        assert!(
-            v(at(NOW - 60)).verify(&token, CLIENT).await.is_ok(),
-            "a little skew"
-        );
+        assert!(v(at(NOW - 60)).verify(&token, CLIENT).await.is_ok(), "a little skew");
         assert_eq!(
             v(at(NOW - 61)).verify(&token, CLIENT).await.err(),
             Some(IdTokenError::IssuedInFuture)
@@ -548,11 +508,7 @@ mod tests {
                 Forgery::None,
                 IdTokenError::WrongIssuer,
             ),
-            (
-                json!({"aud": "other"}),
-                Forgery::None,
-                IdTokenError::WrongAudience,
-            ),
+            (json!({"aud": "other"}), Forgery::None, IdTokenError::WrongAudience),
             (
                 json!({"aud": ["other", "x"]}),
                 Forgery::None,
@@ -563,26 +519,14 @@ mod tests {
                 Forgery::None,
                 IdTokenError::AzpNotAllowed,
             ),
-            (
-                json!({"sub": "has space"}),
-                Forgery::None,
-                IdTokenError::BadSubject,
-            ),
-            (
-                json!({}),
-                Forgery::AlgNone,
-                IdTokenError::UnsupportedAlgorithm,
-            ),
+            (json!({"sub": "has space"}), Forgery::None, IdTokenError::BadSubject),
+            (json!({}), Forgery::AlgNone, IdTokenError::UnsupportedAlgorithm),
             (
                 json!({}),
                 Forgery::Hs256WithPublicKey,
                 IdTokenError::UnsupportedAlgorithm,
             ),
-            (
-                json!({}),
-                Forgery::FlippedSignatureBit,
-                IdTokenError::BadSignature,
-            ),
+            (json!({}), Forgery::FlippedSignatureBit, IdTokenError::BadSignature),
             (json!({}), Forgery::UnknownKid, IdTokenError::UnknownKey),
         ];
         for (overrides, forgery, want) in cases {
@@ -593,17 +537,11 @@ mod tests {
                 "{overrides} {forgery:?}"
             );
         }
-        assert_eq!(
-            v.verify("not-a-jwt", CLIENT).await.err(),
-            Some(IdTokenError::Malformed)
-        );
+        assert_eq!(v.verify("not-a-jwt", CLIENT).await.err(), Some(IdTokenError::Malformed));
         let unverified = k
             .sign(&claims(json!({"email_verified": "false"})), Forgery::None)
             .expect("sign");
-        let verified = v
-            .verify(&unverified, CLIENT)
-            .await
-            .expect("still a valid sign-in");
+        let verified = v.verify(&unverified, CLIENT).await.expect("still a valid sign-in");
         assert!(verified.profile.email.is_none() && !verified.email_verified);
     }
 
@@ -638,32 +576,17 @@ mod tests {
         let k = key("k1");
         let (jwks, clock) = (FakeJwks::with(&[&k]), ManualClock::at(NOW));
         let v = verifier(&jwks, &clock, &[]);
-        let forged = k
-            .sign(&claims(json!({})), Forgery::UnknownKid)
-            .expect("sign");
+        let forged = k.sign(&claims(json!({})), Forgery::UnknownKid).expect("sign");
         for _ in 0..5 {
-            assert_eq!(
-                v.verify(&forged, CLIENT).await.err(),
-                Some(IdTokenError::UnknownKey)
-            );
+            assert_eq!(v.verify(&forged, CLIENT).await.err(), Some(IdTokenError::UnknownKey));
         }
-        assert_eq!(
-            jwks.fetches(),
-            2,
-            "first load, then one refetch for the unknown kid"
-        );
+        assert_eq!(jwks.fetches(), 2, "first load, then one refetch for the unknown kid");
         clock.advance(Duration::from_secs(30));
-        assert_eq!(
-            v.verify(&forged, CLIENT).await.err(),
-            Some(IdTokenError::UnknownKey)
-        );
+        assert_eq!(v.verify(&forged, CLIENT).await.err(), Some(IdTokenError::UnknownKey));
         assert_eq!(jwks.fetches(), 3, "the interval passed");
 
         let good = k
-            .sign(
-                &claims(json!({"iat": NOW + 500, "exp": NOW + 4_000})),
-                Forgery::None,
-            )
+            .sign(&claims(json!({"iat": NOW + 500, "exp": NOW + 4_000})), Forgery::None)
             .expect("sign");
         clock.set(NOW + 500);
         assert!(v.verify(&good, CLIENT).await.is_ok());

@@ -46,10 +46,17 @@ pub struct CodeExchange<'a> {
 
 /// The token endpoint as a port.
 pub trait TokenEndpoint: Send + Sync {
-    fn exchange_code(
-        &self,
-        request: CodeExchange<'_>,
-    ) -> impl Future<Output = Result<Tokens, GoogleTokenError>> + Send;
+    fn exchange_code(&self, request: CodeExchange<'_>)
+    -> impl Future<Output = Result<Tokens, GoogleTokenError>> + Send;
+    fn refresh(&self, request: TokenRefresh<'_>) -> impl Future<Output = Result<Tokens, GoogleTokenError>> + Send;
+}
+
+/// One refresh request (`grant_type=refresh_token`).
+#[derive(Debug)]
+pub struct TokenRefresh<'a> {
+    pub token_uri: &'a str,
+    pub credentials: &'a ClientCredentials,
+    pub refresh_token: &'a RefreshToken,
 }
 
 /// The real endpoint over HTTPS, sharing the one hardened client.
@@ -67,10 +74,7 @@ impl HttpTokenEndpoint {
         let response = self
             .http
             .post(token_uri)
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(http::header::ACCEPT, "application/json")
             .body(form)
             .send()
@@ -91,11 +95,18 @@ impl TokenEndpoint for HttpTokenEndpoint {
             .append_pair("grant_type", "authorization_code")
             .append_pair("code", request.code.expose_secret())
             .append_pair("client_id", &request.credentials.client_id)
-            .append_pair(
-                "client_secret",
-                request.credentials.client_secret().expose_secret(),
-            )
+            .append_pair("client_secret", request.credentials.client_secret().expose_secret())
             .append_pair("redirect_uri", request.redirect_uri)
+            .finish();
+        self.post_form(request.token_uri, form).await
+    }
+
+    async fn refresh(&self, request: TokenRefresh<'_>) -> Result<Tokens, GoogleTokenError> {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", request.refresh_token.expose_secret())
+            .append_pair("client_id", &request.credentials.client_id)
+            .append_pair("client_secret", request.credentials.client_secret().expose_secret())
             .finish();
         self.post_form(request.token_uri, form).await
     }
@@ -110,16 +121,12 @@ fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
         scope: Option<String>,
         id_token: Option<String>,
     }
-    let answer: Answer = serde_json::from_value(json).map_err(|_| {
-        Upstream::unavailable("google-token", "success answer without access_token")
-    })?;
+    let answer: Answer = serde_json::from_value(json)
+        .map_err(|_| Upstream::unavailable("google-token", "success answer without access_token"))?;
     Ok(Tokens {
         access_token: AccessToken::new(answer.access_token),
         expires_in: answer.expires_in.map(Duration::from_secs),
-        refresh_token: answer
-            .refresh_token
-            .filter(|t| !t.is_empty())
-            .map(RefreshToken::new),
+        refresh_token: answer.refresh_token.filter(|t| !t.is_empty()).map(RefreshToken::new),
         scopes: Scopes::from_space_delimited(answer.scope.as_deref().unwrap_or_default()),
         id_token: answer.id_token.map(secrecy::SecretString::from),
     })
@@ -127,18 +134,9 @@ fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
 
 /// Maps an OAuth error answer (RFC 6749 §5.2) to its class. Only Google's `error` and
 /// `error_subtype` codes are kept; `error_description` is free text and is not logged.
-pub fn classify_oauth_error(
-    status: http::StatusCode,
-    json: &serde_json::Value,
-) -> GoogleTokenError {
-    let error = json
-        .get("error")
-        .and_then(|e| e.as_str())
-        .unwrap_or_default();
-    let subtype = json
-        .get("error_subtype")
-        .and_then(|e| e.as_str())
-        .map(str::to_owned);
+pub fn classify_oauth_error(status: http::StatusCode, json: &serde_json::Value) -> GoogleTokenError {
+    let error = json.get("error").and_then(|e| e.as_str()).unwrap_or_default();
+    let subtype = json.get("error_subtype").and_then(|e| e.as_str()).map(str::to_owned);
     match error {
         "invalid_grant" => GoogleTokenError::InvalidGrant { subtype },
         "redirect_uri_mismatch" => GoogleTokenError::RedirectUriMismatch,
@@ -178,10 +176,7 @@ mod tests {
 
     #[test]
     fn invalid_client_is_our_misconfiguration() {
-        let err = classify_oauth_error(
-            http::StatusCode::UNAUTHORIZED,
-            &json!({"error": "invalid_client"}),
-        );
+        let err = classify_oauth_error(http::StatusCode::UNAUTHORIZED, &json!({"error": "invalid_client"}));
         assert!(matches!(
             err,
             GoogleTokenError::Upstream(Upstream::Misconfigured { .. })
@@ -190,8 +185,7 @@ mod tests {
 
     #[test]
     fn a_refresh_token_that_is_empty_counts_as_absent() {
-        let tokens =
-            parse_tokens(json!({"access_token": "a", "refresh_token": "", "scope": "openid"}));
+        let tokens = parse_tokens(json!({"access_token": "a", "refresh_token": "", "scope": "openid"}));
         assert!(tokens.is_ok_and(|t| t.refresh_token.is_none() && t.scopes.contains("openid")));
     }
 }

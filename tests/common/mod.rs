@@ -5,10 +5,7 @@
 //! on a free loopback port and its own tables, KMS key and secret under a unique
 //! prefix, so tests run in parallel without seeing each other.
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the harness"
-)]
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
@@ -26,8 +23,7 @@ use offline_access::clock::{Clock, ManualClock, SystemClock};
 use offline_access::config::SignInConfig;
 use offline_access::crypto::{KeyCacheLimits, KmsKeyProvider, TokenCipher};
 use offline_access::google::{
-    CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint,
-    SecretsManagerSource,
+    CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
 };
 use offline_access::signin::{SignIn, SignInSettings};
 use offline_access::store::DynamoStore;
@@ -96,11 +92,7 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
     let resources = local_stack::bootstrap(&aws, &plan)
         .await
         .expect("bootstrap the local AWS");
-    let mut env: HashMap<String, String> = resources
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+    let mut env: HashMap<String, String> = resources.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     env.insert("GOOGLE_CERTS_URI".into(), emulator.certs_uri());
     env.insert("GOOGLE_REVOKE_URI".into(), emulator.revoke_uri());
     env.insert("GOOGLE_DRIVE_API".into(), emulator.drive_api());
@@ -122,11 +114,7 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
 }
 
 /// The production wiring, but with the secret cache on `secret_clock`.
-pub fn build_service(
-    config: &SignInConfig,
-    aws: &aws_config::SdkConfig,
-    secret_clock: ManualClock,
-) -> TestSignIn {
+pub fn build_service(config: &SignInConfig, aws: &aws_config::SdkConfig, secret_clock: ManualClock) -> TestSignIn {
     let common = &config.common;
     let http = offline_access::http_client::build(common.http_timeout).expect("http client");
     let production = offline_access::wiring::sign_in(config, aws).expect("wiring");
@@ -176,12 +164,7 @@ impl Answer {
 }
 
 /// A committed API Gateway v2 event with its body, content type and headers replaced.
-pub fn apigw_event(
-    file: &str,
-    content_type: Option<&str>,
-    body: &[u8],
-    drop_headers: &[&str],
-) -> String {
+pub fn apigw_event(file: &str, content_type: Option<&str>, body: &[u8], drop_headers: &[&str]) -> String {
     let path = format!("{}/tests/events/{file}", env!("CARGO_MANIFEST_DIR"));
     let raw = std::fs::read_to_string(&path).expect("committed event");
     let mut event: serde_json::Value = serde_json::from_str(&raw).expect("event JSON");
@@ -195,9 +178,7 @@ pub fn apigw_event(
     };
     headers.insert("content-length".into(), body.len().to_string().into());
     // API Gateway base64-encodes bodies it does not treat as text.
-    event["body"] = base64::engine::general_purpose::STANDARD
-        .encode(body)
-        .into();
+    event["body"] = base64::engine::general_purpose::STANDARD.encode(body).into();
     event["isBase64Encoded"] = true.into();
     event.to_string()
 }
@@ -241,17 +222,8 @@ impl Stack {
     }
 
     /// Every item of a table.
-    pub async fn scan(
-        &self,
-        table: &str,
-    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        let out = self
-            .dynamo()
-            .scan()
-            .table_name(table)
-            .send()
-            .await
-            .expect("scan");
+    pub async fn scan(&self, table: &str) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let out = self.dynamo().scan().table_name(table).send().await.expect("scan");
         out.items().to_vec()
     }
 
@@ -300,18 +272,11 @@ impl Stack {
     }
 }
 
-pub async fn invoke_service<H: offline_access::http_api::SignInHandler>(
-    service: &H,
-    event: &str,
-) -> Answer {
+pub async fn invoke_service<H: offline_access::http_api::SignInHandler>(service: &H, event: &str) -> Answer {
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
     let response = offline_access::http_api::handle(service, &request).await;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let json = serde_json::from_str(response.body()).expect("every answer is JSON");
-    Answer {
-        status,
-        headers,
-        json,
-    }
+    Answer { status, headers, json }
 }

@@ -71,10 +71,7 @@ impl Function {
         };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/response",
-                post(respond),
-            )
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
             .route("/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(runtime.clone());
@@ -162,10 +159,7 @@ impl Function {
     /// Time from process start to the first `next` poll: the function's init.
     pub async fn init_duration(&self) -> Duration {
         let mut polled = self.first_poll.subscribe();
-        let at = *polled
-            .wait_for(Option::is_some)
-            .await
-            .expect("runtime API alive");
+        let at = *polled.wait_for(Option::is_some).await.expect("runtime API alive");
         at.map_or(Duration::ZERO, |at| at - self.started)
     }
 
@@ -231,11 +225,7 @@ fn deliver(runtime: &Runtime, id: &str, outcome: Outcome) -> StatusCode {
     }
 }
 
-async fn respond(
-    State(runtime): State<Runtime>,
-    Path(id): Path<String>,
-    body: String,
-) -> StatusCode {
+async fn respond(State(runtime): State<Runtime>, Path(id): Path<String>, body: String) -> StatusCode {
     deliver(
         &runtime,
         &id,

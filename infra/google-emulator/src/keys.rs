@@ -46,8 +46,7 @@ fn b64(bytes: &[u8]) -> String {
 
 impl SigningKey {
     pub fn generate(kid: String) -> anyhow::Result<Self> {
-        let pair = RsaKeyPair::generate(KeySize::Rsa2048)
-            .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
         Ok(Self { kid, pair })
     }
 

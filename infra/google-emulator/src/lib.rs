@@ -158,6 +158,8 @@ struct RefreshGrant {
     client_id: String,
     scopes: String,
     revoked: bool,
+    /// The `error_subtype` to answer once revoked (e.g. `invalid_rapt`).
+    revoked_subtype: Option<String>,
 }
 
 #[derive(Debug)]
@@ -184,6 +186,10 @@ struct State {
     access_tokens: HashMap<String, AccessGrant>,
     faults: HashMap<Endpoint, VecDeque<ActiveFault>>,
     used_access_tokens: HashSet<String>,
+    /// Access tokens issued by the refresh grant, per user, in order.
+    refreshed_access_tokens: HashMap<String, Vec<String>>,
+    /// Answer each refresh with a new refresh token and retire the old one.
+    rotate_refresh_tokens: bool,
     stats: Stats,
     serial: u64,
 }
@@ -227,10 +233,7 @@ impl Emulator {
     /// Starts on `addr` (use port 0 for any free port). Only loopback addresses are
     /// accepted: the emulator is never exposed beyond this machine.
     pub async fn start(addr: SocketAddr, settings: Settings) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            addr.ip().is_loopback(),
-            "the emulator binds loopback addresses only"
-        );
+        anyhow::ensure!(addr.ip().is_loopback(), "the emulator binds loopback addresses only");
         let first_key = SigningKey::generate("emu-key-1".into())?;
         let shared = Shared(Arc::new(Mutex::new(State {
             client_secret: settings.client_secret.clone(),
@@ -242,6 +245,8 @@ impl Emulator {
             access_tokens: HashMap::new(),
             faults: HashMap::new(),
             used_access_tokens: HashSet::new(),
+            refreshed_access_tokens: HashMap::new(),
+            rotate_refresh_tokens: false,
             stats: Stats::default(),
             serial: 1,
         })));
@@ -344,12 +349,59 @@ impl Emulator {
         })
     }
 
+    /// Creates a user who consented earlier and returns the refresh token Google issued
+    /// then, without going through a code: how tests seed thousands of grants quickly.
+    pub fn seed_grant(&self, sub: &str, scopes: &str, drive_files: usize) -> String {
+        self.shared.with(|s| {
+            s.users.entry(sub.to_owned()).or_insert_with(|| User {
+                sub: sub.to_owned(),
+                email: format!("{sub}@example.com"),
+                email_verified: true,
+                name: format!("Seeded {sub}"),
+                files: drive_files,
+            });
+            let token = random_token("1//0seed-");
+            let client_id = s.settings.client_id.clone();
+            s.refresh_tokens.insert(
+                token.clone(),
+                RefreshGrant {
+                    sub: sub.to_owned(),
+                    client_id,
+                    scopes: scopes.to_owned(),
+                    revoked: false,
+                    revoked_subtype: None,
+                },
+            );
+            token
+        })
+    }
+
+    /// Revokes a refresh token as the user would (or as a password change does); the
+    /// next refresh answers `invalid_grant`, with `error_subtype` when given.
+    pub fn revoke_refresh_token(&self, token: &str, subtype: Option<&str>) -> bool {
+        self.shared.with(|s| match s.refresh_tokens.get_mut(token) {
+            Some(grant) => {
+                grant.revoked = true;
+                grant.revoked_subtype = subtype.map(str::to_owned);
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Makes every refresh answer carry a new refresh token and retire the old one.
+    pub fn set_refresh_token_rotation(&self, on: bool) {
+        self.shared.with(|s| s.rotate_refresh_tokens = on);
+    }
+
+    /// The access tokens the refresh grant issued to `sub`, oldest first.
+    pub fn refreshed_access_tokens(&self, sub: &str) -> Vec<String> {
+        self.shared
+            .with(|s| s.refreshed_access_tokens.get(sub).cloned().unwrap_or_default())
+    }
+
     /// Signs arbitrary claims with the current key, for verifier tests.
-    pub fn sign_id_token(
-        &self,
-        claims: &serde_json::Value,
-        forgery: Forgery,
-    ) -> anyhow::Result<String> {
+    pub fn sign_id_token(&self, claims: &serde_json::Value, forgery: Forgery) -> anyhow::Result<String> {
         self.shared
             .with(|s| s.keys.front().map(|k| k.sign(claims, forgery)))
             .unwrap_or_else(|| Err(anyhow::anyhow!("no signing key")))
@@ -386,12 +438,10 @@ impl State {
     fn mint_code(&mut self, spec: CodeSpec) -> MintedCode {
         self.serial += 1;
         let serial = self.serial;
-        let sub = spec.sub.clone().unwrap_or_else(|| {
-            format!(
-                "1{:020}",
-                u64::from(aws_lc_rs_random_u32()) * 1_000 + serial
-            )
-        });
+        let sub = spec
+            .sub
+            .clone()
+            .unwrap_or_else(|| format!("1{:020}", u64::from(aws_lc_rs_random_u32()) * 1_000 + serial));
         let user = self.users.entry(sub.clone()).or_insert_with(|| User {
             sub: sub.clone(),
             email: spec
@@ -399,10 +449,7 @@ impl State {
                 .clone()
                 .unwrap_or_else(|| format!("user{serial}@example.com")),
             email_verified: spec.email_verified.unwrap_or(true),
-            name: spec
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("Test User {serial}")),
+            name: spec.name.clone().unwrap_or_else(|| format!("Test User {serial}")),
             files: spec.drive_files.unwrap_or(3),
         });
         if let Some(email) = &spec.email {

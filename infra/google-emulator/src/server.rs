@@ -11,10 +11,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::{
-    AccessGrant, CodeSpec, DEFAULT_SCOPES, Endpoint, Fault, RefreshGrant, Shared, State, now,
-    random_token,
-};
+use crate::{AccessGrant, CodeSpec, DEFAULT_SCOPES, Endpoint, Fault, RefreshGrant, Shared, State, now, random_token};
 
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
@@ -67,16 +64,11 @@ async fn fault_answer(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
 }
 
 fn form(body: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect()
+    url::form_urlencoded::parse(body.as_bytes()).into_owned().collect()
 }
 
 /// The client's credentials: HTTP Basic (client_secret_basic) or the body (client_secret_post).
-fn client_credentials(
-    headers: &HeaderMap,
-    form: &HashMap<String, String>,
-) -> (Option<String>, Option<String>) {
+fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> (Option<String>, Option<String>) {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -89,10 +81,7 @@ fn client_credentials(
         });
     match basic {
         Some((id, secret)) => (Some(id), Some(secret)),
-        None => (
-            form.get("client_id").cloned(),
-            form.get("client_secret").cloned(),
-        ),
+        None => (form.get("client_id").cloned(), form.get("client_secret").cloned()),
     }
 }
 
@@ -116,11 +105,7 @@ async fn token(AxumState(shared): AxumState<Shared>, headers: HeaderMap, body: S
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => s.exchange_code(&form),
             Some("refresh_token") => s.refresh(&form),
-            _ => oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "Invalid grant_type",
-            ),
+            _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid grant_type"),
         }
     })
 }
@@ -136,18 +121,10 @@ impl State {
             );
         };
         let Some(issued) = self.codes.get_mut(code) else {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "Malformed auth code.",
-            );
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Malformed auth code.");
         };
         if issued.redeemed {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "Code was already redeemed.",
-            );
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Code was already redeemed.");
         }
         // Codes live ten minutes.
         if now() > issued.issued_at + 600 {
@@ -156,26 +133,14 @@ impl State {
         if issued.client_id != *form.get("client_id").unwrap_or(&issued.client_id) {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
         }
-        if form
-            .get("redirect_uri")
-            .map(String::as_str)
-            .unwrap_or_default()
-            != issued.redirect_uri
-        {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "redirect_uri_mismatch",
-                "Bad Request",
-            );
+        if form.get("redirect_uri").map(String::as_str).unwrap_or_default() != issued.redirect_uri {
+            return oauth_error(StatusCode::BAD_REQUEST, "redirect_uri_mismatch", "Bad Request");
         }
         issued.redeemed = true;
         let user = issued.user.clone();
         let spec = issued.spec.clone();
         let client_id = issued.client_id.clone();
-        let scopes = spec
-            .scopes
-            .clone()
-            .unwrap_or_else(|| DEFAULT_SCOPES.to_owned());
+        let scopes = spec.scopes.clone().unwrap_or_else(|| DEFAULT_SCOPES.to_owned());
 
         let holds_grant = self
             .refresh_tokens
@@ -196,6 +161,7 @@ impl State {
                     client_id,
                     scopes: scopes.clone(),
                     revoked: false,
+                    revoked_subtype: None,
                 },
             );
             answer["refresh_token"] = json!(refresh);
@@ -204,11 +170,7 @@ impl State {
             match self.id_token(&user, &spec) {
                 Ok(token) => answer["id_token"] = json!(token),
                 Err(_) => {
-                    return oauth_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal_failure",
-                        "signing failed",
-                    );
+                    return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_failure", "signing failed");
                 }
             }
         }
@@ -217,18 +179,46 @@ impl State {
 
     fn refresh(&mut self, form: &HashMap<String, String>) -> Response {
         self.stats.refreshes += 1;
-        let grant = form
-            .get("refresh_token")
-            .and_then(|t| self.refresh_tokens.get(t));
-        let Some(grant) = grant.filter(|g| !g.revoked) else {
+        let presented = form.get("refresh_token").cloned().unwrap_or_default();
+        let Some(grant) = self.refresh_tokens.get(&presented) else {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",
                 "Token has been expired or revoked.",
             );
         };
-        let (sub, scopes) = (grant.sub.clone(), grant.scopes.clone());
-        let answer = self.access_answer(&sub, &scopes);
+        if grant.revoked {
+            let mut body = json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."});
+            if let Some(subtype) = &grant.revoked_subtype {
+                body["error_subtype"] = json!(subtype);
+            }
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+        let (sub, scopes, client_id) = (grant.sub.clone(), grant.scopes.clone(), grant.client_id.clone());
+        let mut answer = self.access_answer(&sub, &scopes);
+        if let Some(access) = answer["access_token"].as_str() {
+            self.refreshed_access_tokens
+                .entry(sub.clone())
+                .or_default()
+                .push(access.to_owned());
+        }
+        if self.rotate_refresh_tokens {
+            let rotated = random_token("1//0rot-");
+            if let Some(old) = self.refresh_tokens.get_mut(&presented) {
+                old.revoked = true;
+            }
+            self.refresh_tokens.insert(
+                rotated.clone(),
+                RefreshGrant {
+                    sub,
+                    client_id,
+                    scopes,
+                    revoked: false,
+                    revoked_subtype: None,
+                },
+            );
+            answer["refresh_token"] = json!(rotated);
+        }
         axum::Json(answer).into_response()
     }
 
@@ -263,9 +253,7 @@ impl State {
             "iat": issued_at,
             "exp": issued_at + 3_600,
         });
-        if let (Some(target), Some(Value::Object(overrides))) =
-            (claims.as_object_mut(), &spec.id_token_claims)
-        {
+        if let (Some(target), Some(Value::Object(overrides))) = (claims.as_object_mut(), &spec.id_token_claims) {
             for (k, v) in overrides {
                 if v.is_null() {
                     target.remove(k);
@@ -274,10 +262,7 @@ impl State {
                 }
             }
         }
-        let key = self
-            .keys
-            .front()
-            .ok_or_else(|| anyhow::anyhow!("no signing key"))?;
+        let key = self.keys.front().ok_or_else(|| anyhow::anyhow!("no signing key"))?;
         key.sign(&claims, spec.forgery)
     }
 }
@@ -406,11 +391,7 @@ async fn drive_list(
     })
 }
 
-async fn drive_get(
-    AxumState(shared): AxumState<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+async fn drive_get(AxumState(shared): AxumState<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Some(faulted) = fault_answer(&shared, Endpoint::Drive).await {
         return faulted;
     }
@@ -455,10 +436,7 @@ struct FaultRequest {
     fault: Fault,
 }
 
-async fn add_fault(
-    AxumState(shared): AxumState<Shared>,
-    axum::Json(request): axum::Json<FaultRequest>,
-) -> StatusCode {
+async fn add_fault(AxumState(shared): AxumState<Shared>, axum::Json(request): axum::Json<FaultRequest>) -> StatusCode {
     shared.with(|s| s.inject_fault(request.endpoint, request.fault));
     StatusCode::NO_CONTENT
 }
@@ -468,10 +446,7 @@ async fn clear_faults(AxumState(shared): AxumState<Shared>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn rotate_keys(
-    AxumState(shared): AxumState<Shared>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Response {
+async fn rotate_keys(AxumState(shared): AxumState<Shared>, Query(query): Query<HashMap<String, String>>) -> Response {
     let serial = shared.with(|s| {
         s.serial += 1;
         s.serial

@@ -15,8 +15,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use serde_yaml_ng::Value;
 
@@ -31,10 +30,8 @@ pub struct TableDefinition {
 
 /// Reads every `AWS::DynamoDB::Table` in a CloudFormation/SAM template.
 pub fn tables_from_template(path: &Path) -> anyhow::Result<Vec<TableDefinition>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: Value =
-        serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: Value = serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let resources = doc
         .get("Resources")
         .and_then(Value::as_mapping)
@@ -44,10 +41,7 @@ pub fn tables_from_template(path: &Path) -> anyhow::Result<Vec<TableDefinition>>
         if resource.get("Type").and_then(Value::as_str) != Some("AWS::DynamoDB::Table") {
             continue;
         }
-        let id = id
-            .as_str()
-            .context("resource id is not a string")?
-            .to_owned();
+        let id = id.as_str().context("resource id is not a string")?.to_owned();
         let props = resource
             .get("Properties")
             .with_context(|| format!("{id} has no Properties"))?;
@@ -140,12 +134,7 @@ pub async fn bootstrap(aws: &aws_config::SdkConfig, plan: &Plan) -> anyhow::Resu
     let tables = tables_from_template(&plan.template)?;
     let dynamo = aws_sdk_dynamodb::Client::new(aws);
     for table in &tables {
-        create_table(
-            &dynamo,
-            &local_table_name(&plan.prefix, &table.logical_id),
-            table,
-        )
-        .await?;
+        create_table(&dynamo, &local_table_name(&plan.prefix, &table.logical_id), table).await?;
     }
     let name_of = |id: &str| -> anyhow::Result<String> {
         if !tables.iter().any(|t| t.logical_id == id) {
@@ -153,11 +142,7 @@ pub async fn bootstrap(aws: &aws_config::SdkConfig, plan: &Plan) -> anyhow::Resu
         }
         Ok(local_table_name(&plan.prefix, id))
     };
-    let token_key_id = ensure_key(
-        &aws_sdk_kms::Client::new(aws),
-        &format!("alias/{}-tokens", plan.prefix),
-    )
-    .await?;
+    let token_key_id = ensure_key(&aws_sdk_kms::Client::new(aws), &format!("alias/{}-tokens", plan.prefix)).await?;
     let client_secret_id = format!("{}/google-client", plan.prefix);
     put_secret(
         &aws_sdk_secretsmanager::Client::new(aws),
@@ -173,18 +158,8 @@ pub async fn bootstrap(aws: &aws_config::SdkConfig, plan: &Plan) -> anyhow::Resu
     })
 }
 
-async fn create_table(
-    client: &aws_sdk_dynamodb::Client,
-    name: &str,
-    def: &TableDefinition,
-) -> anyhow::Result<()> {
-    if client
-        .describe_table()
-        .table_name(name)
-        .send()
-        .await
-        .is_ok()
-    {
+async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, def: &TableDefinition) -> anyhow::Result<()> {
+    if client.describe_table().table_name(name).send().await.is_ok() {
         return Ok(());
     }
     let mut create = client
@@ -209,10 +184,7 @@ async fn create_table(
     }
     match create.send().await {
         Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|se| se.is_resource_in_use_exception()) =>
-        {
+        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => {
             return Ok(());
         }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("creating table {name}"))),
@@ -268,23 +240,11 @@ async fn ensure_key(client: &aws_sdk_kms::Client, alias: &str) -> anyhow::Result
     Ok(alias.to_owned())
 }
 
-async fn put_secret(
-    client: &aws_sdk_secretsmanager::Client,
-    name: &str,
-    value: &str,
-) -> anyhow::Result<()> {
-    let created = client
-        .create_secret()
-        .name(name)
-        .secret_string(value)
-        .send()
-        .await;
+async fn put_secret(client: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> anyhow::Result<()> {
+    let created = client.create_secret().name(name).secret_string(value).send().await;
     match created {
         Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|se| se.is_resource_exists_exception()) =>
-        {
+        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_exists_exception()) => {
             client
                 .put_secret_value()
                 .secret_id(name)

@@ -13,10 +13,10 @@ async fn main() -> anyhow::Result<()> {
         .context("AWS_ENDPOINT_URL must name the local AWS endpoint (the bootstrap never touches a real account)")?;
     let prefix = std::env::var("LOCAL_PREFIX").unwrap_or_else(|_| "offline-access-local".into());
     let emulator = std::env::var("EMULATOR_URL").unwrap_or_else(|_| "http://127.0.0.1:8090".into());
-    let client_id = std::env::var("EMULATOR_CLIENT_ID")
-        .unwrap_or_else(|_| "emulator-web.apps.googleusercontent.com".into());
-    let client_secret = std::env::var("EMULATOR_CLIENT_SECRET")
-        .unwrap_or_else(|_| "GOCSPX-emulator-test-secret".into());
+    let client_id =
+        std::env::var("EMULATOR_CLIENT_ID").unwrap_or_else(|_| "emulator-web.apps.googleusercontent.com".into());
+    let client_secret =
+        std::env::var("EMULATOR_CLIENT_SECRET").unwrap_or_else(|_| "GOCSPX-emulator-test-secret".into());
     let aws = local_stack::local_aws_config(&endpoint).await;
     let plan = local_stack::Plan {
         prefix,

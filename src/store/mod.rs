@@ -13,6 +13,10 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
+mod job;
+
+pub use job::{Checkpoint, DriveOutcome, Finish, FinishResult, JobStore, Lease, ScanPage};
+
 use crate::crypto::SealedToken;
 use crate::domain::{Email, GoogleSubject, Profile, Scopes};
 use crate::upstream::{Upstream, classify_aws};
@@ -82,10 +86,7 @@ pub enum StoreError {
 
 /// The grants table as a port.
 pub trait GrantStore: Send + Sync {
-    fn load(
-        &self,
-        sub: &GoogleSubject,
-    ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
+    fn load(&self, sub: &GoogleSubject) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
     /// Writes a grant that must not exist yet.
     fn insert(&self, grant: &Grant) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Writes what a sign-in owns (profile, scopes, token, status) on condition that the
@@ -144,17 +145,13 @@ pub trait RequestLog: Send + Sync {
 /// Both tables in DynamoDB.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
-    client: aws_sdk_dynamodb::Client,
-    grants_table: String,
-    state_table: String,
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) grants_table: String,
+    pub(crate) state_table: String,
 }
 
 impl DynamoStore {
-    pub fn new(
-        client: aws_sdk_dynamodb::Client,
-        grants_table: String,
-        state_table: String,
-    ) -> Self {
+    pub fn new(client: aws_sdk_dynamodb::Client, grants_table: String, state_table: String) -> Self {
         Self {
             client,
             grants_table,
@@ -175,11 +172,7 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn conflict_or<E, R>(
-    service: &'static str,
-    err: SdkError<E, R>,
-    is_conflict: impl Fn(&E) -> bool,
-) -> StoreError
+fn conflict_or<E, R>(service: &'static str, err: SdkError<E, R>, is_conflict: impl Fn(&E) -> bool) -> StoreError
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
     R: std::fmt::Debug,
@@ -199,24 +192,15 @@ fn sign_in_attributes(grant: &Grant) -> Vec<(&'static str, Option<AttributeValue
         ("status", Some(s(grant.status.as_str()))),
         ("status_reason", text(&grant.status_reason)),
         ("email", p.email.as_ref().map(|e| s(e.as_str()))),
-        (
-            "email_verified",
-            Some(AttributeValue::Bool(grant.email_verified)),
-        ),
+        ("email_verified", Some(AttributeValue::Bool(grant.email_verified))),
         ("name", text(&p.name)),
         ("given_name", text(&p.given_name)),
         ("family_name", text(&p.family_name)),
         ("picture", text(&p.picture)),
         ("locale", text(&p.locale)),
-        (
-            "scopes",
-            Some(s(grant.scopes.iter().collect::<Vec<_>>().join(" "))),
-        ),
+        ("scopes", Some(s(grant.scopes.iter().collect::<Vec<_>>().join(" ")))),
         ("client_id", Some(s(grant.client_id.clone()))),
-        (
-            "refresh_token",
-            grant.refresh_token.as_ref().map(sealed_to_item),
-        ),
+        ("refresh_token", grant.refresh_token.as_ref().map(sealed_to_item)),
         ("failure_count", Some(n(grant.failure_count))),
         ("next_attempt_at", grant.next_attempt_at.map(n)),
         ("updated_at", Some(n(grant.updated_at))),
@@ -231,14 +215,8 @@ fn sealed_to_item(sealed: &SealedToken) -> AttributeValue {
             "key".to_owned(),
             AttributeValue::B(Blob::new(sealed.wrapped_key.clone())),
         ),
-        (
-            "nonce".to_owned(),
-            AttributeValue::B(Blob::new(sealed.nonce.to_vec())),
-        ),
-        (
-            "ct".to_owned(),
-            AttributeValue::B(Blob::new(sealed.ciphertext.clone())),
-        ),
+        ("nonce".to_owned(), AttributeValue::B(Blob::new(sealed.nonce.to_vec()))),
+        ("ct".to_owned(), AttributeValue::B(Blob::new(sealed.ciphertext.clone()))),
     ]))
 }
 
@@ -296,10 +274,7 @@ fn grant_from_item(item: &HashMap<String, AttributeValue>) -> Result<Grant, Stor
             .unwrap_or(false),
         scopes: Scopes::from_space_delimited(&text("scopes").unwrap_or_default()),
         client_id: text("client_id").ok_or(StoreError::Corrupt("client_id"))?,
-        refresh_token: item
-            .get("refresh_token")
-            .map(sealed_from_item)
-            .transpose()?,
+        refresh_token: item.get("refresh_token").map(sealed_from_item).transpose()?,
         created_at: num("created_at").unwrap_or_default(),
         updated_at: num("updated_at").unwrap_or_default(),
         last_refresh_at: num("last_refresh_at"),
@@ -341,11 +316,7 @@ impl GrantStore for DynamoStore {
             .expression_attribute_names("#sub", "sub")
             .send()
             .await
-            .map_err(|e| {
-                conflict_or("dynamodb", e, |se| {
-                    se.is_conditional_check_failed_exception()
-                })
-            })?;
+            .map_err(|e| conflict_or("dynamodb", e, |se| se.is_conditional_check_failed_exception()))?;
         Ok(())
     }
 
@@ -378,23 +349,13 @@ impl GrantStore for DynamoStore {
             .expression_attribute_values(":expected", n(grant.version.saturating_sub(1)))
             .send()
             .await
-            .map_err(|e| {
-                conflict_or("dynamodb", e, |se| {
-                    se.is_conditional_check_failed_exception()
-                })
-            })?;
+            .map_err(|e| conflict_or("dynamodb", e, |se| se.is_conditional_check_failed_exception()))?;
         Ok(())
     }
 }
 
 impl RequestLog for DynamoStore {
-    async fn begin(
-        &self,
-        key: &str,
-        now: u64,
-        lease: Duration,
-        window: Duration,
-    ) -> Result<Begin, StoreError> {
+    async fn begin(&self, key: &str, now: u64, lease: Duration, window: Duration) -> Result<Begin, StoreError> {
         let put = self
             .client
             .put_item()
@@ -430,17 +391,14 @@ impl RequestLog for DynamoStore {
             .await
             .map_err(|e| classify_aws("dynamodb", &e))?;
         let item = out.item();
-        let state = item
-            .and_then(|i| i.get("state"))
-            .and_then(|v| v.as_s().ok());
+        let state = item.and_then(|i| i.get("state")).and_then(|v| v.as_s().ok());
         match state.map(String::as_str) {
             Some("done") => {
                 let raw = item
                     .and_then(|i| i.get("outcome"))
                     .and_then(|v| v.as_s().ok())
                     .ok_or(StoreError::Corrupt("outcome"))?;
-                let outcome =
-                    serde_json::from_str(raw).map_err(|_| StoreError::Corrupt("outcome"))?;
+                let outcome = serde_json::from_str(raw).map_err(|_| StoreError::Corrupt("outcome"))?;
                 Ok(Begin::Done(outcome))
             }
             // Gone between our write and our read (abandoned): report busy, the caller retries.
@@ -448,13 +406,7 @@ impl RequestLog for DynamoStore {
         }
     }
 
-    async fn finish(
-        &self,
-        key: &str,
-        outcome: &RecordedOutcome,
-        now: u64,
-        window: Duration,
-    ) -> Result<(), StoreError> {
+    async fn finish(&self, key: &str, outcome: &RecordedOutcome, now: u64, window: Duration) -> Result<(), StoreError> {
         let outcome = serde_json::to_string(outcome).map_err(|_| StoreError::Corrupt("outcome"))?;
         self.client
             .put_item()

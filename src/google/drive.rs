@@ -1,0 +1,112 @@
+//! Google Drive v3, the calls the offline job makes on a user's behalf: list the app's
+//! hidden `appDataFolder` (`files.list` with `spaces=appDataFolder`, every page).
+//! <https://developers.google.com/drive/api/guides/appdata>
+
+use serde::Deserialize;
+
+use crate::domain::AccessToken;
+use crate::upstream::Upstream;
+
+/// What a listing found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DriveListing {
+    pub files: u64,
+    pub pages: u64,
+}
+
+/// Why Drive refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriveError {
+    /// 401/403: the token or its scopes do not allow the call. Not retried.
+    #[error("Drive refused the call: HTTP {status} {reason}")]
+    Refused { status: u16, reason: String },
+    #[error(transparent)]
+    Upstream(#[from] Upstream),
+}
+
+/// Drive as a port. `on_call` runs before each HTTP call (the job's rate limiter).
+pub trait DriveApi: Send + Sync {
+    fn list_app_data<F, Fut>(
+        &self,
+        token: &AccessToken,
+        on_call: F,
+    ) -> impl Future<Output = Result<DriveListing, DriveError>> + Send
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = ()> + Send;
+}
+
+/// Drive over HTTPS with the one hardened client.
+#[derive(Debug, Clone)]
+pub struct HttpDrive {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// The most pages one listing follows: a runaway `nextPageToken` loop must end.
+const MAX_PAGES: u64 = 1_000;
+
+impl HttpDrive {
+    pub fn new(http: reqwest::Client, base: String) -> Self {
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+impl DriveApi for HttpDrive {
+    async fn list_app_data<F, Fut>(&self, token: &AccessToken, on_call: F) -> Result<DriveListing, DriveError>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = ()> + Send,
+    {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Page {
+            #[serde(default)]
+            files: Vec<serde_json::Value>,
+            next_page_token: Option<String>,
+        }
+        let mut listing = DriveListing::default();
+        let mut page_token: Option<String> = None;
+        loop {
+            on_call().await;
+            let mut query = vec![
+                ("spaces", "appDataFolder"),
+                ("pageSize", "100"),
+                ("fields", "nextPageToken,files(id,name,modifiedTime)"),
+            ];
+            if let Some(t) = page_token.as_deref() {
+                query.push(("pageToken", t));
+            }
+            let response = self
+                .http
+                .get(format!("{}/files", self.base))
+                .query(&query)
+                .bearer_auth(token.expose_secret())
+                .send()
+                .await;
+            let (status, _, json) = super::read_json_answer("google-drive", response).await?;
+            if !status.is_success() {
+                let reason = json
+                    .pointer("/error/errors/0/reason")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("unknown")
+                    .to_owned();
+                return Err(DriveError::Refused {
+                    status: status.as_u16(),
+                    reason,
+                });
+            }
+            let page: Page = serde_json::from_value(json)
+                .map_err(|_| Upstream::unavailable("google-drive", "unexpected files.list answer"))?;
+            listing.pages += 1;
+            listing.files += page.files.len() as u64;
+            match page.next_page_token {
+                Some(next) if !next.is_empty() && listing.pages < MAX_PAGES => page_token = Some(next),
+                _ => return Ok(listing),
+            }
+        }
+    }
+}
