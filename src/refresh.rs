@@ -30,7 +30,7 @@ use crate::domain::{DRIVE_APPDATA_SCOPE, ParseError};
 use crate::google::{
     ClientCredentials, ClientSecrets, DriveApi, DriveError, GoogleTokenError, TokenEndpoint, TokenRefresh,
 };
-use crate::store::{Checkpoint, DriveOutcome, Finish, FinishResult, Grant, JobStore, Lease, StoreError};
+use crate::store::{Checkpoint, DriveOutcome, Finish, FinishResult, Grant, JobStore, Lease, ScanRequest, StoreError};
 use crate::upstream::Upstream;
 
 /// The cycle an invocation belongs to: the scheduled time of its event.
@@ -156,12 +156,14 @@ pub struct Report {
     pub drive_synced: u64,
     pub drive_calls: u64,
     pub refresh_only: u64,
+    /// Refreshed, but Drive failed after retries: the grant is retried later.
+    pub drive_deferred: u64,
     pub revoked: u64,
     pub deferred: u64,
     pub reconsent_required: u64,
     pub rotated_tokens: u64,
     pub superseded: u64,
-    /// Leased by another invocation, done this cycle already, or not due yet.
+    /// Leased by another invocation at the same moment.
     pub skipped: u64,
     pub google_calls: u64,
     pub retries: u64,
@@ -176,6 +178,7 @@ struct Counters {
     drive_synced: AtomicU64,
     drive_calls: AtomicU64,
     refresh_only: AtomicU64,
+    drive_deferred: AtomicU64,
     revoked: AtomicU64,
     deferred: AtomicU64,
     reconsent_required: AtomicU64,
@@ -339,6 +342,7 @@ where
         report.drive_synced = get(&c.drive_synced);
         report.drive_calls = get(&c.drive_calls);
         report.refresh_only = get(&c.refresh_only);
+        report.drive_deferred = get(&c.drive_deferred);
         report.revoked = get(&c.revoked);
         report.deferred = get(&c.deferred);
         report.reconsent_required = get(&c.reconsent_required);
@@ -361,12 +365,14 @@ where
             }
             let page = self
                 .store
-                .scan_active(
-                    checkpoint.segment,
-                    self.settings.segments,
-                    checkpoint.start.as_deref(),
-                    self.settings.page_size,
-                )
+                .scan_active(ScanRequest {
+                    segment: checkpoint.segment,
+                    segments: self.settings.segments,
+                    start: checkpoint.start.as_deref(),
+                    limit: self.settings.page_size,
+                    cycle,
+                    now: self.clock.now_unix(),
+                })
                 .await?;
             run.counters
                 .scanned
@@ -431,7 +437,7 @@ where
                 match drive {
                     DriveOutcome::Synced { .. } => bump(&c.drive_synced),
                     DriveOutcome::NotGranted => bump(&c.refresh_only),
-                    DriveOutcome::Failed { .. } => bump(&c.deferred),
+                    DriveOutcome::Failed { .. } => bump(&c.drive_deferred),
                 }
             }
             Finish::Deferred { .. } => bump(&c.deferred),

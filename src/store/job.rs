@@ -27,6 +27,17 @@ pub struct ScanPage {
     pub next: Option<String>,
 }
 
+/// One scan request.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanRequest<'a> {
+    pub segment: u32,
+    pub segments: u32,
+    pub start: Option<&'a str>,
+    pub limit: i32,
+    pub cycle: &'a str,
+    pub now: u64,
+}
+
 /// Where one scan segment of a cycle stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -114,13 +125,8 @@ pub trait JobStore: Send + Sync {
         now: u64,
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn scan_active(
-        &self,
-        segment: u32,
-        segments: u32,
-        start: Option<&str>,
-        limit: i32,
-    ) -> impl Future<Output = Result<ScanPage, StoreError>> + Send;
+    /// One page of active grants that are due and not yet done in `cycle`.
+    fn scan_active(&self, scan: ScanRequest<'_>) -> impl Future<Output = Result<ScanPage, StoreError>> + Send;
     /// The leased grant as stored, or `None` when it is not ours to take.
     fn lease(
         &self,
@@ -353,26 +359,28 @@ impl JobStore for DynamoStore {
         }
     }
 
-    async fn scan_active(
-        &self,
-        segment: u32,
-        segments: u32,
-        start: Option<&str>,
-        limit: i32,
-    ) -> Result<ScanPage, StoreError> {
-        let segment = i32::try_from(segment).map_err(|_| StoreError::Corrupt("segment"))?;
-        let segments = i32::try_from(segments).map_err(|_| StoreError::Corrupt("segments"))?;
+    async fn scan_active(&self, scan: ScanRequest<'_>) -> Result<ScanPage, StoreError> {
+        let segment = i32::try_from(scan.segment).map_err(|_| StoreError::Corrupt("segment"))?;
+        let segments = i32::try_from(scan.segments).map_err(|_| StoreError::Corrupt("segments"))?;
+        // Grants done this cycle or not due are filtered out by DynamoDB, so a resumed
+        // run skips them without a write each.
         let out = self
             .client
             .scan()
             .table_name(&self.grants_table)
             .segment(segment)
             .total_segments(segments)
-            .limit(limit)
-            .filter_expression("#status = :active")
+            .limit(scan.limit)
+            .filter_expression(
+                "#status = :active \
+                 AND (attribute_not_exists(last_cycle) OR last_cycle <> :cycle) \
+                 AND (attribute_not_exists(next_attempt_at) OR next_attempt_at <= :now)",
+            )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":active", s("active"))
-            .set_exclusive_start_key(start.map(|sub| HashMap::from([("sub".to_owned(), s(sub))])))
+            .expression_attribute_values(":cycle", s(scan.cycle))
+            .expression_attribute_values(":now", n(scan.now))
+            .set_exclusive_start_key(scan.start.map(|sub| HashMap::from([("sub".to_owned(), s(sub))])))
             .send()
             .await
             .map_err(|e| classify_aws("dynamodb", &e))?;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 mod job;
 
-pub use job::{Checkpoint, DriveOutcome, Finish, FinishResult, JobStore, Lease, ScanPage};
+pub use job::{Checkpoint, DriveOutcome, Finish, FinishResult, JobStore, Lease, ScanPage, ScanRequest};
 
 use crate::crypto::SealedToken;
 use crate::domain::{Email, GoogleSubject, Profile, Scopes};

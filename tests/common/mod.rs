@@ -48,6 +48,7 @@ pub struct Stack {
     pub config: SignInConfig,
     pub service: TestSignIn,
     pub secret_clock: ManualClock,
+    seeded: AtomicU32,
 }
 
 pub fn aws_endpoint() -> String {
@@ -110,6 +111,7 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
         config,
         service,
         secret_clock,
+        seeded: AtomicU32::new(0),
     }
 }
 
@@ -279,4 +281,171 @@ pub async fn invoke_service<H: offline_access::http_api::SignInHandler>(service:
     let headers = response.headers().clone();
     let json = serde_json::from_str(response.body()).expect("every answer is JSON");
     Answer { status, headers, json }
+}
+
+/// Counts KMS calls on their way through (tests and benchmarks).
+pub struct CountingKeys {
+    pub inner: offline_access::crypto::KmsKeyProvider,
+    pub generated: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub decrypted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingKeys {
+    pub fn new(stack: &Stack) -> Self {
+        Self {
+            inner: KmsKeyProvider::new(
+                aws_sdk_kms::Client::new(&stack.aws),
+                stack.config.common.token_key_id.clone(),
+                &stack.config.common.grants_table,
+            ),
+            generated: std::sync::Arc::default(),
+            decrypted: std::sync::Arc::default(),
+        }
+    }
+}
+
+impl offline_access::crypto::KeyProvider for CountingKeys {
+    async fn generate_data_key(&self) -> Result<offline_access::crypto::DataKey, offline_access::crypto::KeyError> {
+        self.generated.fetch_add(1, Ordering::SeqCst);
+        self.inner.generate_data_key().await
+    }
+    async fn decrypt_data_key(
+        &self,
+        wrapped: &[u8],
+    ) -> Result<secrecy::SecretBox<[u8; 32]>, offline_access::crypto::KeyError> {
+        self.decrypted.fetch_add(1, Ordering::SeqCst);
+        self.inner.decrypt_data_key(wrapped).await
+    }
+}
+
+/// The offline job as the tests build it: production adapters, any KMS key provider.
+pub type TestRefresher<K> = offline_access::refresh::Refresher<
+    HttpTokenEndpoint,
+    offline_access::google::HttpDrive,
+    DynamoStore,
+    K,
+    CachedClientSecret<SecretsManagerSource, SystemClock>,
+    SystemClock,
+>;
+
+/// A seeded grant: the user and the refresh token Google issued.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    pub sub: String,
+    pub token: String,
+}
+
+impl Stack {
+    /// The refresher's config: this stack's resources plus `extra`.
+    pub fn refresher_config(&self, extra: &[(&str, &str)]) -> offline_access::config::RefresherConfig {
+        let mut env = self.env.clone();
+        env.insert("GOOGLE_RATE_PER_SEC".into(), "0".into());
+        env.insert("RETRY_BASE_MS".into(), "20".into());
+        env.insert("RETRY_CAP_MS".into(), "200".into());
+        for (k, v) in extra {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        offline_access::config::RefresherConfig::from_env(&env).expect("valid refresher config")
+    }
+
+    /// The production refresher for this stack.
+    pub fn refresher(&self, extra: &[(&str, &str)]) -> offline_access::wiring::ProductionRefresher {
+        offline_access::wiring::refresher(&self.refresher_config(extra), &self.aws).expect("refresher")
+    }
+
+    /// The production refresher with its KMS calls counted.
+    pub fn counting_refresher(
+        &self,
+        extra: &[(&str, &str)],
+    ) -> (
+        TestRefresher<CountingKeys>,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        let production = self.refresher(extra);
+        let keys = CountingKeys::new(self);
+        let decrypted = std::sync::Arc::clone(&keys.decrypted);
+        let job = offline_access::refresh::Refresher {
+            token_endpoint: production.token_endpoint,
+            drive: production.drive,
+            store: production.store,
+            cipher: TokenCipher::new(keys, KeyCacheLimits::default()),
+            secrets: production.secrets,
+            clock: production.clock,
+            settings: production.settings,
+            limiter: production.limiter,
+        };
+        (job, decrypted)
+    }
+
+    /// Seeds `count` users who consented earlier: Google holds their refresh tokens, and
+    /// the grants table holds them sealed by the product's own cipher.
+    pub async fn seed_grants(&self, count: usize, scopes: &str, drive_files: usize) -> Vec<Seeded> {
+        use offline_access::store::GrantStore;
+        let client_id = self.emulator_settings().client_id;
+        let mut seeded = Vec::with_capacity(count);
+        // Every stack has its own table and emulator, so ids need only be unique here.
+        let first = self
+            .seeded
+            .fetch_add(u32::try_from(count).expect("count"), Ordering::SeqCst);
+        let subs: Vec<String> = (first..first + count as u32).map(|i| format!("9{i:020}")).collect();
+        for chunk in subs.chunks(64) {
+            let writes = chunk.iter().map(|sub| {
+                let token = self.emulator.seed_grant(sub, scopes, drive_files);
+                let client_id = client_id.clone();
+                async move {
+                    let binding = offline_access::crypto::Binding {
+                        table: &self.config.common.grants_table,
+                        sub,
+                        client_id: &client_id,
+                    };
+                    let refresh = offline_access::domain::RefreshToken::new(token.clone());
+                    let sealed = self.service.cipher.seal(&refresh, binding).await.expect("seal");
+                    let now = SystemClock.now_unix();
+                    let grant = offline_access::store::Grant {
+                        sub: offline_access::domain::GoogleSubject::parse(sub).expect("sub"),
+                        status: offline_access::store::GrantStatus::Active,
+                        status_reason: None,
+                        profile: offline_access::domain::Profile::default(),
+                        email_verified: false,
+                        scopes: offline_access::domain::Scopes::from_space_delimited(scopes),
+                        client_id: client_id.clone(),
+                        refresh_token: Some(sealed),
+                        created_at: now,
+                        updated_at: now,
+                        last_refresh_at: None,
+                        last_sync_at: None,
+                        failure_count: 0,
+                        next_attempt_at: None,
+                        version: 1,
+                    };
+                    self.service.store.insert(&grant).await.expect("insert grant");
+                    Seeded {
+                        sub: sub.clone(),
+                        token,
+                    }
+                }
+            });
+            seeded.extend(futures_util::future::join_all(writes).await);
+        }
+        seeded
+    }
+
+    /// A raw attribute of a grant item (for fields the product's `Grant` does not carry).
+    pub async fn grant_attribute(&self, sub: &str, name: &str) -> Option<aws_sdk_dynamodb::types::AttributeValue> {
+        let out = self
+            .dynamo()
+            .get_item()
+            .table_name(&self.config.common.grants_table)
+            .key("sub", aws_sdk_dynamodb::types::AttributeValue::S(sub.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get item");
+        out.item().and_then(|i| i.get(name)).cloned()
+    }
+}
+
+/// A stop time far enough away that a test run is never cut short.
+pub fn no_deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(300)
 }

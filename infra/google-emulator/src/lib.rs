@@ -389,6 +389,12 @@ impl Emulator {
         })
     }
 
+    /// Whether Google would still accept this refresh token.
+    pub fn refresh_token_is_live(&self, token: &str) -> bool {
+        self.shared
+            .with(|s| s.refresh_tokens.get(token).is_some_and(|g| !g.revoked))
+    }
+
     /// Makes every refresh answer carry a new refresh token and retire the old one.
     pub fn set_refresh_token_rotation(&self, on: bool) {
         self.shared.with(|s| s.rotate_refresh_tokens = on);

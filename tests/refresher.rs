@@ -1,0 +1,420 @@
+//! The offline job end to end against moto and the Google emulator over real HTTP:
+//! every grant refreshed once a cycle, Drive listed for those with the scope, each error
+//! class handled, nothing lost under faults, races and deadlines.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a panic is a failed test"
+)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{Seeded, Stack, android_form_event, no_deadline, spawn_stack};
+use google_emulator::{CodeSpec, Consent, Endpoint, Fault};
+use offline_access::refresh::{CycleId, RunError};
+
+const DRIVE: &str = "openid https://www.googleapis.com/auth/drive.appdata";
+const NO_DRIVE: &str = "openid https://www.googleapis.com/auth/userinfo.email";
+
+fn cycle(name: &str) -> CycleId {
+    CycleId::parse(name).expect("cycle")
+}
+
+/// Every seeded grant's stored token is one Google still honours: nothing lost or regressed.
+async fn assert_every_token_is_live(stack: &Stack, seeded: &[Seeded]) {
+    for s in seeded {
+        let stored = stack.stored_refresh_token(&s.sub).await.expect("a stored token");
+        assert_eq!(
+            Some(stored),
+            stack.emulator.refresh_token_of(&s.sub),
+            "{}: stored token is not Google's live one",
+            s.sub
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_run_refreshes_every_grant_lists_drive_where_granted_and_uses_each_fresh_access_token() {
+    let stack = spawn_stack().await;
+    let with_drive = stack.seed_grants(1_500, DRIVE, 150).await;
+    let without = stack.seed_grants(500, NO_DRIVE, 0).await;
+    let (job, kms_decrypts) = stack.counting_refresher(&[("REFRESH_CONCURRENCY", "64"), ("REFRESH_SEGMENTS", "4")]);
+
+    let report = job
+        .run(&cycle("2026-11-26T10:00:00Z"), "run-1", no_deadline())
+        .await
+        .expect("run");
+
+    assert!(report.complete && !report.already_done, "{report:?}");
+    assert_eq!(
+        (report.refreshed, report.drive_synced, report.refresh_only),
+        (2_000, 1_500, 500),
+        "{report:?}"
+    );
+    assert_eq!(
+        (report.revoked, report.deferred, report.errors),
+        (0, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.drive_calls, 1_500 * 2, "150 files are two pages of 100");
+    for s in &with_drive {
+        let issued = stack.emulator.refreshed_access_tokens(&s.sub);
+        assert_eq!(issued.len(), 1, "{} refreshed once", s.sub);
+        assert!(
+            stack.emulator.access_token_was_used(&issued[0]),
+            "{}: Drive saw the fresh access token",
+            s.sub
+        );
+        assert_eq!(
+            stack
+                .grant_attribute(&s.sub, "drive_files")
+                .await
+                .and_then(|v| v.as_n().ok().cloned())
+                .as_deref(),
+            Some("150")
+        );
+    }
+    for s in &without {
+        let issued = stack.emulator.refreshed_access_tokens(&s.sub);
+        assert_eq!(issued.len(), 1, "refreshed as a keep-alive");
+        assert!(
+            !stack.emulator.access_token_was_used(&issued[0]),
+            "no Drive call without the scope"
+        );
+    }
+    let grant = stack.grant(&with_drive[0].sub).await.expect("grant");
+    assert!(grant.last_refresh_at.is_some() && grant.last_sync_at.is_some());
+    // Every grant was sealed under one data key: KMS Decrypt once, not per grant.
+    assert_eq!(kms_decrypts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_same_cycle_delivered_twice_refreshes_nothing_twice() {
+    let stack = spawn_stack().await;
+    stack.seed_grants(50, DRIVE, 3).await;
+    let job = stack.refresher(&[]);
+
+    let first = job.run(&cycle("c1"), "a", no_deadline()).await.expect("first");
+    let again = job.run(&cycle("c1"), "b", no_deadline()).await.expect("again");
+    let next = job.run(&cycle("c2"), "c", no_deadline()).await.expect("next cycle");
+
+    assert_eq!(first.refreshed, 50);
+    assert!(again.already_done && again.refreshed == 0, "{again:?}");
+    assert_eq!(next.refreshed, 50, "a new cycle refreshes again");
+    assert_eq!(stack.emulator.stats().refreshes, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_runs_and_a_concurrent_sign_in_never_double_refresh_or_lose_a_token() {
+    let stack = spawn_stack().await;
+    // Google rotates refresh tokens on every refresh: a lost write would leave a dead one.
+    stack.emulator.set_refresh_token_rotation(true);
+    let seeded = stack.seed_grants(300, DRIVE, 1).await;
+    let (a, b) = (
+        stack.refresher(&[("REFRESH_CONCURRENCY", "16")]),
+        stack.refresher(&[("REFRESH_CONCURRENCY", "16")]),
+    );
+    let signing_in = seeded[7].sub.clone();
+    let code = stack.mint(CodeSpec {
+        sub: Some(signing_in.clone()),
+        consent: Consent::Forced,
+        ..CodeSpec::default()
+    });
+
+    let (overlap, event) = (cycle("overlap"), android_form_event(&code.code));
+    let (ra, rb, answer) = tokio::join!(
+        a.run(&overlap, "invocation-a", no_deadline()),
+        b.run(&overlap, "invocation-b", no_deadline()),
+        stack.invoke(&event),
+    );
+
+    let (ra, rb) = (ra.expect("run a"), rb.expect("run b"));
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(ra.refreshed + rb.refreshed, 300, "{ra:?} / {rb:?}");
+    for s in &seeded {
+        assert_eq!(
+            stack.emulator.refreshed_access_tokens(&s.sub).len(),
+            1,
+            "{} refreshed exactly once",
+            s.sub
+        );
+    }
+    // Everyone else's stored token is the rotated, live one.
+    let others: Vec<Seeded> = seeded.iter().filter(|s| s.sub != signing_in).cloned().collect();
+    assert_every_token_is_live(&stack, &others).await;
+    // The user who signed in holds a token Google honours: the sign-in's or the rotation's.
+    let stored = stack.stored_refresh_token(&signing_in).await.expect("stored");
+    assert!(
+        stack.emulator.refresh_token_is_live(&stored),
+        "the signed-in user's token was lost"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_with_a_tiny_deadline_resumes_over_invocations_and_covers_every_grant_once() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(240, DRIVE, 1).await;
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            delay_ms: 25,
+            ..Fault::default()
+        },
+    );
+    let job = stack.refresher(&[
+        ("REFRESH_CONCURRENCY", "8"),
+        ("REFRESH_SEGMENTS", "3"),
+        ("SCAN_PAGE_SIZE", "20"),
+    ]);
+
+    let mut invocations = 0;
+    let mut refreshed = 0;
+    loop {
+        invocations += 1;
+        assert!(invocations <= 60, "the cycle never completed");
+        let stop_at = tokio::time::Instant::now() + Duration::from_millis(150);
+        let report = job
+            .run(&cycle("tiny"), &format!("inv-{invocations}"), stop_at)
+            .await
+            .expect("run");
+        refreshed += report.refreshed;
+        if report.complete {
+            break;
+        }
+        assert!(report.stopped_at_deadline, "{report:?}");
+    }
+
+    assert!(
+        invocations > 2,
+        "the deadline cut the run short ({invocations} invocations)"
+    );
+    assert_eq!(refreshed, 240);
+    for s in &seeded {
+        assert_eq!(
+            stack.emulator.refreshed_access_tokens(&s.sub).len(),
+            1,
+            "{} exactly once",
+            s.sub
+        );
+    }
+    let done = job.run(&cycle("tiny"), "late", no_deadline()).await.expect("late");
+    assert!(done.already_done);
+}
+
+#[tokio::test]
+async fn invalid_grant_revokes_the_grant_keeps_the_subtype_deletes_the_token_and_is_never_retried() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(3, DRIVE, 1).await;
+    stack
+        .emulator
+        .revoke_refresh_token(&seeded[0].token, Some("invalid_rapt"));
+    stack.emulator.revoke_refresh_token(&seeded[1].token, None);
+    let job = stack.refresher(&[]);
+
+    let report = job.run(&cycle("c1"), "a", no_deadline()).await.expect("run");
+
+    assert_eq!((report.revoked, report.refreshed), (2, 1), "{report:?}");
+    let rapt = stack.grant(&seeded[0].sub).await.expect("grant");
+    assert_eq!(
+        (rapt.status.as_str(), rapt.status_reason.as_deref()),
+        ("revoked", Some("invalid_grant:invalid_rapt"))
+    );
+    assert!(rapt.refresh_token.is_none(), "the dead token is deleted");
+    let plain = stack.grant(&seeded[1].sub).await.expect("grant");
+    assert_eq!(plain.status_reason.as_deref(), Some("invalid_grant"));
+
+    let refreshes = stack.emulator.stats().refreshes;
+    let next = job.run(&cycle("c2"), "b", no_deadline()).await.expect("next");
+    assert_eq!(next.refreshed, 1);
+    assert_eq!(
+        stack.emulator.stats().refreshes,
+        refreshes + 1,
+        "revoked grants are never retried"
+    );
+}
+
+#[tokio::test]
+async fn invalid_client_stops_the_run_loudly_and_changes_no_grant() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(20, DRIVE, 1).await;
+    stack.emulator.set_client_secret("GOCSPX-rotated-at-google-only");
+    let job = stack.refresher(&[("REFRESH_CONCURRENCY", "4")]);
+
+    let outcome = job.run(&cycle("c1"), "a", no_deadline()).await;
+
+    assert!(matches!(outcome, Err(RunError::Misconfigured(_))), "{outcome:?}");
+    assert!(
+        stack.emulator.stats().refreshes <= 4 + 1,
+        "the run stopped instead of trying every grant"
+    );
+    for s in &seeded {
+        let grant = stack.grant(&s.sub).await.expect("grant");
+        assert_eq!(grant.status.as_str(), "active");
+        assert!(grant.refresh_token.is_some() && grant.failure_count == 0);
+        assert!(
+            stack.grant_attribute(&s.sub, "last_cycle").await.is_none(),
+            "the grant is retried next time"
+        );
+    }
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_succeed() {
+    let stack = spawn_stack().await;
+    stack.seed_grants(1, DRIVE, 1).await;
+    for fault in [
+        Fault {
+            status: Some(429),
+            retry_after: Some(1),
+            count: Some(1),
+            ..Fault::default()
+        },
+        Fault {
+            status: Some(500),
+            count: Some(1),
+            ..Fault::default()
+        },
+        Fault {
+            status: Some(200),
+            body: Some("<html>oops</html>".into()),
+            count: Some(1),
+            ..Fault::default()
+        },
+        Fault {
+            delay_ms: 2_000,
+            count: Some(1),
+            ..Fault::default()
+        },
+    ] {
+        stack.emulator.inject_fault(Endpoint::Token, fault);
+    }
+    stack.emulator.inject_fault(
+        Endpoint::Drive,
+        Fault {
+            status: Some(503),
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    let job = stack.refresher(&[("RETRY_MAX_ATTEMPTS", "6")]);
+
+    let started = std::time::Instant::now();
+    let report = job.run(&cycle("c1"), "a", no_deadline()).await.expect("run");
+
+    assert_eq!(
+        (report.refreshed, report.drive_synced, report.deferred),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(report.retries, 5, "four token faults and one Drive fault");
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+}
+
+#[tokio::test]
+async fn a_persistent_outage_defers_the_grant_with_a_failure_count_and_a_next_attempt() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(2, DRIVE, 1).await;
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            status: Some(503),
+            ..Fault::default()
+        },
+    );
+    let job = stack.refresher(&[("RETRY_MAX_ATTEMPTS", "3")]);
+
+    let report = job.run(&cycle("c1"), "a", no_deadline()).await.expect("run");
+
+    assert_eq!((report.deferred, report.refreshed), (2, 0), "{report:?}");
+    assert_eq!(
+        stack.emulator.stats().faults_served,
+        6,
+        "three attempts each, then deferred"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    for s in &seeded {
+        let grant = stack.grant(&s.sub).await.expect("grant");
+        assert_eq!((grant.status.as_str(), grant.failure_count), ("active", 1));
+        assert!(grant.next_attempt_at.is_some_and(|t| t > now), "retried later");
+        assert!(grant.refresh_token.is_some(), "nothing lost");
+    }
+    // The next cycle does not touch grants that are not due.
+    stack.emulator.clear_faults();
+    let next = job.run(&cycle("c2"), "b", no_deadline()).await.expect("next");
+    assert_eq!((next.scanned, next.refreshed), (0, 0), "{next:?}");
+    assert_eq!(
+        stack.emulator.stats().faults_served + stack.emulator.stats().refreshes,
+        6
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_replaces_the_stored_one_and_an_absent_one_keeps_it() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(2, NO_DRIVE, 0).await;
+    let job = stack.refresher(&[]);
+
+    job.run(&cycle("c1"), "a", no_deadline()).await.expect("run");
+    for s in &seeded {
+        assert_eq!(
+            stack.stored_refresh_token(&s.sub).await.as_deref(),
+            Some(s.token.as_str()),
+            "kept"
+        );
+    }
+
+    stack.emulator.set_refresh_token_rotation(true);
+    let report = job.run(&cycle("c2"), "b", no_deadline()).await.expect("run");
+    assert_eq!(report.rotated_tokens, 2);
+    for s in &seeded {
+        let stored = stack.stored_refresh_token(&s.sub).await.expect("stored");
+        assert_ne!(stored, s.token, "replaced");
+        assert_eq!(
+            Some(stored),
+            stack.emulator.refresh_token_of(&s.sub),
+            "with the live one, re-encrypted"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_503s_with_retry_after_still_ends_with_nothing_lost() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(200, DRIVE, 1).await;
+    for endpoint in [Endpoint::Token, Endpoint::Drive] {
+        stack.emulator.inject_fault(
+            endpoint,
+            Fault {
+                status: Some(503),
+                retry_after: Some(1),
+                probability: Some(0.3),
+                ..Fault::default()
+            },
+        );
+    }
+    let job = stack.refresher(&[("REFRESH_CONCURRENCY", "64"), ("RETRY_MAX_ATTEMPTS", "5")]);
+
+    let report = job.run(&cycle("burst"), "a", no_deadline()).await.expect("run");
+
+    assert!(report.retries > 0, "{report:?}");
+    assert_eq!(
+        report.refreshed + report.deferred,
+        200,
+        "every grant is accounted for: {report:?}"
+    );
+    assert_eq!((report.revoked, report.reconsent_required, report.errors), (0, 0, 0));
+    assert_every_token_is_live(&stack, &seeded).await;
+    for s in &seeded {
+        assert!(
+            stack.emulator.refreshed_access_tokens(&s.sub).len() <= 1,
+            "a failed attempt issues no token"
+        );
+        assert_eq!(stack.grant(&s.sub).await.map(|g| g.status.as_str()), Some("active"));
+    }
+}
