@@ -78,3 +78,59 @@ async fn the_binary_fails_init_naming_a_missing_variable() {
     assert!(!status.success());
     assert!(function.logs().contains("GRANTS_TABLE"), "{}", function.logs());
 }
+
+#[tokio::test]
+async fn the_built_refresher_runs_a_cycle_from_an_eventbridge_event_and_emits_metrics() {
+    let stack = spawn_stack().await;
+    let seeded = stack
+        .seed_grants(5, "openid https://www.googleapis.com/auth/drive.appdata", 2)
+        .await;
+    let mut env = stack.env.clone();
+    env.insert("GOOGLE_RATE_PER_SEC".into(), "0".into());
+    let mut function = Function::start(binary("refresher"), &env).await;
+    let event = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/events/eventbridge-scheduled.json"
+    ))
+    .expect("committed event");
+
+    let Outcome::Response(report) = function.invoke(&event).await else {
+        panic!("the job failed")
+    };
+    assert_eq!(report["cycle"], "2026-11-26T10:00:00Z");
+    assert_eq!(
+        (report["refreshed"].as_u64(), report["drive_synced"].as_u64()),
+        (Some(5), Some(5)),
+        "{report}"
+    );
+    assert_eq!(report["complete"], true);
+
+    let Outcome::Response(again) = function.invoke(&event).await else {
+        panic!("the job failed")
+    };
+    assert_eq!(
+        (again["already_done"].as_bool(), again["refreshed"].as_u64()),
+        (Some(true), Some(0)),
+        "{again}"
+    );
+
+    let logs = function.logs();
+    let emf = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l.get("_aws").is_some())
+        .expect("an Embedded Metric Format line");
+    assert_eq!(emf["Refreshed"].as_u64(), Some(5));
+    for s in &seeded {
+        assert!(!logs.contains(&s.token), "the job's logs contain a refresh token");
+    }
+    assert!(!logs.contains("ya29."), "the job's logs contain an access token");
+}
+
+#[tokio::test]
+async fn the_refresher_fails_the_invocation_on_an_event_without_a_scheduled_time() {
+    let stack = spawn_stack().await;
+    let mut function = Function::start(binary("refresher"), &stack.env).await;
+    let outcome = function.invoke(r#"{"source": "aws.events"}"#).await;
+    assert!(matches!(outcome, Outcome::Error(_)), "{outcome:?}");
+}

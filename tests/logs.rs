@@ -81,6 +81,23 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         400
     );
 
+    // And a refresh run, with a rotation and a revoked grant among them.
+    let seeded = stack
+        .seed_grants(4, "openid https://www.googleapis.com/auth/drive.appdata", 1)
+        .await;
+    stack
+        .emulator
+        .revoke_refresh_token(&seeded[0].token, Some("invalid_rapt"));
+    stack.emulator.set_refresh_token_rotation(true);
+    let cycle = offline_access::refresh::CycleId::parse("2026-11-26T10:00:00Z").expect("cycle");
+    let report = stack
+        .refresher(&[])
+        .run(&cycle, "logged", common::no_deadline())
+        .await
+        .expect("refresh run");
+    // Ada (signed in above) and three seeded users; one seeded grant was revoked.
+    assert_eq!((report.refreshed, report.revoked), (4, 1));
+
     let logs = String::from_utf8(captured.0.lock().expect("logs").clone()).expect("UTF-8 logs");
     assert!(logs.contains("sign-in succeeded"), "the run was logged");
     let refresh = stack.emulator.refresh_token_of(&ada.sub).expect("refresh token");
@@ -95,6 +112,11 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         ("ID token header", "eyJ"),
         ("client secret", secret.as_str()),
         ("email", "ada.planted@example.com"),
+        ("seeded refresh token", seeded[1].token.as_str()),
+        (
+            "rotated refresh token",
+            &stack.emulator.refresh_token_of(&seeded[2].sub).expect("rotated"),
+        ),
     ] {
         assert!(!logs.contains(planted), "the logs contain the {what}");
     }
