@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev test ci lint lint-infra build venv bench fuzz clean-local
+.PHONY: help dev job test ci lint lint-infra build venv bench fuzz clean-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -28,6 +28,14 @@ build: ## Build every binary (debug)
 
 dev: $(STAMP) ## Run locally: moto, the Google emulator, the function under cargo lambda watch
 	infra/local/dev
+
+job: $(STAMP) ## With make dev running: run one offline-job cycle (the committed EventBridge event, timed now)
+	@mkdir -p .local
+	@$(PYTHON) -c 'import datetime, json; e = json.load(open("tests/events/eventbridge-scheduled.json")); \
+	  e["time"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"); \
+	  json.dump(e, open(".local/scheduled-event.json", "w"))'
+	$(VENV)/bin/cargo-lambda lambda invoke --invoke-address 127.0.0.1 --invoke-port $${LAMBDA_PORT:-9000} \
+	  refresher --data-file .local/scheduled-event.json --output-format json | $(PYTHON) -m json.tool
 
 test: $(STAMP) ## Run every test against moto and the Google emulator
 	cargo build --workspace --bins

@@ -475,12 +475,15 @@ where
         let refreshed = self
             .retrying(
                 run,
-                || {
-                    self.token_endpoint.refresh(TokenRefresh {
-                        token_uri: run.token_uri,
-                        credentials: run.credentials,
-                        refresh_token: &refresh_token,
-                    })
+                || async {
+                    self.google_call(run).await;
+                    self.token_endpoint
+                        .refresh(TokenRefresh {
+                            token_uri: run.token_uri,
+                            credentials: run.credentials,
+                            refresh_token: &refresh_token,
+                        })
+                        .await
                 },
                 |e| match e {
                     GoogleTokenError::Upstream(u) => transient(u),
@@ -528,8 +531,7 @@ where
                 || {
                     self.drive.list_app_data(&tokens.access_token, || async {
                         bump(&run.counters.drive_calls);
-                        bump(&run.counters.google_calls);
-                        self.limiter.acquire().await;
+                        self.google_call(run).await;
                     })
                 },
                 |e| match e {
@@ -581,7 +583,14 @@ where
             .min(self.settings.defer_max)
     }
 
-    /// Calls `call` (rate-limited) until it succeeds, fails for good, runs out of
+    /// Every HTTP call to Google goes through here: counted, and given a slot by the
+    /// global rate limiter.
+    async fn google_call(&self, run: &Run<'_>) {
+        bump(&run.counters.google_calls);
+        self.limiter.acquire().await;
+    }
+
+    /// Calls `call` until it succeeds, fails for good, runs out of
     /// attempts, or the next wait would pass the deadline.
     async fn retrying<R, E, F, Fut>(
         &self,
@@ -595,8 +604,6 @@ where
     {
         let mut attempt = 0;
         loop {
-            self.limiter.acquire().await;
-            bump(&run.counters.google_calls);
             let error = match call().await {
                 Ok(value) => return Ok(value),
                 Err(e) => e,

@@ -17,13 +17,13 @@ async fn main() -> Result<(), Error> {
     let (job, margin) = (&job, config.deadline_margin);
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         let cycle = CycleId::from_event(&event.payload)?;
-        // Lambda's deadline, as a monotonic instant, less the margin for checkpointing.
-        let left = event
-            .context
-            .deadline()
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default();
+        let left = time_left(event.context.deadline);
         let stop_at = tokio::time::Instant::now() + left.saturating_sub(margin);
+        tracing::info!(
+            cycle = cycle.as_str(),
+            time_left_ms = left.as_millis(),
+            "refresh run starting"
+        );
         let report: Report = job.run(&cycle, &event.context.request_id, stop_at).await?;
         tracing::info!(report = %serde_json::to_string(&report)?, "refresh run finished");
         let now_ms = std::time::SystemTime::now()
@@ -34,4 +34,18 @@ async fn main() -> Result<(), Error> {
         Ok::<Report, Error>(report)
     }))
     .await
+}
+
+/// Time left before Lambda's deadline (`Lambda-Runtime-Deadline-Ms`, epoch milliseconds).
+/// `cargo lambda watch` sends the invocation timeout itself (e.g. `600000`) instead of an
+/// epoch time; a value that small cannot be a real deadline, so it is read as time left.
+fn time_left(deadline_ms: u64) -> std::time::Duration {
+    const EARLIEST_REAL_DEADLINE_MS: u64 = 1_000_000_000_000; // 2001-09-09
+    if deadline_ms < EARLIEST_REAL_DEADLINE_MS {
+        return std::time::Duration::from_millis(deadline_ms);
+    }
+    let deadline = std::time::UNIX_EPOCH + std::time::Duration::from_millis(deadline_ms);
+    deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
 }
