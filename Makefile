@@ -53,9 +53,9 @@ lint-infra: $(STAMP) ## Validate template.yaml (sam validate --lint, cfn-lint)
 
 ci: lint lint-infra test ## What CI runs
 
-bench: $(STAMP) ## Sign-in benchmark (release build) against the local stack
+bench: $(STAMP) ## Sign-in and offline-job benchmarks (release build) against the local stack
 	cargo build --release --workspace --bins
-	FUNCTION_PROFILE=release infra/local/with-moto cargo bench --bench sign_in
+	FUNCTION_PROFILE=release infra/local/with-moto cargo bench --bench sign_in --bench refresh
 
 fuzz: ## Fuzz the request parser (needs cargo-fuzz; see README)
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse_request -- -max_total_time=60

@@ -207,8 +207,8 @@ impl SignInConfig {
     }
 }
 
-/// Every variable the refresher's config reads.
-pub const REFRESHER_VARIABLES: &[&str] = &[
+/// The variables every function reads (`CommonConfig`).
+pub const COMMON_VARIABLES: &[&str] = &[
     "GRANTS_TABLE",
     "STATE_TABLE",
     "CLIENT_SECRET_ID",
@@ -222,6 +222,17 @@ pub const REFRESHER_VARIABLES: &[&str] = &[
     "HTTP_TIMEOUT_MS",
     "DATA_KEY_MAX_AGE_SECS",
     "DATA_KEY_MAX_USES",
+];
+
+/// The variables only the sign-in function reads (`SignInConfig`).
+pub const SIGN_IN_VARIABLES: &[&str] = &[
+    "IDEMPOTENCY_WINDOW_SECS",
+    "ID_TOKEN_LEEWAY_SECS",
+    "JWKS_MIN_REFETCH_SECS",
+];
+
+/// The variables only the offline job reads (`RefresherConfig`).
+pub const REFRESHER_VARIABLES: &[&str] = &[
     "REFRESH_SEGMENTS",
     "REFRESH_CONCURRENCY",
     "GOOGLE_RATE_PER_SEC",
@@ -233,26 +244,6 @@ pub const REFRESHER_VARIABLES: &[&str] = &[
     "DEFER_BASE_SECS",
     "DEFER_MAX_SECS",
     "SCAN_PAGE_SIZE",
-];
-
-/// Every variable a function's config reads, for the template-drift test and the README.
-pub const SIGN_IN_VARIABLES: &[&str] = &[
-    "GRANTS_TABLE",
-    "STATE_TABLE",
-    "CLIENT_SECRET_ID",
-    "TOKEN_KEY_ID",
-    "GOOGLE_TOKEN_URI",
-    "GOOGLE_CERTS_URI",
-    "GOOGLE_REVOKE_URI",
-    "GOOGLE_DRIVE_API",
-    "ALLOWED_AZP",
-    "CLIENT_SECRET_TTL_SECS",
-    "HTTP_TIMEOUT_MS",
-    "DATA_KEY_MAX_AGE_SECS",
-    "DATA_KEY_MAX_USES",
-    "IDEMPOTENCY_WINDOW_SECS",
-    "ID_TOKEN_LEEWAY_SECS",
-    "JWKS_MIN_REFETCH_SECS",
 ];
 
 fn required(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
@@ -330,6 +321,43 @@ mod tests {
         let bad = [a, b, c, d, ("GOOGLE_CERTS_URI", "ftp://x")];
         let err = CommonConfig::from_env(&bad).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("GOOGLE_CERTS_URI")));
+    }
+
+    /// Records every variable a config asks for.
+    struct Recording(std::cell::RefCell<Vec<String>>);
+
+    impl Env for Recording {
+        fn get(&self, name: &str) -> Option<String> {
+            self.0.borrow_mut().push(name.to_owned());
+            BASE.get(name)
+        }
+    }
+
+    fn read_by(load: impl Fn(&Recording)) -> Vec<String> {
+        let env = Recording(std::cell::RefCell::new(Vec::new()));
+        load(&env);
+        let mut names = env.0.into_inner();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    fn listed(lists: &[&[&str]]) -> Vec<String> {
+        let mut names: Vec<String> = lists.iter().flat_map(|l| l.iter().map(|s| (*s).to_owned())).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_variable_lists_are_exactly_what_each_config_reads() {
+        let sign_in = read_by(|env| {
+            let _ = SignInConfig::from_env(env);
+        });
+        assert_eq!(sign_in, listed(&[COMMON_VARIABLES, SIGN_IN_VARIABLES]));
+        let refresher = read_by(|env| {
+            let _ = RefresherConfig::from_env(env);
+        });
+        assert_eq!(refresher, listed(&[COMMON_VARIABLES, REFRESHER_VARIABLES]));
     }
 
     #[test]

@@ -24,7 +24,6 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::config::DEFAULT_TOKEN_URI;
 use crate::crypto::{Binding, CryptoError, KeyProvider, TokenCipher};
 use crate::domain::{DRIVE_APPDATA_SCOPE, ParseError};
 use crate::google::{
@@ -297,12 +296,7 @@ where
             Upstream::Misconfigured { .. } => RunError::Misconfigured(e),
             transient => RunError::Store(StoreError::Upstream(transient)),
         })?;
-        let token_uri = self
-            .settings
-            .token_uri_override
-            .as_deref()
-            .or(credentials.token_uri.as_deref())
-            .unwrap_or(DEFAULT_TOKEN_URI);
+        let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
         let run = Run {
             cycle,
             owner,

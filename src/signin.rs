@@ -13,7 +13,6 @@ use aws_lc_rs::digest::{SHA256, digest};
 use secrecy::ExposeSecret;
 
 use crate::clock::Clock;
-use crate::config::DEFAULT_TOKEN_URI;
 use crate::crypto::{Binding, CryptoError, KeyProvider, SealedToken, TokenCipher};
 use crate::domain::{AuthCode, Email, GoogleSubject, Platform, Scopes};
 use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken};
@@ -212,12 +211,7 @@ where
 
     async fn exchange_and_store(&self, request: &SignInRequest) -> Result<SignedIn, SignInError> {
         let credentials = self.secrets.current().await?;
-        let token_uri = self
-            .settings
-            .token_uri_override
-            .as_deref()
-            .or(credentials.token_uri.as_deref())
-            .unwrap_or(DEFAULT_TOKEN_URI);
+        let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
         let tokens = self
             .token_endpoint
             .exchange_code(CodeExchange {
@@ -264,23 +258,15 @@ where
             let written = match (stored, &sealed) {
                 (None, None) => return Err(SignInError::ReconsentRequired),
                 (None, Some(sealed)) => {
-                    let grant = Grant {
-                        sub: identity.sub.clone(),
-                        status: GrantStatus::Active,
-                        status_reason: None,
-                        profile: identity.profile.clone(),
-                        email_verified: identity.email_verified,
-                        scopes: tokens.scopes.clone(),
-                        client_id: credentials.client_id.clone(),
-                        refresh_token: Some(sealed.clone()),
-                        created_at: now,
-                        updated_at: now,
-                        last_refresh_at: None,
-                        last_sync_at: None,
-                        failure_count: 0,
-                        next_attempt_at: None,
-                        version: 1,
-                    };
+                    let grant = Grant::new_active(
+                        identity.sub.clone(),
+                        credentials.client_id.clone(),
+                        tokens.scopes.clone(),
+                        sealed.clone(),
+                        identity.profile.clone(),
+                        identity.email_verified,
+                        now,
+                    );
                     self.store.insert(&grant).await.map(|()| grant)
                 }
                 (Some(stored), sealed) => {

@@ -1,7 +1,7 @@
 //! Production wiring: builds the adapters once per cold start.
 
 use crate::clock::SystemClock;
-use crate::config::{RefresherConfig, SignInConfig};
+use crate::config::{CommonConfig, RefresherConfig, SignInConfig};
 use crate::crypto::{KeyCacheLimits, KmsKeyProvider, TokenCipher};
 use crate::google::{
     CachedClientSecret, GoogleIdTokenVerifier, HttpDrive, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
@@ -26,6 +26,46 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// The grants and state tables.
+fn store(common: &CommonConfig, aws: &aws_config::SdkConfig) -> DynamoStore {
+    DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        common.grants_table.clone(),
+        common.state_table.clone(),
+    )
+}
+
+/// Envelope encryption under the configured KMS key, with the configured cache bounds.
+fn cipher(common: &CommonConfig, aws: &aws_config::SdkConfig) -> TokenCipher<KmsKeyProvider> {
+    TokenCipher::new(
+        KmsKeyProvider::new(
+            aws_sdk_kms::Client::new(aws),
+            common.token_key_id.clone(),
+            &common.grants_table,
+        ),
+        KeyCacheLimits {
+            max_age: common.data_key_max_age,
+            max_uses: common.data_key_max_uses,
+            ..KeyCacheLimits::default()
+        },
+    )
+}
+
+/// The client secret from Secrets Manager, cached for its TTL.
+fn secrets(
+    common: &CommonConfig,
+    aws: &aws_config::SdkConfig,
+) -> CachedClientSecret<SecretsManagerSource, SystemClock> {
+    CachedClientSecret::new(
+        SecretsManagerSource::new(
+            aws_sdk_secretsmanager::Client::new(aws),
+            common.client_secret_id.clone(),
+        ),
+        SystemClock,
+        common.client_secret_ttl,
+    )
+}
+
 /// Builds the sign-in use case from its config and the loaded AWS config (which honours
 /// `AWS_ENDPOINT_URL`, so the same code runs against the local stack).
 pub fn sign_in(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<ProductionSignIn, reqwest::Error> {
@@ -40,31 +80,9 @@ pub fn sign_in(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<Pro
             config.id_token_leeway,
             config.jwks_min_refetch,
         ),
-        store: DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            common.grants_table.clone(),
-            common.state_table.clone(),
-        ),
-        cipher: TokenCipher::new(
-            KmsKeyProvider::new(
-                aws_sdk_kms::Client::new(aws),
-                common.token_key_id.clone(),
-                &common.grants_table,
-            ),
-            KeyCacheLimits {
-                max_age: common.data_key_max_age,
-                max_uses: common.data_key_max_uses,
-                ..KeyCacheLimits::default()
-            },
-        ),
-        secrets: CachedClientSecret::new(
-            SecretsManagerSource::new(
-                aws_sdk_secretsmanager::Client::new(aws),
-                common.client_secret_id.clone(),
-            ),
-            SystemClock,
-            common.client_secret_ttl,
-        ),
+        store: store(common, aws),
+        cipher: cipher(common, aws),
+        secrets: secrets(common, aws),
         clock: SystemClock,
         settings: SignInSettings {
             token_uri_override: common.token_uri.clone(),
@@ -95,31 +113,9 @@ pub fn refresher(config: &RefresherConfig, aws: &aws_config::SdkConfig) -> Resul
     Ok(Refresher {
         token_endpoint: HttpTokenEndpoint::new(http.clone()),
         drive: HttpDrive::new(http, common.drive_api.clone()),
-        store: DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            common.grants_table.clone(),
-            common.state_table.clone(),
-        ),
-        cipher: TokenCipher::new(
-            KmsKeyProvider::new(
-                aws_sdk_kms::Client::new(aws),
-                common.token_key_id.clone(),
-                &common.grants_table,
-            ),
-            KeyCacheLimits {
-                max_age: common.data_key_max_age,
-                max_uses: common.data_key_max_uses,
-                ..KeyCacheLimits::default()
-            },
-        ),
-        secrets: CachedClientSecret::new(
-            SecretsManagerSource::new(
-                aws_sdk_secretsmanager::Client::new(aws),
-                common.client_secret_id.clone(),
-            ),
-            SystemClock,
-            common.client_secret_ttl,
-        ),
+        store: store(common, aws),
+        cipher: cipher(common, aws),
+        secrets: secrets(common, aws),
         clock: SystemClock,
         settings: JobSettings {
             grants_table: common.grants_table.clone(),

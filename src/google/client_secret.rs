@@ -28,6 +28,14 @@ impl ClientCredentials {
         }
     }
 
+    /// The token endpoint to use: the configured override (`GOOGLE_TOKEN_URI`), else the
+    /// file's `token_uri`, else Google's.
+    pub fn token_uri<'a>(&'a self, configured: Option<&'a str>) -> &'a str {
+        configured
+            .or(self.token_uri.as_deref())
+            .unwrap_or(crate::config::DEFAULT_TOKEN_URI)
+    }
+
     pub fn client_secret(&self) -> &SecretString {
         &self.client_secret
     }

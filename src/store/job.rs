@@ -145,6 +145,24 @@ fn checkpoint_key(cycle: &str, segment: u32) -> String {
     format!("cycle#{cycle}#segment#{segment}")
 }
 
+/// The fields of a deferral: how often it failed, when to try again, and why.
+fn record_deferral(
+    sets: &mut Vec<String>,
+    values: &mut HashMap<String, AttributeValue>,
+    failure_count: u32,
+    next_attempt_at: u64,
+    reason: &str,
+) {
+    sets.extend([
+        "failure_count = :failures".into(),
+        "next_attempt_at = :next_attempt".into(),
+        "last_error = :reason".into(),
+    ]);
+    values.insert(":failures".into(), n(failure_count));
+    values.insert(":next_attempt".into(), n(next_attempt_at));
+    values.insert(":reason".into(), s(reason));
+}
+
 /// Whether `expression` uses the placeholder `name` (as a whole token).
 fn references(expression: &str, name: &str) -> bool {
     expression.match_indices(name).any(|(at, _)| {
@@ -183,16 +201,7 @@ impl DynamoStore {
                         failure_count,
                         next_attempt_at,
                         reason,
-                    } => {
-                        sets.extend([
-                            "failure_count = :failures".into(),
-                            "next_attempt_at = :next_attempt".into(),
-                            "last_error = :reason".into(),
-                        ]);
-                        values.insert(":failures".into(), n(failure_count));
-                        values.insert(":next_attempt".into(), n(next_attempt_at));
-                        values.insert(":reason".into(), s(reason.clone()));
-                    }
+                    } => record_deferral(&mut sets, &mut values, *failure_count, *next_attempt_at, reason),
                     DriveOutcome::Synced { .. } | DriveOutcome::NotGranted => {
                         sets.push("failure_count = :zero".into());
                         values.insert(":zero".into(), n(0));
@@ -212,16 +221,7 @@ impl DynamoStore {
                 failure_count,
                 next_attempt_at,
                 reason,
-            } => {
-                sets.extend([
-                    "failure_count = :failures".into(),
-                    "next_attempt_at = :next_attempt".into(),
-                    "last_error = :reason".into(),
-                ]);
-                values.insert(":failures".into(), n(failure_count));
-                values.insert(":next_attempt".into(), n(next_attempt_at));
-                values.insert(":reason".into(), s(reason.clone()));
-            }
+            } => record_deferral(&mut sets, &mut values, *failure_count, *next_attempt_at, reason),
             Finish::Revoked { reason } | Finish::ReconsentRequired { reason } if with_version => {
                 let status = if matches!(finish, Finish::Revoked { .. }) {
                     "revoked"

@@ -71,6 +71,37 @@ pub struct Grant {
     pub version: u64,
 }
 
+impl Grant {
+    /// A grant as a first sign-in creates it: active, version 1, nothing refreshed yet.
+    pub fn new_active(
+        sub: GoogleSubject,
+        client_id: String,
+        scopes: Scopes,
+        refresh_token: SealedToken,
+        profile: Profile,
+        email_verified: bool,
+        now: u64,
+    ) -> Self {
+        Self {
+            sub,
+            status: GrantStatus::Active,
+            status_reason: None,
+            profile,
+            email_verified,
+            scopes,
+            client_id,
+            refresh_token: Some(refresh_token),
+            created_at: now,
+            updated_at: now,
+            last_refresh_at: None,
+            last_sync_at: None,
+            failure_count: 0,
+            next_attempt_at: None,
+            version: 1,
+        }
+    }
+}
+
 /// A store failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

@@ -28,6 +28,7 @@ use offline_access::google::{
 use offline_access::signin::{SignIn, SignInSettings};
 use offline_access::store::DynamoStore;
 
+pub mod memory_store;
 pub mod runtime_api;
 
 /// The sign-in service as tests build it: production adapters, with the client-secret
@@ -328,11 +329,12 @@ pub type TestRefresher<K> = offline_access::refresh::Refresher<
     SystemClock,
 >;
 
-/// A seeded grant: the user and the refresh token Google issued.
+/// A seeded grant: the user, the refresh token Google issued, and the grant as stored.
 #[derive(Debug, Clone)]
 pub struct Seeded {
     pub sub: String,
     pub token: String,
+    pub grant: offline_access::store::Grant,
 }
 
 impl Stack {
@@ -400,28 +402,20 @@ impl Stack {
                     };
                     let refresh = offline_access::domain::RefreshToken::new(token.clone());
                     let sealed = self.service.cipher.seal(&refresh, binding).await.expect("seal");
-                    let now = SystemClock.now_unix();
-                    let grant = offline_access::store::Grant {
-                        sub: offline_access::domain::GoogleSubject::parse(sub).expect("sub"),
-                        status: offline_access::store::GrantStatus::Active,
-                        status_reason: None,
-                        profile: offline_access::domain::Profile::default(),
-                        email_verified: false,
-                        scopes: offline_access::domain::Scopes::from_space_delimited(scopes),
-                        client_id: client_id.clone(),
-                        refresh_token: Some(sealed),
-                        created_at: now,
-                        updated_at: now,
-                        last_refresh_at: None,
-                        last_sync_at: None,
-                        failure_count: 0,
-                        next_attempt_at: None,
-                        version: 1,
-                    };
+                    let grant = offline_access::store::Grant::new_active(
+                        offline_access::domain::GoogleSubject::parse(sub).expect("sub"),
+                        client_id.clone(),
+                        offline_access::domain::Scopes::from_space_delimited(scopes),
+                        sealed,
+                        offline_access::domain::Profile::default(),
+                        false,
+                        SystemClock.now_unix(),
+                    );
                     self.service.store.insert(&grant).await.expect("insert grant");
                     Seeded {
                         sub: sub.clone(),
                         token,
+                        grant,
                     }
                 }
             });

@@ -27,6 +27,7 @@ pub enum Outcome {
 
 #[derive(Clone)]
 struct Runtime {
+    timeout: Duration,
     events: Arc<tokio::sync::Mutex<mpsc::Receiver<(String, String)>>>,
     pending: Pending,
     first_poll: Arc<tokio::sync::watch::Sender<Option<Instant>>>,
@@ -61,10 +62,16 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 impl Function {
-    /// Starts `binary` with `env` against a fresh Runtime API.
+    /// Starts `binary` with `env` against a fresh Runtime API (15 s per invocation).
     pub async fn start(binary: PathBuf, env: &HashMap<String, String>) -> Function {
+        Self::start_with_timeout(binary, env, Duration::from_secs(15)).await
+    }
+
+    /// Starts `binary`; each invocation's deadline is `timeout` after it is handed out.
+    pub async fn start_with_timeout(binary: PathBuf, env: &HashMap<String, String>, timeout: Duration) -> Function {
         let (events_tx, events_rx) = mpsc::channel(16);
         let runtime = Runtime {
+            timeout,
             events: Arc::new(tokio::sync::Mutex::new(events_rx)),
             pending: Arc::default(),
             first_poll: Arc::new(tokio::sync::watch::Sender::new(None)),
@@ -150,9 +157,9 @@ impl Function {
             .send((id, event.to_owned()))
             .await
             .expect("runtime API is up");
-        tokio::time::timeout(Duration::from_secs(30), rx)
+        tokio::time::timeout(Duration::from_secs(900), rx)
             .await
-            .expect("the function answers within 30 s")
+            .expect("the function answers within 15 minutes")
             .expect("answer delivered")
     }
 
@@ -173,6 +180,13 @@ impl Function {
             let _ = reader.await;
         }
         status
+    }
+
+    /// The process's peak resident set (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     pub fn logs(&self) -> String {
@@ -196,7 +210,7 @@ async fn next(State(runtime): State<Runtime>) -> impl IntoResponse {
     };
     let deadline = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() + 15_000)
+        .map(|d| d.as_millis() + runtime.timeout.as_millis())
         .unwrap_or_default();
     let mut headers = HeaderMap::new();
     let mut set = |k: &'static str, v: String| {

@@ -1,0 +1,209 @@
+//! An in-memory `JobStore` with the DynamoDB adapter's conditional semantics (lease only
+//! an active, due, unleased grant not done this cycle; finish only while holding the
+//! lease; token writes only at the leased version). Test-only: the refresh benchmark uses
+//! it to measure the job's own throughput where moto, a single Python process that
+//! serves one request at a time, would otherwise be the bottleneck.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use offline_access::domain::GoogleSubject;
+use offline_access::store::{
+    Checkpoint, DriveOutcome, Finish, FinishResult, Grant, GrantStatus, JobStore, Lease, ScanPage, ScanRequest,
+    StoreError,
+};
+
+#[derive(Clone)]
+struct Row {
+    grant: Grant,
+    last_cycle: Option<String>,
+    lease: Option<(String, u64)>,
+}
+
+#[derive(Default)]
+pub struct MemoryJobStore {
+    rows: Mutex<BTreeMap<String, Row>>,
+    checkpoints: Mutex<HashMap<(String, u32), Checkpoint>>,
+    done: Mutex<Vec<String>>,
+}
+
+impl MemoryJobStore {
+    pub fn with(grants: Vec<Grant>) -> Self {
+        let rows = grants
+            .into_iter()
+            .map(|g| {
+                (
+                    g.sub.as_str().to_owned(),
+                    Row {
+                        grant: g,
+                        last_cycle: None,
+                        lease: None,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            rows: Mutex::new(rows),
+            ..Self::default()
+        }
+    }
+
+    fn segment_of(sub: &str, segments: u32) -> u32 {
+        let hash = sub
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        hash % segments
+    }
+}
+
+impl JobStore for MemoryJobStore {
+    async fn cycle_done(&self, cycle: &str) -> Result<bool, StoreError> {
+        Ok(self.done.lock().expect("done").iter().any(|c| c == cycle))
+    }
+
+    async fn mark_cycle_done(&self, cycle: &str, _now: u64, _ttl: Duration) -> Result<(), StoreError> {
+        self.done.lock().expect("done").push(cycle.to_owned());
+        Ok(())
+    }
+
+    async fn checkpoints(&self, cycle: &str, segments: u32) -> Result<Vec<Checkpoint>, StoreError> {
+        let saved = self.checkpoints.lock().expect("checkpoints");
+        Ok((0..segments)
+            .map(|segment| {
+                saved.get(&(cycle.to_owned(), segment)).cloned().unwrap_or(Checkpoint {
+                    segment,
+                    start: None,
+                    done: false,
+                })
+            })
+            .collect())
+    }
+
+    async fn save_checkpoint(
+        &self,
+        cycle: &str,
+        checkpoint: &Checkpoint,
+        _now: u64,
+        _ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut saved = self.checkpoints.lock().expect("checkpoints");
+        let slot = saved
+            .entry((cycle.to_owned(), checkpoint.segment))
+            .or_insert_with(|| checkpoint.clone());
+        if !slot.done {
+            *slot = checkpoint.clone();
+        }
+        Ok(())
+    }
+
+    async fn scan_active(&self, scan: ScanRequest<'_>) -> Result<ScanPage, StoreError> {
+        let rows = self.rows.lock().expect("rows");
+        let start = scan
+            .start
+            .map_or(std::ops::Bound::Unbounded, |s| std::ops::Bound::Excluded(s.to_owned()));
+        let mut evaluated = 0;
+        let mut page = ScanPage::default();
+        for (sub, row) in rows.range((start, std::ops::Bound::Unbounded)) {
+            if Self::segment_of(sub, scan.segments) != scan.segment {
+                continue;
+            }
+            evaluated += 1;
+            let g = &row.grant;
+            if g.status == GrantStatus::Active
+                && row.last_cycle.as_deref() != Some(scan.cycle)
+                && g.next_attempt_at.is_none_or(|t| t <= scan.now)
+            {
+                page.grants.push(g.clone());
+            }
+            if evaluated == scan.limit {
+                page.next = Some(sub.clone());
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    async fn lease(&self, sub: &GoogleSubject, lease: Lease<'_>) -> Result<Option<Grant>, StoreError> {
+        let mut rows = self.rows.lock().expect("rows");
+        let Some(row) = rows.get_mut(sub.as_str()) else {
+            return Ok(None);
+        };
+        let free = row.lease.as_ref().is_none_or(|(_, until)| *until < lease.now);
+        let due = row.grant.next_attempt_at.is_none_or(|t| t <= lease.now);
+        if row.grant.status != GrantStatus::Active || !free || !due || row.last_cycle.as_deref() == Some(lease.cycle) {
+            return Ok(None);
+        }
+        row.lease = Some((lease.owner.to_owned(), lease.until));
+        Ok(Some(row.grant.clone()))
+    }
+
+    async fn finish(&self, leased: &Grant, lease: Lease<'_>, finish: &Finish) -> Result<FinishResult, StoreError> {
+        let mut rows = self.rows.lock().expect("rows");
+        let Some(row) = rows.get_mut(leased.sub.as_str()) else {
+            return Ok(FinishResult::LeaseLost);
+        };
+        if row.lease.as_ref().map(|(owner, _)| owner.as_str()) != Some(lease.owner) {
+            return Ok(FinishResult::LeaseLost);
+        }
+        let same_version = row.grant.version == leased.version;
+        row.lease = None;
+        let g = &mut row.grant;
+        let mut result = FinishResult::Recorded;
+        match finish {
+            Finish::Release => return Ok(result),
+            Finish::Refreshed { new_token, drive } => {
+                g.last_refresh_at = Some(lease.now);
+                match drive {
+                    DriveOutcome::Failed {
+                        failure_count,
+                        next_attempt_at,
+                        ..
+                    } => {
+                        g.failure_count = *failure_count;
+                        g.next_attempt_at = Some(*next_attempt_at);
+                    }
+                    DriveOutcome::Synced { .. } | DriveOutcome::NotGranted => {
+                        g.failure_count = 0;
+                        g.next_attempt_at = None;
+                    }
+                }
+                if let DriveOutcome::Synced { .. } = drive {
+                    g.last_sync_at = Some(lease.now);
+                }
+                if let Some(token) = new_token {
+                    if same_version {
+                        g.refresh_token = Some(token.clone());
+                        g.version += 1;
+                    } else {
+                        result = FinishResult::Superseded;
+                    }
+                }
+            }
+            Finish::Deferred {
+                failure_count,
+                next_attempt_at,
+                ..
+            } => {
+                g.failure_count = *failure_count;
+                g.next_attempt_at = Some(*next_attempt_at);
+            }
+            Finish::Revoked { reason } | Finish::ReconsentRequired { reason } => {
+                if same_version {
+                    g.status = if matches!(finish, Finish::Revoked { .. }) {
+                        g.refresh_token = None;
+                        GrantStatus::Revoked
+                    } else {
+                        GrantStatus::ReconsentRequired
+                    };
+                    g.status_reason = Some(reason.clone());
+                    g.version += 1;
+                } else {
+                    result = FinishResult::Superseded;
+                }
+            }
+        }
+        row.last_cycle = Some(lease.cycle.to_owned());
+        Ok(result)
+    }
+}
