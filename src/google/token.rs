@@ -175,12 +175,11 @@ mod tests {
     }
 
     #[test]
-    fn invalid_client_is_our_misconfiguration() {
-        let err = classify_oauth_error(http::StatusCode::UNAUTHORIZED, &json!({"error": "invalid_client"}));
-        assert!(matches!(
-            err,
-            GoogleTokenError::Upstream(Upstream::Misconfigured { .. })
-        ));
+    fn invalid_and_unauthorized_client_are_our_misconfiguration() {
+        for error in ["invalid_client", "unauthorized_client"] {
+            let err = classify_oauth_error(http::StatusCode::UNAUTHORIZED, &json!({"error": error}));
+            assert!(matches!(err, GoogleTokenError::Upstream(Upstream::Misconfigured { .. })), "{error}");
+        }
     }
 
     #[test]
