@@ -21,6 +21,15 @@ $(STAMP): infra/local/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements.txt
 	touch $(STAMP)
 
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): infra/local/requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
 venv: $(STAMP) ## Install the pinned local tools (moto, cargo-lambda, SAM CLI, cfn-lint) into .venv
 
 build: ## Build every binary (debug)
@@ -47,9 +56,10 @@ lint: ## rustfmt and clippy, warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-lint-infra: $(STAMP) ## Validate template.yaml (sam validate --lint, cfn-lint)
+lint-infra: $(STAMP) $(CHECKOV_STAMP) ## Check template.yaml: sam validate --lint, cfn-lint, checkov
 	$(VENV)/bin/sam validate --lint --template template.yaml
 	$(VENV)/bin/cfn-lint template.yaml
+	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation --file template.yaml
 
 ci: lint lint-infra test ## What CI runs
 

@@ -20,6 +20,7 @@ pub mod google;
 pub mod http_api;
 pub mod http_client;
 pub mod metrics;
+pub mod permissions;
 pub mod refresh;
 pub mod signin;
 pub mod store;

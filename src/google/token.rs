@@ -178,7 +178,10 @@ mod tests {
     fn invalid_and_unauthorized_client_are_our_misconfiguration() {
         for error in ["invalid_client", "unauthorized_client"] {
             let err = classify_oauth_error(http::StatusCode::UNAUTHORIZED, &json!({"error": error}));
-            assert!(matches!(err, GoogleTokenError::Upstream(Upstream::Misconfigured { .. })), "{error}");
+            assert!(
+                matches!(err, GoogleTokenError::Upstream(Upstream::Misconfigured { .. })),
+                "{error}"
+            );
         }
     }
 

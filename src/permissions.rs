@@ -1,0 +1,49 @@
+//! The AWS actions each function's code calls, by the template resource they act on.
+//! `template.yaml`'s policies must allow exactly these; `tests/template.rs` checks it.
+//!
+//! Where each comes from:
+//! - sign-in: `store::DynamoStore` as `GrantStore` (GetItem, PutItem, UpdateItem on grants)
+//!   and `RequestLog` (GetItem, PutItem, DeleteItem on state); `crypto::KmsKeyProvider`
+//!   seals only (GenerateDataKey); `google::SecretsManagerSource` (GetSecretValue).
+//! - refresher: `store::DynamoStore` as `JobStore` (Scan and UpdateItem on grants; GetItem
+//!   and PutItem on state); `crypto` opens and re-seals rotated tokens (Decrypt,
+//!   GenerateDataKey); the secret; and Lambda's on-failure destination (SendMessage).
+//! - both: `kms:Decrypt` through DynamoDB and Secrets Manager only (`kms:ViaService`),
+//!   because the tables and the secret are encrypted with the same customer key.
+
+/// One allowed action on one template resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Permission {
+    /// The template's logical id of the resource.
+    pub resource: &'static str,
+    pub action: &'static str,
+}
+
+const fn allow(resource: &'static str, action: &'static str) -> Permission {
+    Permission { resource, action }
+}
+
+/// What the sign-in function calls.
+pub const SIGN_IN: &[Permission] = &[
+    allow("GrantsTable", "dynamodb:GetItem"),
+    allow("GrantsTable", "dynamodb:PutItem"),
+    allow("GrantsTable", "dynamodb:UpdateItem"),
+    allow("StateTable", "dynamodb:GetItem"),
+    allow("StateTable", "dynamodb:PutItem"),
+    allow("StateTable", "dynamodb:DeleteItem"),
+    allow("TokenKey", "kms:GenerateDataKey"),
+    allow("TokenKey", "kms:Decrypt"),
+    allow("ClientSecret", "secretsmanager:GetSecretValue"),
+];
+
+/// What the offline job calls.
+pub const REFRESHER: &[Permission] = &[
+    allow("GrantsTable", "dynamodb:Scan"),
+    allow("GrantsTable", "dynamodb:UpdateItem"),
+    allow("StateTable", "dynamodb:GetItem"),
+    allow("StateTable", "dynamodb:PutItem"),
+    allow("TokenKey", "kms:Decrypt"),
+    allow("TokenKey", "kms:GenerateDataKey"),
+    allow("ClientSecret", "secretsmanager:GetSecretValue"),
+    allow("JobFailures", "sqs:SendMessage"),
+];
