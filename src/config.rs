@@ -120,6 +120,9 @@ pub struct RefresherConfig {
     pub defer_max: Duration,
     /// `SCAN_PAGE_SIZE` (100): items read per scan request.
     pub page_size: i32,
+    /// `CYCLE_MINUTES` (360): every grant is refreshed once per period of this length;
+    /// invocations within a period resume its cycle.
+    pub cycle: Duration,
 }
 
 impl RefresherConfig {
@@ -160,6 +163,7 @@ impl RefresherConfig {
                 name: "SCAN_PAGE_SIZE",
                 why: "too large",
             })?,
+            cycle: Duration::from_secs(positive("CYCLE_MINUTES", 360)?.saturating_mul(60)),
         })
     }
 }
@@ -244,6 +248,7 @@ pub const REFRESHER_VARIABLES: &[&str] = &[
     "DEFER_BASE_SECS",
     "DEFER_MAX_SECS",
     "SCAN_PAGE_SIZE",
+    "CYCLE_MINUTES",
 ];
 
 fn required(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {

@@ -32,26 +32,32 @@ use crate::google::{
 use crate::store::{Checkpoint, DriveOutcome, Finish, FinishResult, Grant, JobStore, Lease, ScanRequest, StoreError};
 use crate::upstream::Upstream;
 
-/// The cycle an invocation belongs to: the scheduled time of its event.
+/// The cycle an invocation belongs to: the start of the period (`CYCLE_MINUTES`) that
+/// holds its scheduled time. The schedule fires more often than cycles turn over, so an
+/// unfinished cycle is resumed by the next invocation in its period, and a finished one
+/// makes the rest of the period's invocations one-read no-ops.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CycleId(String);
 
 impl CycleId {
     /// From an EventBridge scheduled event (`time`) or an EventBridge Scheduler input
     /// carrying `<aws.scheduler.scheduled-time>` as `scheduled_time`.
-    pub fn from_event(event: &serde_json::Value) -> Result<Self, ParseError> {
+    pub fn from_event(event: &serde_json::Value, period: Duration) -> Result<Self, ParseError> {
         let raw = ["scheduled_time", "scheduledTime", "time"]
             .iter()
             .find_map(|k| event.get(*k).and_then(|v| v.as_str()))
             .ok_or(ParseError(
                 "the event carries no scheduled time (time or scheduled_time)",
             ))?;
-        Self::parse(raw)
+        let at = parse_utc(raw).ok_or(ParseError("the scheduled time is not an RFC 3339 UTC timestamp"))?;
+        let period = period.as_secs().max(60);
+        Ok(Self(format_utc(at - at % period)))
     }
 
+    /// A cycle by name (tests, and manual runs that want a cycle of their own).
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         if raw.is_empty() || raw.len() > 64 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ParseError("the scheduled time is not a timestamp"));
+            return Err(ParseError("a cycle name is 1 to 64 printable ASCII characters"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -59,6 +65,57 @@ impl CycleId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Seconds since the Unix epoch of `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, the form both
+/// EventBridge and EventBridge Scheduler use.
+fn parse_utc(raw: &str) -> Option<u64> {
+    let raw = raw.strip_suffix('Z')?;
+    let (date, time) = raw.split_once('T')?;
+    let time = time.split('.').next()?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<u64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+    let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of seconds since the Unix epoch.
+fn format_utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // The inverse of `days_from_civil`.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
 }
 
 /// Retries of one Google call.
@@ -622,20 +679,48 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn the_cycle_comes_from_eventbridge_or_the_scheduler() {
+    fn the_cycle_is_the_period_holding_the_scheduled_time() {
+        let six_hours = Duration::from_secs(6 * 3_600);
         let eventbridge =
             json!({"detail-type": "Scheduled Event", "source": "aws.events", "time": "2026-11-26T10:00:00Z"});
+        let cycle = |e: &serde_json::Value| CycleId::from_event(e, six_hours).map(|c| c.0);
+        assert_eq!(cycle(&eventbridge), Ok("2026-11-26T06:00:00Z".into()));
+        // Every invocation within the period resumes the same cycle.
+        for t in [
+            "2026-11-26T06:00:00Z",
+            "2026-11-26T08:15:00.123Z",
+            "2026-11-26T11:59:59Z",
+        ] {
+            assert_eq!(
+                cycle(&json!({"scheduled_time": t})),
+                Ok("2026-11-26T06:00:00Z".into()),
+                "{t}"
+            );
+        }
         assert_eq!(
-            CycleId::from_event(&eventbridge).map(|c| c.0),
-            Ok("2026-11-26T10:00:00Z".into())
+            cycle(&json!({"scheduled_time": "2026-11-26T12:00:00Z"})),
+            Ok("2026-11-26T12:00:00Z".into())
         );
-        let scheduler = json!({"scheduled_time": "2026-11-26T11:00:00Z"});
         assert_eq!(
-            CycleId::from_event(&scheduler).map(|c| c.0),
-            Ok("2026-11-26T11:00:00Z".into())
+            cycle(&json!({"time": "2024-02-29T23:59:59Z"})),
+            Ok("2024-02-29T18:00:00Z".into())
         );
-        assert!(CycleId::from_event(&json!({})).is_err());
-        assert!(CycleId::from_event(&json!({"time": "has space"})).is_err());
+        assert!(cycle(&json!({})).is_err());
+        assert!(cycle(&json!({"time": "yesterday"})).is_err());
+        assert!(cycle(&json!({"time": "2026-13-01T00:00:00Z"})).is_err());
+    }
+
+    #[test]
+    fn utc_timestamps_round_trip() {
+        for t in [
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T12:34:56Z",
+            "2026-11-26T10:00:00Z",
+            "2100-03-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_utc(t).map(format_utc).as_deref(), Some(t));
+        }
+        assert_eq!(parse_utc("2026-11-26T10:00:00Z"), Some(1_795_687_200));
     }
 
     #[test]

@@ -97,7 +97,10 @@ async fn the_built_refresher_runs_a_cycle_from_an_eventbridge_event_and_emits_me
     let Outcome::Response(report) = function.invoke(&event).await else {
         panic!("the job failed")
     };
-    assert_eq!(report["cycle"], "2026-11-26T10:00:00Z");
+    assert_eq!(
+        report["cycle"], "2026-11-26T06:00:00Z",
+        "the 6-hour period holding 10:00"
+    );
     assert_eq!(
         (report["refreshed"].as_u64(), report["drive_synced"].as_u64()),
         (Some(5), Some(5)),

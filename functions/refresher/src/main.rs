@@ -14,9 +14,9 @@ async fn main() -> Result<(), Error> {
     let config = RefresherConfig::from_env(&ProcessEnv)?;
     let aws = wiring::aws_config().await;
     let job = wiring::refresher(&config, &aws)?;
-    let (job, margin) = (&job, config.deadline_margin);
+    let (job, margin, period) = (&job, config.deadline_margin, config.cycle);
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        let cycle = CycleId::from_event(&event.payload)?;
+        let cycle = CycleId::from_event(&event.payload, period)?;
         let left = time_left(event.context.deadline);
         let stop_at = tokio::time::Instant::now() + left.saturating_sub(margin);
         tracing::info!(
