@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev job test ci lint lint-infra build venv bench fuzz clean-local
+.PHONY: help dev job test ci lint lint-infra build deploy secret smoke venv bench fuzz clean-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -32,8 +32,20 @@ $(CHECKOV_STAMP): infra/local/requirements-checkov.txt
 
 venv: $(STAMP) ## Install the pinned local tools (moto, cargo-lambda, SAM CLI, cfn-lint) into .venv
 
-build: ## Build every binary (debug)
-	cargo build --workspace --bins
+build: $(STAMP) ## Build both functions for Lambda: release, arm64, with cargo-lambda
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --bin auth-code --bin refresher
+
+STACK ?= offline-access
+
+deploy: $(STAMP) ## sam build + sam deploy (guided the first time; see infra/samconfig.example.toml)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build --beta-features
+	if [ -f samconfig.toml ]; then $(VENV)/bin/sam deploy; else $(VENV)/bin/sam deploy --guided --capabilities CAPABILITY_IAM; fi
+
+secret: $(STAMP) ## Store Google's client secret JSON: make secret FILE=client_secret_....json [STACK=...]
+	$(VENV)/bin/python infra/deploy/put-secret "$(FILE)" "$(STACK)"
+
+smoke: $(STAMP) ## Smoke-test the deployed stack from its outputs [STACK=...] [SMOKE_CODE=a real code]
+	$(VENV)/bin/python infra/deploy/smoke --stack "$(STACK)"
 
 dev: $(STAMP) ## Run locally: moto, the Google emulator, the function under cargo lambda watch
 	infra/local/dev
