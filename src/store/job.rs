@@ -141,6 +141,12 @@ pub trait JobStore: Send + Sync {
     ) -> impl Future<Output = Result<FinishResult, StoreError>> + Send;
 }
 
+/// A grant the job should do in `:cycle` at `:now`: active, not done this cycle, and due.
+/// The scan filters on it and the lease is conditioned on it (plus being unleased).
+const DUE_THIS_CYCLE: &str = "#status = :active \
+    AND (attribute_not_exists(last_cycle) OR last_cycle <> :cycle) \
+    AND (attribute_not_exists(next_attempt_at) OR next_attempt_at <= :now)";
+
 fn checkpoint_key(cycle: &str, segment: u32) -> String {
     format!("cycle#{cycle}#segment#{segment}")
 }
@@ -371,11 +377,7 @@ impl JobStore for DynamoStore {
             .segment(segment)
             .total_segments(segments)
             .limit(scan.limit)
-            .filter_expression(
-                "#status = :active \
-                 AND (attribute_not_exists(last_cycle) OR last_cycle <> :cycle) \
-                 AND (attribute_not_exists(next_attempt_at) OR next_attempt_at <= :now)",
-            )
+            .filter_expression(DUE_THIS_CYCLE)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":active", s("active"))
             .expression_attribute_values(":cycle", s(scan.cycle))
@@ -400,12 +402,9 @@ impl JobStore for DynamoStore {
             .table_name(&self.grants_table)
             .key("sub", s(sub.as_str()))
             .update_expression("SET lease_owner = :me, lease_until = :until")
-            .condition_expression(
-                "#status = :active \
-                 AND (attribute_not_exists(lease_until) OR lease_until < :now) \
-                 AND (attribute_not_exists(last_cycle) OR last_cycle <> :cycle) \
-                 AND (attribute_not_exists(next_attempt_at) OR next_attempt_at <= :now)",
-            )
+            .condition_expression(format!(
+                "{DUE_THIS_CYCLE} AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+            ))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":active", s("active"))
             .expression_attribute_values(":me", s(lease.owner))
