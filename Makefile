@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev job test ci lint lint-infra build deploy secret smoke venv bench fuzz clean-local
+.PHONY: help dev dev-check job test ci lint lint-infra build deploy secret smoke venv bench fuzz clean-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -47,8 +47,11 @@ secret: $(STAMP) ## Store Google's client secret JSON: make secret FILE=client_s
 smoke: $(STAMP) ## Smoke-test the deployed stack from its outputs [STACK=...] [SMOKE_CODE=a real code]
 	$(VENV)/bin/python infra/deploy/smoke --stack "$(STACK)"
 
-dev: $(STAMP) ## Run locally: moto, the Google emulator, the function under cargo lambda watch
+dev: $(STAMP) ## Run locally: moto, the Google emulator, every function behind cargo lambda's Lambda APIs
 	infra/local/dev
+
+dev-check: $(STAMP) ## Start make dev, paste its printed example, run make job, Ctrl-C: as a newcomer would
+	infra/local/check-dev
 
 job: $(STAMP) ## With make dev running: run one offline-job cycle (the committed EventBridge event, timed now)
 	@mkdir -p .local
@@ -73,7 +76,7 @@ lint-infra: $(STAMP) $(CHECKOV_STAMP) ## Check template.yaml: sam validate --lin
 	$(VENV)/bin/cfn-lint template.yaml
 	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation --file template.yaml
 
-ci: lint lint-infra test ## What CI runs
+ci: lint lint-infra dev-check test ## What CI runs (dev-check first: on a fresh clone it is the first build)
 
 bench: $(STAMP) ## Sign-in and offline-job benchmarks (release build) against the local stack
 	cargo build --release --workspace --bins
