@@ -5,6 +5,11 @@
 //!   so waiting on Google and AWS round trips is excluded (the emulator runs on another
 //!   thread, moto in another process);
 //! - wall time per sign-in (p50, p95) against the local stack, for context;
+//! - AWS round trips per sign-in (DynamoDB and KMS requests, counted by an SDK
+//!   interceptor on the clients the service uses);
+//! - the same figures for the sign-in a Python developer would write instead
+//!   (`benches/python_sign_in.py`: requests + google-auth + boto3, one `PutItem`, no
+//!   idempotency), run on the same moto and emulator in the same run;
 //! - KMS calls per 100 sign-ins (the data-key cache's effect);
 //! - the release binary's size and its init time (process start → first poll of the
 //!   Runtime API, including the warm-up fetch of the secret and the JWKS).
@@ -23,8 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use google_emulator::CodeSpec;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use offline_access::crypto::{DataKey, KeyError, KeyProvider, KmsKeyProvider, TokenCipher};
 use offline_access::signin::SignIn;
+use offline_access::store::DynamoStore;
 use secrecy::SecretBox;
 
 const SIGN_INS: usize = 400;
@@ -44,6 +52,57 @@ impl KeyProvider for CountingKeys {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.inner.decrypt_data_key(wrapped).await
     }
+}
+
+/// Counts requests sent by an AWS SDK client: one per round trip.
+#[derive(Debug, Clone, Default)]
+struct CountRequests(Arc<AtomicU64>);
+
+impl Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Runs the Python sign-in over `codes` (the first `warm_up` unmeasured) and returns its
+/// one-line JSON report.
+fn python_sign_in(stack: &common::Stack, codes: &[String], warm_up: usize, mode: &str) -> serde_json::Value {
+    let settings = stack.emulator_settings();
+    let plan = serde_json::json!({
+        "token_uri": stack.emulator.token_uri(),
+        "certs_uri": stack.emulator.certs_uri(),
+        "client_id": settings.client_id,
+        "client_secret": settings.client_secret,
+        "table": stack.config.common.grants_table,
+        "key_id": stack.config.common.token_key_id,
+        "codes": codes,
+        "warm_up": warm_up,
+    });
+    let dir = std::env::temp_dir().join(format!("python-sign-in-{}.json", std::process::id()));
+    std::fs::write(&dir, plan.to_string()).expect("write plan");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/benches/python_sign_in.py"))
+        .arg(&dir)
+        .arg(mode)
+        .output()
+        .expect("run the Python sign-in (make venv installs it)");
+    let _ = std::fs::remove_file(&dir);
+    assert!(
+        out.status.success(),
+        "python sign-in failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("python report")
 }
 
 /// CPU time (user + system) of the calling thread, from /proc (clock ticks of 10 ms).
@@ -79,15 +138,31 @@ fn main() {
         rt.block_on(common::spawn_stack())
     };
     let kms_calls = Arc::new(AtomicU64::new(0));
+    let dynamodb_requests = CountRequests::default();
+    let kms_requests = CountRequests::default();
+    let counted_dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&stack.aws)
+            .interceptor(dynamodb_requests.clone())
+            .build(),
+    );
+    let counted_kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::config::Builder::from(&stack.aws)
+            .interceptor(kms_requests.clone())
+            .build(),
+    );
     let base = common::build_service(&stack.config, &stack.aws, stack.secret_clock.clone());
     let service = SignIn {
         token_endpoint: base.token_endpoint,
         verifier: base.verifier,
-        store: base.store,
+        store: DynamoStore::new(
+            counted_dynamodb,
+            stack.config.common.grants_table.clone(),
+            stack.config.common.state_table.clone(),
+        ),
         cipher: TokenCipher::new(
             CountingKeys {
                 inner: KmsKeyProvider::new(
-                    aws_sdk_kms::Client::new(&stack.aws),
+                    counted_kms,
                     stack.config.common.token_key_id.clone(),
                     &stack.config.common.grants_table,
                 ),
@@ -110,6 +185,8 @@ fn main() {
     }
 
     let mut walls = Vec::with_capacity(SIGN_INS);
+    let dynamodb_before = dynamodb_requests.0.load(Ordering::SeqCst);
+    let kms_before = kms_requests.0.load(Ordering::SeqCst);
     let cpu_before = thread_cpu();
     let started = Instant::now();
     for event in &events[..SIGN_INS] {
@@ -120,6 +197,9 @@ fn main() {
     }
     let total = started.elapsed();
     let cpu = thread_cpu() - cpu_before;
+    let per = |n: u64| n as f64 / SIGN_INS as f64;
+    let dynamodb_trips = per(dynamodb_requests.0.load(Ordering::SeqCst) - dynamodb_before);
+    let kms_trips = per(kms_requests.0.load(Ordering::SeqCst) - kms_before);
     walls.sort();
     let kms = kms_calls.load(Ordering::SeqCst);
     let all = SIGN_INS + 20;
@@ -135,6 +215,24 @@ fn main() {
         percentile(&walls, 0.95).as_secs_f64() * 1e3,
         total.as_secs_f64() * 1e3 / SIGN_INS as f64
     );
+    println!("  AWS round trips per warm sign-in: DynamoDB {dynamodb_trips:.2}, KMS {kms_trips:.2}; Google: 1");
+
+    // The same sign-in as a Python developer would write it, on the same stand-ins.
+    const PYTHON_WARM_UP: usize = 20;
+    for mode in ["kms", "plaintext"] {
+        let codes: Vec<String> = (0..SIGN_INS + PYTHON_WARM_UP)
+            .map(|_| stack.mint(CodeSpec::default()).code)
+            .collect();
+        let report = python_sign_in(&stack, &codes, PYTHON_WARM_UP, mode);
+        println!(
+            "  Python sign-in ({mode}): wall p50 {:.1} ms, p95 {:.1} ms, mean {:.1} ms; per sign-in: {}",
+            report["p50_ms"].as_f64().unwrap_or_default(),
+            report["p95_ms"].as_f64().unwrap_or_default(),
+            report["mean_ms"].as_f64().unwrap_or_default(),
+            report["calls_per_sign_in"]
+        );
+    }
+
     println!(
         "  KMS calls per 100 sign-ins, from a cold cache: {:.2} ({kms} in {all})",
         kms as f64 * 100.0 / all as f64
