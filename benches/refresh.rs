@@ -18,9 +18,6 @@
     reason = "a benchmark binary: it prints and may panic"
 )]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::Duration;
 
 use google_emulator::{Endpoint, Fault};
@@ -40,7 +37,7 @@ fn main() {
         .build()
         .expect("rt");
     let _emulator_side = emulator_rt.enter();
-    let stack = rt.block_on(common::spawn_stack());
+    let stack = rt.block_on(test_support::spawn_stack());
     let seeded = rt.block_on(stack.seed_grants(GRANTS, "openid https://www.googleapis.com/auth/drive.appdata", 3));
     assert_eq!(seeded.len(), GRANTS);
     for endpoint in [Endpoint::Token, Endpoint::Drive] {
@@ -77,14 +74,14 @@ fn main() {
         ] {
             env.insert(k.into(), v);
         }
-        let binary = common::runtime_api::binary("refresher");
+        let binary = test_support::runtime_api::binary("refresher");
         let report = rt.block_on(async {
             let mut function =
-                common::runtime_api::Function::start_with_timeout(binary, &env, Duration::from_secs(900)).await;
+                test_support::runtime_api::Function::start_with_timeout(binary, &env, Duration::from_secs(900)).await;
             let event =
                 serde_json::json!({"time": format!("2026-01-{:02}T00:00:00Z", in_flight / 32), "source": "aws.events"})
                     .to_string();
-            let common::runtime_api::Outcome::Response(report) = function.invoke(&event).await else {
+            let test_support::runtime_api::Outcome::Response(report) = function.invoke(&event).await else {
                 panic!("the job failed: {}", function.logs());
             };
             (report, function.peak_rss_kib())
@@ -105,24 +102,18 @@ fn main() {
     println!(" the same job in-process, with the in-memory JobStore instead of moto:");
     let grants: Vec<_> = seeded.iter().map(|s| s.grant.clone()).collect();
     for &(in_flight, segments) in memory_runs {
-        let production = stack.refresher(&[
+        let config = stack.job_config(&[
             ("REFRESH_CONCURRENCY", &in_flight.to_string()),
             ("REFRESH_SEGMENTS", &segments.to_string()),
             ("GOOGLE_RATE_PER_SEC", "0"),
         ]);
-        let job = offline_access::refresh::Refresher {
-            token_endpoint: production.token_endpoint,
-            drive: production.drive,
-            store: common::memory_store::MemoryJobStore::with(grants.clone()),
-            cipher: production.cipher,
-            secrets: production.secrets,
-            clock: production.clock,
-            settings: production.settings,
-            limiter: production.limiter,
-        };
-        let cycle = offline_access::refresh::CycleId::parse(&format!("memory-{in_flight}")).expect("cycle");
+        let job = offline_access::wiring::JobBuilder::new(&config, &stack.aws)
+            .store(test_support::MemoryJobStore::with(grants.clone()))
+            .build()
+            .expect("job");
+        let cycle = offline_access::job::CycleId::parse(&format!("memory-{in_flight}")).expect("cycle");
         let report = rt
-            .block_on(job.run(&cycle, "bench", common::no_deadline()))
+            .block_on(job.run(&cycle, "bench", test_support::no_deadline()))
             .expect("run");
         let secs = report.duration_ms as f64 / 1e3;
         let limit = f64::from(in_flight) / (2.0 * LATENCY_MS as f64 / 1e3);

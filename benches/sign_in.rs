@@ -20,39 +20,16 @@
     reason = "a benchmark binary: it prints and may panic"
 )]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use google_emulator::CodeSpec;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use offline_access::crypto::{DataKey, KeyError, KeyProvider, KmsKeyProvider, TokenCipher};
-use offline_access::signin::SignIn;
-use offline_access::store::DynamoStore;
-use secrecy::SecretBox;
+use google_emulator::CodeSpec;
+use offline_access::wiring::SignInBuilder;
 
 const SIGN_INS: usize = 400;
-
-/// Counts KMS calls on their way through.
-struct CountingKeys {
-    inner: KmsKeyProvider,
-    calls: Arc<AtomicU64>,
-}
-
-impl KeyProvider for CountingKeys {
-    async fn generate_data_key(&self) -> Result<DataKey, KeyError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.generate_data_key().await
-    }
-    async fn decrypt_data_key(&self, wrapped: &[u8]) -> Result<SecretBox<[u8; 32]>, KeyError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.decrypt_data_key(wrapped).await
-    }
-}
 
 /// Counts requests sent by an AWS SDK client: one per round trip.
 #[derive(Debug, Clone, Default)]
@@ -75,7 +52,7 @@ impl Intercept for CountRequests {
 
 /// Runs the Python sign-in over `codes` (the first `warm_up` unmeasured) and returns its
 /// one-line JSON report.
-fn python_sign_in(stack: &common::Stack, codes: &[String], warm_up: usize, mode: &str) -> serde_json::Value {
+fn python_sign_in(stack: &test_support::Stack, codes: &[String], warm_up: usize, mode: &str) -> serde_json::Value {
     let settings = stack.emulator_settings();
     let plan = serde_json::json!({
         "token_uri": stack.emulator.token_uri(),
@@ -135,9 +112,8 @@ fn main() {
         .expect("runtime");
     let stack = {
         let _enter = emulator_rt.enter();
-        rt.block_on(common::spawn_stack())
+        rt.block_on(test_support::spawn_stack())
     };
-    let kms_calls = Arc::new(AtomicU64::new(0));
     let dynamodb_requests = CountRequests::default();
     let kms_requests = CountRequests::default();
     let counted_dynamodb = aws_sdk_dynamodb::Client::from_conf(
@@ -150,38 +126,21 @@ fn main() {
             .interceptor(kms_requests.clone())
             .build(),
     );
-    let base = common::build_service(&stack.config, &stack.aws, stack.secret_clock.clone());
-    let service = SignIn {
-        token_endpoint: base.token_endpoint,
-        verifier: base.verifier,
-        store: DynamoStore::new(
-            counted_dynamodb,
-            stack.config.common.grants_table.clone(),
-            stack.config.common.state_table.clone(),
-        ),
-        cipher: TokenCipher::new(
-            CountingKeys {
-                inner: KmsKeyProvider::new(
-                    counted_kms,
-                    stack.config.common.token_key_id.clone(),
-                    &stack.config.common.grants_table,
-                ),
-                calls: Arc::clone(&kms_calls),
-            },
-            offline_access::crypto::KeyCacheLimits::default(),
-        ),
-        secrets: base.secrets,
-        clock: base.clock,
-        settings: base.settings,
-    };
+    // The production wiring, with its AWS clients counting their requests.
+    let service = SignInBuilder::new(&stack.config, &stack.aws)
+        .dynamodb(counted_dynamodb)
+        .keys(offline_access::wiring::kms_keys(&stack.config.common, counted_kms))
+        .secret_clock(stack.secret_clock.clone())
+        .build()
+        .expect("wiring");
 
     let events: Vec<String> = (0..SIGN_INS + 20)
-        .map(|_| common::android_form_event(&stack.mint(CodeSpec::default()).code))
+        .map(|_| test_support::android_form_event(&stack.mint(CodeSpec::default()).code))
         .collect();
     // Warm up connections, the secret and the JWKS. KMS calls are counted from the cold
     // start on: generating the first data key is part of the figure.
     for event in &events[SIGN_INS..] {
-        assert_eq!(rt.block_on(common::invoke_service(&service, event)).status, 200);
+        assert_eq!(rt.block_on(test_support::invoke_service(&service, event)).status, 200);
     }
 
     let mut walls = Vec::with_capacity(SIGN_INS);
@@ -191,7 +150,7 @@ fn main() {
     let started = Instant::now();
     for event in &events[..SIGN_INS] {
         let t = Instant::now();
-        let answer = rt.block_on(common::invoke_service(&service, event));
+        let answer = rt.block_on(test_support::invoke_service(&service, event));
         walls.push(t.elapsed());
         assert_eq!(answer.status, 200);
     }
@@ -201,7 +160,7 @@ fn main() {
     let dynamodb_trips = per(dynamodb_requests.0.load(Ordering::SeqCst) - dynamodb_before);
     let kms_trips = per(kms_requests.0.load(Ordering::SeqCst) - kms_before);
     walls.sort();
-    let kms = kms_calls.load(Ordering::SeqCst);
+    let kms = kms_requests.0.load(Ordering::SeqCst);
     let all = SIGN_INS + 20;
 
     println!("sign-in benchmark: {SIGN_INS} sign-ins, sequential, against moto + the Google emulator");
@@ -238,13 +197,13 @@ fn main() {
         kms as f64 * 100.0 / all as f64
     );
 
-    let binary = common::runtime_api::binary("auth-code");
+    let binary = test_support::runtime_api::binary("auth-code");
     let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
     println!("  binary {}: {:.1} MiB", binary.display(), size as f64 / 1_048_576.0);
     let mut inits: Vec<Duration> = (0..7)
         .map(|_| {
             rt.block_on(async {
-                let function = common::runtime_api::Function::start(binary.clone(), &stack.env).await;
+                let function = test_support::runtime_api::Function::start(binary.clone(), &stack.env).await;
                 function.init_duration().await
             })
         })

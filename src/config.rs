@@ -94,11 +94,18 @@ pub struct SignInConfig {
     /// `JWKS_MIN_REFETCH_SECS` (30): at most one refetch of the JWKS for an unknown `kid`
     /// in this long.
     pub jwks_min_refetch: Duration,
+    /// `SIGN_IN_CLAIM_LEASE_SECS` (20): how long one invocation holds a code before
+    /// another may take it over (a crashed invocation's claim expires after this). Longer
+    /// than the secret fetch, the exchange, the JWKS and the write together.
+    pub claim_lease: Duration,
+    /// `DUPLICATE_WAIT_MS` (10000): how long a concurrent duplicate of a code waits for
+    /// the first request's answer before answering 503 with `Retry-After`.
+    pub duplicate_wait: Duration,
 }
 
 /// Configuration of the offline job.
 #[derive(Debug, Clone)]
-pub struct RefresherConfig {
+pub struct JobConfig {
     pub common: CommonConfig,
     /// `REFRESH_SEGMENTS` (4): parallel scan segments.
     pub segments: u32,
@@ -123,9 +130,12 @@ pub struct RefresherConfig {
     /// `CYCLE_MINUTES` (360): every grant is refreshed once per period of this length;
     /// invocations within a period resume its cycle.
     pub cycle: Duration,
+    /// `JOB_STATE_TTL_SECS` (604800): how long a cycle's checkpoints and done marker are
+    /// kept (DynamoDB TTL); longer than a cycle.
+    pub state_ttl: Duration,
 }
 
-impl RefresherConfig {
+impl JobConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let positive = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             match number(env, name, default)? {
@@ -164,6 +174,7 @@ impl RefresherConfig {
                 why: "too large",
             })?,
             cycle: Duration::from_secs(positive("CYCLE_MINUTES", 360)?.saturating_mul(60)),
+            state_ttl: Duration::from_secs(positive("JOB_STATE_TTL_SECS", 7 * 24 * 3_600)?),
         })
     }
 }
@@ -207,6 +218,8 @@ impl SignInConfig {
             idempotency_window: seconds(env, "IDEMPOTENCY_WINDOW_SECS", 600)?,
             id_token_leeway: seconds(env, "ID_TOKEN_LEEWAY_SECS", 60)?,
             jwks_min_refetch: seconds(env, "JWKS_MIN_REFETCH_SECS", 30)?,
+            claim_lease: seconds(env, "SIGN_IN_CLAIM_LEASE_SECS", 20)?,
+            duplicate_wait: Duration::from_millis(number(env, "DUPLICATE_WAIT_MS", 10_000)?),
         })
     }
 }
@@ -233,10 +246,12 @@ pub const SIGN_IN_VARIABLES: &[&str] = &[
     "IDEMPOTENCY_WINDOW_SECS",
     "ID_TOKEN_LEEWAY_SECS",
     "JWKS_MIN_REFETCH_SECS",
+    "SIGN_IN_CLAIM_LEASE_SECS",
+    "DUPLICATE_WAIT_MS",
 ];
 
-/// The variables only the offline job reads (`RefresherConfig`).
-pub const REFRESHER_VARIABLES: &[&str] = &[
+/// The variables only the offline job reads (`JobConfig`).
+pub const JOB_VARIABLES: &[&str] = &[
     "REFRESH_SEGMENTS",
     "REFRESH_CONCURRENCY",
     "GOOGLE_RATE_PER_SEC",
@@ -249,6 +264,7 @@ pub const REFRESHER_VARIABLES: &[&str] = &[
     "DEFER_MAX_SECS",
     "SCAN_PAGE_SIZE",
     "CYCLE_MINUTES",
+    "JOB_STATE_TTL_SECS",
 ];
 
 fn required(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
@@ -359,10 +375,10 @@ mod tests {
             let _ = SignInConfig::from_env(env);
         });
         assert_eq!(sign_in, listed(&[COMMON_VARIABLES, SIGN_IN_VARIABLES]));
-        let refresher = read_by(|env| {
-            let _ = RefresherConfig::from_env(env);
+        let job = read_by(|env| {
+            let _ = JobConfig::from_env(env);
         });
-        assert_eq!(refresher, listed(&[COMMON_VARIABLES, REFRESHER_VARIABLES]));
+        assert_eq!(job, listed(&[COMMON_VARIABLES, JOB_VARIABLES]));
     }
 
     #[test]

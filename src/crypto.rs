@@ -24,6 +24,10 @@ use crate::upstream::{Upstream, classify_aws};
 /// The sealed-token format this code writes.
 pub const FORMAT_VERSION: u8 = 1;
 
+/// What a sealed refresh token is for: the first field of its additional authenticated
+/// data and the `purpose` of its KMS encryption context (which IAM conditions on).
+pub const REFRESH_TOKEN_PURPOSE: &str = "offline-access/refresh-token";
+
 /// A 256-bit data key in plaintext (zeroed on drop) with its KMS-wrapped form.
 pub struct DataKey {
     pub plaintext: SecretBox<[u8; 32]>,
@@ -63,7 +67,7 @@ pub struct KmsKeyProvider {
 /// The KMS encryption context of every data key: which product and which table.
 pub fn encryption_context(table: &str) -> HashMap<String, String> {
     HashMap::from([
-        ("purpose".to_owned(), "offline-access/refresh-token".to_owned()),
+        ("purpose".to_owned(), REFRESH_TOKEN_PURPOSE.to_owned()),
         ("table".to_owned(), table.to_owned()),
     ])
 }
@@ -139,7 +143,7 @@ impl Binding<'_> {
     /// Length-prefixed fields, so no two different bindings share an encoding.
     fn aad(&self, version: u8) -> Vec<u8> {
         let mut aad = Vec::with_capacity(64 + self.table.len() + self.sub.len() + self.client_id.len());
-        aad.extend_from_slice(b"offline-access/refresh-token");
+        aad.extend_from_slice(REFRESH_TOKEN_PURPOSE.as_bytes());
         aad.push(version);
         for field in [self.table, self.sub, self.client_id] {
             aad.extend_from_slice(&u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
@@ -150,12 +154,47 @@ impl Binding<'_> {
 }
 
 /// A refresh token at rest: wrapped data key, nonce, ciphertext with tag, format version.
+/// Its fields are this module's alone; the store keeps [`SealedToken::to_bytes`] as one
+/// opaque value and reads it back with [`SealedToken::from_bytes`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedToken {
-    pub version: u8,
-    pub wrapped_key: Vec<u8>,
-    pub nonce: [u8; NONCE_LEN],
-    pub ciphertext: Vec<u8>,
+    version: u8,
+    wrapped_key: Vec<u8>,
+    nonce: [u8; NONCE_LEN],
+    ciphertext: Vec<u8>,
+}
+
+impl SealedToken {
+    /// The one stored form: `version ‖ len(wrapped key) as u16 BE ‖ wrapped key ‖ nonce ‖
+    /// ciphertext with tag`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let key_len = u16::try_from(self.wrapped_key.len()).unwrap_or(u16::MAX);
+        let mut out = Vec::with_capacity(3 + self.wrapped_key.len() + NONCE_LEN + self.ciphertext.len());
+        out.push(self.version);
+        out.extend_from_slice(&key_len.to_be_bytes());
+        out.extend_from_slice(&self.wrapped_key[..usize::from(key_len)]);
+        out.extend_from_slice(&self.nonce);
+        out.extend_from_slice(&self.ciphertext);
+        out
+    }
+
+    /// Reads the stored form back; any other shape is [`CryptoError::Malformed`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let (&version, rest) = bytes.split_first().ok_or(CryptoError::Malformed)?;
+        let (len, rest) = rest.split_at_checked(2).ok_or(CryptoError::Malformed)?;
+        let key_len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let (wrapped_key, rest) = rest.split_at_checked(key_len).ok_or(CryptoError::Malformed)?;
+        let (nonce, ciphertext) = rest.split_at_checked(NONCE_LEN).ok_or(CryptoError::Malformed)?;
+        if wrapped_key.is_empty() || ciphertext.len() < AES_256_GCM.tag_len() {
+            return Err(CryptoError::Malformed);
+        }
+        Ok(Self {
+            version,
+            wrapped_key: wrapped_key.to_vec(),
+            nonce: nonce.try_into().map_err(|_| CryptoError::Malformed)?,
+            ciphertext: ciphertext.to_vec(),
+        })
+    }
 }
 
 impl std::fmt::Debug for SealedToken {
@@ -169,6 +208,8 @@ impl std::fmt::Debug for SealedToken {
 /// Why sealing or opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
+    #[error("the stored sealed token is not in the sealed-token format")]
+    Malformed,
     #[error("the sealed token does not authenticate for this grant (tampered, or copied from another row)")]
     Tampered,
     #[error("sealed token format version {0} is not supported")]
@@ -530,6 +571,22 @@ mod tests {
             assert!(task.await.expect("task"));
         }
         assert_eq!(opener.key_provider().decrypted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_stored_form_round_trips_and_refuses_other_shapes() {
+        let cipher = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        let sealed = cipher.seal(&token("1//ada"), ADA).await.expect("seal");
+        let bytes = sealed.to_bytes();
+        assert_eq!(SealedToken::from_bytes(&bytes).as_ref(), Ok(&sealed));
+        for cut in [0, 1, 3, 3 + sealed.wrapped_key.len() + NONCE_LEN] {
+            assert_eq!(
+                SealedToken::from_bytes(&bytes[..cut]),
+                Err(CryptoError::Malformed),
+                "{cut}"
+            );
+        }
+        assert!(!bytes.windows(6).any(|w| w == b"1//ada"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::domain::{AuthCode, Platform};
-use crate::signin::{SignInError, SignInRequest, SignedIn};
+use crate::sign_in::{SignInError, SignInRequest, SignedIn};
 use crate::upstream::Upstream;
 
 /// The route.
@@ -222,22 +222,22 @@ pub fn success(done: &SignedIn) -> Response<String> {
     json_response(StatusCode::OK, body.to_string(), None)
 }
 
-/// Anything that performs sign-ins; the production [`crate::signin::SignIn`] does.
+/// Anything that performs sign-ins; the production [`crate::sign_in::SignIn`] does.
 pub trait SignInHandler: Send + Sync {
     fn sign_in(&self, request: SignInRequest) -> impl Future<Output = Result<SignedIn, SignInError>> + Send;
 }
 
-impl<T, V, S, K, P, C> SignInHandler for crate::signin::SignIn<T, V, S, K, P, C>
+impl<T, V, S, K, P, C> SignInHandler for crate::sign_in::SignIn<T, V, S, K, P, C>
 where
     T: crate::google::TokenEndpoint,
     V: crate::google::VerifyIdToken,
-    S: crate::store::GrantStore + crate::store::RequestLog,
+    S: crate::store::SignInStore,
     K: crate::crypto::KeyProvider,
     P: crate::google::ClientSecrets,
     C: crate::clock::Clock,
 {
     fn sign_in(&self, request: SignInRequest) -> impl Future<Output = Result<SignedIn, SignInError>> + Send {
-        crate::signin::SignIn::sign_in(self, request)
+        crate::sign_in::SignIn::sign_in(self, request)
     }
 }
 

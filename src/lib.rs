@@ -3,11 +3,12 @@
 //! Gives a mobile or web app's server offline access to its users' Google data.
 //!
 //! The app signs the user in with Google and POSTs the one-time *server auth code* to
-//! `POST /authcode` ([`http_api`]). The [`signin`] use case exchanges the code at
+//! `POST /authcode` ([`http_api`]). The [`sign_in`] use case exchanges the code at
 //! Google's token endpoint with the client secret from Secrets Manager
 //! ([`google::client_secret`]), verifies the returned ID token ([`google::id_token`]),
 //! seals the refresh token with envelope encryption ([`crypto`]) and writes the grant to
-//! DynamoDB with conditional writes ([`store`]).
+//! DynamoDB ([`store`]): two round trips, the claim of the code and one write of the
+//! grant with its answer. The offline [`job`] refreshes every grant on a schedule.
 //!
 //! Outside capabilities are small ports (traits) returning our own types; the
 //! production adapters are built once per cold start by [`wiring`].
@@ -19,10 +20,10 @@ pub mod domain;
 pub mod google;
 pub mod http_api;
 pub mod http_client;
+pub mod job;
 pub mod metrics;
 pub mod permissions;
-pub mod refresh;
-pub mod signin;
+pub mod sign_in;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;

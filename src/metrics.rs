@@ -4,24 +4,18 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::refresh::Report;
+use crate::job::{Count, Report};
 
 /// The namespace of every metric.
 pub const NAMESPACE: &str = "OfflineAccess";
 
-/// The EMF document for a run's report.
-pub fn refresh_report_emf(report: &Report, timestamp_ms: u64) -> Value {
-    let counts: [(&str, u64); 9] = [
-        ("Refreshed", report.refreshed),
-        ("Revoked", report.revoked),
-        ("Deferred", report.deferred),
-        ("DriveCalls", report.drive_calls),
-        ("DriveSynced", report.drive_synced),
-        ("ReconsentRequired", report.reconsent_required),
-        ("Skipped", report.skipped),
-        ("Retries", report.retries),
-        ("Errors", report.errors),
-    ];
+/// The EMF document for a run's report: every counter that names a metric, and the
+/// run's duration.
+pub fn job_report_emf(report: &Report, timestamp_ms: u64) -> Value {
+    let counts: Vec<(&str, u64)> = Count::ALL
+        .iter()
+        .filter_map(|&c| c.metric().map(|name| (name, report.count(c))))
+        .collect();
     let mut metrics: Vec<Value> = counts
         .iter()
         .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
@@ -64,7 +58,7 @@ mod tests {
             duration_ms: 40,
             ..Report::default()
         };
-        let doc = refresh_report_emf(&report, 1_800_000_000_000);
+        let doc = job_report_emf(&report, 1_800_000_000_000);
         let declared = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
             .cloned()

@@ -2,10 +2,12 @@
 //! `template.yaml`'s policies must allow exactly these; `tests/template.rs` checks it.
 //!
 //! Where each comes from:
-//! - sign-in: `store::DynamoStore` as `GrantStore` (GetItem, PutItem, UpdateItem on grants)
-//!   and `RequestLog` (GetItem, PutItem, DeleteItem on state); `crypto::KmsKeyProvider`
-//!   seals only (GenerateDataKey); `google::SecretsManagerSource` (GetSecretValue).
-//! - refresher: `store::DynamoStore` as `JobStore` (Scan and UpdateItem on grants; GetItem
+//! - sign-in: `store::DynamoStore` as `SignInStore`: the claim (PutItem on state, which
+//!   returns a recorded outcome itself), one TransactWriteItems (UpdateItem on grants,
+//!   PutItem on state: IAM authorizes a transaction by its items' actions), a refusal's
+//!   record (PutItem) and a release (DeleteItem on state); `crypto::KmsKeyProvider` seals
+//!   only (GenerateDataKey); `google::SecretsManagerSource` (GetSecretValue).
+//! - the offline job: `store::DynamoStore` as `JobStore` (Scan and UpdateItem on grants; GetItem
 //!   and PutItem on state); `crypto` opens and re-seals rotated tokens (Decrypt,
 //!   GenerateDataKey); the secret; and Lambda's on-failure destination (SendMessage).
 //! - both: `kms:Decrypt` through DynamoDB and Secrets Manager only (`kms:ViaService`),
@@ -25,10 +27,7 @@ const fn allow(resource: &'static str, action: &'static str) -> Permission {
 
 /// What the sign-in function calls.
 pub const SIGN_IN: &[Permission] = &[
-    allow("GrantsTable", "dynamodb:GetItem"),
-    allow("GrantsTable", "dynamodb:PutItem"),
     allow("GrantsTable", "dynamodb:UpdateItem"),
-    allow("StateTable", "dynamodb:GetItem"),
     allow("StateTable", "dynamodb:PutItem"),
     allow("StateTable", "dynamodb:DeleteItem"),
     allow("TokenKey", "kms:GenerateDataKey"),
@@ -37,7 +36,7 @@ pub const SIGN_IN: &[Permission] = &[
 ];
 
 /// What the offline job calls.
-pub const REFRESHER: &[Permission] = &[
+pub const JOB: &[Permission] = &[
     allow("GrantsTable", "dynamodb:Scan"),
     allow("GrantsTable", "dynamodb:UpdateItem"),
     allow("StateTable", "dynamodb:GetItem"),

@@ -1,19 +1,32 @@
-//! Production wiring: builds the adapters once per cold start.
+//! The one wiring path: builds the adapters once per cold start. Both mains use it, and
+//! so do the tests and benchmarks, swapping only what they must through the builders'
+//! overrides (a key provider that counts calls, a clock the test moves, another store),
+//! so what they exercise cannot silently differ from production.
 
-use crate::clock::SystemClock;
-use crate::config::{CommonConfig, RefresherConfig, SignInConfig};
-use crate::crypto::{KeyCacheLimits, KmsKeyProvider, TokenCipher};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{CommonConfig, JobConfig, SignInConfig};
+use crate::crypto::{KeyCacheLimits, KeyProvider, KmsKeyProvider, TokenCipher};
 use crate::google::{
     CachedClientSecret, GoogleIdTokenVerifier, HttpDrive, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
 };
-use crate::refresh::{JobSettings, RateLimiter, Refresher, RetryPolicy};
-use crate::signin::{SignIn, SignInSettings};
-use crate::store::DynamoStore;
+use crate::job::{JobSettings, OfflineJob, Pacer, RetryPolicy};
+use crate::sign_in::{SignIn, SignInSettings};
+use crate::store::{DynamoStore, JobStore};
 
 /// The sign-in use case with its production adapters.
 pub type ProductionSignIn = SignIn<
     HttpTokenEndpoint,
     GoogleIdTokenVerifier<HttpJwksFetcher, SystemClock>,
+    DynamoStore,
+    KmsKeyProvider,
+    CachedClientSecret<SecretsManagerSource, SystemClock>,
+    SystemClock,
+>;
+
+/// The offline job with its production adapters.
+pub type ProductionJob = OfflineJob<
+    HttpTokenEndpoint,
+    HttpDrive,
     DynamoStore,
     KmsKeyProvider,
     CachedClientSecret<SecretsManagerSource, SystemClock>,
@@ -27,22 +40,19 @@ pub async fn aws_config() -> aws_config::SdkConfig {
 }
 
 /// The grants and state tables.
-fn store(common: &CommonConfig, aws: &aws_config::SdkConfig) -> DynamoStore {
-    DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(aws),
-        common.grants_table.clone(),
-        common.state_table.clone(),
-    )
+pub fn store(common: &CommonConfig, client: aws_sdk_dynamodb::Client) -> DynamoStore {
+    DynamoStore::new(client, common.grants_table.clone(), common.state_table.clone())
 }
 
-/// Envelope encryption under the configured KMS key, with the configured cache bounds.
-fn cipher(common: &CommonConfig, aws: &aws_config::SdkConfig) -> TokenCipher<KmsKeyProvider> {
+/// KMS under the configured key, with the encryption context of the grants table.
+pub fn kms_keys(common: &CommonConfig, client: aws_sdk_kms::Client) -> KmsKeyProvider {
+    KmsKeyProvider::new(client, common.token_key_id.clone(), &common.grants_table)
+}
+
+/// Envelope encryption with the configured cache bounds.
+fn cipher<K: KeyProvider>(common: &CommonConfig, keys: K) -> TokenCipher<K> {
     TokenCipher::new(
-        KmsKeyProvider::new(
-            aws_sdk_kms::Client::new(aws),
-            common.token_key_id.clone(),
-            &common.grants_table,
-        ),
+        keys,
         KeyCacheLimits {
             max_age: common.data_key_max_age,
             max_uses: common.data_key_max_uses,
@@ -51,89 +61,210 @@ fn cipher(common: &CommonConfig, aws: &aws_config::SdkConfig) -> TokenCipher<Kms
     )
 }
 
-/// The client secret from Secrets Manager, cached for its TTL.
-fn secrets(
+/// The client secret from Secrets Manager, cached for its TTL on `clock`.
+fn secrets<C: Clock>(
     common: &CommonConfig,
     aws: &aws_config::SdkConfig,
-) -> CachedClientSecret<SecretsManagerSource, SystemClock> {
+    clock: C,
+) -> CachedClientSecret<SecretsManagerSource, C> {
     CachedClientSecret::new(
         SecretsManagerSource::new(
             aws_sdk_secretsmanager::Client::new(aws),
             common.client_secret_id.clone(),
         ),
-        SystemClock,
+        clock,
         common.client_secret_ttl,
     )
 }
 
-/// Builds the sign-in use case from its config and the loaded AWS config (which honours
-/// `AWS_ENDPOINT_URL`, so the same code runs against the local stack).
-pub fn sign_in(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<ProductionSignIn, reqwest::Error> {
-    let common = &config.common;
-    let http = crate::http_client::build(common.http_timeout)?;
-    Ok(SignIn {
-        token_endpoint: HttpTokenEndpoint::new(http.clone()),
-        verifier: GoogleIdTokenVerifier::new(
-            HttpJwksFetcher::new(http, common.certs_uri.clone()),
-            SystemClock,
-            common.allowed_azp.clone(),
-            config.id_token_leeway,
-            config.jwks_min_refetch,
-        ),
-        store: store(common, aws),
-        cipher: cipher(common, aws),
-        secrets: secrets(common, aws),
-        clock: SystemClock,
-        settings: SignInSettings {
-            token_uri_override: common.token_uri.clone(),
-            grants_table: common.grants_table.clone(),
-            idempotency_window: config.idempotency_window,
-            // Long enough for the secret fetch, the exchange, the JWKS and the writes.
-            in_flight_lease: common.http_timeout * 3 + std::time::Duration::from_secs(5),
-            duplicate_wait: std::time::Duration::from_secs(10),
-        },
-    })
+/// Builds the sign-in use case: `SignInBuilder::new(..).build()` is production.
+#[derive(Debug)]
+pub struct SignInBuilder<K, C> {
+    config: SignInConfig,
+    aws: aws_config::SdkConfig,
+    dynamodb: aws_sdk_dynamodb::Client,
+    keys: K,
+    secret_clock: C,
 }
 
-/// The offline job with its production adapters.
-pub type ProductionRefresher = Refresher<
-    HttpTokenEndpoint,
-    HttpDrive,
-    DynamoStore,
-    KmsKeyProvider,
-    CachedClientSecret<SecretsManagerSource, SystemClock>,
-    SystemClock,
->;
+impl SignInBuilder<KmsKeyProvider, SystemClock> {
+    /// Production: the loaded AWS config honours `AWS_ENDPOINT_URL`, so the same code
+    /// runs against the local stack.
+    pub fn new(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Self {
+        Self {
+            config: config.clone(),
+            aws: aws.clone(),
+            dynamodb: aws_sdk_dynamodb::Client::new(aws),
+            keys: kms_keys(&config.common, aws_sdk_kms::Client::new(aws)),
+            secret_clock: SystemClock,
+        }
+    }
+}
 
-/// Builds the offline job. One HTTP client, and so one connection pool, serves every
-/// grant of a run.
-pub fn refresher(config: &RefresherConfig, aws: &aws_config::SdkConfig) -> Result<ProductionRefresher, reqwest::Error> {
-    let common = &config.common;
-    let http = crate::http_client::build(common.http_timeout)?;
-    Ok(Refresher {
-        token_endpoint: HttpTokenEndpoint::new(http.clone()),
-        drive: HttpDrive::new(http, common.drive_api.clone()),
-        store: store(common, aws),
-        cipher: cipher(common, aws),
-        secrets: secrets(common, aws),
-        clock: SystemClock,
-        settings: JobSettings {
-            grants_table: common.grants_table.clone(),
-            token_uri_override: common.token_uri.clone(),
-            segments: config.segments,
-            concurrency: config.concurrency,
-            google_rate_per_sec: config.google_rate_per_sec,
-            lease: config.lease,
-            page_size: config.page_size,
-            retry: RetryPolicy {
-                max_attempts: config.retry_max_attempts,
-                base: config.retry_base,
-                cap: config.retry_cap,
+impl<K: KeyProvider, C: Clock> SignInBuilder<K, C> {
+    /// Another key provider (tests count KMS calls).
+    pub fn keys<K2: KeyProvider>(self, keys: K2) -> SignInBuilder<K2, C> {
+        SignInBuilder {
+            config: self.config,
+            aws: self.aws,
+            dynamodb: self.dynamodb,
+            keys,
+            secret_clock: self.secret_clock,
+        }
+    }
+
+    /// Another clock for the client-secret cache (tests move it past the TTL).
+    pub fn secret_clock<C2: Clock>(self, clock: C2) -> SignInBuilder<K, C2> {
+        SignInBuilder {
+            config: self.config,
+            aws: self.aws,
+            dynamodb: self.dynamodb,
+            keys: self.keys,
+            secret_clock: clock,
+        }
+    }
+
+    /// Another DynamoDB client (benchmarks count round trips).
+    pub fn dynamodb(mut self, client: aws_sdk_dynamodb::Client) -> Self {
+        self.dynamodb = client;
+        self
+    }
+
+    #[allow(clippy::type_complexity, reason = "the use case over its ports, spelled out once")]
+    pub fn build(
+        self,
+    ) -> Result<
+        SignIn<
+            HttpTokenEndpoint,
+            GoogleIdTokenVerifier<HttpJwksFetcher, SystemClock>,
+            DynamoStore,
+            K,
+            CachedClientSecret<SecretsManagerSource, C>,
+            SystemClock,
+        >,
+        reqwest::Error,
+    > {
+        let config = &self.config;
+        let common = &config.common;
+        // One hardened client: one connection pool for the token endpoint and the JWKS.
+        let http = crate::http_client::build(common.http_timeout)?;
+        Ok(SignIn {
+            token_endpoint: HttpTokenEndpoint::new(http.clone()),
+            verifier: GoogleIdTokenVerifier::new(
+                HttpJwksFetcher::new(http, common.certs_uri.clone()),
+                SystemClock,
+                common.allowed_azp.clone(),
+                config.id_token_leeway,
+                config.jwks_min_refetch,
+            ),
+            store: store(common, self.dynamodb),
+            cipher: cipher(common, self.keys),
+            secrets: secrets(common, &self.aws, self.secret_clock),
+            clock: SystemClock,
+            settings: SignInSettings {
+                token_uri_override: common.token_uri.clone(),
+                grants_table: common.grants_table.clone(),
+                idempotency_window: config.idempotency_window,
+                claim_lease: config.claim_lease,
+                duplicate_wait: config.duplicate_wait,
             },
-            defer_base: config.defer_base,
-            defer_max: config.defer_max,
-            state_ttl: std::time::Duration::from_secs(7 * 24 * 3600),
-        },
-        limiter: RateLimiter::per_second(config.google_rate_per_sec),
-    })
+        })
+    }
+}
+
+/// Production sign-in.
+pub fn sign_in(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<ProductionSignIn, reqwest::Error> {
+    SignInBuilder::new(config, aws).build()
+}
+
+/// Builds the offline job: `JobBuilder::new(..).build()` is production.
+#[derive(Debug)]
+pub struct JobBuilder<S, K> {
+    config: JobConfig,
+    aws: aws_config::SdkConfig,
+    store: S,
+    keys: K,
+}
+
+impl JobBuilder<DynamoStore, KmsKeyProvider> {
+    pub fn new(config: &JobConfig, aws: &aws_config::SdkConfig) -> Self {
+        Self {
+            config: config.clone(),
+            aws: aws.clone(),
+            store: store(&config.common, aws_sdk_dynamodb::Client::new(aws)),
+            keys: kms_keys(&config.common, aws_sdk_kms::Client::new(aws)),
+        }
+    }
+}
+
+impl<S: JobStore, K: KeyProvider> JobBuilder<S, K> {
+    /// Another store (benchmarks use an in-memory one to measure the job itself).
+    pub fn store<S2: JobStore>(self, store: S2) -> JobBuilder<S2, K> {
+        JobBuilder {
+            config: self.config,
+            aws: self.aws,
+            store,
+            keys: self.keys,
+        }
+    }
+
+    /// Another key provider (tests count KMS calls).
+    pub fn keys<K2: KeyProvider>(self, keys: K2) -> JobBuilder<S, K2> {
+        JobBuilder {
+            config: self.config,
+            aws: self.aws,
+            store: self.store,
+            keys,
+        }
+    }
+
+    #[allow(clippy::type_complexity, reason = "the job over its ports, spelled out once")]
+    pub fn build(
+        self,
+    ) -> Result<
+        OfflineJob<
+            HttpTokenEndpoint,
+            HttpDrive,
+            S,
+            K,
+            CachedClientSecret<SecretsManagerSource, SystemClock>,
+            SystemClock,
+        >,
+        reqwest::Error,
+    > {
+        let config = &self.config;
+        let common = &config.common;
+        // One HTTP client, and so one connection pool, serves every grant of a run.
+        let http = crate::http_client::build(common.http_timeout)?;
+        Ok(OfflineJob {
+            token_endpoint: HttpTokenEndpoint::new(http.clone()),
+            drive: HttpDrive::new(http, common.drive_api.clone()),
+            store: self.store,
+            cipher: cipher(common, self.keys),
+            secrets: secrets(common, &self.aws, SystemClock),
+            clock: SystemClock,
+            settings: JobSettings {
+                grants_table: common.grants_table.clone(),
+                token_uri_override: common.token_uri.clone(),
+                segments: config.segments,
+                concurrency: config.concurrency,
+                lease: config.lease,
+                page_size: config.page_size,
+                retry: RetryPolicy {
+                    max_attempts: config.retry_max_attempts,
+                    base: config.retry_base,
+                    cap: config.retry_cap,
+                },
+                defer_base: config.defer_base,
+                defer_max: config.defer_max,
+                state_ttl: config.state_ttl,
+            },
+            pacer: Pacer::per_second(config.google_rate_per_sec),
+        })
+    }
+}
+
+/// The production offline job.
+pub fn offline_job(config: &JobConfig, aws: &aws_config::SdkConfig) -> Result<ProductionJob, reqwest::Error> {
+    JobBuilder::new(config, aws).build()
 }

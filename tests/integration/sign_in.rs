@@ -6,10 +6,8 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
-mod common;
-
-use common::{android_form_event, json_event, spawn_stack};
 use google_emulator::{CodeSpec, Consent};
+use test_support::{android_form_event, json_event, spawn_stack};
 
 #[tokio::test]
 async fn the_android_form_post_stores_a_grant_whose_token_decrypts_to_what_google_issued() {

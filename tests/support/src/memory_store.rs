@@ -10,18 +10,18 @@ use std::time::Duration;
 
 use offline_access::domain::GoogleSubject;
 use offline_access::store::{
-    Checkpoint, DriveOutcome, Finish, FinishResult, Grant, GrantStatus, JobStore, Lease, ScanPage, ScanRequest,
+    Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanPage, ScanRequest,
     StoreError,
 };
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 struct Row {
     grant: Grant,
     last_cycle: Option<String>,
     lease: Option<(String, u64)>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct MemoryJobStore {
     rows: Mutex<BTreeMap<String, Row>>,
     checkpoints: Mutex<HashMap<(String, u32), Checkpoint>>,
@@ -138,21 +138,21 @@ impl JobStore for MemoryJobStore {
         Ok(Some(row.grant.clone()))
     }
 
-    async fn finish(&self, leased: &Grant, lease: Lease<'_>, finish: &Finish) -> Result<FinishResult, StoreError> {
+    async fn record(&self, leased: &Grant, lease: Lease<'_>, finish: &GrantOutcome) -> Result<Recorded, StoreError> {
         let mut rows = self.rows.lock().expect("rows");
         let Some(row) = rows.get_mut(leased.sub.as_str()) else {
-            return Ok(FinishResult::LeaseLost);
+            return Ok(Recorded::LeaseLost);
         };
         if row.lease.as_ref().map(|(owner, _)| owner.as_str()) != Some(lease.owner) {
-            return Ok(FinishResult::LeaseLost);
+            return Ok(Recorded::LeaseLost);
         }
         let same_version = row.grant.version == leased.version;
         row.lease = None;
         let g = &mut row.grant;
-        let mut result = FinishResult::Recorded;
+        let mut result = Recorded::Written;
         match finish {
-            Finish::Release => return Ok(result),
-            Finish::Refreshed { new_token, drive } => {
+            GrantOutcome::Released => return Ok(result),
+            GrantOutcome::Refreshed { new_token, drive } => {
                 g.last_refresh_at = Some(lease.now);
                 match drive {
                     DriveOutcome::Failed {
@@ -176,11 +176,11 @@ impl JobStore for MemoryJobStore {
                         g.refresh_token = Some(token.clone());
                         g.version += 1;
                     } else {
-                        result = FinishResult::Superseded;
+                        result = Recorded::Superseded;
                     }
                 }
             }
-            Finish::Deferred {
+            GrantOutcome::Deferred {
                 failure_count,
                 next_attempt_at,
                 ..
@@ -188,9 +188,9 @@ impl JobStore for MemoryJobStore {
                 g.failure_count = *failure_count;
                 g.next_attempt_at = Some(*next_attempt_at);
             }
-            Finish::Revoked { reason } | Finish::ReconsentRequired { reason } => {
+            GrantOutcome::Revoked { reason } | GrantOutcome::ReconsentRequired { reason } => {
                 if same_version {
-                    g.status = if matches!(finish, Finish::Revoked { .. }) {
+                    g.status = if matches!(finish, GrantOutcome::Revoked { .. }) {
                         g.refresh_token = None;
                         GrantStatus::Revoked
                     } else {
@@ -199,7 +199,7 @@ impl JobStore for MemoryJobStore {
                     g.status_reason = Some(reason.clone());
                     g.version += 1;
                 } else {
-                    result = FinishResult::Superseded;
+                    result = Recorded::Superseded;
                 }
             }
         }

@@ -1,11 +1,13 @@
 //! The sign-in use case (DESIGN §1): a server auth code becomes a stored, encrypted
 //! grant. It knows nothing of Lambda or HTTP.
 //!
-//! 1. Claim the code in the request log, so a retry of the same code (phones retry)
-//!    replays the first answer and Google is called once, even when two arrive together.
+//! 1. Claim the code (a round trip to the store), so a retry of the same code (phones
+//!    retry) replays the first answer and Google is called once, even when two arrive
+//!    together.
 //! 2. Exchange the code with the client secret; verify the ID token; `sub` is the key.
-//! 3. Seal the refresh token and write the grant conditionally. A code that brings no
-//!    refresh token keeps the stored one; with none stored the user must consent again.
+//! 3. Seal the refresh token, then store the grant and the answer together (the second
+//!    and last round trip). A code that brings no refresh token keeps the stored one;
+//!    with none stored the user must consent again.
 
 use std::time::Duration;
 
@@ -13,10 +15,10 @@ use aws_lc_rs::digest::{SHA256, digest};
 use secrecy::ExposeSecret;
 
 use crate::clock::Clock;
-use crate::crypto::{Binding, CryptoError, KeyProvider, SealedToken, TokenCipher};
+use crate::crypto::{Binding, CryptoError, KeyProvider, TokenCipher};
 use crate::domain::{AuthCode, Email, GoogleSubject, Platform, Scopes};
 use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken};
-use crate::store::{Begin, Grant, GrantStatus, GrantStore, RecordedOutcome, RequestLog, StoreError};
+use crate::store::{Claim, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
 use crate::upstream::Upstream;
 
 /// What the app asked.
@@ -97,7 +99,7 @@ pub struct SignInSettings {
     pub grants_table: String,
     pub idempotency_window: Duration,
     /// How long one invocation may hold a code before another may take it over.
-    pub in_flight_lease: Duration,
+    pub claim_lease: Duration,
     /// How long a duplicate waits for the first request's answer.
     pub duplicate_wait: Duration,
 }
@@ -121,21 +123,18 @@ impl<T, V, S, K, P, C> std::fmt::Debug for SignIn<T, V, S, K, P, C> {
     }
 }
 
-/// The idempotency key of a code: its SHA-256, so the code itself is never stored.
-pub fn request_key(code: &AuthCode) -> String {
-    let hash = digest(&SHA256, code.expose_secret().as_bytes());
-    let hex: String = hash.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("signin#{hex}")
+/// The idempotency key of a code: its SHA-256 in hex, so the code itself is never stored.
+pub fn code_digest(code: &AuthCode) -> String {
+    hex::encode(digest(&SHA256, code.expose_secret().as_bytes()))
 }
 
-const CONFLICT_RETRIES: usize = 5;
 const DUPLICATE_POLL: Duration = Duration::from_millis(100);
 
 impl<T, V, S, K, P, C> SignIn<T, V, S, K, P, C>
 where
     T: TokenEndpoint,
     V: VerifyIdToken,
-    S: GrantStore + RequestLog,
+    S: SignInStore,
     K: KeyProvider,
     P: ClientSecrets,
     C: Clock,
@@ -156,60 +155,48 @@ where
     /// Runs one sign-in.
     #[tracing::instrument(name = "sign_in", skip_all, fields(platform = ?request.platform))]
     pub async fn sign_in(&self, request: SignInRequest) -> Result<SignedIn, SignInError> {
-        let key = request_key(&request.code);
+        let key = code_digest(&request.code);
         let waited_until = tokio::time::Instant::now() + self.settings.duplicate_wait;
         loop {
             let now = self.clock.now_unix();
             match self
                 .store
-                .begin(
-                    &key,
-                    now,
-                    self.settings.in_flight_lease,
-                    self.settings.idempotency_window,
-                )
+                .claim(&key, now, self.settings.claim_lease, self.settings.idempotency_window)
                 .await?
             {
-                Begin::Started => break,
-                Begin::Done(outcome) => {
+                Claim::Claimed => break,
+                Claim::Done(outcome) => {
                     tracing::info!(replayed = true, "sign-in replayed from the request log");
                     return replay(outcome);
                 }
-                Begin::InProgress if tokio::time::Instant::now() < waited_until => {
+                Claim::InProgress if tokio::time::Instant::now() < waited_until => {
                     tokio::time::sleep(DUPLICATE_POLL).await;
                 }
-                Begin::InProgress => return Err(SignInError::DuplicateInFlight),
+                Claim::InProgress => return Err(SignInError::DuplicateInFlight),
             }
         }
 
-        let result = self.exchange_and_store(&request).await;
-        let recorded = match &result {
-            Ok(done) => Some(RecordedOutcome::SignedIn {
-                sub: done.sub.as_str().to_owned(),
-                email: done.email.as_ref().map(|e| e.as_str().to_owned()),
-                scopes: done.scopes.iter().map(str::to_owned).collect(),
-                offline_access: done.offline_access,
-            }),
-            Err(e) => e.recorded(),
-        };
-        let bookkeeping = match recorded {
-            Some(outcome) => {
+        let result = self.exchange_and_store(&key, &request).await;
+        // A success recorded its outcome with the grant; a failure records it here.
+        let bookkeeping = match result.as_ref().map_err(SignInError::recorded) {
+            Ok(_) => Ok(()),
+            Err(Some(outcome)) => {
                 let now = self.clock.now_unix();
                 self.store
-                    .finish(&key, &outcome, now, self.settings.idempotency_window)
+                    .record_refusal(&key, &outcome, now, self.settings.idempotency_window)
                     .await
             }
-            None => self.store.abandon(&key).await,
+            Err(None) => self.store.release(&key).await,
         };
         if let Err(e) = bookkeeping {
-            // The grant is already written (or the failure already decided); a lost
-            // record only means a retry reaches Google, which then refuses the spent code.
-            tracing::warn!(error = %e, "request log could not be updated");
+            // The failure is already decided; a lost record only means a retry reaches
+            // Google, which then refuses the spent code.
+            tracing::warn!(error = %e, "the code's claim could not be updated");
         }
         result
     }
 
-    async fn exchange_and_store(&self, request: &SignInRequest) -> Result<SignedIn, SignInError> {
+    async fn exchange_and_store(&self, key: &str, request: &SignInRequest) -> Result<SignedIn, SignInError> {
         let credentials = self.secrets.current().await?;
         let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
         let tokens = self
@@ -252,91 +239,33 @@ where
             None => None,
         };
 
-        for _ in 0..CONFLICT_RETRIES {
-            let now = self.clock.now_unix();
-            let stored = self.store.load(&identity.sub).await?;
-            let written = match (stored, &sealed) {
-                (None, None) => return Err(SignInError::ReconsentRequired),
-                (None, Some(sealed)) => {
-                    let grant = Grant::new_active(
-                        identity.sub.clone(),
-                        credentials.client_id.clone(),
-                        tokens.scopes.clone(),
-                        sealed.clone(),
-                        identity.profile.clone(),
-                        identity.email_verified,
-                        now,
-                    );
-                    self.store.insert(&grant).await.map(|()| grant)
-                }
-                (Some(stored), sealed) => {
-                    let Some(grant) = updated_grant(
-                        stored,
-                        &identity,
-                        &tokens.scopes,
-                        sealed.as_ref(),
-                        &credentials.client_id,
-                        now,
-                    ) else {
-                        return Err(SignInError::ReconsentRequired);
-                    };
-                    self.store.save_sign_in(&grant).await.map(|()| grant)
-                }
-            };
-            match written {
-                Ok(grant) => {
-                    tracing::info!(sub = %grant.sub, version = grant.version, "grant stored");
-                    return Ok(SignedIn {
-                        sub: grant.sub,
-                        email: grant.profile.email,
-                        scopes: grant.scopes,
-                        offline_access: grant.refresh_token.is_some(),
-                        replayed: false,
-                    });
-                }
-                Err(StoreError::Conflict) => {
-                    tracing::info!("grant changed concurrently; reading it again")
-                }
-                Err(e) => return Err(e.into()),
+        let grant = SignInGrant {
+            sub: identity.sub,
+            client_id: credentials.client_id.clone(),
+            scopes: tokens.scopes,
+            profile: identity.profile,
+            email_verified: identity.email_verified,
+            refresh_token: sealed,
+        };
+        let now = self.clock.now_unix();
+        match self
+            .store
+            .store_grant(key, &grant, now, self.settings.idempotency_window)
+            .await?
+        {
+            SignInStored::Stored { scopes } => {
+                tracing::info!(sub = %grant.sub, "grant stored");
+                Ok(SignedIn {
+                    sub: grant.sub,
+                    email: grant.profile.email,
+                    scopes,
+                    offline_access: true,
+                    replayed: false,
+                })
             }
+            SignInStored::NoRefreshToken => Err(SignInError::ReconsentRequired),
         }
-        Err(StoreError::Conflict.into())
     }
-}
-
-/// The stored grant after this sign-in, or `None` when it holds no usable refresh token
-/// and this sign-in brought none.
-fn updated_grant(
-    mut grant: Grant,
-    identity: &crate::google::VerifiedIdToken,
-    scopes: &Scopes,
-    sealed: Option<&SealedToken>,
-    client_id: &str,
-    now: u64,
-) -> Option<Grant> {
-    match sealed {
-        Some(sealed) => {
-            grant.refresh_token = Some(sealed.clone());
-            grant.client_id = client_id.to_owned();
-            grant.scopes = scopes.clone();
-            grant.status = GrantStatus::Active;
-            grant.status_reason = None;
-            grant.failure_count = 0;
-            grant.next_attempt_at = None;
-        }
-        // Never overwrite a stored refresh token with an absent one. Google's scope list
-        // for a repeat consent may name only what this request asked for, so keep the
-        // union with what the stored token already carries.
-        None if grant.refresh_token.is_some() && grant.status == GrantStatus::Active => {
-            grant.scopes = grant.scopes.union(scopes);
-        }
-        None => return None,
-    }
-    grant.profile = identity.profile.clone();
-    grant.email_verified = identity.email_verified;
-    grant.updated_at = now;
-    grant.version += 1;
-    Some(grant)
 }
 
 fn replay(outcome: RecordedOutcome) -> Result<SignedIn, SignInError> {
@@ -366,8 +295,8 @@ mod tests {
     #[test]
     fn the_request_key_is_a_hash_not_the_code() {
         let code = AuthCode::parse("4/0Secret-code").map_err(|e| e.0);
-        let key = code.as_ref().map(request_key).unwrap_or_default();
-        assert!(key.starts_with("signin#") && key.len() == 7 + 64);
+        let key = code.as_ref().map(code_digest).unwrap_or_default();
+        assert!(key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(!key.contains("Secret"));
     }
 }

@@ -6,11 +6,9 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
-mod common;
-
-use common::runtime_api::{Function, Outcome, binary};
-use common::{android_form_event, apigw_event, spawn_stack};
 use google_emulator::CodeSpec;
+use test_support::runtime_api::{Function, Outcome, binary};
+use test_support::{android_form_event, apigw_event, spawn_stack};
 
 fn http_answer(outcome: Outcome) -> (u16, serde_json::Value) {
     let Outcome::Response(response) = outcome else {

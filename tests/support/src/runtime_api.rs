@@ -50,7 +50,7 @@ pub struct Function {
 pub fn binary(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+        .unwrap_or_else(|| PathBuf::from(crate::ROOT).join("target"));
     let profile = std::env::var("FUNCTION_PROFILE").unwrap_or_else(|_| "debug".into());
     let path = target.join(profile).join(name);
     assert!(
@@ -59,6 +59,14 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function")
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Function {

@@ -7,14 +7,12 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Seeded, Stack, android_form_event, no_deadline, spawn_stack};
 use google_emulator::{CodeSpec, Consent, Endpoint, Fault};
-use offline_access::refresh::{CycleId, RunError};
+use offline_access::job::{CycleId, RunError};
+use test_support::{Seeded, Stack, android_form_event, no_deadline, spawn_stack};
 
 const DRIVE: &str = "openid https://www.googleapis.com/auth/drive.appdata";
 const NO_DRIVE: &str = "openid https://www.googleapis.com/auth/userinfo.email";
@@ -41,7 +39,7 @@ async fn one_run_refreshes_every_grant_lists_drive_where_granted_and_uses_each_f
     let stack = spawn_stack().await;
     let with_drive = stack.seed_grants(1_500, DRIVE, 150).await;
     let without = stack.seed_grants(500, NO_DRIVE, 0).await;
-    let (job, kms_decrypts) = stack.counting_refresher(&[("REFRESH_CONCURRENCY", "64"), ("REFRESH_SEGMENTS", "4")]);
+    let (job, kms_decrypts) = stack.counting_job(&[("REFRESH_CONCURRENCY", "64"), ("REFRESH_SEGMENTS", "4")]);
 
     let report = job
         .run(&cycle("2026-11-26T10:00:00Z"), "run-1", no_deadline())
@@ -95,7 +93,7 @@ async fn one_run_refreshes_every_grant_lists_drive_where_granted_and_uses_each_f
 async fn the_same_cycle_delivered_twice_refreshes_nothing_twice() {
     let stack = spawn_stack().await;
     stack.seed_grants(50, DRIVE, 3).await;
-    let job = stack.refresher(&[]);
+    let job = stack.job(&[]);
 
     let first = job.run(&cycle("c1"), "a", no_deadline()).await.expect("first");
     let again = job.run(&cycle("c1"), "b", no_deadline()).await.expect("again");
@@ -114,8 +112,8 @@ async fn overlapping_runs_and_a_concurrent_sign_in_never_double_refresh_or_lose_
     stack.emulator.set_refresh_token_rotation(true);
     let seeded = stack.seed_grants(300, DRIVE, 1).await;
     let (a, b) = (
-        stack.refresher(&[("REFRESH_CONCURRENCY", "16")]),
-        stack.refresher(&[("REFRESH_CONCURRENCY", "16")]),
+        stack.job(&[("REFRESH_CONCURRENCY", "16")]),
+        stack.job(&[("REFRESH_CONCURRENCY", "16")]),
     );
     let signing_in = seeded[7].sub.clone();
     let code = stack.mint(CodeSpec {
@@ -164,7 +162,7 @@ async fn a_run_with_a_tiny_deadline_resumes_over_invocations_and_covers_every_gr
             ..Fault::default()
         },
     );
-    let job = stack.refresher(&[
+    let job = stack.job(&[
         ("REFRESH_CONCURRENCY", "8"),
         ("REFRESH_SEGMENTS", "3"),
         ("SCAN_PAGE_SIZE", "20"),
@@ -212,7 +210,7 @@ async fn invalid_grant_revokes_the_grant_keeps_the_subtype_deletes_the_token_and
         .emulator
         .revoke_refresh_token(&seeded[0].token, Some("invalid_rapt"));
     stack.emulator.revoke_refresh_token(&seeded[1].token, None);
-    let job = stack.refresher(&[]);
+    let job = stack.job(&[]);
 
     let report = job.run(&cycle("c1"), "a", no_deadline()).await.expect("run");
 
@@ -241,7 +239,7 @@ async fn invalid_client_stops_the_run_loudly_and_changes_no_grant() {
     let stack = spawn_stack().await;
     let seeded = stack.seed_grants(20, DRIVE, 1).await;
     stack.emulator.set_client_secret("GOCSPX-rotated-at-google-only");
-    let job = stack.refresher(&[("REFRESH_CONCURRENCY", "4")]);
+    let job = stack.job(&[("REFRESH_CONCURRENCY", "4")]);
 
     let outcome = job.run(&cycle("c1"), "a", no_deadline()).await;
 
@@ -299,7 +297,7 @@ async fn transient_failures_are_retried_and_succeed() {
             ..Fault::default()
         },
     );
-    let job = stack.refresher(&[("RETRY_MAX_ATTEMPTS", "6")]);
+    let job = stack.job(&[("RETRY_MAX_ATTEMPTS", "6")]);
 
     let started = std::time::Instant::now();
     let report = job.run(&cycle("c1"), "a", no_deadline()).await.expect("run");
@@ -324,7 +322,7 @@ async fn a_persistent_outage_defers_the_grant_with_a_failure_count_and_a_next_at
             ..Fault::default()
         },
     );
-    let job = stack.refresher(&[("RETRY_MAX_ATTEMPTS", "3")]);
+    let job = stack.job(&[("RETRY_MAX_ATTEMPTS", "3")]);
 
     let report = job.run(&cycle("c1"), "a", no_deadline()).await.expect("run");
 
@@ -358,7 +356,7 @@ async fn a_persistent_outage_defers_the_grant_with_a_failure_count_and_a_next_at
 async fn a_rotated_refresh_token_replaces_the_stored_one_and_an_absent_one_keeps_it() {
     let stack = spawn_stack().await;
     let seeded = stack.seed_grants(2, NO_DRIVE, 0).await;
-    let job = stack.refresher(&[]);
+    let job = stack.job(&[]);
 
     job.run(&cycle("c1"), "a", no_deadline()).await.expect("run");
     for s in &seeded {
@@ -398,7 +396,7 @@ async fn a_burst_of_503s_with_retry_after_still_ends_with_nothing_lost() {
             },
         );
     }
-    let job = stack.refresher(&[("REFRESH_CONCURRENCY", "64"), ("RETRY_MAX_ATTEMPTS", "5")]);
+    let job = stack.job(&[("REFRESH_CONCURRENCY", "64"), ("RETRY_MAX_ATTEMPTS", "5")]);
 
     let report = job.run(&cycle("burst"), "a", no_deadline()).await.expect("run");
 

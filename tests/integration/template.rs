@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use offline_access::config::{COMMON_VARIABLES, REFRESHER_VARIABLES, SIGN_IN_VARIABLES};
+use offline_access::config::{COMMON_VARIABLES, JOB_VARIABLES, SIGN_IN_VARIABLES};
 use offline_access::permissions::{self, Permission};
 use serde_yaml_ng::Value;
 
@@ -87,7 +87,7 @@ fn each_functions_policy_allows_exactly_what_its_code_calls() {
     );
     assert_eq!(
         allowed(function(&template, "RefresherFunction")),
-        expected(permissions::REFRESHER)
+        expected(permissions::JOB)
     );
 }
 
@@ -124,7 +124,7 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
     let required = ["GRANTS_TABLE", "STATE_TABLE", "CLIENT_SECRET_ID", "TOKEN_KEY_ID"];
     for (id, own) in [
         ("AuthCodeFunction", SIGN_IN_VARIABLES),
-        ("RefresherFunction", REFRESHER_VARIABLES),
+        ("RefresherFunction", JOB_VARIABLES),
     ] {
         let set: BTreeSet<String> = function(&template, id)["Environment"]["Variables"]
             .as_mapping()

@@ -6,15 +6,13 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
-mod common;
-
-use common::{Stack, android_form_event, apigw_event, spawn_stack, spawn_stack_with};
 use google_emulator::{CodeSpec, Endpoint, Fault, Forgery};
 use serde_json::json;
+use test_support::{Stack, android_form_event, apigw_event, spawn_stack, spawn_stack_with};
 
 const FORM: Option<&str> = Some("application/x-www-form-urlencoded");
 
-async fn assert_refused(stack: &Stack, event: &str, status: u16, code: &str) -> common::Answer {
+async fn assert_refused(stack: &Stack, event: &str, status: u16, code: &str) -> test_support::Answer {
     let answer = stack.invoke(event).await;
     assert_eq!((answer.status, answer.error_code()), (status, code), "{}", answer.json);
     assert!(
@@ -417,10 +415,10 @@ async fn an_unreachable_aws_is_upstream_unavailable_and_google_is_not_called() {
     let stack = spawn_stack().await;
     // Nothing listens on the discard port: every AWS call fails to connect.
     let dead = local_stack::local_aws_config("http://127.0.0.1:9").await;
-    let service = common::build_service(&stack.config, &dead, stack.secret_clock.clone());
+    let service = test_support::build_service(&stack.config, &dead, stack.secret_clock.clone());
     let minted = stack.mint(CodeSpec::default());
 
-    let answer = common::invoke_service(&service, &android_form_event(&minted.code)).await;
+    let answer = test_support::invoke_service(&service, &android_form_event(&minted.code)).await;
 
     assert_eq!(
         (answer.status, answer.error_code()),

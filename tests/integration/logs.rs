@@ -7,13 +7,11 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::{android_form_event, spawn_stack};
 use google_emulator::{CodeSpec, Endpoint, Fault, Forgery};
+use test_support::{android_form_event, spawn_stack};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -89,10 +87,10 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         .emulator
         .revoke_refresh_token(&seeded[0].token, Some("invalid_rapt"));
     stack.emulator.set_refresh_token_rotation(true);
-    let cycle = offline_access::refresh::CycleId::parse("2026-11-26T10:00:00Z").expect("cycle");
+    let cycle = offline_access::job::CycleId::parse("2026-11-26T10:00:00Z").expect("cycle");
     let report = stack
-        .refresher(&[])
-        .run(&cycle, "logged", common::no_deadline())
+        .job(&[])
+        .run(&cycle, "logged", test_support::no_deadline())
         .await
         .expect("refresh run");
     // Ada (signed in above) and three seeded users; one seeded grant was revoked.

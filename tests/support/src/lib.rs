@@ -1,11 +1,12 @@
-//! The one integration-test harness: a per-test local stack.
+//! The one integration-test harness (`spawn_stack()`), shared by `tests/integration`
+//! and the benchmarks: a per-test local stack, and the services built by the product's
+//! own wiring with only the overrides a test needs.
 //!
 //! AWS is moto's server at `AWS_ENDPOINT_URL` (started once for the whole run by
 //! `make test` through `infra/local/with-moto`). Each test gets its own Google emulator
 //! on a free loopback port and its own tables, KMS key and secret under a unique
 //! prefix, so tests run in parallel without seeing each other.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
@@ -20,16 +21,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use google_emulator::{CodeSpec, Emulator, MintedCode, Settings};
 use offline_access::clock::{Clock, ManualClock, SystemClock};
-use offline_access::config::SignInConfig;
-use offline_access::crypto::{KeyCacheLimits, KmsKeyProvider, TokenCipher};
+use offline_access::config::{JobConfig, SignInConfig};
+use offline_access::crypto::KmsKeyProvider;
 use offline_access::google::{
     CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
 };
-use offline_access::signin::{SignIn, SignInSettings};
+use offline_access::sign_in::SignIn;
 use offline_access::store::DynamoStore;
+use offline_access::wiring::{JobBuilder, SignInBuilder};
 
 pub mod memory_store;
 pub mod runtime_api;
+
+pub use memory_store::MemoryJobStore;
+
+/// The repository's root (this crate lives in `tests/support`).
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// The sign-in service as tests build it: production adapters, with the client-secret
 /// cache on a clock the test moves.
@@ -42,6 +49,7 @@ pub type TestSignIn = SignIn<
     SystemClock,
 >;
 
+/// A per-test stack: its emulator, AWS resources, configuration and sign-in service.
 pub struct Stack {
     pub emulator: Emulator,
     pub aws: aws_config::SdkConfig,
@@ -50,6 +58,14 @@ pub struct Stack {
     pub service: TestSignIn,
     pub secret_clock: ManualClock,
     seeded: AtomicU32,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn aws_endpoint() -> String {
@@ -116,37 +132,12 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
     }
 }
 
-/// The production wiring, but with the secret cache on `secret_clock`.
+/// The production wiring, with the secret cache on `secret_clock`.
 pub fn build_service(config: &SignInConfig, aws: &aws_config::SdkConfig, secret_clock: ManualClock) -> TestSignIn {
-    let common = &config.common;
-    let http = offline_access::http_client::build(common.http_timeout).expect("http client");
-    let production = offline_access::wiring::sign_in(config, aws).expect("wiring");
-    SignIn {
-        token_endpoint: HttpTokenEndpoint::new(http),
-        verifier: production.verifier,
-        store: production.store,
-        cipher: TokenCipher::new(
-            KmsKeyProvider::new(
-                aws_sdk_kms::Client::new(aws),
-                common.token_key_id.clone(),
-                &common.grants_table,
-            ),
-            KeyCacheLimits::default(),
-        ),
-        secrets: CachedClientSecret::new(
-            SecretsManagerSource::new(
-                aws_sdk_secretsmanager::Client::new(aws),
-                common.client_secret_id.clone(),
-            ),
-            secret_clock,
-            common.client_secret_ttl,
-        ),
-        clock: SystemClock,
-        settings: SignInSettings {
-            duplicate_wait: Duration::from_secs(10),
-            ..production.settings
-        },
-    }
+    SignInBuilder::new(config, aws)
+        .secret_clock(secret_clock)
+        .build()
+        .expect("wiring")
 }
 
 /// What the handler answered.
@@ -168,7 +159,7 @@ impl Answer {
 
 /// A committed API Gateway v2 event with its body, content type and headers replaced.
 pub fn apigw_event(file: &str, content_type: Option<&str>, body: &[u8], drop_headers: &[&str]) -> String {
-    let path = format!("{}/tests/events/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{ROOT}/tests/events/{file}");
     let raw = std::fs::read_to_string(&path).expect("committed event");
     let mut event: serde_json::Value = serde_json::from_str(&raw).expect("event JSON");
     let headers = event["headers"].as_object_mut().expect("headers");
@@ -285,6 +276,7 @@ pub async fn invoke_service<H: offline_access::http_api::SignInHandler>(service:
 }
 
 /// Counts KMS calls on their way through (tests and benchmarks).
+#[derive(Debug)]
 pub struct CountingKeys {
     pub inner: offline_access::crypto::KmsKeyProvider,
     pub generated: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -294,11 +286,7 @@ pub struct CountingKeys {
 impl CountingKeys {
     pub fn new(stack: &Stack) -> Self {
         Self {
-            inner: KmsKeyProvider::new(
-                aws_sdk_kms::Client::new(&stack.aws),
-                stack.config.common.token_key_id.clone(),
-                &stack.config.common.grants_table,
-            ),
+            inner: offline_access::wiring::kms_keys(&stack.config.common, aws_sdk_kms::Client::new(&stack.aws)),
             generated: std::sync::Arc::default(),
             decrypted: std::sync::Arc::default(),
         }
@@ -320,7 +308,7 @@ impl offline_access::crypto::KeyProvider for CountingKeys {
 }
 
 /// The offline job as the tests build it: production adapters, any KMS key provider.
-pub type TestRefresher<K> = offline_access::refresh::Refresher<
+pub type TestJob<K> = offline_access::job::OfflineJob<
     HttpTokenEndpoint,
     offline_access::google::HttpDrive,
     DynamoStore,
@@ -338,8 +326,8 @@ pub struct Seeded {
 }
 
 impl Stack {
-    /// The refresher's config: this stack's resources plus `extra`.
-    pub fn refresher_config(&self, extra: &[(&str, &str)]) -> offline_access::config::RefresherConfig {
+    /// The offline job's config: this stack's resources plus `extra`.
+    pub fn job_config(&self, extra: &[(&str, &str)]) -> JobConfig {
         let mut env = self.env.clone();
         env.insert("GOOGLE_RATE_PER_SEC".into(), "0".into());
         env.insert("RETRY_BASE_MS".into(), "20".into());
@@ -347,35 +335,25 @@ impl Stack {
         for (k, v) in extra {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
-        offline_access::config::RefresherConfig::from_env(&env).expect("valid refresher config")
+        JobConfig::from_env(&env).expect("valid job config")
     }
 
-    /// The production refresher for this stack.
-    pub fn refresher(&self, extra: &[(&str, &str)]) -> offline_access::wiring::ProductionRefresher {
-        offline_access::wiring::refresher(&self.refresher_config(extra), &self.aws).expect("refresher")
+    /// The production offline job for this stack.
+    pub fn job(&self, extra: &[(&str, &str)]) -> offline_access::wiring::ProductionJob {
+        offline_access::wiring::offline_job(&self.job_config(extra), &self.aws).expect("job")
     }
 
-    /// The production refresher with its KMS calls counted.
-    pub fn counting_refresher(
+    /// The production offline job with its KMS calls counted.
+    pub fn counting_job(
         &self,
         extra: &[(&str, &str)],
-    ) -> (
-        TestRefresher<CountingKeys>,
-        std::sync::Arc<std::sync::atomic::AtomicU64>,
-    ) {
-        let production = self.refresher(extra);
+    ) -> (TestJob<CountingKeys>, std::sync::Arc<std::sync::atomic::AtomicU64>) {
         let keys = CountingKeys::new(self);
         let decrypted = std::sync::Arc::clone(&keys.decrypted);
-        let job = offline_access::refresh::Refresher {
-            token_endpoint: production.token_endpoint,
-            drive: production.drive,
-            store: production.store,
-            cipher: TokenCipher::new(keys, KeyCacheLimits::default()),
-            secrets: production.secrets,
-            clock: production.clock,
-            settings: production.settings,
-            limiter: production.limiter,
-        };
+        let job = JobBuilder::new(&self.job_config(extra), &self.aws)
+            .keys(keys)
+            .build()
+            .expect("job");
         (job, decrypted)
     }
 

@@ -1,0 +1,451 @@
+//! The offline job (DESIGN §8): for every active grant, take a lease, open the refresh
+//! token, get a fresh access token, list the user's Drive `appDataFolder`, and record
+//! the outcome. It knows nothing of Lambda ([`invocation`] is the Lambda side).
+//!
+//! - A *cycle* ([`CycleId`]) is named by the schedule's time. A grant is done at most
+//!   once a cycle (the lease's conditional write checks it), so a duplicate delivery or
+//!   an overlapping invocation refreshes nothing twice.
+//! - The table is read by a parallel scan (`segments`), with at most `concurrency` grants
+//!   in flight and one [`Pacer`] for every Google call, because Google's quota — not
+//!   Lambda — bounds the run.
+//! - Failures are decided once ([`decide::disposition`]): `invalid_grant` revokes the
+//!   grant and deletes its token; our misconfiguration stops the run; transient failures
+//!   are retried ([`RetryPolicy`]), then the grant is deferred.
+//! - The run stops taking work before `stop_at`, checkpoints each segment, and the next
+//!   invocation for the cycle resumes there.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+mod cycle;
+pub mod decide;
+pub mod invocation;
+mod pacing;
+mod report;
+
+pub use cycle::CycleId;
+pub use pacing::{Pacer, RetryPolicy};
+pub use report::{Count, Report};
+
+use crate::clock::Clock;
+use crate::crypto::{Binding, KeyProvider, TokenCipher};
+use crate::domain::DRIVE_APPDATA_SCOPE;
+use crate::google::{ClientCredentials, ClientSecrets, DriveApi, TokenEndpoint, TokenRefresh};
+use crate::store::{Checkpoint, DriveOutcome, Grant, GrantOutcome, JobStore, Lease, Recorded, ScanRequest, StoreError};
+use crate::upstream::Upstream;
+use decide::{Disposition, Failure, disposition};
+use report::Counters;
+
+/// Tunables of the job.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub grants_table: String,
+    pub token_uri_override: Option<String>,
+    pub segments: u32,
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub page_size: i32,
+    pub retry: RetryPolicy,
+    /// A deferred grant waits `defer_base·2^(failures-1)`, at most `defer_max`.
+    pub defer_base: Duration,
+    pub defer_max: Duration,
+    /// How long checkpoints and the cycle's done marker are kept.
+    pub state_ttl: Duration,
+}
+
+/// Why a run failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// `invalid_client`, `unauthorized_client`, a missing secret, KMS denied: an operator
+    /// must act; users are not at fault and no grant was changed for it.
+    #[error("the run stopped: misconfiguration: {0}")]
+    Misconfigured(Upstream),
+    #[error("the run could not read or write its state: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The offline job over its ports.
+pub struct OfflineJob<T, D, S, K, P, C> {
+    pub token_endpoint: T,
+    pub drive: D,
+    pub store: S,
+    pub cipher: TokenCipher<K>,
+    pub secrets: P,
+    pub clock: C,
+    pub settings: JobSettings,
+    pub pacer: Pacer,
+}
+
+impl<T, D, S, K, P, C> std::fmt::Debug for OfflineJob<T, D, S, K, P, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OfflineJob")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state one run shares across its segments.
+struct Run<'a> {
+    cycle: &'a CycleId,
+    owner: &'a str,
+    stop_at: Instant,
+    credentials: &'a ClientCredentials,
+    token_uri: &'a str,
+    in_flight: Semaphore,
+    stop: AtomicBool,
+    misconfiguration: std::sync::Mutex<Option<Upstream>>,
+    counters: Counters,
+}
+
+impl Run<'_> {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || Instant::now() >= self.stop_at
+    }
+
+    fn stop_for(&self, cause: Upstream) {
+        tracing::error!(error = %cause, "MISCONFIGURATION: stopping the run");
+        self.stop.store(true, Ordering::SeqCst);
+        let mut slot = self
+            .misconfiguration
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.get_or_insert(cause);
+    }
+}
+
+/// How one grant went, for the segment's bookkeeping.
+#[derive(Debug, PartialEq, Eq)]
+enum Worked {
+    Done,
+    Skipped,
+    /// Not started, or let go: the deadline was near or the run is stopping.
+    NotStarted,
+}
+
+impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
+where
+    T: TokenEndpoint,
+    D: DriveApi,
+    S: JobStore,
+    K: KeyProvider,
+    P: ClientSecrets,
+    C: Clock,
+{
+    /// Runs (or resumes) `cycle` until it is done or `stop_at` comes.
+    #[tracing::instrument(name = "job_run", skip_all, fields(cycle = cycle.as_str()))]
+    pub async fn run(&self, cycle: &CycleId, owner: &str, stop_at: Instant) -> Result<Report, RunError> {
+        let started = Instant::now();
+        let mut report = Report {
+            cycle: cycle.as_str().to_owned(),
+            ..Report::default()
+        };
+        if self.store.cycle_done(cycle.as_str()).await? {
+            report.already_done = true;
+            report.complete = true;
+            return Ok(report);
+        }
+        let credentials = self.secrets.current().await.map_err(|e| match e {
+            Upstream::Misconfigured { .. } => RunError::Misconfigured(e),
+            transient => RunError::Store(StoreError::Upstream(transient)),
+        })?;
+        let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
+        let run = Run {
+            cycle,
+            owner,
+            stop_at,
+            credentials: &credentials,
+            token_uri,
+            in_flight: Semaphore::new(self.settings.concurrency.max(1)),
+            stop: AtomicBool::new(false),
+            misconfiguration: std::sync::Mutex::new(None),
+            counters: Counters::default(),
+        };
+        let checkpoints = self.store.checkpoints(cycle.as_str(), self.settings.segments).await?;
+        let segments = join_all(checkpoints.into_iter().map(|c| self.segment(&run, c))).await;
+        let mut complete = true;
+        for segment in segments {
+            complete &= segment?;
+        }
+        if let Some(cause) = run
+            .misconfiguration
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            return Err(RunError::Misconfigured(cause));
+        }
+        if complete {
+            self.store
+                .mark_cycle_done(cycle.as_str(), self.clock.now_unix(), self.settings.state_ttl)
+                .await?;
+        }
+        run.counters.fill(&mut report);
+        report.complete = complete;
+        report.stopped_at_deadline = !complete && Instant::now() >= stop_at;
+        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(report)
+    }
+
+    /// Works through one scan segment from its checkpoint; `Ok(true)` when it is done.
+    async fn segment(&self, run: &Run<'_>, mut checkpoint: Checkpoint) -> Result<bool, RunError> {
+        let cycle = run.cycle.as_str();
+        while !checkpoint.done {
+            if run.stopping() {
+                return Ok(false);
+            }
+            let page = self
+                .store
+                .scan_active(ScanRequest {
+                    segment: checkpoint.segment,
+                    segments: self.settings.segments,
+                    start: checkpoint.start.as_deref(),
+                    limit: self.settings.page_size,
+                    cycle,
+                    now: self.clock.now_unix(),
+                })
+                .await?;
+            run.counters.add(Count::scanned, page.grants.len() as u64);
+            let outcomes = join_all(page.grants.into_iter().map(|grant| self.grant(run, grant))).await;
+            let mut unfinished = false;
+            for outcome in outcomes {
+                unfinished |= outcome? == Worked::NotStarted;
+            }
+            if unfinished {
+                // Resume re-reads this page; what was done this cycle is skipped then.
+                return Ok(false);
+            }
+            checkpoint = Checkpoint {
+                segment: checkpoint.segment,
+                done: page.next.is_none(),
+                start: page.next,
+            };
+            self.store
+                .save_checkpoint(cycle, &checkpoint, self.clock.now_unix(), self.settings.state_ttl)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    async fn grant(&self, run: &Run<'_>, grant: Grant) -> Result<Worked, RunError> {
+        let Ok(_permit) = run.in_flight.acquire().await else {
+            return Ok(Worked::NotStarted);
+        };
+        if run.stopping() {
+            return Ok(Worked::NotStarted);
+        }
+        let now = self.clock.now_unix();
+        let lease = Lease {
+            owner: run.owner,
+            cycle: run.cycle.as_str(),
+            now,
+            until: now + self.settings.lease.as_secs(),
+        };
+        let Some(leased) = self.store.lease(&grant.sub, lease).await? else {
+            run.counters.bump(Count::skipped);
+            return Ok(Worked::Skipped);
+        };
+        let outcome = self.work(run, &leased).await;
+        let now = self.clock.now_unix();
+        let recorded = self.store.record(&leased, Lease { now, ..lease }, &outcome).await?;
+        let c = &run.counters;
+        match recorded {
+            Recorded::Written => {}
+            Recorded::Superseded => c.bump(Count::superseded),
+            Recorded::LeaseLost => {
+                tracing::warn!(sub = %leased.sub, "lease expired before the outcome was recorded");
+                c.bump(Count::errors);
+            }
+        }
+        match &outcome {
+            GrantOutcome::Refreshed { new_token, drive } => {
+                c.bump(Count::refreshed);
+                if new_token.is_some() {
+                    c.bump(Count::rotated_tokens);
+                }
+                c.bump(match drive {
+                    DriveOutcome::Synced { .. } => Count::drive_synced,
+                    DriveOutcome::NotGranted => Count::refresh_only,
+                    DriveOutcome::Failed { .. } => Count::drive_deferred,
+                });
+            }
+            GrantOutcome::Deferred { .. } => c.bump(Count::deferred),
+            GrantOutcome::Revoked { .. } => c.bump(Count::revoked),
+            GrantOutcome::ReconsentRequired { .. } => c.bump(Count::reconsent_required),
+            GrantOutcome::Released => return Ok(Worked::NotStarted),
+        }
+        Ok(Worked::Done)
+    }
+
+    /// Works one leased grant and decides how it ends this cycle. Never fails: every
+    /// failure becomes an outcome to record.
+    async fn work(&self, run: &Run<'_>, grant: &Grant) -> GrantOutcome {
+        let Some(sealed) = &grant.refresh_token else {
+            return GrantOutcome::ReconsentRequired {
+                reason: "no refresh token stored".into(),
+            };
+        };
+        let binding = Binding {
+            table: &self.settings.grants_table,
+            sub: grant.sub.as_str(),
+            client_id: &grant.client_id,
+        };
+        let refresh_token = match self.cipher.open(sealed, binding).await {
+            Ok(token) => token,
+            Err(e) => {
+                if !matches!(e, crate::crypto::CryptoError::Upstream(_)) {
+                    tracing::error!(sub = %grant.sub, error = %e, "stored refresh token does not open");
+                    run.counters.bump(Count::errors);
+                }
+                return self.settle(run, grant, disposition(Failure::Open(&e)));
+            }
+        };
+        let refreshed = self
+            .retrying(
+                run,
+                || async {
+                    self.google_call(run).await;
+                    self.token_endpoint
+                        .refresh(TokenRefresh {
+                            token_uri: run.token_uri,
+                            credentials: run.credentials,
+                            refresh_token: &refresh_token,
+                        })
+                        .await
+                },
+                |e| disposition(Failure::Refresh(e)),
+            )
+            .await;
+        let tokens = match refreshed {
+            Ok(tokens) => tokens,
+            Err(e) => return self.settle(run, grant, disposition(Failure::Refresh(&e))),
+        };
+        let new_token = match &tokens.refresh_token {
+            Some(rotated) => match self.cipher.seal(rotated, binding).await {
+                Ok(sealed) => Some(sealed),
+                Err(e) => {
+                    tracing::error!(sub = %grant.sub, error = %e, "rotated refresh token could not be sealed");
+                    return self.settle(run, grant, disposition(Failure::Seal(&e)));
+                }
+            },
+            None => None,
+        };
+        if !grant.scopes.contains(DRIVE_APPDATA_SCOPE) {
+            // A keep-alive: refreshing resets Google's six-month idle expiry.
+            return GrantOutcome::Refreshed {
+                new_token,
+                drive: DriveOutcome::NotGranted,
+            };
+        }
+        let listed = self
+            .retrying(
+                run,
+                || {
+                    self.drive.list_app_data(&tokens.access_token, || async {
+                        run.counters.bump(Count::drive_calls);
+                        self.google_call(run).await;
+                    })
+                },
+                |e| disposition(Failure::Drive(e)),
+            )
+            .await;
+        let drive = match listed {
+            Ok(listing) => DriveOutcome::Synced { files: listing.files },
+            Err(e) => match disposition(Failure::Drive(&e)) {
+                Disposition::RefreshOnly => DriveOutcome::NotGranted,
+                Disposition::StopRun(cause) => {
+                    run.stop_for(cause);
+                    return GrantOutcome::Released;
+                }
+                _ => {
+                    let failures = grant.failure_count.saturating_add(1);
+                    DriveOutcome::Failed {
+                        failure_count: failures,
+                        next_attempt_at: self.next_attempt(failures),
+                        reason: format!("drive: {e}"),
+                    }
+                }
+            },
+        };
+        GrantOutcome::Refreshed { new_token, drive }
+    }
+
+    /// The outcome of a grant whose work ended in a failure of this disposition.
+    fn settle(&self, run: &Run<'_>, grant: &Grant, disposition: Disposition) -> GrantOutcome {
+        match disposition {
+            Disposition::Revoke { reason } => {
+                tracing::info!(sub = %grant.sub, reason, "grant revoked by Google");
+                GrantOutcome::Revoked { reason }
+            }
+            Disposition::Reconsent { reason } => GrantOutcome::ReconsentRequired { reason },
+            Disposition::StopRun(cause) => {
+                run.stop_for(cause);
+                GrantOutcome::Released
+            }
+            Disposition::Transient { reason, .. } | Disposition::Defer { reason } => {
+                let failures = grant.failure_count.saturating_add(1);
+                tracing::warn!(sub = %grant.sub, failures, error = %reason, "deferred");
+                GrantOutcome::Deferred {
+                    failure_count: failures,
+                    next_attempt_at: self.next_attempt(failures),
+                    reason,
+                }
+            }
+            Disposition::RefreshOnly => GrantOutcome::Refreshed {
+                new_token: None,
+                drive: DriveOutcome::NotGranted,
+            },
+        }
+    }
+
+    /// When a grant that failed `failures` times in a row is tried again.
+    fn next_attempt(&self, failures: u32) -> u64 {
+        let wait = self
+            .settings
+            .defer_base
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+            .min(self.settings.defer_max);
+        self.clock.now_unix() + wait.as_secs()
+    }
+
+    /// Every HTTP call to Google goes through here: counted, and given a slot by the
+    /// run's pacer.
+    async fn google_call(&self, run: &Run<'_>) {
+        run.counters.bump(Count::google_calls);
+        self.pacer.acquire().await;
+    }
+
+    /// Calls `call` until it succeeds, fails for good, runs out of attempts, or the next
+    /// wait would pass the deadline.
+    async fn retrying<R, E, F, Fut>(
+        &self,
+        run: &Run<'_>,
+        mut call: F,
+        decide: impl Fn(&E) -> Disposition,
+    ) -> Result<R, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let error = match call().await {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            attempt += 1;
+            let Disposition::Transient { retry_after, .. } = decide(&error) else {
+                return Err(error);
+            };
+            let wait = self.settings.retry.delay(attempt - 1, retry_after);
+            if attempt >= self.settings.retry.max_attempts || Instant::now() + wait >= run.stop_at {
+                return Err(error);
+            }
+            run.counters.bump(Count::retries);
+            tokio::time::sleep(wait).await;
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The offline job's side of the tables (the port is [`crate::store::JobStore`]).
+//!
+//! Checkpoints (where each scan segment stopped) and the cycle's done marker live in the
+//! state table and expire with its TTL.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use super::expr::{Placeholders, Update};
+use super::schema::{self, grant, n, s, state};
+use super::{DynamoStore, conflict_or};
+use crate::domain::GoogleSubject;
+use crate::store::{
+    Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanPage, ScanRequest,
+    StoreError,
+};
+use crate::upstream::classify_aws;
+
+/// A grant the job should do in `cycle` at `now`: active, not done this cycle, and due.
+/// The scan filters on it and the lease is conditioned on it (plus being unleased).
+fn due_this_cycle(p: &mut Placeholders, cycle: &str, now: u64) -> String {
+    let (status, active) = (p.name(grant::STATUS), p.value(schema::status(GrantStatus::Active)));
+    let (last_cycle, cycle) = (p.name(grant::LAST_CYCLE), p.value(s(cycle)));
+    let (next, now) = (p.name(grant::NEXT_ATTEMPT_AT), p.value(n(now)));
+    format!(
+        "{status} = {active} \
+         AND (attribute_not_exists({last_cycle}) OR {last_cycle} <> {cycle}) \
+         AND (attribute_not_exists({next}) OR {next} <= {now})"
+    )
+}
+
+/// The fields of a deferral: how often it failed, when to try again, and why.
+fn record_deferral(u: &mut Update, failure_count: u32, next_attempt_at: u64, reason: &str) {
+    u.set(grant::FAILURE_COUNT, n(failure_count))
+        .set(grant::NEXT_ATTEMPT_AT, n(next_attempt_at))
+        .set(grant::LAST_ERROR, s(reason));
+}
+
+/// The update that records `outcome`; `with_version` also writes what a newer sign-in
+/// would own (token, status), conditioned on the leased version.
+fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with_version: bool) -> Update {
+    let mut u = Update::default();
+    let (owner, me) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(lease.owner)));
+    u.condition(format!("{owner} = {me}"));
+    u.remove(grant::LEASE_OWNER).remove(grant::LEASE_UNTIL);
+    if !matches!(outcome, GrantOutcome::Released) {
+        u.set(grant::LAST_CYCLE, s(lease.cycle))
+            .set(grant::UPDATED_AT, n(lease.now));
+    }
+    match outcome {
+        GrantOutcome::Refreshed { new_token, drive } => {
+            u.set(grant::LAST_REFRESH_AT, n(lease.now));
+            match drive {
+                DriveOutcome::Failed {
+                    failure_count,
+                    next_attempt_at,
+                    reason,
+                } => record_deferral(&mut u, *failure_count, *next_attempt_at, reason),
+                DriveOutcome::Synced { .. } | DriveOutcome::NotGranted => {
+                    u.set(grant::FAILURE_COUNT, n(0))
+                        .remove(grant::NEXT_ATTEMPT_AT)
+                        .remove(grant::LAST_ERROR);
+                }
+            }
+            if let DriveOutcome::Synced { files } = drive {
+                u.set(grant::LAST_SYNC_AT, n(lease.now))
+                    .set(grant::DRIVE_FILES, n(files));
+            }
+            if let (Some(token), true) = (new_token, with_version) {
+                u.set(grant::REFRESH_TOKEN, schema::sealed(token));
+            }
+        }
+        GrantOutcome::Deferred {
+            failure_count,
+            next_attempt_at,
+            reason,
+        } => record_deferral(&mut u, *failure_count, *next_attempt_at, reason),
+        GrantOutcome::Revoked { reason } | GrantOutcome::ReconsentRequired { reason } if with_version => {
+            let status = if matches!(outcome, GrantOutcome::Revoked { .. }) {
+                u.remove(grant::REFRESH_TOKEN);
+                GrantStatus::Revoked
+            } else {
+                GrantStatus::ReconsentRequired
+            };
+            u.set(grant::STATUS, schema::status(status))
+                .set(grant::STATUS_REASON, s(reason.clone()));
+        }
+        GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Released => {}
+    }
+    if with_version {
+        let (version, leased_version) = (u.p.name(grant::VERSION), u.p.value(n(leased.version)));
+        u.condition(format!("{version} = {leased_version}"));
+        u.increment(grant::VERSION);
+    }
+    u
+}
+
+impl DynamoStore {
+    /// Applies `update` to the grant; `false` when its condition failed.
+    async fn update_grant(&self, sub: &str, update: Update) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.grants_table)
+            .key(grant::SUB, s(sub))
+            .update_expression(update.expression())
+            .set_condition_expression(update.condition_expression())
+            .set_expression_attribute_names(update.p.names())
+            .set_expression_attribute_values(update.p.values())
+            .send()
+            .await;
+        match result.map_err(conflict_or) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn state_item(&self, pk: String) -> Result<Option<schema::Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.state_table)
+            .key(state::PK, s(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify_aws("dynamodb", &e))?;
+        Ok(out.item().cloned())
+    }
+}
+
+impl JobStore for DynamoStore {
+    async fn cycle_done(&self, cycle: &str) -> Result<bool, StoreError> {
+        let item = self.state_item(schema::cycle_key(cycle)).await?;
+        Ok(item.is_some_and(|i| schema::flag(&i, state::FINISHED)))
+    }
+
+    async fn mark_cycle_done(&self, cycle: &str, now: u64, ttl: Duration) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.state_table)
+            .item(state::PK, s(schema::cycle_key(cycle)))
+            .item(state::FINISHED, AttributeValue::Bool(true))
+            .item(state::FINISHED_AT, n(now))
+            .item(state::EXPIRES_AT, n(now + ttl.as_secs()))
+            .send()
+            .await
+            .map_err(|e| classify_aws("dynamodb", &e))?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self, cycle: &str, segments: u32) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut found = Vec::with_capacity(segments as usize);
+        for segment in 0..segments {
+            let item = self.state_item(schema::checkpoint_key(cycle, segment)).await?;
+            found.push(Checkpoint {
+                segment,
+                start: item.as_ref().and_then(|i| schema::text(i, state::START)),
+                done: item.is_some_and(|i| schema::flag(&i, state::FINISHED)),
+            });
+        }
+        Ok(found)
+    }
+
+    async fn save_checkpoint(
+        &self,
+        cycle: &str,
+        checkpoint: &Checkpoint,
+        now: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut p = Placeholders::default();
+        let (done, no) = (p.name(state::FINISHED), p.value(AttributeValue::Bool(false)));
+        // A segment once done stays done, whatever an overlapping invocation still writes.
+        let condition = format!("attribute_not_exists({done}) OR {done} = {no}");
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.state_table)
+            .item(state::PK, s(schema::checkpoint_key(cycle, checkpoint.segment)))
+            .item(state::FINISHED, AttributeValue::Bool(checkpoint.done))
+            .item(state::EXPIRES_AT, n(now + ttl.as_secs()));
+        if let Some(start) = &checkpoint.start {
+            put = put.item(state::START, s(start.clone()));
+        }
+        let result = put
+            .condition_expression(condition)
+            .set_expression_attribute_names(p.names())
+            .set_expression_attribute_values(p.values())
+            .send()
+            .await;
+        match result.map_err(conflict_or) {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn scan_active(&self, scan: ScanRequest<'_>) -> Result<ScanPage, StoreError> {
+        let segment = i32::try_from(scan.segment).map_err(|_| StoreError::Corrupt("segment"))?;
+        let segments = i32::try_from(scan.segments).map_err(|_| StoreError::Corrupt("segments"))?;
+        let mut p = Placeholders::default();
+        // Grants done this cycle or not due are filtered out by DynamoDB, so a resumed
+        // run skips them without a write each.
+        let filter = due_this_cycle(&mut p, scan.cycle, scan.now);
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.grants_table)
+            .segment(segment)
+            .total_segments(segments)
+            .limit(scan.limit)
+            .filter_expression(filter)
+            .set_expression_attribute_names(p.names())
+            .set_expression_attribute_values(p.values())
+            .set_exclusive_start_key(scan.start.map(|sub| HashMap::from([(grant::SUB.to_owned(), s(sub))])))
+            .send()
+            .await
+            .map_err(|e| classify_aws("dynamodb", &e))?;
+        let grants = out
+            .items()
+            .iter()
+            .map(schema::grant_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = out.last_evaluated_key().and_then(|k| schema::text(k, grant::SUB));
+        Ok(ScanPage { grants, next })
+    }
+
+    async fn lease(&self, sub: &GoogleSubject, lease: Lease<'_>) -> Result<Option<Grant>, StoreError> {
+        let mut u = Update::default();
+        let due = due_this_cycle(&mut u.p, lease.cycle, lease.now);
+        let (until, now) = (u.p.name(grant::LEASE_UNTIL), u.p.value(n(lease.now)));
+        u.condition(format!("{due} AND (attribute_not_exists({until}) OR {until} < {now})"));
+        u.set(grant::LEASE_OWNER, s(lease.owner))
+            .set(grant::LEASE_UNTIL, n(lease.until));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.grants_table)
+            .key(grant::SUB, s(sub.as_str()))
+            .update_expression(u.expression())
+            .set_condition_expression(u.condition_expression())
+            .set_expression_attribute_names(u.p.names())
+            .set_expression_attribute_values(u.p.values())
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result.map_err(conflict_or) {
+            Ok(out) => out.attributes().map(schema::grant_from_item).transpose(),
+            Err(StoreError::Conflict) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn record(&self, leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome) -> Result<Recorded, StoreError> {
+        let touches_token = match outcome {
+            GrantOutcome::Refreshed { new_token, .. } => new_token.is_some(),
+            GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } => true,
+            GrantOutcome::Deferred { .. } | GrantOutcome::Released => false,
+        };
+        let sub = leased.sub.as_str();
+        if self
+            .update_grant(sub, outcome_update(leased, lease, outcome, touches_token))
+            .await?
+        {
+            return Ok(Recorded::Written);
+        }
+        if !touches_token {
+            return Ok(Recorded::LeaseLost);
+        }
+        // The version moved: a sign-in stored a newer grant. Record the outcome without
+        // touching its token or status.
+        if self
+            .update_grant(sub, outcome_update(leased, lease, outcome, false))
+            .await?
+        {
+            Ok(Recorded::Superseded)
+        } else {
+            Ok(Recorded::LeaseLost)
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The store over DynamoDB: both tables, with the schema in [`schema`] and expressions
+//! built by [`expr`].
+
+use aws_sdk_dynamodb::error::SdkError;
+
+mod expr;
+mod job;
+mod schema;
+mod sign_in;
+
+use super::{Grant, GrantStore, StoreError};
+use crate::domain::GoogleSubject;
+use crate::upstream::classify_aws;
+use schema::{grant, is_condition_failed, s};
+
+/// Both tables in DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: aws_sdk_dynamodb::Client,
+    grants_table: String,
+    state_table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, grants_table: String, state_table: String) -> Self {
+        Self {
+            client,
+            grants_table,
+            state_table,
+        }
+    }
+
+    pub fn grants_table(&self) -> &str {
+        &self.grants_table
+    }
+}
+
+/// A failed condition as [`StoreError::Conflict`], anything else classified once.
+fn conflict_or<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+    R: std::fmt::Debug,
+{
+    if err.as_service_error().is_some_and(is_condition_failed) {
+        StoreError::Conflict
+    } else {
+        classify_aws("dynamodb", &err).into()
+    }
+}
+
+impl GrantStore for DynamoStore {
+    async fn load(&self, sub: &GoogleSubject) -> Result<Option<Grant>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.grants_table)
+            .key(grant::SUB, s(sub.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify_aws("dynamodb", &e))?;
+        out.item().map(schema::grant_from_item).transpose()
+    }
+
+    async fn insert(&self, new: &Grant) -> Result<(), StoreError> {
+        let mut p = expr::Placeholders::default();
+        let condition = format!("attribute_not_exists({})", p.name(grant::SUB));
+        self.client
+            .put_item()
+            .table_name(&self.grants_table)
+            .set_item(Some(schema::item_from_grant(new)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(p.names())
+            .send()
+            .await
+            .map_err(conflict_or)?;
+        Ok(())
+    }
+}

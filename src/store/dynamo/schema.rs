@@ -1,0 +1,210 @@
+//! The tables' schema: every attribute name, key format and stored spelling, and the one
+//! way a failed condition is recognised. No other file names stored data.
+//!
+//! Grants table (`GRANTS_TABLE`): partition key `sub`, one item a grant.
+//! State table (`STATE_TABLE`): partition key `pk`, TTL attribute `expires_at`; sign-in
+//! claims and outcomes (`signin#<sha-256 of the code>`), the job's cycle markers
+//! (`cycle#<cycle>`) and checkpoints (`cycle#<cycle>#segment#<n>`).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::crypto::SealedToken;
+use crate::domain::{Email, GoogleSubject, Profile, Scopes};
+use crate::store::{Grant, GrantStatus, StoreError};
+
+/// A stored item.
+pub(super) type Item = HashMap<String, AttributeValue>;
+
+/// Attribute names of a grant item.
+pub(super) mod grant {
+    pub const SUB: &str = "sub";
+    pub const STATUS: &str = "status";
+    pub const STATUS_REASON: &str = "status_reason";
+    pub const EMAIL: &str = "email";
+    pub const EMAIL_VERIFIED: &str = "email_verified";
+    pub const NAME: &str = "name";
+    pub const GIVEN_NAME: &str = "given_name";
+    pub const FAMILY_NAME: &str = "family_name";
+    pub const PICTURE: &str = "picture";
+    pub const LOCALE: &str = "locale";
+    /// Space-delimited, sorted: the same set always has the same spelling, so a
+    /// condition can compare it.
+    pub const SCOPES: &str = "scopes";
+    pub const CLIENT_ID: &str = "client_id";
+    /// The sealed refresh token, in `crypto`'s one stored form.
+    pub const REFRESH_TOKEN: &str = "refresh_token";
+    pub const CREATED_AT: &str = "created_at";
+    pub const UPDATED_AT: &str = "updated_at";
+    pub const LAST_REFRESH_AT: &str = "last_refresh_at";
+    pub const LAST_SYNC_AT: &str = "last_sync_at";
+    pub const DRIVE_FILES: &str = "drive_files";
+    pub const FAILURE_COUNT: &str = "failure_count";
+    pub const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
+    pub const LAST_ERROR: &str = "last_error";
+    /// Optimistic concurrency: every write that changes the token or the status adds one.
+    pub const VERSION: &str = "version";
+    pub const LEASE_OWNER: &str = "lease_owner";
+    pub const LEASE_UNTIL: &str = "lease_until";
+    /// The last cycle of the offline job that did this grant.
+    pub const LAST_CYCLE: &str = "last_cycle";
+}
+
+/// Attribute names of a state-table item.
+pub(super) mod state {
+    pub const PK: &str = "pk";
+    pub const EXPIRES_AT: &str = "expires_at";
+    /// A sign-in claim: `in_progress` while held, `done` with its outcome.
+    pub const STATE: &str = "state";
+    pub const IN_PROGRESS: &str = "in_progress";
+    pub const DONE: &str = "done";
+    pub const OUTCOME: &str = "outcome";
+    pub const LEASE_UNTIL: &str = "lease_until";
+    /// Cycle markers and checkpoints.
+    pub const FINISHED: &str = "done";
+    pub const FINISHED_AT: &str = "finished_at";
+    pub const START: &str = "start";
+}
+
+/// The state-table key of a sign-in claim, from the hex SHA-256 of its code.
+pub(super) fn sign_in_key(code_digest_hex: &str) -> String {
+    format!("signin#{code_digest_hex}")
+}
+
+pub(super) fn cycle_key(cycle: &str) -> String {
+    format!("cycle#{cycle}")
+}
+
+pub(super) fn checkpoint_key(cycle: &str, segment: u32) -> String {
+    format!("cycle#{cycle}#segment#{segment}")
+}
+
+/// The stored spelling of a status.
+pub(super) fn status(status: GrantStatus) -> AttributeValue {
+    s(status.as_str())
+}
+
+fn parse_status(raw: &str) -> Option<GrantStatus> {
+    GrantStatus::ALL.into_iter().find(|s| s.as_str() == raw)
+}
+
+/// Whether a DynamoDB error is a failed condition (a lost race or a refused state), as
+/// opposed to a failure of the service.
+pub(super) fn is_condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(error: &E) -> bool {
+    error.code() == Some("ConditionalCheckFailedException")
+}
+
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(super) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(super) fn scopes(scopes: &Scopes) -> AttributeValue {
+    s(scopes.iter().collect::<Vec<_>>().join(" "))
+}
+
+pub(super) fn sealed(token: &SealedToken) -> AttributeValue {
+    AttributeValue::B(Blob::new(token.to_bytes()))
+}
+
+pub(super) fn text(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+pub(super) fn number(item: &Item, name: &str) -> Option<u64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+pub(super) fn flag(item: &Item, name: &str) -> bool {
+    item.get(name).and_then(|v| v.as_bool().ok()).copied().unwrap_or(false)
+}
+
+/// The profile attributes a sign-in writes; `None` removes a claim Google no longer sends.
+pub(super) fn profile(profile: &Profile) -> [(&'static str, Option<AttributeValue>); 6] {
+    let text = |v: &Option<String>| v.as_ref().map(|v| s(v.clone()));
+    [
+        (grant::EMAIL, profile.email.as_ref().map(|e| s(e.as_str()))),
+        (grant::NAME, text(&profile.name)),
+        (grant::GIVEN_NAME, text(&profile.given_name)),
+        (grant::FAMILY_NAME, text(&profile.family_name)),
+        (grant::PICTURE, text(&profile.picture)),
+        (grant::LOCALE, text(&profile.locale)),
+    ]
+}
+
+/// The grant a stored item holds.
+pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
+    use grant::*;
+    let refresh_token = match item.get(REFRESH_TOKEN) {
+        None => None,
+        Some(value) => {
+            let bytes = value.as_b().map_err(|_| StoreError::Corrupt(REFRESH_TOKEN))?;
+            Some(SealedToken::from_bytes(bytes.as_ref()).map_err(|_| StoreError::Corrupt(REFRESH_TOKEN))?)
+        }
+    };
+    Ok(Grant {
+        sub: text(item, SUB)
+            .and_then(|s| GoogleSubject::parse(&s).ok())
+            .ok_or(StoreError::Corrupt(SUB))?,
+        status: text(item, STATUS)
+            .as_deref()
+            .and_then(parse_status)
+            .ok_or(StoreError::Corrupt(STATUS))?,
+        status_reason: text(item, STATUS_REASON),
+        profile: Profile {
+            email: text(item, EMAIL).map(Email::new),
+            name: text(item, NAME),
+            given_name: text(item, GIVEN_NAME),
+            family_name: text(item, FAMILY_NAME),
+            picture: text(item, PICTURE),
+            locale: text(item, LOCALE),
+        },
+        email_verified: flag(item, EMAIL_VERIFIED),
+        scopes: Scopes::from_space_delimited(&text(item, SCOPES).unwrap_or_default()),
+        client_id: text(item, CLIENT_ID).ok_or(StoreError::Corrupt(CLIENT_ID))?,
+        refresh_token,
+        created_at: number(item, CREATED_AT).unwrap_or_default(),
+        updated_at: number(item, UPDATED_AT).unwrap_or_default(),
+        last_refresh_at: number(item, LAST_REFRESH_AT),
+        last_sync_at: number(item, LAST_SYNC_AT),
+        failure_count: number(item, FAILURE_COUNT)
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or_default(),
+        next_attempt_at: number(item, NEXT_ATTEMPT_AT),
+        version: number(item, VERSION).ok_or(StoreError::Corrupt(VERSION))?,
+    })
+}
+
+/// A whole grant item, for an insert.
+pub(super) fn item_from_grant(g: &Grant) -> Item {
+    use grant::*;
+    let mut item: Item = profile(&g.profile)
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect();
+    let optional = [
+        (STATUS_REASON, g.status_reason.as_ref().map(|r| s(r.clone()))),
+        (REFRESH_TOKEN, g.refresh_token.as_ref().map(sealed)),
+        (LAST_REFRESH_AT, g.last_refresh_at.map(n)),
+        (LAST_SYNC_AT, g.last_sync_at.map(n)),
+        (NEXT_ATTEMPT_AT, g.next_attempt_at.map(n)),
+    ];
+    item.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))));
+    item.extend([
+        (SUB.to_owned(), s(g.sub.as_str())),
+        (STATUS.to_owned(), status(g.status)),
+        (EMAIL_VERIFIED.to_owned(), AttributeValue::Bool(g.email_verified)),
+        (SCOPES.to_owned(), scopes(&g.scopes)),
+        (CLIENT_ID.to_owned(), s(g.client_id.clone())),
+        (CREATED_AT.to_owned(), n(g.created_at)),
+        (UPDATED_AT.to_owned(), n(g.updated_at)),
+        (FAILURE_COUNT.to_owned(), n(g.failure_count)),
+        (VERSION.to_owned(), n(g.version)),
+    ]);
+    item
+}

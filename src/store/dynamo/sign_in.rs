@@ -1,0 +1,293 @@
+//! Sign-in's two round trips: the claim of the code (a conditional `PutItem` in the state
+//! table, which on a repeat returns the recorded outcome in the same answer), then one
+//! `TransactWriteItems` that stores the grant and records the outcome together — so a
+//! replay can never see a success that was not stored, nor a stored grant lose its
+//! outcome.
+//!
+//! With a new refresh token the grant is written whatever it held (a new token always
+//! wins; the version goes up, so the offline job's write of an older one fails its
+//! condition). Without one, the stored token is kept: the write is conditioned on an
+//! active grant holding a token, and on its scopes being the ones this code brings (the
+//! usual case, so the answer's scopes are known without a read). When they differ, the
+//! cancelled write returns the stored item, and a second write records the union at that
+//! item's version.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update as TransactUpdate,
+};
+
+use super::expr::Update;
+use super::schema::{self, Item, grant, n, s, state};
+use super::{DynamoStore, conflict_or};
+use crate::domain::Scopes;
+use crate::store::{Claim, GrantStatus, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
+use crate::upstream::classify_aws;
+
+/// How often a write without a token is tried when the grant keeps changing under it.
+const CONFLICT_RETRIES: usize = 5;
+
+/// What the write without a token expects of the stored grant.
+enum Expect {
+    /// Its scopes are exactly these (then the union is these).
+    Scopes,
+    /// It is still at this version; record this union of scopes.
+    Version { version: u64, union: Scopes },
+}
+
+/// Why the transaction was cancelled.
+enum Cancelled {
+    /// The grant's condition failed; the stored item as it was, if any.
+    Condition(Option<Item>),
+    /// Another transaction touched the item at the same moment.
+    Conflict,
+}
+
+impl DynamoStore {
+    fn outcome_put(
+        &self,
+        code: &str,
+        outcome: &RecordedOutcome,
+        now: u64,
+        window: Duration,
+    ) -> Result<Put, StoreError> {
+        let outcome = serde_json::to_string(outcome).map_err(|_| StoreError::Corrupt(state::OUTCOME))?;
+        Put::builder()
+            .table_name(&self.state_table)
+            .item(state::PK, s(schema::sign_in_key(code)))
+            .item(state::STATE, s(state::DONE))
+            .item(state::OUTCOME, s(outcome))
+            .item(state::EXPIRES_AT, n(now + window.as_secs()))
+            .build()
+            .map_err(|_| StoreError::Corrupt("outcome put"))
+    }
+
+    /// The grant's part of the write: what every sign-in sets.
+    fn grant_update(&self, new: &SignInGrant, now: u64) -> Update {
+        let mut u = Update::default();
+        for (attr, value) in schema::profile(&new.profile) {
+            u.set_or_remove(attr, value);
+        }
+        u.set(grant::EMAIL_VERIFIED, AttributeValue::Bool(new.email_verified))
+            .set(grant::UPDATED_AT, n(now))
+            .increment(grant::VERSION);
+        u
+    }
+
+    async fn transact(&self, update: Update, outcome: Put, sub: &str) -> Result<Result<(), Cancelled>, StoreError> {
+        let grant = TransactUpdate::builder()
+            .table_name(&self.grants_table)
+            .key(grant::SUB, s(sub))
+            .update_expression(update.expression())
+            .set_condition_expression(update.condition_expression())
+            .set_expression_attribute_names(update.p.names())
+            .set_expression_attribute_values(update.p.values())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|_| StoreError::Corrupt("grant update"))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(grant).build())
+            .transact_items(TransactWriteItem::builder().put(outcome).build())
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Ok(())),
+            Err(e) => e,
+        };
+        let reasons = err.as_service_error().and_then(|se| match se {
+            TransactWriteItemsError::TransactionCanceledException(c) => Some(c.cancellation_reasons().to_vec()),
+            _ => None,
+        });
+        let Some(reasons) = reasons else {
+            return Err(classify_aws("dynamodb", &err).into());
+        };
+        let code_of = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
+        match code_of(0) {
+            "ConditionalCheckFailed" => Ok(Err(Cancelled::Condition(
+                reasons.first().and_then(|r| r.item()).cloned(),
+            ))),
+            "TransactionConflict" => Ok(Err(Cancelled::Conflict)),
+            _ if code_of(1) == "TransactionConflict" => Ok(Err(Cancelled::Conflict)),
+            _ => {
+                tracing::warn!(reasons = ?reasons.iter().map(|r| r.code()).collect::<Vec<_>>(), "sign-in write cancelled");
+                Err(classify_aws("dynamodb", &err).into())
+            }
+        }
+    }
+}
+
+fn signed_in(new: &SignInGrant, scopes: &Scopes) -> RecordedOutcome {
+    RecordedOutcome::SignedIn {
+        sub: new.sub.as_str().to_owned(),
+        email: new.profile.email.as_ref().map(|e| e.as_str().to_owned()),
+        scopes: scopes.iter().map(str::to_owned).collect(),
+        offline_access: true,
+    }
+}
+
+impl SignInStore for DynamoStore {
+    async fn claim(&self, code: &str, now: u64, lease: Duration, window: Duration) -> Result<Claim, StoreError> {
+        let mut p = super::expr::Placeholders::default();
+        let (pk, st, lease_until, expires) = (
+            p.name(state::PK),
+            p.name(state::STATE),
+            p.name(state::LEASE_UNTIL),
+            p.name(state::EXPIRES_AT),
+        );
+        let (in_progress, now_v) = (p.value(s(state::IN_PROGRESS)), p.value(n(now)));
+        // Free, or held by an invocation whose lease ran out, or past its TTL but not yet
+        // swept (DynamoDB deletes expired items lazily).
+        let condition = format!(
+            "attribute_not_exists({pk}) OR ({st} = {in_progress} AND {lease_until} < {now_v}) OR {expires} < {now_v}"
+        );
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.state_table)
+            .item(state::PK, s(schema::sign_in_key(code)))
+            .item(state::STATE, s(state::IN_PROGRESS))
+            .item(state::LEASE_UNTIL, n(now + lease.as_secs()))
+            .item(state::EXPIRES_AT, n(now + window.as_secs()))
+            .condition_expression(condition)
+            .set_expression_attribute_names(p.names())
+            .set_expression_attribute_values(p.values())
+            // A repeat learns what the record holds in this same round trip.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match put {
+            Ok(_) => return Ok(Claim::Claimed),
+            Err(e) => e,
+        };
+        let Some(PutItemError::ConditionalCheckFailedException(held)) = err.as_service_error() else {
+            return Err(classify_aws("dynamodb", &err).into());
+        };
+        let item = held.item();
+        match item.and_then(|i| schema::text(i, state::STATE)).as_deref() {
+            Some(state::DONE) => {
+                let raw = item
+                    .and_then(|i| schema::text(i, state::OUTCOME))
+                    .ok_or(StoreError::Corrupt(state::OUTCOME))?;
+                let outcome = serde_json::from_str(&raw).map_err(|_| StoreError::Corrupt(state::OUTCOME))?;
+                Ok(Claim::Done(outcome))
+            }
+            _ => Ok(Claim::InProgress),
+        }
+    }
+
+    async fn store_grant(
+        &self,
+        code: &str,
+        new: &SignInGrant,
+        now: u64,
+        window: Duration,
+    ) -> Result<SignInStored, StoreError> {
+        let sub = new.sub.as_str();
+        if let Some(token) = &new.refresh_token {
+            for _ in 0..CONFLICT_RETRIES {
+                let mut u = self.grant_update(new, now);
+                u.set(grant::REFRESH_TOKEN, schema::sealed(token))
+                    .set(grant::CLIENT_ID, s(new.client_id.clone()))
+                    .set(grant::SCOPES, schema::scopes(&new.scopes))
+                    .set(grant::STATUS, schema::status(GrantStatus::Active))
+                    .remove(grant::STATUS_REASON)
+                    .set(grant::FAILURE_COUNT, n(0))
+                    .remove(grant::NEXT_ATTEMPT_AT)
+                    .set_once(grant::CREATED_AT, n(now));
+                let outcome = self.outcome_put(code, &signed_in(new, &new.scopes), now, window)?;
+                // Unconditional: only a concurrent transaction on the item cancels it.
+                if self.transact(u, outcome, sub).await?.is_ok() {
+                    let scopes = new.scopes.clone();
+                    return Ok(SignInStored::Stored { scopes });
+                }
+            }
+            return Err(StoreError::Conflict);
+        }
+
+        let mut expect = Expect::Scopes;
+        for _ in 0..CONFLICT_RETRIES {
+            let mut u = self.grant_update(new, now);
+            let (token, status, active) = (
+                u.p.name(grant::REFRESH_TOKEN),
+                u.p.name(grant::STATUS),
+                u.p.value(schema::status(GrantStatus::Active)),
+            );
+            u.condition(format!("attribute_exists({token}) AND {status} = {active}"));
+            let scopes = match &expect {
+                Expect::Scopes => {
+                    let (attr, value) = (u.p.name(grant::SCOPES), u.p.value(schema::scopes(&new.scopes)));
+                    u.condition(format!("{attr} = {value}"));
+                    new.scopes.clone()
+                }
+                Expect::Version { version, union } => {
+                    let (attr, value) = (u.p.name(grant::VERSION), u.p.value(n(*version)));
+                    u.condition(format!("{attr} = {value}"));
+                    u.set(grant::SCOPES, schema::scopes(union));
+                    union.clone()
+                }
+            };
+            let outcome = self.outcome_put(code, &signed_in(new, &scopes), now, window)?;
+            match self.transact(u, outcome, sub).await? {
+                Ok(()) => return Ok(SignInStored::Stored { scopes }),
+                Err(Cancelled::Conflict) => continue,
+                Err(Cancelled::Condition(None)) => return Ok(SignInStored::NoRefreshToken),
+                Err(Cancelled::Condition(Some(item))) => {
+                    let stored = schema::grant_from_item(&item)?;
+                    if stored.refresh_token.is_none() || stored.status != GrantStatus::Active {
+                        return Ok(SignInStored::NoRefreshToken);
+                    }
+                    // Never overwrite a stored refresh token with an absent one. Google's
+                    // scope list for a repeat consent may name only what this request
+                    // asked for: keep the union with what the stored token carries.
+                    expect = Expect::Version {
+                        version: stored.version,
+                        union: stored.scopes.union(&new.scopes),
+                    };
+                }
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    async fn record_refusal(
+        &self,
+        code: &str,
+        outcome: &RecordedOutcome,
+        now: u64,
+        window: Duration,
+    ) -> Result<(), StoreError> {
+        let put = self.outcome_put(code, outcome, now, window)?;
+        self.client
+            .put_item()
+            .table_name(put.table_name())
+            .set_item(Some(put.item().clone()))
+            .send()
+            .await
+            .map_err(|e| classify_aws("dynamodb", &e))?;
+        Ok(())
+    }
+
+    async fn release(&self, code: &str) -> Result<(), StoreError> {
+        let mut p = super::expr::Placeholders::default();
+        let condition = format!("{} = {}", p.name(state::STATE), p.value(s(state::IN_PROGRESS)));
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.state_table)
+            .key(state::PK, s(schema::sign_in_key(code)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(p.names())
+            .set_expression_attribute_values(p.values())
+            .send()
+            .await;
+        match deleted.map_err(conflict_or) {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

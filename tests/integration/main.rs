@@ -1,0 +1,10 @@
+//! The integration tests: one binary, so the AWS SDK links once. Each module drives the
+//! real handlers with real events against moto and the Google emulator over real HTTP,
+//! through the harness in `tests/support` (`spawn_stack()`).
+
+mod errors;
+mod job;
+mod lambda_binary;
+mod logs;
+mod sign_in;
+mod template;
