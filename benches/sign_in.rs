@@ -20,35 +20,12 @@
     reason = "a benchmark binary: it prints and may panic"
 )]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use google_emulator::CodeSpec;
 use offline_access::wiring::SignInBuilder;
 
 const SIGN_INS: usize = 400;
-
-/// Counts requests sent by an AWS SDK client: one per round trip.
-#[derive(Debug, Clone, Default)]
-struct CountRequests(Arc<AtomicU64>);
-
-impl Intercept for CountRequests {
-    fn name(&self) -> &'static str {
-        "CountRequests"
-    }
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
 
 /// Runs the Python sign-in over `codes` (the first `warm_up` unmeasured) and returns its
 /// one-line JSON report.
@@ -114,18 +91,10 @@ fn main() {
         let _enter = emulator_rt.enter();
         rt.block_on(test_support::spawn_stack())
     };
-    let dynamodb_requests = CountRequests::default();
-    let kms_requests = CountRequests::default();
-    let counted_dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&stack.aws)
-            .interceptor(dynamodb_requests.clone())
-            .build(),
-    );
-    let counted_kms = aws_sdk_kms::Client::from_conf(
-        aws_sdk_kms::config::Builder::from(&stack.aws)
-            .interceptor(kms_requests.clone())
-            .build(),
-    );
+    let dynamodb_requests = test_support::CountRequests::default();
+    let kms_requests = test_support::CountRequests::default();
+    let counted_dynamodb = dynamodb_requests.dynamodb(&stack.aws);
+    let counted_kms = kms_requests.kms(&stack.aws);
     // The production wiring, with its AWS clients counting their requests.
     let service = SignInBuilder::new(&stack.config, &stack.aws)
         .dynamodb(counted_dynamodb)
@@ -144,8 +113,8 @@ fn main() {
     }
 
     let mut walls = Vec::with_capacity(SIGN_INS);
-    let dynamodb_before = dynamodb_requests.0.load(Ordering::SeqCst);
-    let kms_before = kms_requests.0.load(Ordering::SeqCst);
+    let dynamodb_before = dynamodb_requests.count();
+    let kms_before = kms_requests.count();
     let cpu_before = thread_cpu();
     let started = Instant::now();
     for event in &events[..SIGN_INS] {
@@ -157,10 +126,10 @@ fn main() {
     let total = started.elapsed();
     let cpu = thread_cpu() - cpu_before;
     let per = |n: u64| n as f64 / SIGN_INS as f64;
-    let dynamodb_trips = per(dynamodb_requests.0.load(Ordering::SeqCst) - dynamodb_before);
-    let kms_trips = per(kms_requests.0.load(Ordering::SeqCst) - kms_before);
+    let dynamodb_trips = per(dynamodb_requests.count() - dynamodb_before);
+    let kms_trips = per(kms_requests.count() - kms_before);
     walls.sort();
-    let kms = kms_requests.0.load(Ordering::SeqCst);
+    let kms = kms_requests.count();
     let all = SIGN_INS + 20;
 
     println!("sign-in benchmark: {SIGN_INS} sign-ins, sequential, against moto + the Google emulator");

@@ -198,6 +198,69 @@ async fn a_first_sign_in_without_a_refresh_token_answers_reconsent_required() {
 }
 
 #[tokio::test]
+async fn a_sign_in_costs_two_dynamodb_round_trips_first_time_and_again() {
+    let stack = spawn_stack().await;
+    let requests = test_support::CountRequests::default();
+    let service = offline_access::wiring::SignInBuilder::new(&stack.config, &stack.aws)
+        .dynamodb(requests.dynamodb(&stack.aws))
+        .build()
+        .expect("wiring");
+    let first = stack.mint(CodeSpec::default());
+    let again = stack.mint(CodeSpec {
+        sub: Some(first.sub.clone()),
+        ..CodeSpec::default()
+    });
+
+    for minted in [&first, &again] {
+        let before = requests.count();
+        let answer = test_support::invoke_service(&service, &android_form_event(&minted.code)).await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+        assert_eq!(
+            requests.count() - before,
+            2,
+            "the claim, then one write of grant and answer"
+        );
+    }
+    // A replay is one round trip: the claim's refusal carries the recorded answer.
+    let before = requests.count();
+    let replay = test_support::invoke_service(&service, &android_form_event(&again.code)).await;
+    assert_eq!((replay.status, requests.count() - before), (200, 1));
+}
+
+#[tokio::test]
+async fn a_sign_in_without_a_refresh_token_answers_and_records_the_union_of_scopes() {
+    let stack = spawn_stack().await;
+    let first = stack.mint(CodeSpec::default());
+    assert_eq!(stack.invoke(&android_form_event(&first.code)).await.status, 200);
+    let version = stack.grant(&first.sub).await.map(|g| g.version);
+
+    // The repeat code names fewer scopes than the stored token carries.
+    let narrower = stack.mint(CodeSpec {
+        sub: Some(first.sub.clone()),
+        scopes: Some("openid https://www.googleapis.com/auth/userinfo.email".into()),
+        ..CodeSpec::default()
+    });
+    let answer = stack.invoke(&android_form_event(&narrower.code)).await;
+
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let answered: Vec<&str> = answer.json["scopes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        answered.contains(&offline_access::domain::DRIVE_APPDATA_SCOPE),
+        "{answered:?}"
+    );
+    let grant = stack.grant(&first.sub).await.expect("grant");
+    assert!(grant.scopes.contains(offline_access::domain::DRIVE_APPDATA_SCOPE));
+    assert_eq!(grant.scopes.iter().collect::<Vec<_>>(), answered);
+    assert_eq!(Some(grant.version), version.map(|v| v + 1));
+    // The replay answers the same union.
+    let replay = stack.invoke(&android_form_event(&narrower.code)).await;
+    assert_eq!(replay.json, answer.json);
+}
+
+#[tokio::test]
 async fn partial_consent_records_only_the_granted_scopes() {
     let stack = spawn_stack().await;
     let minted = stack.mint(CodeSpec {

@@ -275,6 +275,51 @@ pub async fn invoke_service<H: offline_access::http_api::SignInHandler>(service:
     Answer { status, headers, json }
 }
 
+/// Counts the requests an AWS SDK client sends: one per round trip. Install it with
+/// `config::Builder::interceptor` (any SDK client; the trait is the same).
+#[derive(Debug, Clone, Default)]
+pub struct CountRequests(pub std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl CountRequests {
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// A DynamoDB client on `aws` whose requests are counted here.
+    pub fn dynamodb(&self, aws: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(aws)
+                .interceptor(self.clone())
+                .build(),
+        )
+    }
+
+    /// A KMS client on `aws` whose requests are counted here.
+    pub fn kms(&self, aws: &aws_config::SdkConfig) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::config::Builder::from(aws)
+                .interceptor(self.clone())
+                .build(),
+        )
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
 /// Counts KMS calls on their way through (tests and benchmarks).
 #[derive(Debug)]
 pub struct CountingKeys {
