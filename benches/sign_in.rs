@@ -29,7 +29,7 @@ const SIGN_INS: usize = 400;
 
 /// Runs the Python sign-in over `codes` (the first `warm_up` unmeasured) and returns its
 /// one-line JSON report.
-fn python_sign_in(stack: &test_support::Stack, codes: &[String], warm_up: usize, mode: &str) -> serde_json::Value {
+async fn python_sign_in(stack: &test_support::Stack, codes: &[String], warm_up: usize, mode: &str) -> serde_json::Value {
     let settings = stack.emulator_settings();
     let plan = serde_json::json!({
         "token_uri": stack.emulator.token_uri(),
@@ -44,11 +44,13 @@ fn python_sign_in(stack: &test_support::Stack, codes: &[String], warm_up: usize,
     let dir = std::env::temp_dir().join(format!("python-sign-in-{}.json", std::process::id()));
     std::fs::write(&dir, plan.to_string()).expect("write plan");
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = std::process::Command::new(format!("{root}/.venv/bin/python"))
+    // Awaited, so the runtime that serves the emulator keeps running meanwhile.
+    let out = tokio::process::Command::new(format!("{root}/.venv/bin/python"))
         .arg(format!("{root}/benches/python_sign_in.py"))
         .arg(&dir)
         .arg(mode)
         .output()
+        .await
         .expect("run the Python sign-in (make venv installs it)");
     let _ = std::fs::remove_file(&dir);
     assert!(
@@ -151,7 +153,7 @@ fn main() {
         let codes: Vec<String> = (0..SIGN_INS + PYTHON_WARM_UP)
             .map(|_| stack.mint(CodeSpec::default()).code)
             .collect();
-        let report = python_sign_in(&stack, &codes, PYTHON_WARM_UP, mode);
+        let report = rt.block_on(python_sign_in(&stack, &codes, PYTHON_WARM_UP, mode));
         println!(
             "  Python sign-in ({mode}): wall p50 {:.1} ms, p95 {:.1} ms, mean {:.1} ms; per sign-in: {}",
             report["p50_ms"].as_f64().unwrap_or_default(),

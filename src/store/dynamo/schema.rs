@@ -90,6 +90,11 @@ fn parse_status(raw: &str) -> Option<GrantStatus> {
     GrantStatus::ALL.into_iter().find(|s| s.as_str() == raw)
 }
 
+/// The cancellation reason of a transaction's item whose condition failed.
+pub(super) const CANCELLED_BY_CONDITION: &str = "ConditionalCheckFailed";
+/// The cancellation reason of an item another transaction was writing at the same time.
+pub(super) const CANCELLED_BY_CONFLICT: &str = "TransactionConflict";
+
 /// Whether a DynamoDB error is a failed condition (a lost race or a refused state), as
 /// opposed to a failure of the service.
 pub(super) fn is_condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(error: &E) -> bool {

@@ -108,11 +108,11 @@ impl DynamoStore {
         };
         let code_of = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
         match code_of(0) {
-            "ConditionalCheckFailed" => Ok(Err(Cancelled::Condition(
+            schema::CANCELLED_BY_CONDITION => Ok(Err(Cancelled::Condition(
                 reasons.first().and_then(|r| r.item()).cloned(),
             ))),
-            "TransactionConflict" => Ok(Err(Cancelled::Conflict)),
-            _ if code_of(1) == "TransactionConflict" => Ok(Err(Cancelled::Conflict)),
+            schema::CANCELLED_BY_CONFLICT => Ok(Err(Cancelled::Conflict)),
+            _ if code_of(1) == schema::CANCELLED_BY_CONFLICT => Ok(Err(Cancelled::Conflict)),
             _ => {
                 tracing::warn!(reasons = ?reasons.iter().map(|r| r.code()).collect::<Vec<_>>(), "sign-in write cancelled");
                 Err(classify_aws("dynamodb", &err).into())
