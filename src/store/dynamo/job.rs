@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::expr::{Placeholders, Update};
 use super::schema::{self, grant, n, s, state};
-use super::{DynamoStore, conflict_or};
+use super::{DynamoStore, conflict_or, holds_either_way};
 use crate::domain::GoogleSubject;
 use crate::store::{
     Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanPage, ScanRequest,
@@ -192,10 +192,7 @@ impl JobStore for DynamoStore {
             .set_expression_attribute_values(p.values())
             .send()
             .await;
-        match result.map_err(conflict_or) {
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
-            Err(e) => Err(e),
-        }
+        holds_either_way(result.map_err(conflict_or))
     }
 
     async fn scan_active(&self, scan: ScanRequest<'_>) -> Result<ScanPage, StoreError> {

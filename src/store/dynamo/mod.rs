@@ -48,6 +48,15 @@ where
     }
 }
 
+/// The result of a write whose failed condition means "already so" (a segment already
+/// done, a claim already gone): its purpose holds either way.
+fn holds_either_way<T>(result: Result<T, StoreError>) -> Result<(), StoreError> {
+    match result {
+        Ok(_) | Err(StoreError::Conflict) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl GrantStore for DynamoStore {
     async fn load(&self, sub: &GoogleSubject) -> Result<Option<Grant>, StoreError> {
         let out = self

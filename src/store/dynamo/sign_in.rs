@@ -4,8 +4,9 @@
 //! replay can never see a success that was not stored, nor a stored grant lose its
 //! outcome.
 //!
-//! With a new refresh token the grant is written whatever it held (a new token always
-//! wins; the version goes up, so the offline job's write of an older one fails its
+//! With a new refresh token the grant is written whatever it held: put whole when there is
+//! none yet (a first consent, the usual case for a new token), else updated (a new token
+//! always wins; the version goes up, so the offline job's write of an older one fails its
 //! condition). Without one, the stored token is kept: the write is conditioned on an
 //! active grant holding a token, and on its scopes being the ones this code brings (the
 //! usual case, so the answer's scopes are known without a read). When they differ, the
@@ -20,11 +21,12 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update as TransactUpdate,
 };
 
-use super::expr::Update;
+use super::expr::{Placeholders, Update};
 use super::schema::{self, Item, grant, n, s, state};
-use super::{DynamoStore, conflict_or};
+use super::{DynamoStore, conflict_or, holds_either_way};
+use crate::crypto::SealedToken;
 use crate::domain::Scopes;
-use crate::store::{Claim, GrantStatus, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
+use crate::store::{Claim, Grant, GrantStatus, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
 use crate::upstream::classify_aws;
 
 /// How often a write without a token is tried when the grant keeps changing under it.
@@ -77,8 +79,10 @@ impl DynamoStore {
         u
     }
 
-    async fn transact(&self, update: Update, outcome: Put, sub: &str) -> Result<Result<(), Cancelled>, StoreError> {
-        let grant = TransactUpdate::builder()
+    /// The grant's part as an update of the stored item, which on a failed condition
+    /// returns the item as it was.
+    fn update_item(&self, update: &Update, sub: &str) -> Result<TransactWriteItem, StoreError> {
+        let update = TransactUpdate::builder()
             .table_name(&self.grants_table)
             .key(grant::SUB, s(sub))
             .update_expression(update.expression())
@@ -88,10 +92,38 @@ impl DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(|_| StoreError::Corrupt("grant update"))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The grant's part as a whole new item, on condition that there is none yet.
+    fn put_new_item(&self, new: &SignInGrant, token: &SealedToken, now: u64) -> Result<TransactWriteItem, StoreError> {
+        let grant = Grant::new_active(
+            new.sub.clone(),
+            new.client_id.clone(),
+            new.scopes.clone(),
+            token.clone(),
+            new.profile.clone(),
+            new.email_verified,
+            now,
+        );
+        let mut p = Placeholders::default();
+        let condition = format!("attribute_not_exists({})", p.name(grant::SUB));
+        let put = Put::builder()
+            .table_name(&self.grants_table)
+            .set_item(Some(schema::item_from_grant(&grant)))
+            .condition_expression(condition)
+            .set_expression_attribute_names(p.names())
+            .build()
+            .map_err(|_| StoreError::Corrupt("grant put"))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Writes the grant's part and the outcome in one transaction.
+    async fn transact(&self, grant: TransactWriteItem, outcome: Put) -> Result<Result<(), Cancelled>, StoreError> {
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(grant).build())
+            .transact_items(grant)
             .transact_items(TransactWriteItem::builder().put(outcome).build())
             .send()
             .await;
@@ -132,7 +164,7 @@ fn signed_in(new: &SignInGrant, scopes: &Scopes) -> RecordedOutcome {
 
 impl SignInStore for DynamoStore {
     async fn claim(&self, code: &str, now: u64, lease: Duration, window: Duration) -> Result<Claim, StoreError> {
-        let mut p = super::expr::Placeholders::default();
+        let mut p = Placeholders::default();
         let (pk, st, lease_until, expires) = (
             p.name(state::PK),
             p.name(state::STATE),
@@ -189,6 +221,16 @@ impl SignInStore for DynamoStore {
     ) -> Result<SignInStored, StoreError> {
         let sub = new.sub.as_str();
         if let Some(token) = &new.refresh_token {
+            // A refresh token comes with a first consent, so the grant is usually new:
+            // put it whole. When one is stored already (a forced consent), update it.
+            let outcome = self.outcome_put(code, &signed_in(new, &new.scopes), now, window)?;
+            match self.transact(self.put_new_item(new, token, now)?, outcome).await? {
+                Ok(()) => {
+                    let scopes = new.scopes.clone();
+                    return Ok(SignInStored::Stored { scopes });
+                }
+                Err(Cancelled::Condition(_) | Cancelled::Conflict) => {}
+            }
             for _ in 0..CONFLICT_RETRIES {
                 let mut u = self.grant_update(new, now);
                 u.set(grant::REFRESH_TOKEN, schema::sealed(token))
@@ -201,7 +243,7 @@ impl SignInStore for DynamoStore {
                     .set_once(grant::CREATED_AT, n(now));
                 let outcome = self.outcome_put(code, &signed_in(new, &new.scopes), now, window)?;
                 // Unconditional: only a concurrent transaction on the item cancels it.
-                if self.transact(u, outcome, sub).await?.is_ok() {
+                if self.transact(self.update_item(&u, sub)?, outcome).await?.is_ok() {
                     let scopes = new.scopes.clone();
                     return Ok(SignInStored::Stored { scopes });
                 }
@@ -232,7 +274,7 @@ impl SignInStore for DynamoStore {
                 }
             };
             let outcome = self.outcome_put(code, &signed_in(new, &scopes), now, window)?;
-            match self.transact(u, outcome, sub).await? {
+            match self.transact(self.update_item(&u, sub)?, outcome).await? {
                 Ok(()) => return Ok(SignInStored::Stored { scopes }),
                 Err(Cancelled::Conflict) => continue,
                 Err(Cancelled::Condition(None)) => return Ok(SignInStored::NoRefreshToken),
@@ -273,7 +315,7 @@ impl SignInStore for DynamoStore {
     }
 
     async fn release(&self, code: &str) -> Result<(), StoreError> {
-        let mut p = super::expr::Placeholders::default();
+        let mut p = Placeholders::default();
         let condition = format!("{} = {}", p.name(state::STATE), p.value(s(state::IN_PROGRESS)));
         let deleted = self
             .client
@@ -285,9 +327,6 @@ impl SignInStore for DynamoStore {
             .set_expression_attribute_values(p.values())
             .send()
             .await;
-        match deleted.map_err(conflict_or) {
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
-            Err(e) => Err(e),
-        }
+        holds_either_way(deleted.map_err(conflict_or))
     }
 }
