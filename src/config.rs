@@ -130,6 +130,14 @@ pub struct JobConfig {
     /// `CYCLE_MINUTES` (360): every grant is refreshed once per period of this length;
     /// invocations within a period resume its cycle.
     pub cycle: Duration,
+    /// `DRIVE_MAX_PAGES` (10): the most `files.list` pages one grant's listing reads (100
+    /// files a page); a longer listing, or one whose page tokens repeat, is recorded as
+    /// truncated.
+    pub drive_max_pages: u64,
+    /// `DRIVE_MAX_PAGE_BYTES` (1048576): the largest `files.list` page read; a larger one
+    /// ends the listing as truncated without being held in memory. A page of 100 files
+    /// with the fields asked for is about 15 KiB.
+    pub drive_max_page_bytes: usize,
     /// `JOB_STATE_TTL_SECS` (604800): how long a cycle's checkpoints and done marker are
     /// kept (DynamoDB TTL); longer than a cycle.
     pub state_ttl: Duration,
@@ -174,6 +182,13 @@ impl JobConfig {
                 why: "too large",
             })?,
             cycle: Duration::from_secs(positive("CYCLE_MINUTES", 360)?.saturating_mul(60)),
+            drive_max_pages: positive("DRIVE_MAX_PAGES", 10)?,
+            drive_max_page_bytes: usize::try_from(positive("DRIVE_MAX_PAGE_BYTES", 1 << 20)?).map_err(|_| {
+                ConfigError::Invalid {
+                    name: "DRIVE_MAX_PAGE_BYTES",
+                    why: "too large",
+                }
+            })?,
             state_ttl: Duration::from_secs(positive("JOB_STATE_TTL_SECS", 7 * 24 * 3_600)?),
         })
     }
@@ -264,6 +279,8 @@ pub const JOB_VARIABLES: &[&str] = &[
     "DEFER_MAX_SECS",
     "SCAN_PAGE_SIZE",
     "CYCLE_MINUTES",
+    "DRIVE_MAX_PAGES",
+    "DRIVE_MAX_PAGE_BYTES",
     "JOB_STATE_TTL_SECS",
 ];
 

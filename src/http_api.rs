@@ -64,7 +64,9 @@ pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap, body: &[u
     }
     // Google's server-side sign-in guide: require X-Requested-With so a cross-site form
     // cannot forge the request (a browser cannot add it without a CORS preflight).
-    if !headers.contains_key("x-requested-with") {
+    // An empty value is no header: a proxy or a careless client must not make it count.
+    let requested_with = headers.get("x-requested-with").map(|v| v.as_bytes().trim_ascii());
+    if requested_with.is_none_or(<[u8]>::is_empty) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

@@ -238,7 +238,12 @@ impl<S: JobStore, K: KeyProvider> JobBuilder<S, K> {
         let http = crate::http_client::build(common.http_timeout)?;
         Ok(OfflineJob {
             token_endpoint: HttpTokenEndpoint::new(http.clone()),
-            drive: HttpDrive::new(http, common.drive_api.clone()),
+            drive: HttpDrive::new(
+                http,
+                common.drive_api.clone(),
+                config.drive_max_pages,
+                config.drive_max_page_bytes,
+            ),
             store: self.store,
             cipher: cipher(common, self.keys),
             secrets: secrets(common, &self.aws, SystemClock),

@@ -12,6 +12,9 @@ use crate::upstream::Upstream;
 pub struct DriveListing {
     pub files: u64,
     pub pages: u64,
+    /// The listing stopped before its end: at the page cap, or at a page token Drive had
+    /// already given (a pagination loop). `files` counts what was seen.
+    pub truncated: bool,
 }
 
 /// Why Drive refused.
@@ -41,16 +44,20 @@ pub trait DriveApi: Send + Sync {
 pub struct HttpDrive {
     http: reqwest::Client,
     base: String,
+    max_pages: u64,
+    max_page_bytes: usize,
 }
 
-/// The most pages one listing follows: a runaway `nextPageToken` loop must end.
-const MAX_PAGES: u64 = 1_000;
-
 impl HttpDrive {
-    pub fn new(http: reqwest::Client, base: String) -> Self {
+    /// `max_pages` (`DRIVE_MAX_PAGES`) and `max_page_bytes` (`DRIVE_MAX_PAGE_BYTES`) bound
+    /// one listing: a user's folder is not the job's to read to the end at any cost, and
+    /// no answer is held in memory past its bound.
+    pub fn new(http: reqwest::Client, base: String, max_pages: u64, max_page_bytes: usize) -> Self {
         Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            max_pages: max_pages.max(1),
+            max_page_bytes,
         }
     }
 }
@@ -70,6 +77,7 @@ impl DriveApi for HttpDrive {
         }
         let mut listing = DriveListing::default();
         let mut page_token: Option<String> = None;
+        let mut seen_tokens = std::collections::HashSet::new();
         loop {
             on_call().await;
             let mut query = vec![
@@ -87,7 +95,15 @@ impl DriveApi for HttpDrive {
                 .bearer_auth(token.expose_secret())
                 .send()
                 .await;
-            let (status, _, json) = super::read_json_answer("google-drive", response).await?;
+            let Some((status, _, json)) =
+                super::read_json_answer("google-drive", response, self.max_page_bytes).await?
+            else {
+                // A page this large is not a page of an app's own files: stop here, and
+                // say the listing is incomplete, rather than hold it in memory.
+                tracing::warn!(limit = self.max_page_bytes, "Drive page over the size limit");
+                listing.truncated = true;
+                return Ok(listing);
+            };
             if !status.is_success() {
                 let reason = json
                     .pointer("/error/errors/0/reason")
@@ -103,9 +119,13 @@ impl DriveApi for HttpDrive {
                 .map_err(|_| Upstream::unavailable("google-drive", "unexpected files.list answer"))?;
             listing.pages += 1;
             listing.files += page.files.len() as u64;
-            match page.next_page_token {
-                Some(next) if !next.is_empty() && listing.pages < MAX_PAGES => page_token = Some(next),
-                _ => return Ok(listing),
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                None => return Ok(listing),
+                Some(next) if listing.pages >= self.max_pages || !seen_tokens.insert(next.clone()) => {
+                    listing.truncated = true;
+                    return Ok(listing);
+                }
+                Some(next) => page_token = Some(next),
             }
         }
     }

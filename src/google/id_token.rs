@@ -111,7 +111,7 @@ impl JwksFetcher for HttpJwksFetcher {
             .and_then(|r| r.headers().get(http::header::CACHE_CONTROL))
             .and_then(|v| v.to_str().ok())
             .and_then(parse_max_age);
-        let (status, _, json) = super::read_json_answer("google-certs", response).await?;
+        let (status, _, json) = super::read_small_json_answer("google-certs", response).await?;
         if !status.is_success() {
             return Err(Upstream::unavailable(
                 "google-certs",
@@ -136,7 +136,8 @@ pub fn parse_max_age(value: &str) -> Option<Duration> {
     })
 }
 
-/// The RSA signing keys of a JWKS document, by `kid`; other key types are ignored.
+/// The RSA signing keys of a JWKS document, by `kid`. Each key is read on its own: one
+/// that is malformed, of another type or algorithm, or unusable is skipped, never the set.
 pub fn parse_jwks(json: &serde_json::Value) -> HashMap<String, DecodingKey> {
     #[derive(Deserialize)]
     struct Key {
@@ -146,11 +147,11 @@ pub fn parse_jwks(json: &serde_json::Value) -> HashMap<String, DecodingKey> {
         n: Option<String>,
         e: Option<String>,
     }
-    let keys: Vec<Key> = json
-        .get("keys")
-        .and_then(|k| serde_json::from_value(k.clone()).ok())
-        .unwrap_or_default();
-    keys.into_iter()
+    let listed = json.get("keys").and_then(serde_json::Value::as_array);
+    listed
+        .into_iter()
+        .flatten()
+        .filter_map(|k| serde_json::from_value::<Key>(k.clone()).ok())
         .filter(|k| k.kty == "RSA" && k.alg.as_deref().is_none_or(|a| a == "RS256"))
         .filter_map(|k| {
             let key = DecodingKey::from_rsa_components(k.n.as_deref()?, k.e.as_deref()?).ok()?;
@@ -165,6 +166,8 @@ struct KeySet {
     expires_at: u64,
     generation: u64,
     last_unknown_kid_refetch: Option<u64>,
+    /// Why the last refetch failed, while this is the last good set kept in its place.
+    refetch_failed: Option<Upstream>,
 }
 
 /// Google's ID-token verifier with its JWKS cache.
@@ -234,9 +237,43 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
                 .last_unknown_kid_refetch
                 .is_some_and(|at| now < at.saturating_add(self.min_refetch))
         {
-            return Err(IdTokenError::UnknownKey);
+            // Refused only when the keys are known good; while Google's set cannot be had,
+            // an unknown kid is the key service's failure, and the code is not spent.
+            return Err(current
+                .refetch_failed
+                .clone()
+                .map_or(IdTokenError::UnknownKey, IdTokenError::KeysUnavailable));
         }
-        let jwks = self.fetcher.fetch().await?;
+        let fetched = self.fetcher.fetch().await.and_then(|jwks| {
+            if jwks.keys.is_empty() {
+                Err(Upstream::unavailable(
+                    "google-certs",
+                    "no usable signing key in the answer",
+                ))
+            } else {
+                Ok(jwks)
+            }
+        });
+        let jwks = match fetched {
+            Ok(jwks) => jwks,
+            // Keep the last good set: a key Google published is still Google's when its
+            // cache time is up and the refetch fails. A kid the set never had cannot be
+            // checked, which is the key service's failure, not the token's.
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS refetch failed; keeping the last good key set");
+                if !current.keys.is_empty() {
+                    // Try again after the refetch interval, not on every request meanwhile.
+                    *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(KeySet {
+                        keys: current.keys.clone(),
+                        expires_at: now.saturating_add(self.min_refetch),
+                        generation: current.generation + 1,
+                        last_unknown_kid_refetch: Some(now),
+                        refetch_failed: Some(e.clone()),
+                    });
+                }
+                return current.keys.get(kid).cloned().ok_or(IdTokenError::KeysUnavailable(e));
+            }
+        };
         let max_age = jwks.max_age.map_or(DEFAULT_JWKS_MAX_AGE, |d| d.as_secs());
         let next = KeySet {
             keys: jwks.keys.into_iter().map(|(kid, key)| (kid, Arc::new(key))).collect(),
@@ -246,6 +283,7 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
                 Miss::UnknownKid => Some(now),
                 Miss::Stale => current.last_unknown_kid_refetch,
             },
+            refetch_failed: None,
         };
         let key = next.keys.get(kid).cloned();
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
@@ -409,7 +447,10 @@ mod tests {
             )))
         }
         fn set(&self, keys: &[&SigningKey]) {
-            *self.0.0.lock().expect("keys") = keys.iter().map(|k| k.jwk()).collect();
+            self.set_raw(keys.iter().map(|k| k.jwk()).collect());
+        }
+        fn set_raw(&self, keys: Vec<serde_json::Value>) {
+            *self.0.0.lock().expect("keys") = keys;
         }
         fn fetches(&self) -> usize {
             self.0.1.load(Ordering::SeqCst)
@@ -456,6 +497,53 @@ mod tests {
 
     fn key(kid: &str) -> SigningKey {
         SigningKey::generate(kid.to_owned()).expect("test key")
+    }
+
+    #[test]
+    fn one_unusable_key_does_not_hide_the_others() {
+        let good = key("good").jwk();
+        let document = json!({"keys": [
+            {"kty": "RSA", "kid": "bad-n", "n": 5, "e": "AQAB"},
+            good,
+            "not a key",
+            {"kty": "RSA", "kid": "bad-base64", "n": "%%%", "e": "AQAB"},
+            {"kty": "EC", "kid": "ec", "crv": "P-256", "x": "a", "y": "b"},
+        ]});
+        let keys = parse_jwks(&document);
+        assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["good"]);
+    }
+
+    #[tokio::test]
+    async fn a_refetch_that_fails_or_brings_no_usable_key_keeps_the_last_good_set() {
+        let k = key("k1");
+        let (jwks, clock) = (FakeJwks::with(&[&k]), ManualClock::at(NOW));
+        let verifier = verifier(&jwks, &clock, &[]);
+        let token = |at: u64| {
+            k.sign(&claims(json!({"iat": at, "exp": at + 3_600})), Forgery::None)
+                .expect("sign")
+        };
+        assert!(verifier.verify(&token(NOW), CLIENT).await.is_ok());
+
+        // The cache time is up, and Google's answer holds no key this code can use.
+        clock.advance(Duration::from_secs(601));
+        jwks.set_raw(vec![json!({"kty": "RSA", "kid": "k1", "n": 5})]);
+        let later = NOW + 601;
+        assert!(
+            verifier.verify(&token(later), CLIENT).await.is_ok(),
+            "the last good key still verifies"
+        );
+        assert!(verifier.verify(&token(later), CLIENT).await.is_ok());
+        assert_eq!(jwks.fetches(), 2, "a broken key set is not refetched on every request");
+
+        // A kid the last good set never had cannot be checked: keys unavailable, not a bad token.
+        let other = key("k2");
+        let unknown = other
+            .sign(&claims(json!({"iat": later, "exp": later + 3_600})), Forgery::None)
+            .expect("sign");
+        assert!(matches!(
+            verifier.verify(&unknown, CLIENT).await,
+            Err(IdTokenError::KeysUnavailable(_))
+        ));
     }
 
     #[tokio::test]

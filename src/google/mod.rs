@@ -10,22 +10,40 @@ pub use drive::{DriveApi, DriveError, DriveListing, HttpDrive};
 pub use id_token::{GoogleIdTokenVerifier, HttpJwksFetcher, IdTokenError, JwksFetcher, VerifiedIdToken, VerifyIdToken};
 pub use token::{CodeExchange, GoogleTokenError, HttpTokenEndpoint, TokenEndpoint, TokenRefresh, Tokens};
 
-/// Reads a JSON answer from Google, or classifies why it is not one.
+/// The largest token or key-set answer read: Google's are a few KiB.
+pub(crate) const MAX_SMALL_ANSWER_BYTES: usize = 64 * 1024;
+
+/// A JSON answer from Google: status, `Retry-After`, body.
+pub(crate) type JsonAnswer = (http::StatusCode, Option<std::time::Duration>, serde_json::Value);
+
+/// Reads a JSON answer from Google of at most `limit` bytes, or classifies why it is not
+/// one. `Ok(None)`: the body is larger than `limit`, and no more of it was read than that.
 pub(crate) async fn read_json_answer(
     service: &'static str,
     response: Result<reqwest::Response, reqwest::Error>,
-) -> Result<(http::StatusCode, Option<std::time::Duration>, serde_json::Value), crate::upstream::Upstream> {
+    limit: usize,
+) -> Result<Option<JsonAnswer>, crate::upstream::Upstream> {
     use crate::upstream::{Upstream, parse_retry_after};
-    let response = response.map_err(|e| {
+    let mut response = response.map_err(|e| {
         let what = if e.is_timeout() { "timeout" } else { "transport failure" };
         Upstream::unavailable(service, what)
     })?;
     let status = response.status();
     let retry_after = parse_retry_after(response.headers().get(http::header::RETRY_AFTER));
-    let bytes = response
-        .bytes()
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|_| Upstream::unavailable(service, "body could not be read"))?;
+        .map_err(|_| Upstream::unavailable(service, "body could not be read"))?
+    {
+        if bytes.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
     if status == http::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         return Err(Upstream::Unavailable {
             service,
@@ -40,5 +58,16 @@ pub(crate) async fn read_json_answer(
         retry_after,
         detail: format!("non-JSON answer with HTTP {}", status.as_u16()),
     })?;
-    Ok((status, retry_after, json))
+    Ok(Some((status, retry_after, json)))
+}
+
+/// [`read_json_answer`] for answers whose size has no meaning but a fault: over `limit`
+/// is an unavailable service.
+pub(crate) async fn read_small_json_answer(
+    service: &'static str,
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<JsonAnswer, crate::upstream::Upstream> {
+    read_json_answer(service, response, MAX_SMALL_ANSWER_BYTES)
+        .await?
+        .ok_or_else(|| crate::upstream::Upstream::unavailable(service, "answer over 64 KiB"))
 }

@@ -15,11 +15,17 @@ use crate::upstream::Upstream;
 #[derive(Debug)]
 pub struct Tokens {
     pub access_token: AccessToken,
-    pub expires_in: Option<Duration>,
+    /// How long the access token lives; [`UNREADABLE_EXPIRES_IN`] when Google's answer
+    /// carried none this code can read.
+    pub expires_in: Duration,
     pub refresh_token: Option<RefreshToken>,
     pub scopes: Scopes,
     pub id_token: Option<secrecy::SecretString>,
 }
+
+/// The lifetime assumed for an access token whose `expires_in` is missing or unreadable:
+/// short, so a token is never taken for fresher than it is (Google's live an hour).
+pub const UNREADABLE_EXPIRES_IN: Duration = Duration::from_secs(300);
 
 /// Why Google refused, classified so callers can branch on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,7 +85,7 @@ impl HttpTokenEndpoint {
             .body(form)
             .send()
             .await;
-        let (status, _, json) = super::read_json_answer("google-token", response).await?;
+        let (status, _, json) = super::read_small_json_answer("google-token", response).await?;
         if status.is_success() {
             return parse_tokens(json);
         }
@@ -116,7 +122,8 @@ fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
     #[derive(Deserialize)]
     struct Answer {
         access_token: String,
-        expires_in: Option<u64>,
+        #[serde(default)]
+        expires_in: serde_json::Value,
         refresh_token: Option<String>,
         scope: Option<String>,
         id_token: Option<String>,
@@ -125,11 +132,38 @@ fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
         .map_err(|_| Upstream::unavailable("google-token", "success answer without access_token"))?;
     Ok(Tokens {
         access_token: AccessToken::new(answer.access_token),
-        expires_in: answer.expires_in.map(Duration::from_secs),
+        expires_in: lifetime(&answer.expires_in),
         refresh_token: answer.refresh_token.filter(|t| !t.is_empty()).map(RefreshToken::new),
         scopes: Scopes::from_space_delimited(answer.scope.as_deref().unwrap_or_default()),
         id_token: answer.id_token.map(secrecy::SecretString::from),
     })
+}
+
+/// `expires_in` as RFC 6749 §5.1 has it (seconds, a number), or as a numeric string; a
+/// usable access token is never thrown away for an unreadable lifetime.
+fn lifetime(raw: &serde_json::Value) -> Duration {
+    let secs = raw
+        .as_u64()
+        .or_else(|| raw.as_str().and_then(|s| s.trim().parse().ok()));
+    match secs {
+        Some(secs) => Duration::from_secs(secs),
+        None => {
+            tracing::warn!(kind = %json_kind(raw), "token answer without a readable expires_in; assuming a short lifetime");
+            UNREADABLE_EXPIRES_IN
+        }
+    }
+}
+
+/// The JSON type of a value, for a log line that must not carry the value.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "absent",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
 }
 
 /// Maps an OAuth error answer (RFC 6749 §5.2) to its class. Only Google's `error` and
@@ -183,6 +217,24 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn an_unreadable_expires_in_keeps_the_token_with_a_short_lifetime() {
+        let lifetime_of = |expires_in: serde_json::Value| {
+            parse_tokens(json!({"access_token": "ya29.a", "expires_in": expires_in})).map(|t| t.expires_in)
+        };
+        assert_eq!(lifetime_of(json!(3599)), Ok(Duration::from_secs(3599)));
+        assert_eq!(lifetime_of(json!("3599")), Ok(Duration::from_secs(3599)));
+        for unreadable in [json!("soon"), json!(-1), json!(3.5), json!(null), json!({"s": 1})] {
+            assert_eq!(
+                lifetime_of(unreadable.clone()),
+                Ok(UNREADABLE_EXPIRES_IN),
+                "{unreadable}"
+            );
+        }
+        let absent = parse_tokens(json!({"access_token": "ya29.a"})).map(|t| t.expires_in);
+        assert_eq!(absent, Ok(UNREADABLE_EXPIRES_IN));
     }
 
     #[test]

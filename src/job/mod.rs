@@ -209,6 +209,7 @@ where
                 })
                 .await?;
             run.counters.add(Count::scanned, page.grants.len() as u64);
+            run.counters.add(Count::malformed, page.malformed);
             let outcomes = join_all(page.grants.into_iter().map(|grant| self.grant(run, grant))).await;
             let mut unfinished = false;
             for outcome in outcomes {
@@ -267,6 +268,7 @@ where
                     c.bump(Count::rotated_tokens);
                 }
                 c.bump(match drive {
+                    DriveOutcome::Synced { truncated: true, .. } => Count::drive_truncated,
                     DriveOutcome::Synced { .. } => Count::drive_synced,
                     DriveOutcome::NotGranted => Count::refresh_only,
                     DriveOutcome::Failed { .. } => Count::drive_deferred,
@@ -353,7 +355,15 @@ where
             )
             .await;
         let drive = match listed {
-            Ok(listing) => DriveOutcome::Synced { files: listing.files },
+            Ok(listing) => {
+                if listing.truncated {
+                    tracing::warn!(sub = %grant.sub, pages = listing.pages, "Drive listing truncated");
+                }
+                DriveOutcome::Synced {
+                    files: listing.files,
+                    truncated: listing.truncated,
+                }
+            }
             Err(e) => match disposition(Failure::Drive(&e)) {
                 Disposition::RefreshOnly => DriveOutcome::NotGranted,
                 Disposition::StopRun(cause) => {

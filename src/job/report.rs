@@ -51,9 +51,13 @@ macro_rules! counters {
 
 counters! {
     scanned => None,
+    /// Rows the job could not read as grants: skipped, logged by key.
+    malformed => Some("Malformed"),
     refreshed => Some("Refreshed"),
     drive_synced => Some("DriveSynced"),
     drive_calls => Some("DriveCalls"),
+    /// Listed, but the listing stopped at `DRIVE_MAX_PAGES` or at a repeated page token.
+    drive_truncated => Some("DriveTruncated"),
     refresh_only => None,
     /// Refreshed, but Drive failed after retries: the grant is retried later.
     drive_deferred => None,

@@ -16,6 +16,9 @@ use crate::domain::GoogleSubject;
 #[derive(Debug, Default)]
 pub struct ScanPage {
     pub grants: Vec<Grant>,
+    /// Items on the page that are not grants this code can read; they are skipped (and
+    /// logged by key and the attribute at fault, never by value).
+    pub malformed: u64,
     /// Where the next page starts; `None` when the segment is exhausted.
     pub next: Option<String>,
 }
@@ -73,9 +76,9 @@ pub enum GrantOutcome {
 /// How the Drive part of a refresh went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriveOutcome {
-    Synced {
-        files: u64,
-    },
+    /// Listed; `truncated` when the listing stopped before its end (page cap or a page
+    /// loop): recorded as such, not as a full sync.
+    Synced { files: u64, truncated: bool },
     /// The grant lacks `drive.appdata`: refreshed only, as a keep-alive.
     NotGranted,
     /// Drive failed after retries: the grant is retried at `next_attempt_at`.

@@ -38,8 +38,15 @@ async fn malformed_requests_get_their_status_and_stable_code() {
     let code = stack.mint(CodeSpec::default()).code;
     let good = android_form_event(&code);
     let form = |body: &[u8]| apigw_event("apigw-authcode-form.json", FORM, body, &[]);
+    let with_requested_with = |value: &str| {
+        let mut event: serde_json::Value = serde_json::from_str(&good).expect("event");
+        event["headers"]["x-requested-with"] = json!(value);
+        event.to_string()
+    };
 
     let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("empty X-Requested-With", with_requested_with(""), 403, "forbidden"),
+        ("blank X-Requested-With", with_requested_with("  "), 403, "forbidden"),
         (
             "no X-Requested-With",
             apigw_event("apigw-authcode-form.json", FORM, b"authCode=x", &["x-requested-with"]),

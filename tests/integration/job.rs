@@ -416,3 +416,114 @@ async fn a_burst_of_503s_with_retry_after_still_ends_with_nothing_lost() {
         assert_eq!(stack.grant(&s.sub).await.map(|g| g.status.as_str()), Some("active"));
     }
 }
+
+#[tokio::test]
+async fn a_malformed_row_is_skipped_counted_and_the_rest_are_refreshed() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(6, DRIVE, 1).await;
+    // A row in the grants table that this code did not write: no version, no token.
+    stack
+        .dynamo()
+        .put_item()
+        .table_name(&stack.config.common.grants_table)
+        .item("sub", aws_sdk_dynamodb::types::AttributeValue::S("9-malformed".into()))
+        .item("status", aws_sdk_dynamodb::types::AttributeValue::S("active".into()))
+        .item("client_id", aws_sdk_dynamodb::types::AttributeValue::S("x.apps".into()))
+        .send()
+        .await
+        .expect("put a malformed row");
+    let job = stack.job(&[("SCAN_PAGE_SIZE", "3"), ("REFRESH_SEGMENTS", "1")]);
+
+    for run in ["2026-11-26T10:00:00Z", "2026-11-26T16:00:00Z"] {
+        let report = job
+            .run(&cycle(run), "run", no_deadline())
+            .await
+            .expect("the run goes on");
+        assert!(report.complete, "{report:?}");
+        assert_eq!((report.refreshed, report.malformed), (6, 1), "{report:?}");
+    }
+    assert_every_token_is_live(&stack, &seeded).await;
+}
+
+#[tokio::test]
+async fn a_long_or_looping_drive_listing_stops_at_the_cap_and_is_recorded_as_truncated() {
+    let stack = spawn_stack().await;
+    let long = stack.seed_grants(2, DRIVE, 10_000).await;
+    let job = stack.job(&[("DRIVE_MAX_PAGES", "3")]);
+
+    // 10,000 files are 100 pages of 100: the listing stops at the third.
+    let report = job
+        .run(&cycle("2026-11-26T10:00:00Z"), "run", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!(
+        (
+            report.refreshed,
+            report.drive_truncated,
+            report.drive_synced,
+            report.drive_calls
+        ),
+        (2, 2, 0, 6),
+        "{report:?}"
+    );
+    for s in &long {
+        let truncated = stack.grant_attribute(&s.sub, "drive_truncated").await;
+        assert_eq!(truncated.and_then(|v| v.as_bool().ok().copied()), Some(true));
+        let grant = stack.grant(&s.sub).await.expect("grant");
+        assert!(grant.last_sync_at.is_none(), "a truncated listing is not a full sync");
+        assert!(grant.last_refresh_at.is_some());
+    }
+
+    // Drive names the same next page again and again: the listing stops at the repeat.
+    stack.emulator.set_drive_page_loop(true);
+    let report = job
+        .run(&cycle("2026-11-26T16:00:00Z"), "run", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!((report.drive_truncated, report.drive_calls), (2, 4), "{report:?}");
+}
+
+#[tokio::test]
+async fn an_oversized_drive_page_ends_the_listing_as_truncated_and_an_oversized_token_answer_defers() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(1, DRIVE, 3).await;
+    let job = stack.job(&[("DRIVE_MAX_PAGE_BYTES", "65536")]);
+    // A 2 MiB page of valid JSON: read no further than 64 KiB.
+    let files: Vec<String> = (0..50_000)
+        .map(|i| format!(r#"{{"id":"file-{i:08}","name":"state-{i:08}.json"}}"#))
+        .collect();
+    let page = format!(r#"{{"files":[{}]}}"#, files.join(","));
+    assert!(page.len() > 1 << 20);
+    stack.emulator.inject_fault(
+        Endpoint::Drive,
+        Fault {
+            status: Some(200),
+            body: Some(page),
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+
+    let report = job
+        .run(&cycle("2026-11-26T10:00:00Z"), "run", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!((report.refreshed, report.drive_truncated), (1, 1), "{report:?}");
+
+    // A token answer of 100 KiB is no token answer: transient, retried, then deferred.
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            status: Some(200),
+            body: Some(format!(r#"{{"access_token":"{}"}}"#, "a".repeat(100 * 1024))),
+            ..Fault::default()
+        },
+    );
+    let report = job
+        .run(&cycle("2026-11-26T16:00:00Z"), "run", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!((report.refreshed, report.deferred), (0, 1), "{report:?}");
+    stack.emulator.clear_faults();
+    assert_every_token_is_live(&stack, &seeded).await;
+}

@@ -190,6 +190,9 @@ struct State {
     refreshed_access_tokens: HashMap<String, Vec<String>>,
     /// Answer each refresh with a new refresh token and retire the old one.
     rotate_refresh_tokens: bool,
+    /// Drive's `files.list` answers every page with the same `nextPageToken` (a broken
+    /// pagination loop, which a client must detect).
+    drive_page_loop: bool,
     stats: Stats,
     serial: u64,
 }
@@ -247,6 +250,7 @@ impl Emulator {
             used_access_tokens: HashSet::new(),
             refreshed_access_tokens: HashMap::new(),
             rotate_refresh_tokens: false,
+            drive_page_loop: false,
             stats: Stats::default(),
             serial: 1,
         })));
@@ -330,6 +334,11 @@ impl Emulator {
     }
 
     /// Changes the client secret the token endpoint accepts (a rotation in the console).
+    /// Makes Drive's listing loop: every page names the same next page.
+    pub fn set_drive_page_loop(&self, on: bool) {
+        self.shared.with(|s| s.drive_page_loop = on);
+    }
+
     pub fn set_client_secret(&self, secret: &str) {
         self.shared.with(|s| s.client_secret = secret.to_owned());
     }

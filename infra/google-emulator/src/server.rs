@@ -384,7 +384,9 @@ async fn drive_list(
             .map(|i| json!({"kind": "drive#file", "id": format!("{sub}-file-{i}"), "name": format!("state-{i}.json"), "mimeType": "application/json"}))
             .collect();
         let mut answer = json!({"kind": "drive#fileList", "incompleteSearch": false, "files": listed});
-        if end < files {
+        if s.drive_page_loop {
+            answer["nextPageToken"] = json!("loop");
+        } else if end < files {
             answer["nextPageToken"] = json!(end.to_string());
         }
         axum::Json(answer).into_response()

@@ -64,9 +64,12 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
                         .remove(grant::LAST_ERROR);
                 }
             }
-            if let DriveOutcome::Synced { files } = drive {
-                u.set(grant::LAST_SYNC_AT, n(lease.now))
-                    .set(grant::DRIVE_FILES, n(files));
+            if let DriveOutcome::Synced { files, truncated } = drive {
+                u.set(grant::DRIVE_FILES, n(files))
+                    .set(grant::DRIVE_TRUNCATED, AttributeValue::Bool(*truncated));
+                if !truncated {
+                    u.set(grant::LAST_SYNC_AT, n(lease.now));
+                }
             }
             if let (Some(token), true) = (new_token, with_version) {
                 u.set(grant::REFRESH_TOKEN, schema::sealed(token));
@@ -216,13 +219,22 @@ impl JobStore for DynamoStore {
             .send()
             .await
             .map_err(|e| classify_aws("dynamodb", &e))?;
-        let grants = out
-            .items()
-            .iter()
-            .map(schema::grant_from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = out.last_evaluated_key().and_then(|k| schema::text(k, grant::SUB));
-        Ok(ScanPage { grants, next })
+        let mut page = ScanPage {
+            next: out.last_evaluated_key().and_then(|k| schema::text(k, grant::SUB)),
+            ..ScanPage::default()
+        };
+        for item in out.items() {
+            match schema::grant_from_item(item) {
+                Ok(grant) => page.grants.push(grant),
+                // One bad row must not stop every run on this page: skip it, say which.
+                Err(e) => {
+                    let sub = schema::text(item, grant::SUB).unwrap_or_default();
+                    tracing::error!(sub = %sub.get(..64).unwrap_or(&sub), error = %e, "malformed grant skipped");
+                    page.malformed += 1;
+                }
+            }
+        }
+        Ok(page)
     }
 
     async fn lease(&self, sub: &GoogleSubject, lease: Lease<'_>) -> Result<Option<Grant>, StoreError> {

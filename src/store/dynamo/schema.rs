@@ -41,6 +41,8 @@ pub(super) mod grant {
     pub const LAST_REFRESH_AT: &str = "last_refresh_at";
     pub const LAST_SYNC_AT: &str = "last_sync_at";
     pub const DRIVE_FILES: &str = "drive_files";
+    /// The last listing stopped before its end; `last_sync_at` is the last full one.
+    pub const DRIVE_TRUNCATED: &str = "drive_truncated";
     pub const FAILURE_COUNT: &str = "failure_count";
     pub const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
     pub const LAST_ERROR: &str = "last_error";
