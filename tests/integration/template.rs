@@ -143,3 +143,26 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
         }
     }
 }
+
+#[test]
+fn cors_is_off_unless_origins_are_listed_and_then_allows_only_a_json_post_with_x_requested_with() {
+    let template = template();
+    assert_eq!(template["Parameters"]["AllowedOrigins"]["Default"].as_str(), Some(""));
+    let Value::Tagged(cors) = &function(&template, "HttpApi")["CorsConfiguration"] else {
+        panic!("CorsConfiguration is an !If on the origins parameter");
+    };
+    assert_eq!(cors.tag, "If");
+    let branches = list(&cors.value);
+    assert_eq!(branches[0].as_str(), Some("HasAllowedOrigins"));
+    let on = branches[1];
+    let Value::Tagged(split) = &on["AllowOrigins"] else {
+        panic!("AllowOrigins splits the comma list of the parameter");
+    };
+    assert_eq!(split.tag, "Split");
+    assert_eq!(referenced(list(&split.value)[1]), "AllowedOrigins");
+    let methods: Vec<_> = list(&on["AllowMethods"]).iter().filter_map(|m| m.as_str()).collect();
+    let headers: Vec<_> = list(&on["AllowHeaders"]).iter().filter_map(|h| h.as_str()).collect();
+    assert_eq!(methods, ["POST"]);
+    assert_eq!(headers, ["content-type", "x-requested-with"]);
+    assert_eq!(referenced(branches[2]), "AWS::NoValue");
+}
