@@ -103,17 +103,7 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
 impl DynamoStore {
     /// Applies `update` to the grant; `false` when its condition failed.
     async fn update_grant(&self, sub: &str, update: Update) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.grants_table)
-            .key(grant::SUB, s(sub))
-            .update_expression(update.expression())
-            .set_condition_expression(update.condition_expression())
-            .set_expression_attribute_names(update.p.names())
-            .set_expression_attribute_values(update.p.values())
-            .send()
-            .await;
+        let result = self.update_grant_item(sub, &update).send().await;
         match result.map_err(conflict_or) {
             Ok(_) => Ok(true),
             Err(StoreError::Conflict) => Ok(false),
@@ -245,14 +235,7 @@ impl JobStore for DynamoStore {
         u.set(grant::LEASE_OWNER, s(lease.owner))
             .set(grant::LEASE_UNTIL, n(lease.until));
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.grants_table)
-            .key(grant::SUB, s(sub.as_str()))
-            .update_expression(u.expression())
-            .set_condition_expression(u.condition_expression())
-            .set_expression_attribute_names(u.p.names())
-            .set_expression_attribute_values(u.p.values())
+            .update_grant_item(sub.as_str(), &u)
             .return_values(ReturnValue::AllNew)
             .send()
             .await;

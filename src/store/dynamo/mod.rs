@@ -33,6 +33,22 @@ impl DynamoStore {
     pub fn grants_table(&self) -> &str {
         &self.grants_table
     }
+
+    /// An `UpdateItem` of `sub`'s grant with `update`'s expressions, ready to send.
+    fn update_grant_item(
+        &self,
+        sub: &str,
+        update: &expr::Update,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.grants_table)
+            .key(grant::SUB, s(sub))
+            .update_expression(update.expression())
+            .set_condition_expression(update.condition_expression())
+            .set_expression_attribute_names(update.p.names())
+            .set_expression_attribute_values(update.p.values())
+    }
 }
 
 /// A failed condition as [`StoreError::Conflict`], anything else classified once.
