@@ -61,6 +61,11 @@ pub struct CommonConfig {
     pub client_secret_id: String,
     /// `TOKEN_KEY_ID`: KMS key id, ARN or alias for envelope encryption.
     pub token_key_id: String,
+    /// `TOKEN_BINDING` (the value of `GRANTS_TABLE`): the stable name every sealed token
+    /// is bound to (its AAD and KMS encryption context). Set it once and keep it: a
+    /// table restored under a new name is read by pointing `GRANTS_TABLE` at it, with
+    /// `TOKEN_BINDING` unchanged.
+    pub token_binding: String,
     /// `GOOGLE_TOKEN_URI`: overrides the secret's `token_uri`.
     pub token_uri: Option<String>,
     /// `GOOGLE_CERTS_URI`: the JWKS of Google's ID-token signing keys.
@@ -138,6 +143,11 @@ pub struct JobConfig {
     /// ends the listing as truncated without being held in memory. A page of 100 files
     /// with the fields asked for is about 15 KiB.
     pub drive_max_page_bytes: usize,
+    /// `OPEN_FAILURE_LIMIT` (10): when this many stored tokens in one run fail to open,
+    /// and more fail than open, the run stops as misconfigured (a wrong `TOKEN_KEY_ID` or
+    /// `TOKEN_BINDING`) before it touches more grants. Fewer are one user's bad row each:
+    /// logged and counted, and the grant is left as it is.
+    pub open_failure_limit: u64,
     /// `JOB_STATE_TTL_SECS` (604800): how long a cycle's checkpoints and done marker are
     /// kept (DynamoDB TTL); longer than a cycle.
     pub state_ttl: Duration,
@@ -189,6 +199,7 @@ impl JobConfig {
                     why: "too large",
                 }
             })?,
+            open_failure_limit: positive("OPEN_FAILURE_LIMIT", 10)?,
             state_ttl: Duration::from_secs(positive("JOB_STATE_TTL_SECS", 7 * 24 * 3_600)?),
         })
     }
@@ -201,6 +212,10 @@ impl CommonConfig {
             state_table: required(env, "STATE_TABLE")?,
             client_secret_id: required(env, "CLIENT_SECRET_ID")?,
             token_key_id: required(env, "TOKEN_KEY_ID")?,
+            token_binding: match env.get("TOKEN_BINDING") {
+                Some(v) if !v.trim().is_empty() => v.trim().to_owned(),
+                _ => required(env, "GRANTS_TABLE")?,
+            },
             token_uri: optional_url(env, "GOOGLE_TOKEN_URI")?,
             certs_uri: optional_url(env, "GOOGLE_CERTS_URI")?.unwrap_or_else(|| DEFAULT_CERTS_URI.into()),
             revoke_uri: optional_url(env, "GOOGLE_REVOKE_URI")?.unwrap_or_else(|| DEFAULT_REVOKE_URI.into()),
@@ -245,6 +260,7 @@ pub const COMMON_VARIABLES: &[&str] = &[
     "STATE_TABLE",
     "CLIENT_SECRET_ID",
     "TOKEN_KEY_ID",
+    "TOKEN_BINDING",
     "GOOGLE_TOKEN_URI",
     "GOOGLE_CERTS_URI",
     "GOOGLE_REVOKE_URI",
@@ -281,6 +297,7 @@ pub const JOB_VARIABLES: &[&str] = &[
     "CYCLE_MINUTES",
     "DRIVE_MAX_PAGES",
     "DRIVE_MAX_PAGE_BYTES",
+    "OPEN_FAILURE_LIMIT",
     "JOB_STATE_TTL_SECS",
 ];
 

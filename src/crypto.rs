@@ -2,8 +2,9 @@
 //!
 //! Each token is sealed with AES-256-GCM under a data key from KMS `GenerateDataKey`.
 //! The additional authenticated data binds the ciphertext to its grant — format
-//! version, table, `sub`, client id — so a ciphertext copied to another user's row does
-//! not decrypt. Plaintext data keys are cached with bounds on age and uses, so KMS is
+//! version, the store's stable name (`TOKEN_BINDING`, which outlives a restore of the
+//! table under a new name), `sub`, client id — so a ciphertext copied to another user's
+//! row does not decrypt. Plaintext data keys are cached with bounds on age and uses, so KMS is
 //! called per data key rather than per token; keys unwrapped for decryption are cached
 //! by the SHA-256 of the wrapped key. Nonces are random 96-bit values; the use bound
 //! keeps the chance of a repeat under one key negligible (NIST SP 800-38D §8.3).
@@ -64,20 +65,21 @@ pub struct KmsKeyProvider {
     context: HashMap<String, String>,
 }
 
-/// The KMS encryption context of every data key: which product and which table.
-pub fn encryption_context(table: &str) -> HashMap<String, String> {
+/// The KMS encryption context of every data key: which product and which store
+/// (`TOKEN_BINDING`).
+pub fn encryption_context(binding: &str) -> HashMap<String, String> {
     HashMap::from([
         ("purpose".to_owned(), REFRESH_TOKEN_PURPOSE.to_owned()),
-        ("table".to_owned(), table.to_owned()),
+        ("binding".to_owned(), binding.to_owned()),
     ])
 }
 
 impl KmsKeyProvider {
-    pub fn new(client: aws_sdk_kms::Client, key_id: String, table: &str) -> Self {
+    pub fn new(client: aws_sdk_kms::Client, key_id: String, binding: &str) -> Self {
         Self {
             client,
             key_id,
-            context: encryption_context(table),
+            context: encryption_context(binding),
         }
     }
 }
@@ -134,7 +136,8 @@ impl KeyProvider for KmsKeyProvider {
 /// What a sealed token is bound to: it decrypts only for this grant.
 #[derive(Debug, Clone, Copy)]
 pub struct Binding<'a> {
-    pub table: &'a str,
+    /// The store's stable name (`TOKEN_BINDING`), not the table's physical name.
+    pub store: &'a str,
     pub sub: &'a str,
     pub client_id: &'a str,
 }
@@ -142,10 +145,10 @@ pub struct Binding<'a> {
 impl Binding<'_> {
     /// Length-prefixed fields, so no two different bindings share an encoding.
     fn aad(&self, version: u8) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(64 + self.table.len() + self.sub.len() + self.client_id.len());
+        let mut aad = Vec::with_capacity(64 + self.store.len() + self.sub.len() + self.client_id.len());
         aad.extend_from_slice(REFRESH_TOKEN_PURPOSE.as_bytes());
         aad.push(version);
-        for field in [self.table, self.sub, self.client_id] {
+        for field in [self.store, self.sub, self.client_id] {
             aad.extend_from_slice(&u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
             aad.extend_from_slice(field.as_bytes());
         }
@@ -208,6 +211,10 @@ impl std::fmt::Debug for SealedToken {
 /// Why sealing or opening failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
+    /// KMS would not unwrap the data key: it was wrapped under another key or another
+    /// encryption context (`TOKEN_KEY_ID`, `TOKEN_BINDING`), or its bytes were altered.
+    #[error("KMS refused the wrapped data key (another key or binding, or altered)")]
+    KeyRejected,
     #[error("the stored sealed token is not in the sealed-token format")]
     Malformed,
     #[error("the sealed token does not authenticate for this grant (tampered, or copied from another row)")]
@@ -225,7 +232,7 @@ pub enum CryptoError {
 impl From<KeyError> for CryptoError {
     fn from(e: KeyError) -> Self {
         match e {
-            KeyError::Rejected => Self::Tampered,
+            KeyError::Rejected => Self::KeyRejected,
             KeyError::Upstream(u) => Self::Upstream(u),
         }
     }
@@ -458,12 +465,12 @@ mod tests {
     }
 
     const ADA: Binding<'static> = Binding {
-        table: "grants",
+        store: "grants",
         sub: "1001",
         client_id: "web.apps",
     };
     const BOB: Binding<'static> = Binding {
-        table: "grants",
+        store: "grants",
         sub: "1002",
         client_id: "web.apps",
     };

@@ -96,7 +96,8 @@ impl SignInError {
 pub struct SignInSettings {
     /// `GOOGLE_TOKEN_URI`; else the secret's `token_uri`; else Google's.
     pub token_uri_override: Option<String>,
-    pub grants_table: String,
+    /// `TOKEN_BINDING`: what sealed tokens are bound to.
+    pub token_binding: String,
     pub idempotency_window: Duration,
     /// How long one invocation may hold a code before another may take it over.
     pub claim_lease: Duration,
@@ -230,7 +231,7 @@ where
         let sealed = match &tokens.refresh_token {
             Some(token) => {
                 let binding = Binding {
-                    table: &self.settings.grants_table,
+                    store: &self.settings.token_binding,
                     sub: identity.sub.as_str(),
                     client_id: &credentials.client_id,
                 };

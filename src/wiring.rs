@@ -44,9 +44,9 @@ pub fn store(common: &CommonConfig, client: aws_sdk_dynamodb::Client) -> DynamoS
     DynamoStore::new(client, common.grants_table.clone(), common.state_table.clone())
 }
 
-/// KMS under the configured key, with the encryption context of the grants table.
+/// KMS under the configured key, with the encryption context of `TOKEN_BINDING`.
 pub fn kms_keys(common: &CommonConfig, client: aws_sdk_kms::Client) -> KmsKeyProvider {
-    KmsKeyProvider::new(client, common.token_key_id.clone(), &common.grants_table)
+    KmsKeyProvider::new(client, common.token_key_id.clone(), &common.token_binding)
 }
 
 /// Envelope encryption with the configured cache bounds.
@@ -163,7 +163,7 @@ impl<K: KeyProvider, C: Clock> SignInBuilder<K, C> {
             clock: SystemClock,
             settings: SignInSettings {
                 token_uri_override: common.token_uri.clone(),
-                grants_table: common.grants_table.clone(),
+                token_binding: common.token_binding.clone(),
                 idempotency_window: config.idempotency_window,
                 claim_lease: config.claim_lease,
                 duplicate_wait: config.duplicate_wait,
@@ -249,7 +249,7 @@ impl<S: JobStore, K: KeyProvider> JobBuilder<S, K> {
             secrets: secrets(common, &self.aws, SystemClock),
             clock: SystemClock,
             settings: JobSettings {
-                grants_table: common.grants_table.clone(),
+                token_binding: common.token_binding.clone(),
                 token_uri_override: common.token_uri.clone(),
                 segments: config.segments,
                 concurrency: config.concurrency,
@@ -263,6 +263,7 @@ impl<S: JobStore, K: KeyProvider> JobBuilder<S, K> {
                 defer_base: config.defer_base,
                 defer_max: config.defer_max,
                 state_ttl: config.state_ttl,
+                open_failure_limit: config.open_failure_limit,
             },
             pacer: Pacer::per_second(config.google_rate_per_sec),
         })

@@ -31,8 +31,9 @@ pub enum Disposition {
     /// Google revoked the grant: mark it `revoked` with this reason, delete its token,
     /// never retry.
     Revoke { reason: String },
-    /// The stored token is unusable: the user must consent again.
-    Reconsent { reason: String },
+    /// The stored token does not open. Nothing about the grant is changed: one such
+    /// grant is logged and counted; many in a run mean our keys or binding are wrong.
+    Unopenable { reason: String },
     /// Drive refused for the user's scopes: count the grant as refreshed only.
     RefreshOnly,
     /// Drive refused the call itself: defer the grant without retrying.
@@ -55,8 +56,8 @@ fn upstream(error: &Upstream) -> Disposition {
 pub fn disposition(failure: Failure<'_>) -> Disposition {
     match failure {
         Failure::Open(CryptoError::Upstream(u)) | Failure::Seal(CryptoError::Upstream(u)) => upstream(u),
-        Failure::Open(_) => Disposition::Reconsent {
-            reason: "stored token does not decrypt".into(),
+        Failure::Open(e) => Disposition::Unopenable {
+            reason: format!("stored token does not open: {e}"),
         },
         Failure::Seal(_) => Disposition::StopRun(Upstream::misconfigured("crypto", "seal failed")),
         Failure::Refresh(GoogleTokenError::InvalidGrant { subtype }) => Disposition::Revoke {
@@ -123,7 +124,9 @@ mod tests {
             (Failure::Drive(&drive_scope), "refresh only"),
             (Failure::Drive(&drive_401), "defer"),
             (Failure::Drive(&drive_503), "transient"),
-            (Failure::Open(&tampered), "reconsent"),
+            (Failure::Open(&tampered), "unopenable"),
+            (Failure::Open(&CryptoError::KeyRejected), "unopenable"),
+            (Failure::Open(&CryptoError::Malformed), "unopenable"),
             (Failure::Open(&kms_down), "transient"),
             (Failure::Open(&kms_denied), "stop"),
             (Failure::Seal(&kms_down), "transient"),
@@ -139,7 +142,7 @@ mod tests {
                 Disposition::Transient { .. } => "transient".into(),
                 Disposition::RefreshOnly => "refresh only".into(),
                 Disposition::Defer { .. } => "defer".into(),
-                Disposition::Reconsent { .. } => "reconsent".into(),
+                Disposition::Unopenable { .. } => "unopenable".into(),
             };
             assert_eq!(got, expected, "{failure:?}");
         }

@@ -14,7 +14,7 @@
 //! - The run stops taking work before `stop_at`, checkpoints each segment, and the next
 //!   invocation for the cycle resumes there.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -43,7 +43,8 @@ use report::Counters;
 /// Tunables of the job.
 #[derive(Debug, Clone)]
 pub struct JobSettings {
-    pub grants_table: String,
+    /// `TOKEN_BINDING`: what sealed tokens are bound to.
+    pub token_binding: String,
     pub token_uri_override: Option<String>,
     pub segments: u32,
     pub concurrency: usize,
@@ -55,6 +56,9 @@ pub struct JobSettings {
     pub defer_max: Duration,
     /// How long checkpoints and the cycle's done marker are kept.
     pub state_ttl: Duration,
+    /// Stored tokens that may fail to open in one run, more than opened, before the run
+    /// stops as misconfigured.
+    pub open_failure_limit: u64,
 }
 
 /// Why a run failed as a whole.
@@ -99,6 +103,9 @@ struct Run<'a> {
     stop: AtomicBool,
     misconfiguration: std::sync::Mutex<Option<Upstream>>,
     counters: Counters,
+    /// Stored tokens opened, and not opened, in this run: the circuit breaker's inputs.
+    opened: AtomicU64,
+    opens_failed: AtomicU64,
 }
 
 impl Run<'_> {
@@ -163,6 +170,8 @@ where
             stop: AtomicBool::new(false),
             misconfiguration: std::sync::Mutex::new(None),
             counters: Counters::default(),
+            opened: AtomicU64::new(0),
+            opens_failed: AtomicU64::new(0),
         };
         let checkpoints = self.store.checkpoints(cycle.as_str(), self.settings.segments).await?;
         let segments = join_all(checkpoints.into_iter().map(|c| self.segment(&run, c))).await;
@@ -277,6 +286,7 @@ where
             GrantOutcome::Deferred { .. } => c.bump(Count::deferred),
             GrantOutcome::Revoked { .. } => c.bump(Count::revoked),
             GrantOutcome::ReconsentRequired { .. } => c.bump(Count::reconsent_required),
+            GrantOutcome::Unopened { .. } => c.bump(Count::undecryptable),
             GrantOutcome::Released => return Ok(Worked::NotStarted),
         }
         Ok(Worked::Done)
@@ -291,19 +301,16 @@ where
             };
         };
         let binding = Binding {
-            table: &self.settings.grants_table,
+            store: &self.settings.token_binding,
             sub: grant.sub.as_str(),
             client_id: &grant.client_id,
         };
         let refresh_token = match self.cipher.open(sealed, binding).await {
-            Ok(token) => token,
-            Err(e) => {
-                if !matches!(e, crate::crypto::CryptoError::Upstream(_)) {
-                    tracing::error!(sub = %grant.sub, error = %e, "stored refresh token does not open");
-                    run.counters.bump(Count::errors);
-                }
-                return self.settle(run, grant, disposition(Failure::Open(&e)));
+            Ok(token) => {
+                run.opened.fetch_add(1, Ordering::SeqCst);
+                token
             }
+            Err(e) => return self.settle(run, grant, disposition(Failure::Open(&e))),
         };
         let refreshed = self
             .retrying(
@@ -390,7 +397,22 @@ where
                 tracing::info!(sub = %grant.sub, reason, "grant revoked by Google");
                 GrantOutcome::Revoked { reason }
             }
-            Disposition::Reconsent { reason } => GrantOutcome::ReconsentRequired { reason },
+            Disposition::Unopenable { reason } => {
+                tracing::error!(sub = %grant.sub, error = %reason, "stored refresh token does not open; grant left as it is");
+                let failed = run.opens_failed.fetch_add(1, Ordering::SeqCst) + 1;
+                let opened = run.opened.load(Ordering::SeqCst);
+                if failed >= self.settings.open_failure_limit && failed > opened {
+                    // Not one user's bad row: the keys or the binding are not the ones
+                    // that sealed these tokens. Change nothing more; tell the operator.
+                    run.stop_for(Upstream::misconfigured(
+                        "crypto",
+                        format!(
+                            "{failed} stored tokens did not open ({opened} did): TOKEN_KEY_ID or TOKEN_BINDING is not what sealed them"
+                        ),
+                    ));
+                }
+                GrantOutcome::Unopened { reason }
+            }
             Disposition::StopRun(cause) => {
                 run.stop_for(cause);
                 GrantOutcome::Released

@@ -64,6 +64,8 @@ counters! {
     revoked => Some("Revoked"),
     deferred => Some("Deferred"),
     reconsent_required => Some("ReconsentRequired"),
+    /// Grants whose stored token did not open: left as they were, logged by `sub`.
+    undecryptable => Some("Undecryptable"),
     rotated_tokens => None,
     superseded => None,
     /// Leased by another invocation at the same moment.

@@ -67,8 +67,11 @@ pub enum GrantOutcome {
     },
     /// Google said `invalid_grant`: the token is deleted and the grant marked revoked.
     Revoked { reason: String },
-    /// The stored token cannot be used (it does not decrypt): the user must consent again.
+    /// No refresh token is stored: the user must consent again.
     ReconsentRequired { reason: String },
+    /// The stored token does not open: done for this cycle, and nothing else about the
+    /// grant changes (its status, token and schedule stay as they were).
+    Unopened { reason: String },
     /// Let go without recording anything (the run stopped): the grant is retried.
     Released,
 }

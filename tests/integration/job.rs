@@ -527,3 +527,123 @@ async fn an_oversized_drive_page_ends_the_listing_as_truncated_and_an_oversized_
     stack.emulator.clear_faults();
     assert_every_token_is_live(&stack, &seeded).await;
 }
+
+#[tokio::test]
+async fn a_restored_table_is_read_with_its_token_binding_and_without_it_the_run_stops_changing_no_grant() {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(12, DRIVE, 1).await;
+    let original = stack.config.common.grants_table.clone();
+
+    // A point-in-time restore creates the table anew, under another name.
+    let restored = format!("{original}-restored");
+    let dynamo = stack.dynamo();
+    dynamo
+        .create_table()
+        .table_name(&restored)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("sub")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("sub")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .send()
+        .await
+        .expect("create the restored table");
+    for item in stack.grants().await {
+        dynamo
+            .put_item()
+            .table_name(&restored)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("copy");
+    }
+
+    // Pointed at it without its binding: the tokens do not open, and that is ours to fix.
+    let unbound = stack.job(&[("GRANTS_TABLE", &restored)]);
+    let stopped = unbound
+        .run(&cycle("2026-11-26T10:00:00Z"), "run-1", no_deadline())
+        .await;
+    assert!(matches!(stopped, Err(RunError::Misconfigured(_))), "{stopped:?}");
+    for s in &seeded {
+        let item = dynamo
+            .get_item()
+            .table_name(&restored)
+            .key("sub", aws_sdk_dynamodb::types::AttributeValue::S(s.sub.clone()))
+            .send()
+            .await
+            .expect("get");
+        let item = item.item().expect("the grant is still there");
+        assert_eq!(
+            item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str),
+            Some("active")
+        );
+        assert_eq!(
+            item.get("version").and_then(|v| v.as_n().ok()).map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(
+            item.get("failure_count")
+                .and_then(|v| v.as_n().ok())
+                .map(String::as_str),
+            Some("0")
+        );
+        assert!(item.contains_key("refresh_token"), "no token is deleted");
+    }
+
+    // The documented restore: GRANTS_TABLE names the new table, TOKEN_BINDING stays.
+    let restored_job = stack.job(&[("GRANTS_TABLE", &restored), ("TOKEN_BINDING", &original)]);
+    let report = restored_job
+        .run(&cycle("2026-11-26T16:00:00Z"), "run-2", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!((report.refreshed, report.undecryptable), (12, 0), "{report:?}");
+}
+
+#[tokio::test]
+async fn one_grant_whose_token_does_not_open_is_left_as_it_is_and_the_run_goes_on() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(4, DRIVE, 1).await;
+    // Another user's sealed token copied into the first grant: its binding does not match.
+    let foreign = stack
+        .grant_attribute(&seeded[1].sub, "refresh_token")
+        .await
+        .expect("token");
+    stack
+        .dynamo()
+        .update_item()
+        .table_name(&stack.config.common.grants_table)
+        .key("sub", aws_sdk_dynamodb::types::AttributeValue::S(seeded[0].sub.clone()))
+        .update_expression("SET refresh_token = :t")
+        .expression_attribute_values(":t", foreign)
+        .send()
+        .await
+        .expect("copy a token");
+
+    let report = stack
+        .job(&[])
+        .run(&cycle("2026-11-26T10:00:00Z"), "run", no_deadline())
+        .await
+        .expect("one bad row does not stop the run");
+
+    assert_eq!(
+        (report.refreshed, report.undecryptable, report.reconsent_required),
+        (3, 1, 0),
+        "{report:?}"
+    );
+    let grant = stack.grant(&seeded[0].sub).await.expect("grant");
+    assert_eq!(
+        (grant.status.as_str(), grant.version, grant.failure_count),
+        ("active", 1, 0)
+    );
+}

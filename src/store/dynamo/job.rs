@@ -90,6 +90,9 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
             u.set(grant::STATUS, schema::status(status))
                 .set(grant::STATUS_REASON, s(reason.clone()));
         }
+        GrantOutcome::Unopened { reason } => {
+            u.set(grant::LAST_ERROR, s(reason.clone()));
+        }
         GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Released => {}
     }
     if with_version {
@@ -250,7 +253,7 @@ impl JobStore for DynamoStore {
         let touches_token = match outcome {
             GrantOutcome::Refreshed { new_token, .. } => new_token.is_some(),
             GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } => true,
-            GrantOutcome::Deferred { .. } | GrantOutcome::Released => false,
+            GrantOutcome::Deferred { .. } | GrantOutcome::Unopened { .. } | GrantOutcome::Released => false,
         };
         let sub = leased.sub.as_str();
         if self

@@ -237,7 +237,7 @@ impl Stack {
         let grant = self.grant(sub).await?;
         let sealed = grant.refresh_token?;
         let binding = offline_access::crypto::Binding {
-            table: &self.config.common.grants_table,
+            store: &self.config.common.token_binding,
             sub,
             client_id: &grant.client_id,
         };
@@ -419,7 +419,7 @@ impl Stack {
                 let client_id = client_id.clone();
                 async move {
                     let binding = offline_access::crypto::Binding {
-                        table: &self.config.common.grants_table,
+                        store: &self.config.common.token_binding,
                         sub,
                         client_id: &client_id,
                     };

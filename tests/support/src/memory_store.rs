@@ -152,6 +152,7 @@ impl JobStore for MemoryJobStore {
         let mut result = Recorded::Written;
         match finish {
             GrantOutcome::Released => return Ok(result),
+            GrantOutcome::Unopened { .. } => {}
             GrantOutcome::Refreshed { new_token, drive } => {
                 g.last_refresh_at = Some(lease.now);
                 match drive {
