@@ -106,6 +106,10 @@ pub struct SignInConfig {
     /// `DUPLICATE_WAIT_MS` (10000): how long a concurrent duplicate of a code waits for
     /// the first request's answer before answering 503 with `Retry-After`.
     pub duplicate_wait: Duration,
+    /// `SIGN_IN_BUDGET_MS` (12000): the longest one sign-in may take in all; keep it below
+    /// the function's timeout (the template's 15 s) and the claim lease. After Google has
+    /// redeemed the code, a failing step is tried again only within it.
+    pub budget: Duration,
 }
 
 /// Configuration of the offline job.
@@ -250,6 +254,7 @@ impl SignInConfig {
             jwks_min_refetch: seconds(env, "JWKS_MIN_REFETCH_SECS", 30)?,
             claim_lease: seconds(env, "SIGN_IN_CLAIM_LEASE_SECS", 20)?,
             duplicate_wait: Duration::from_millis(number(env, "DUPLICATE_WAIT_MS", 10_000)?),
+            budget: Duration::from_millis(number(env, "SIGN_IN_BUDGET_MS", 12_000)?),
         })
     }
 }
@@ -279,6 +284,7 @@ pub const SIGN_IN_VARIABLES: &[&str] = &[
     "JWKS_MIN_REFETCH_SECS",
     "SIGN_IN_CLAIM_LEASE_SECS",
     "DUPLICATE_WAIT_MS",
+    "SIGN_IN_BUDGET_MS",
 ];
 
 /// The variables only the offline job reads (`JobConfig`).

@@ -5,7 +5,8 @@
 //! - sign-in: `store::DynamoStore` as `SignInStore`: the claim (PutItem on state, which
 //!   returns a recorded outcome itself), one TransactWriteItems (UpdateItem on grants,
 //!   PutItem on state: IAM authorizes a transaction by its items' actions), a refusal's
-//!   record (PutItem) and a release (DeleteItem on state); `crypto::KmsKeyProvider` seals
+//!   record (PutItem) and a release (DeleteItem on state, or UpdateItem when the code went
+//!   to Google); `crypto::KmsKeyProvider` seals
 //!   only (GenerateDataKey); `google::SecretsManagerSource` (GetSecretValue).
 //! - the offline job: `store::DynamoStore` as `JobStore` (Scan and UpdateItem on grants; GetItem
 //!   and PutItem on state); `crypto` opens and re-seals rotated tokens (Decrypt,
@@ -29,6 +30,7 @@ const fn allow(resource: &'static str, action: &'static str) -> Permission {
 pub const SIGN_IN: &[Permission] = &[
     allow("GrantsTable", "dynamodb:UpdateItem"),
     allow("StateTable", "dynamodb:PutItem"),
+    allow("StateTable", "dynamodb:UpdateItem"),
     allow("StateTable", "dynamodb:DeleteItem"),
     allow("TokenKey", "kms:GenerateDataKey"),
     allow("TokenKey", "kms:Decrypt"),

@@ -103,6 +103,11 @@ pub struct SignInSettings {
     pub claim_lease: Duration,
     /// How long a duplicate waits for the first request's answer.
     pub duplicate_wait: Duration,
+    /// How long one sign-in may take in all (below the function's timeout): steps after
+    /// the exchange are tried again only within it.
+    pub budget: Duration,
+    /// How long one call may take (`HTTP_TIMEOUT_MS`).
+    pub call_timeout: Duration,
 }
 
 /// The sign-in use case over its ports.
@@ -127,6 +132,44 @@ impl<T, V, S, K, P, C> std::fmt::Debug for SignIn<T, V, S, K, P, C> {
 /// The idempotency key of a code: its SHA-256 in hex, so the code itself is never stored.
 pub fn code_digest(code: &AuthCode) -> String {
     hex::encode(digest(&SHA256, code.expose_secret().as_bytes()))
+}
+
+/// Waits between tries of a step after a successful exchange (the code is spent then, so
+/// a transient failure is tried again here rather than handed back to the phone).
+const AFTER_EXCHANGE_WAITS: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(300),
+    Duration::from_millis(900),
+];
+
+/// Runs `step` until it succeeds, fails for good, [`AFTER_EXCHANGE_WAITS`] run out, or
+/// another try (a wait and `step_timeout`) would end after `deadline`.
+async fn spent_code_step<T, E, Fut>(
+    deadline: tokio::time::Instant,
+    step_timeout: Duration,
+    mut step: impl FnMut() -> Fut,
+    transient: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    for wait in AFTER_EXCHANGE_WAITS {
+        match step().await {
+            Err(e) if transient(&e) && tokio::time::Instant::now() + wait + step_timeout < deadline => {
+                tracing::warn!(
+                    wait_ms = wait.as_millis(),
+                    "a step after the exchange failed transiently; trying again"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            done => return done,
+        }
+    }
+    step().await
+}
+
+fn unavailable(u: &Upstream) -> bool {
+    matches!(u, Upstream::Unavailable { .. })
 }
 
 const DUPLICATE_POLL: Duration = Duration::from_millis(100);
@@ -156,16 +199,17 @@ where
     /// Runs one sign-in.
     #[tracing::instrument(name = "sign_in", skip_all, fields(platform = ?request.platform))]
     pub async fn sign_in(&self, request: SignInRequest) -> Result<SignedIn, SignInError> {
+        let started = tokio::time::Instant::now();
         let key = code_digest(&request.code);
         let waited_until = tokio::time::Instant::now() + self.settings.duplicate_wait;
-        loop {
+        let sent_before = loop {
             let now = self.clock.now_unix();
             match self
                 .store
                 .claim(&key, now, self.settings.claim_lease, self.settings.idempotency_window)
                 .await?
             {
-                Claim::Claimed => break,
+                Claim::Claimed { code_sent } => break code_sent,
                 Claim::Done(outcome) => {
                     tracing::info!(replayed = true, "sign-in replayed from the request log");
                     return replay(outcome);
@@ -175,9 +219,21 @@ where
                 }
                 Claim::InProgress => return Err(SignInError::DuplicateInFlight),
             }
-        }
+        };
 
-        let result = self.exchange_and_store(&key, &request).await;
+        let mut sent = sent_before;
+        let deadline = started + self.settings.budget;
+        let result = self.exchange_and_store(&key, &request, deadline, &mut sent).await;
+        let result = match result {
+            // Google refuses a code it already redeemed. When an earlier attempt sent it
+            // and could not finish, that is what happened: the app must ask again, with
+            // consent, for a code that brings a refresh token.
+            Err(SignInError::InvalidGrant(_)) if sent_before => {
+                tracing::warn!("the code was redeemed by an earlier attempt that did not finish");
+                Err(SignInError::ReconsentRequired)
+            }
+            other => other,
+        };
         // A success recorded its outcome with the grant; a failure records it here.
         let bookkeeping = match result.as_ref().map_err(SignInError::recorded) {
             Ok(_) => Ok(()),
@@ -187,7 +243,7 @@ where
                     .record_refusal(&key, &outcome, now, self.settings.idempotency_window)
                     .await
             }
-            Err(None) => self.store.release(&key).await,
+            Err(None) => self.store.release(&key, sent).await,
         };
         if let Err(e) = bookkeeping {
             // The failure is already decided; a lost record only means a retry reaches
@@ -197,9 +253,19 @@ where
         result
     }
 
-    async fn exchange_and_store(&self, key: &str, request: &SignInRequest) -> Result<SignedIn, SignInError> {
+    /// `sent` becomes true once the code has gone to Google (whether or not the answer
+    /// came back): from then on a retry must not count on the code.
+    async fn exchange_and_store(
+        &self,
+        key: &str,
+        request: &SignInRequest,
+        deadline: tokio::time::Instant,
+        sent: &mut bool,
+    ) -> Result<SignedIn, SignInError> {
+        let call = self.settings.call_timeout;
         let credentials = self.secrets.current().await?;
         let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
+        *sent = true;
         let tokens = self
             .token_endpoint
             .exchange_code(CodeExchange {
@@ -218,14 +284,17 @@ where
             .id_token
             .as_ref()
             .ok_or(SignInError::InvalidIdToken(Some(IdTokenError::Missing)))?;
-        let identity = self
-            .verifier
-            .verify(id_token.expose_secret(), &credentials.client_id)
-            .await
-            .map_err(|e| match e {
-                IdTokenError::KeysUnavailable(u) => SignInError::Upstream(u),
-                other => SignInError::InvalidIdToken(Some(other)),
-            })?;
+        let identity = spent_code_step(
+            deadline,
+            call,
+            || self.verifier.verify(id_token.expose_secret(), &credentials.client_id),
+            |e| matches!(e, IdTokenError::KeysUnavailable(u) if unavailable(u)),
+        )
+        .await
+        .map_err(|e| match e {
+            IdTokenError::KeysUnavailable(u) => SignInError::Upstream(u),
+            other => SignInError::InvalidIdToken(Some(other)),
+        })?;
         tracing::info!(sub = %identity.sub, new_refresh_token = tokens.refresh_token.is_some(), "code exchanged");
 
         let sealed = match &tokens.refresh_token {
@@ -235,7 +304,13 @@ where
                     sub: identity.sub.as_str(),
                     client_id: &credentials.client_id,
                 };
-                Some(self.cipher.seal(token, binding).await?)
+                let sealed = spent_code_step(
+                    deadline,
+                    call,
+                    || self.cipher.seal(token, binding),
+                    |e| matches!(e, CryptoError::Upstream(u) if unavailable(u)),
+                );
+                Some(sealed.await?)
             }
             None => None,
         };
@@ -248,12 +323,17 @@ where
             email_verified: identity.email_verified,
             refresh_token: sealed,
         };
-        let now = self.clock.now_unix();
-        match self
-            .store
-            .store_grant(key, &grant, now, self.settings.idempotency_window)
-            .await?
-        {
+        let stored = spent_code_step(
+            deadline,
+            call,
+            || {
+                let now = self.clock.now_unix();
+                self.store
+                    .store_grant(key, &grant, now, self.settings.idempotency_window)
+            },
+            |e| matches!(e, StoreError::Upstream(u) if unavailable(u)),
+        );
+        match stored.await? {
             SignInStored::Stored { scopes } => {
                 tracing::info!(sub = %grant.sub, "grant stored");
                 Ok(SignedIn {

@@ -167,6 +167,8 @@ impl<K: KeyProvider, C: Clock> SignInBuilder<K, C> {
                 idempotency_window: config.idempotency_window,
                 claim_lease: config.claim_lease,
                 duplicate_wait: config.duplicate_wait,
+                budget: config.budget,
+                call_timeout: common.http_timeout,
             },
         })
     }

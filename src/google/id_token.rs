@@ -24,6 +24,9 @@ use crate::upstream::Upstream;
 /// The two spellings Google uses for its issuer.
 pub const GOOGLE_ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
 
+/// After a refetch failed, the next may go this many seconds later.
+const REFETCH_AFTER_FAILURE: u64 = 1;
+
 /// When the JWKS answer carries no `max-age`, cache it this long.
 const DEFAULT_JWKS_MAX_AGE: u64 = 300;
 
@@ -262,12 +265,16 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
             Err(e) => {
                 tracing::warn!(error = %e, "JWKS refetch failed; keeping the last good key set");
                 if !current.keys.is_empty() {
-                    // Try again after the refetch interval, not on every request meanwhile.
+                    // Try again a second later: not on every request meanwhile, but soon
+                    // enough for a sign-in whose code is spent to try again and finish.
                     *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(KeySet {
                         keys: current.keys.clone(),
-                        expires_at: now.saturating_add(self.min_refetch),
+                        expires_at: now.saturating_add(REFETCH_AFTER_FAILURE),
                         generation: current.generation + 1,
-                        last_unknown_kid_refetch: Some(now),
+                        last_unknown_kid_refetch: Some(
+                            now.saturating_add(REFETCH_AFTER_FAILURE)
+                                .saturating_sub(self.min_refetch),
+                        ),
                         refetch_failed: Some(e.clone()),
                     });
                 }

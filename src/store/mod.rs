@@ -133,7 +133,9 @@ pub enum RecordedOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// We hold the code: do the work, then store the grant, record a refusal, or release.
-    Claimed,
+    /// `code_sent`: an earlier attempt already sent this code to Google and did not
+    /// finish, so Google may have redeemed it.
+    Claimed { code_sent: bool },
     /// Another invocation holds it right now.
     InProgress,
     /// It was done before: here is what it answered.
@@ -191,6 +193,7 @@ pub trait SignInStore: Send + Sync {
         now: u64,
         window: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Lets a later retry start over (the work failed transiently).
-    fn release(&self, code: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Lets a later retry start over (the work failed transiently). `code_sent`: the code
+    /// went to Google, which the retry's claim will then say.
+    fn release(&self, code: &str, code_sent: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

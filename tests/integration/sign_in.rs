@@ -381,3 +381,59 @@ async fn the_jwks_is_cached_as_long_as_its_max_age_says() {
     }
     assert_eq!(stack.emulator.stats().certs, 1);
 }
+
+#[tokio::test]
+async fn a_jwks_outage_while_googles_keys_rotate_does_not_spend_the_code() {
+    let stack = spawn_stack().await;
+    assert_eq!(
+        stack
+            .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
+            .await
+            .status,
+        200
+    );
+    // Google rotates its keys, and the first fetch of the new set fails.
+    stack.emulator.rotate_keys(true).expect("rotate");
+    stack.emulator.inject_fault(
+        google_emulator::Endpoint::Certs,
+        google_emulator::Fault {
+            status: Some(503),
+            count: Some(1),
+            ..google_emulator::Fault::default()
+        },
+    );
+    let minted = stack.mint(CodeSpec::default());
+
+    let answer = stack.invoke(&android_form_event(&minted.code)).await;
+
+    assert_eq!(
+        answer.status, 200,
+        "the code was spent: the sign-in finishes in the request"
+    );
+    assert_eq!(
+        stack.stored_refresh_token(&minted.sub).await,
+        stack.emulator.refresh_token_of(&minted.sub)
+    );
+}
+
+#[tokio::test]
+async fn a_retry_of_a_code_an_unfinished_attempt_spent_answers_reconsent_required_not_invalid_grant() {
+    let stack = spawn_stack().await;
+    // The first attempt exchanges the code, then cannot store the grant.
+    let mut env = stack.env.clone();
+    env.insert("GRANTS_TABLE".into(), "no-such-table".into());
+    let config = offline_access::config::SignInConfig::from_env(&env).expect("config");
+    let broken = test_support::build_service(&config, &stack.aws, stack.secret_clock.clone());
+    let minted = stack.mint(CodeSpec::default());
+    let event = android_form_event(&minted.code);
+
+    let first = test_support::invoke_service(&broken, &event).await;
+    assert_eq!(first.status, 500, "{}", first.json);
+
+    // The phone retries: Google refuses the redeemed code, and the app is told what to do.
+    let retry = stack.invoke(&event).await;
+    assert_eq!((retry.status, retry.error_code()), (409, "reconsent_required"));
+    assert_eq!(stack.emulator.stats().code_exchanges, 2);
+    let replay = stack.invoke(&event).await;
+    assert_eq!((replay.status, stack.emulator.stats().code_exchanges), (409, 2));
+}

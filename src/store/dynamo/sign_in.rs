@@ -18,7 +18,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update as TransactUpdate,
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update as TransactUpdate,
 };
 
 use super::expr::{Placeholders, Update};
@@ -188,12 +188,20 @@ impl SignInStore for DynamoStore {
             .condition_expression(condition)
             .set_expression_attribute_names(p.names())
             .set_expression_attribute_values(p.values())
-            // A repeat learns what the record holds in this same round trip.
+            // A repeat learns what the record holds in this same round trip, and so does
+            // the attempt that takes over an abandoned claim.
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         let err = match put {
-            Ok(_) => return Ok(Claim::Claimed),
+            Ok(out) => {
+                let taken_over = out
+                    .attributes()
+                    .filter(|old| schema::text(old, state::STATE).as_deref() == Some(state::IN_PROGRESS));
+                let code_sent = taken_over.is_some_and(|old| schema::flag(old, state::CODE_SENT));
+                return Ok(Claim::Claimed { code_sent });
+            }
             Err(e) => e,
         };
         let Some(PutItemError::ConditionalCheckFailedException(held)) = err.as_service_error() else {
@@ -314,7 +322,27 @@ impl SignInStore for DynamoStore {
         Ok(())
     }
 
-    async fn release(&self, code: &str) -> Result<(), StoreError> {
+    async fn release(&self, code: &str, code_sent: bool) -> Result<(), StoreError> {
+        if code_sent {
+            // Keep the record, free to take over at once, saying the code went to Google.
+            let mut u = Update::default();
+            let (st, in_progress) = (u.p.name(state::STATE), u.p.value(s(state::IN_PROGRESS)));
+            u.condition(format!("{st} = {in_progress}"));
+            u.set(state::LEASE_UNTIL, n(0))
+                .set(state::CODE_SENT, AttributeValue::Bool(true));
+            let updated = self
+                .client
+                .update_item()
+                .table_name(&self.state_table)
+                .key(state::PK, s(schema::sign_in_key(code)))
+                .update_expression(u.expression())
+                .set_condition_expression(u.condition_expression())
+                .set_expression_attribute_names(u.p.names())
+                .set_expression_attribute_values(u.p.values())
+                .send()
+                .await;
+            return holds_either_way(updated.map_err(conflict_or));
+        }
         let mut p = Placeholders::default();
         let condition = format!("{} = {}", p.name(state::STATE), p.value(s(state::IN_PROGRESS)));
         let deleted = self
