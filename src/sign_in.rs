@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::crypto::{Binding, CryptoError, KeyProvider, TokenCipher};
 use crate::domain::{AuthCode, Email, GoogleSubject, Platform, Scopes};
 use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken};
-use crate::store::{Claim, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
+use crate::store::{Claim, ClaimKey, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
 use crate::upstream::Upstream;
 
 /// What the app asked.
@@ -200,7 +200,7 @@ where
     #[tracing::instrument(name = "sign_in", skip_all, fields(platform = ?request.platform))]
     pub async fn sign_in(&self, request: SignInRequest) -> Result<SignedIn, SignInError> {
         let started = tokio::time::Instant::now();
-        let key = code_digest(&request.code);
+        let key = ClaimKey::new(code_digest(&request.code));
         let waited_until = tokio::time::Instant::now() + self.settings.duplicate_wait;
         let sent_before = loop {
             let now = self.clock.now_unix();
@@ -257,7 +257,7 @@ where
     /// came back): from then on a retry must not count on the code.
     async fn exchange_and_store(
         &self,
-        key: &str,
+        key: &ClaimKey,
         request: &SignInRequest,
         deadline: tokio::time::Instant,
         sent: &mut bool,

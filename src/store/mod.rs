@@ -166,21 +166,43 @@ pub enum SignInStored {
     NoRefreshToken,
 }
 
+/// A code's claim: which code (the hex SHA-256 of it, never the code itself) and which
+/// attempt holds it. Only its holder stores its outcome or releases it, so an attempt that
+/// outlived its lease cannot undo the work of the one that took the claim over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimKey {
+    pub code: String,
+    pub owner: String,
+}
+
+impl ClaimKey {
+    /// A claim on `code_digest` for a new attempt, under a random owner id.
+    pub fn new(code_digest: String) -> Self {
+        let mut id = [0u8; 16];
+        // A failed draw leaves zeros: still an owner, only a less unique one.
+        let _ = aws_lc_rs::rand::fill(&mut id);
+        Self {
+            code: code_digest,
+            owner: hex::encode(id),
+        }
+    }
+}
+
 /// Sign-in's side of the store: the code's claim, then one write.
 pub trait SignInStore: Send + Sync {
-    /// Claims a code for `lease`; its record expires (TTL) after `window`. A code is
-    /// named by `code`, the hex SHA-256 of the code, never the code itself.
+    /// Claims a code for `lease`; its record expires (TTL) after `window`.
     fn claim(
         &self,
-        code: &str,
+        claim: &ClaimKey,
         now: u64,
         lease: Duration,
         window: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
-    /// Stores the grant and records the successful outcome under `code`, in one write.
+    /// Stores the grant and records the successful outcome on the claim, in one write.
+    /// Should the claim be another's by then, the grant is stored all the same.
     fn store_grant(
         &self,
-        code: &str,
+        claim: &ClaimKey,
         grant: &SignInGrant,
         now: u64,
         window: Duration,
@@ -188,12 +210,12 @@ pub trait SignInStore: Send + Sync {
     /// Records a final refusal (the code is spent) for replays.
     fn record_refusal(
         &self,
-        code: &str,
+        claim: &ClaimKey,
         outcome: &RecordedOutcome,
         now: u64,
         window: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Lets a later retry start over (the work failed transiently). `code_sent`: the code
     /// went to Google, which the retry's claim will then say.
-    fn release(&self, code: &str, code_sent: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn release(&self, claim: &ClaimKey, code_sent: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

@@ -437,3 +437,41 @@ async fn a_retry_of_a_code_an_unfinished_attempt_spent_answers_reconsent_require
     let replay = stack.invoke(&event).await;
     assert_eq!((replay.status, stack.emulator.stats().code_exchanges), (409, 2));
 }
+
+#[tokio::test]
+async fn only_the_holder_of_a_claim_releases_it_or_records_its_outcome() {
+    use offline_access::store::{Claim, ClaimKey, RecordedOutcome, SignInStore};
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    let store = &stack.service.store;
+    let (now, lease, window) = (1_800_000_000, Duration::from_secs(20), Duration::from_secs(600));
+    let slow = ClaimKey::new("ab".repeat(32));
+    let claimed = Ok(Claim::Claimed { code_sent: false });
+    assert_eq!(store.claim(&slow, now, lease, window).await, claimed);
+
+    // The slow attempt outlives its lease, and another takes the claim over.
+    let next = ClaimKey::new(slow.code.clone());
+    assert_eq!(store.claim(&next, now + 21, lease, window).await, claimed);
+
+    // The slow one lets go, or records a refusal: neither touches the new holder's claim.
+    assert_eq!(store.release(&slow, false).await, Ok(()));
+    let refused = store
+        .record_refusal(&slow, &RecordedOutcome::InvalidGrant, now + 22, window)
+        .await;
+    assert_eq!(refused, Ok(()));
+    let probe = ClaimKey::new(slow.code.clone());
+    assert_eq!(
+        store.claim(&probe, now + 23, lease, window).await,
+        Ok(Claim::InProgress)
+    );
+
+    // The holder's outcome is the one recorded and replayed.
+    let recorded = store
+        .record_refusal(&next, &RecordedOutcome::ReconsentRequired, now + 24, window)
+        .await;
+    assert_eq!(recorded, Ok(()));
+    assert_eq!(
+        store.claim(&probe, now + 25, lease, window).await,
+        Ok(Claim::Done(RecordedOutcome::ReconsentRequired))
+    );
+}

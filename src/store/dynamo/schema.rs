@@ -64,6 +64,8 @@ pub(super) mod state {
     pub const DONE: &str = "done";
     pub const OUTCOME: &str = "outcome";
     pub const LEASE_UNTIL: &str = "lease_until";
+    /// Which attempt holds the claim.
+    pub const OWNER: &str = "owner";
     /// An attempt sent the code to Google and did not finish: Google may have redeemed it.
     pub const CODE_SENT: &str = "code_sent";
     /// Cycle markers and checkpoints.

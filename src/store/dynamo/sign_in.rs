@@ -26,7 +26,9 @@ use super::schema::{self, Item, grant, n, s, state};
 use super::{DynamoStore, conflict_or, holds_either_way};
 use crate::crypto::SealedToken;
 use crate::domain::Scopes;
-use crate::store::{Claim, Grant, GrantStatus, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
+use crate::store::{
+    Claim, ClaimKey, Grant, GrantStatus, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError,
+};
 use crate::upstream::classify_aws;
 
 /// How often a write without a token is tried when the grant keeps changing under it.
@@ -46,23 +48,32 @@ enum Cancelled {
     Condition(Option<Item>),
     /// Another transaction touched the item at the same moment.
     Conflict,
+    /// The claim is another attempt's now: this one's outcome is not to be recorded.
+    ClaimLost,
 }
 
 impl DynamoStore {
+    /// The claim's outcome, written only while `claim.owner` holds it.
     fn outcome_put(
         &self,
-        code: &str,
+        claim: &ClaimKey,
         outcome: &RecordedOutcome,
         now: u64,
         window: Duration,
     ) -> Result<Put, StoreError> {
         let outcome = serde_json::to_string(outcome).map_err(|_| StoreError::Corrupt(state::OUTCOME))?;
+        let mut p = Placeholders::default();
+        let condition = format!("{} = {}", p.name(state::OWNER), p.value(s(claim.owner.clone())));
         Put::builder()
             .table_name(&self.state_table)
-            .item(state::PK, s(schema::sign_in_key(code)))
+            .item(state::PK, s(schema::sign_in_key(&claim.code)))
             .item(state::STATE, s(state::DONE))
+            .item(state::OWNER, s(claim.owner.clone()))
             .item(state::OUTCOME, s(outcome))
             .item(state::EXPIRES_AT, n(now + window.as_secs()))
+            .condition_expression(condition)
+            .set_expression_attribute_names(p.names())
+            .set_expression_attribute_values(p.values())
             .build()
             .map_err(|_| StoreError::Corrupt("outcome put"))
     }
@@ -118,13 +129,27 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Writes the grant's part and the outcome in one transaction.
+    /// Writes the grant's part and the outcome in one transaction. Should the claim be
+    /// another attempt's by now, the grant is written alone: it holds what Google gave
+    /// this attempt, and only the outcome is the claim holder's to record.
     async fn transact(&self, grant: TransactWriteItem, outcome: Put) -> Result<Result<(), Cancelled>, StoreError> {
+        match self
+            .transact_items(vec![grant.clone(), TransactWriteItem::builder().put(outcome).build()])
+            .await?
+        {
+            Err(Cancelled::ClaimLost) => {
+                tracing::warn!("the code's claim was taken over; storing the grant without its outcome");
+                self.transact_items(vec![grant]).await
+            }
+            done => Ok(done),
+        }
+    }
+
+    async fn transact_items(&self, items: Vec<TransactWriteItem>) -> Result<Result<(), Cancelled>, StoreError> {
         let result = self
             .client
             .transact_write_items()
-            .transact_items(grant)
-            .transact_items(TransactWriteItem::builder().put(outcome).build())
+            .set_transact_items(Some(items))
             .send()
             .await;
         let err = match result {
@@ -145,6 +170,7 @@ impl DynamoStore {
             ))),
             schema::CANCELLED_BY_CONFLICT => Ok(Err(Cancelled::Conflict)),
             _ if code_of(1) == schema::CANCELLED_BY_CONFLICT => Ok(Err(Cancelled::Conflict)),
+            _ if code_of(1) == schema::CANCELLED_BY_CONDITION => Ok(Err(Cancelled::ClaimLost)),
             _ => {
                 tracing::warn!(reasons = ?reasons.iter().map(|r| r.code()).collect::<Vec<_>>(), "sign-in write cancelled");
                 Err(classify_aws("dynamodb", &err).into())
@@ -163,7 +189,7 @@ fn signed_in(new: &SignInGrant, scopes: &Scopes) -> RecordedOutcome {
 }
 
 impl SignInStore for DynamoStore {
-    async fn claim(&self, code: &str, now: u64, lease: Duration, window: Duration) -> Result<Claim, StoreError> {
+    async fn claim(&self, claim: &ClaimKey, now: u64, lease: Duration, window: Duration) -> Result<Claim, StoreError> {
         let mut p = Placeholders::default();
         let (pk, st, lease_until, expires) = (
             p.name(state::PK),
@@ -181,8 +207,9 @@ impl SignInStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.state_table)
-            .item(state::PK, s(schema::sign_in_key(code)))
+            .item(state::PK, s(schema::sign_in_key(&claim.code)))
             .item(state::STATE, s(state::IN_PROGRESS))
+            .item(state::OWNER, s(claim.owner.clone()))
             .item(state::LEASE_UNTIL, n(now + lease.as_secs()))
             .item(state::EXPIRES_AT, n(now + window.as_secs()))
             .condition_expression(condition)
@@ -222,7 +249,7 @@ impl SignInStore for DynamoStore {
 
     async fn store_grant(
         &self,
-        code: &str,
+        claim: &ClaimKey,
         new: &SignInGrant,
         now: u64,
         window: Duration,
@@ -231,13 +258,13 @@ impl SignInStore for DynamoStore {
         if let Some(token) = &new.refresh_token {
             // A refresh token comes with a first consent, so the grant is usually new:
             // put it whole. When one is stored already (a forced consent), update it.
-            let outcome = self.outcome_put(code, &signed_in(new, &new.scopes), now, window)?;
+            let outcome = self.outcome_put(claim, &signed_in(new, &new.scopes), now, window)?;
             match self.transact(self.put_new_item(new, token, now)?, outcome).await? {
                 Ok(()) => {
                     let scopes = new.scopes.clone();
                     return Ok(SignInStored::Stored { scopes });
                 }
-                Err(Cancelled::Condition(_) | Cancelled::Conflict) => {}
+                Err(Cancelled::Condition(_) | Cancelled::Conflict | Cancelled::ClaimLost) => {}
             }
             for _ in 0..CONFLICT_RETRIES {
                 let mut u = self.grant_update(new, now);
@@ -249,7 +276,7 @@ impl SignInStore for DynamoStore {
                     .set(grant::FAILURE_COUNT, n(0))
                     .remove(grant::NEXT_ATTEMPT_AT)
                     .set_once(grant::CREATED_AT, n(now));
-                let outcome = self.outcome_put(code, &signed_in(new, &new.scopes), now, window)?;
+                let outcome = self.outcome_put(claim, &signed_in(new, &new.scopes), now, window)?;
                 // Unconditional: only a concurrent transaction on the item cancels it.
                 if self.transact(self.update_item(&u, sub)?, outcome).await?.is_ok() {
                     let scopes = new.scopes.clone();
@@ -281,10 +308,10 @@ impl SignInStore for DynamoStore {
                     union.clone()
                 }
             };
-            let outcome = self.outcome_put(code, &signed_in(new, &scopes), now, window)?;
+            let outcome = self.outcome_put(claim, &signed_in(new, &scopes), now, window)?;
             match self.transact(self.update_item(&u, sub)?, outcome).await? {
                 Ok(()) => return Ok(SignInStored::Stored { scopes }),
-                Err(Cancelled::Conflict) => continue,
+                Err(Cancelled::Conflict | Cancelled::ClaimLost) => continue,
                 Err(Cancelled::Condition(None)) => return Ok(SignInStored::NoRefreshToken),
                 Err(Cancelled::Condition(Some(item))) => {
                     let stored = schema::grant_from_item(&item)?;
@@ -306,55 +333,62 @@ impl SignInStore for DynamoStore {
 
     async fn record_refusal(
         &self,
-        code: &str,
+        claim: &ClaimKey,
         outcome: &RecordedOutcome,
         now: u64,
         window: Duration,
     ) -> Result<(), StoreError> {
-        let put = self.outcome_put(code, outcome, now, window)?;
-        self.client
+        let put = self.outcome_put(claim, outcome, now, window)?;
+        let written = self
+            .client
             .put_item()
             .table_name(put.table_name())
             .set_item(Some(put.item().clone()))
+            .set_condition_expression(put.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(put.expression_attribute_names().cloned())
+            .set_expression_attribute_values(put.expression_attribute_values().cloned())
             .send()
-            .await
-            .map_err(|e| classify_aws("dynamodb", &e))?;
-        Ok(())
+            .await;
+        // Another attempt holds the claim now: the outcome is its to record.
+        holds_either_way(written.map_err(conflict_or))
     }
 
-    async fn release(&self, code: &str, code_sent: bool) -> Result<(), StoreError> {
-        if code_sent {
+    async fn release(&self, claim: &ClaimKey, code_sent: bool) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        let (st, in_progress) = (u.p.name(state::STATE), u.p.value(s(state::IN_PROGRESS)));
+        let (owner, me) = (u.p.name(state::OWNER), u.p.value(s(claim.owner.clone())));
+        // Only the holder lets go, and only of a claim still in progress.
+        u.condition(format!("{st} = {in_progress} AND {owner} = {me}"));
+        let key = s(schema::sign_in_key(&claim.code));
+        let result = if code_sent {
             // Keep the record, free to take over at once, saying the code went to Google.
-            let mut u = Update::default();
-            let (st, in_progress) = (u.p.name(state::STATE), u.p.value(s(state::IN_PROGRESS)));
-            u.condition(format!("{st} = {in_progress}"));
             u.set(state::LEASE_UNTIL, n(0))
                 .set(state::CODE_SENT, AttributeValue::Bool(true));
-            let updated = self
-                .client
+            self.client
                 .update_item()
                 .table_name(&self.state_table)
-                .key(state::PK, s(schema::sign_in_key(code)))
+                .key(state::PK, key)
                 .update_expression(u.expression())
                 .set_condition_expression(u.condition_expression())
                 .set_expression_attribute_names(u.p.names())
                 .set_expression_attribute_values(u.p.values())
                 .send()
-                .await;
-            return holds_either_way(updated.map_err(conflict_or));
-        }
-        let mut p = Placeholders::default();
-        let condition = format!("{} = {}", p.name(state::STATE), p.value(s(state::IN_PROGRESS)));
-        let deleted = self
-            .client
-            .delete_item()
-            .table_name(&self.state_table)
-            .key(state::PK, s(schema::sign_in_key(code)))
-            .condition_expression(condition)
-            .set_expression_attribute_names(p.names())
-            .set_expression_attribute_values(p.values())
-            .send()
-            .await;
-        holds_either_way(deleted.map_err(conflict_or))
+                .await
+                .map(|_| ())
+                .map_err(conflict_or)
+        } else {
+            self.client
+                .delete_item()
+                .table_name(&self.state_table)
+                .key(state::PK, key)
+                .set_condition_expression(u.condition_expression())
+                .set_expression_attribute_names(u.p.names())
+                .set_expression_attribute_values(u.p.values())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(conflict_or)
+        };
+        holds_either_way(result)
     }
 }
