@@ -27,7 +27,9 @@ pub enum DriveError {
     Upstream(#[from] Upstream),
 }
 
-/// Drive as a port. `on_call` runs before each HTTP call (the job's rate limiter).
+/// Drive as a port. `on_call` runs before each HTTP call (the job's rate limiter) and
+/// says whether to make it: `false` (the run's deadline is near) ends the listing there,
+/// as truncated.
 pub trait DriveApi: Send + Sync {
     fn list_app_data<F, Fut>(
         &self,
@@ -36,7 +38,7 @@ pub trait DriveApi: Send + Sync {
     ) -> impl Future<Output = Result<DriveListing, DriveError>> + Send
     where
         F: Fn() -> Fut + Send + Sync,
-        Fut: Future<Output = ()> + Send;
+        Fut: Future<Output = bool> + Send;
 }
 
 /// Drive over HTTPS with the one hardened client.
@@ -66,7 +68,7 @@ impl DriveApi for HttpDrive {
     async fn list_app_data<F, Fut>(&self, token: &AccessToken, on_call: F) -> Result<DriveListing, DriveError>
     where
         F: Fn() -> Fut + Send + Sync,
-        Fut: Future<Output = ()> + Send,
+        Fut: Future<Output = bool> + Send,
     {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -79,7 +81,10 @@ impl DriveApi for HttpDrive {
         let mut page_token: Option<String> = None;
         let mut seen_tokens = std::collections::HashSet::new();
         loop {
-            on_call().await;
+            if !on_call().await {
+                listing.truncated = true;
+                return Ok(listing);
+            }
             let mut query = vec![
                 ("spaces", "appDataFolder"),
                 ("pageSize", "100"),

@@ -258,7 +258,7 @@ where
             run.counters.bump(Count::skipped);
             return Ok(Worked::Skipped);
         };
-        let outcome = self.work(run, &leased).await;
+        let outcome = self.work(run, &leased, lease).await;
         let now = self.clock.now_unix();
         let recorded = self.store.record(&leased, Lease { now, ..lease }, &outcome).await?;
         let c = &run.counters;
@@ -294,7 +294,7 @@ where
 
     /// Works one leased grant and decides how it ends this cycle. Never fails: every
     /// failure becomes an outcome to record.
-    async fn work(&self, run: &Run<'_>, grant: &Grant) -> GrantOutcome {
+    async fn work(&self, run: &Run<'_>, grant: &Grant, lease: Lease<'_>) -> GrantOutcome {
         let Some(sealed) = &grant.refresh_token else {
             return GrantOutcome::ReconsentRequired {
                 reason: "no refresh token stored".into(),
@@ -332,7 +332,7 @@ where
             Ok(tokens) => tokens,
             Err(e) => return self.settle(run, grant, disposition(Failure::Refresh(&e))),
         };
-        let new_token = match &tokens.refresh_token {
+        let mut new_token = match &tokens.refresh_token {
             Some(rotated) => match self.cipher.seal(rotated, binding).await {
                 Ok(sealed) => Some(sealed),
                 Err(e) => {
@@ -342,7 +342,38 @@ where
             },
             None => None,
         };
-        if !grant.scopes.contains(DRIVE_APPDATA_SCOPE) {
+        let drive_next = grant.scopes.contains(DRIVE_APPDATA_SCOPE);
+        if let (Some(token), true) = (&new_token, drive_next) {
+            // Google retired the old token: keep the new one before Drive, whose listing
+            // may take long or meet the deadline.
+            let lease = Lease {
+                now: self.clock.now_unix(),
+                ..lease
+            };
+            match self.store.save_token(grant, lease, token).await {
+                Ok(recorded) => {
+                    run.counters.bump(match recorded {
+                        Recorded::Written => Count::rotated_tokens,
+                        // A sign-in stored a newer token meanwhile: it wins.
+                        Recorded::Superseded | Recorded::LeaseLost => Count::superseded,
+                    });
+                    new_token = None;
+                }
+                Err(e) => {
+                    // Leave the token to the outcome's write, and Drive to the next cycle.
+                    let failures = grant.failure_count.saturating_add(1);
+                    return GrantOutcome::Refreshed {
+                        new_token,
+                        drive: DriveOutcome::Failed {
+                            failure_count: failures,
+                            next_attempt_at: self.next_attempt(failures),
+                            reason: format!("storing the rotated token: {e}"),
+                        },
+                    };
+                }
+            }
+        }
+        if !drive_next {
             // A keep-alive: refreshing resets Google's six-month idle expiry.
             return GrantOutcome::Refreshed {
                 new_token,
@@ -354,8 +385,13 @@ where
                 run,
                 || {
                     self.drive.list_app_data(&tokens.access_token, || async {
+                        // Each grant's work ends with the run: no page past the deadline.
+                        if run.stopping() {
+                            return false;
+                        }
                         run.counters.bump(Count::drive_calls);
                         self.google_call(run).await;
+                        true
                     })
                 },
                 |e| disposition(Failure::Drive(e)),

@@ -132,6 +132,15 @@ pub trait JobStore: Send + Sync {
         sub: &GoogleSubject,
         lease: Lease<'_>,
     ) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;
+    /// Stores a rotated refresh token at once, still holding the lease, on condition of the
+    /// lease and of the version leased (a sign-in's newer token wins): `Superseded` when
+    /// the condition failed and nothing was written.
+    fn save_token(
+        &self,
+        leased: &Grant,
+        lease: Lease<'_>,
+        token: &SealedToken,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
     /// Records how a leased grant ended this cycle and lets go of the lease.
     fn record(
         &self,

@@ -172,7 +172,8 @@ async fn a_run_with_a_tiny_deadline_resumes_over_invocations_and_covers_every_gr
     let mut refreshed = 0;
     loop {
         invocations += 1;
-        assert!(invocations <= 60, "the cycle never completed");
+        // A guard against a livelock, not a speed limit: one grant an invocation finishes.
+        assert!(invocations <= 240, "the cycle never completed");
         let stop_at = tokio::time::Instant::now() + Duration::from_millis(150);
         let report = job
             .run(&cycle("tiny"), &format!("inv-{invocations}"), stop_at)
@@ -646,4 +647,32 @@ async fn one_grant_whose_token_does_not_open_is_left_as_it_is_and_the_run_goes_o
         (grant.status.as_str(), grant.version, grant.failure_count),
         ("active", 1, 0)
     );
+}
+
+#[tokio::test]
+async fn a_listing_that_outlasts_the_deadline_stops_with_it_and_a_rotated_token_is_kept() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(3, DRIVE, 10_000).await;
+    stack.emulator.set_refresh_token_rotation(true);
+    stack.emulator.inject_fault(
+        Endpoint::Drive,
+        Fault {
+            delay_ms: 300,
+            ..Fault::default()
+        },
+    );
+    let job = stack.job(&[("DRIVE_MAX_PAGES", "1000")]);
+    let stop_at = tokio::time::Instant::now() + Duration::from_millis(1_500);
+
+    let report = job
+        .run(&cycle("2026-11-26T10:00:00Z"), "run", stop_at)
+        .await
+        .expect("run");
+
+    // 100 pages of 300 ms each would take 30 s: every listing ended with the run instead.
+    assert_eq!((report.refreshed, report.drive_truncated), (3, 3), "{report:?}");
+    assert!(report.drive_calls <= 3 * 6, "{report:?}");
+    assert_eq!(report.rotated_tokens, 3, "{report:?}");
+    stack.emulator.clear_faults();
+    assert_every_token_is_live(&stack, &seeded).await;
 }

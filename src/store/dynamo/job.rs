@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use super::expr::{Placeholders, Update};
 use super::schema::{self, grant, n, s, state};
 use super::{DynamoStore, conflict_or, holds_either_way};
+use crate::crypto::SealedToken;
 use crate::domain::GoogleSubject;
 use crate::store::{
     Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanPage, ScanRequest,
@@ -246,6 +247,21 @@ impl JobStore for DynamoStore {
             Ok(out) => out.attributes().map(schema::grant_from_item).transpose(),
             Err(StoreError::Conflict) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    async fn save_token(&self, leased: &Grant, lease: Lease<'_>, token: &SealedToken) -> Result<Recorded, StoreError> {
+        let mut u = Update::default();
+        let (owner, me) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(lease.owner)));
+        let (version, leased_version) = (u.p.name(grant::VERSION), u.p.value(n(leased.version)));
+        u.condition(format!("{owner} = {me} AND {version} = {leased_version}"));
+        u.set(grant::REFRESH_TOKEN, schema::sealed(token))
+            .set(grant::UPDATED_AT, n(lease.now))
+            .increment(grant::VERSION);
+        if self.update_grant(leased.sub.as_str(), u).await? {
+            Ok(Recorded::Written)
+        } else {
+            Ok(Recorded::Superseded)
         }
     }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use offline_access::crypto::SealedToken;
 use offline_access::domain::GoogleSubject;
 use offline_access::store::{
     Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanPage, ScanRequest,
@@ -136,6 +137,20 @@ impl JobStore for MemoryJobStore {
         }
         row.lease = Some((lease.owner.to_owned(), lease.until));
         Ok(Some(row.grant.clone()))
+    }
+
+    async fn save_token(&self, leased: &Grant, lease: Lease<'_>, token: &SealedToken) -> Result<Recorded, StoreError> {
+        let mut rows = self.rows.lock().expect("rows");
+        let Some(row) = rows.get_mut(leased.sub.as_str()) else {
+            return Ok(Recorded::Superseded);
+        };
+        let holds = row.lease.as_ref().map(|(owner, _)| owner.as_str()) == Some(lease.owner);
+        if !holds || row.grant.version != leased.version {
+            return Ok(Recorded::Superseded);
+        }
+        row.grant.refresh_token = Some(token.clone());
+        row.grant.version += 1;
+        Ok(Recorded::Written)
     }
 
     async fn record(&self, leased: &Grant, lease: Lease<'_>, finish: &GrantOutcome) -> Result<Recorded, StoreError> {
