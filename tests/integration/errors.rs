@@ -438,3 +438,36 @@ async fn an_unreachable_aws_is_upstream_unavailable_and_google_is_not_called() {
     let retry = stack.invoke(&android_form_event(&minted.code)).await;
     assert_eq!(retry.status, 200, "the same code works once AWS is back");
 }
+
+#[tokio::test]
+async fn a_retry_after_an_exchange_that_outlived_its_timeout_is_never_told_invalid_grant() {
+    let stack = spawn_stack().await;
+    // Google answers after our timeout (HTTP_TIMEOUT_MS is 1500 here).
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            delay_ms: 2_500,
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    let minted = stack.mint(CodeSpec::default());
+    let event = android_form_event(&minted.code);
+
+    let first = stack.invoke(&event).await;
+    assert_eq!(first.error_code(), "upstream_unavailable", "{}", first.json);
+    // Whether Google went on to redeem the code is not ours to know: give it the time.
+    for _ in 0..40 {
+        if stack.emulator.stats().code_exchanges > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let retry = stack.invoke(&event).await;
+    let answered = (retry.status, retry.error_code().to_owned());
+    assert!(
+        answered == (200, "<none>".to_owned()) || answered == (409, "reconsent_required".to_owned()),
+        "{answered:?}: a retry is signed in, or told to ask for consent again, never invalid_grant"
+    );
+}
