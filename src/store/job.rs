@@ -69,8 +69,9 @@ pub enum GrantOutcome {
     Revoked { reason: String },
     /// No refresh token is stored: the user must consent again.
     ReconsentRequired { reason: String },
-    /// The stored token does not open: done for this cycle, and nothing else about the
-    /// grant changes (its status, token and schedule stay as they were).
+    /// The stored token does not open: the lease is given back and nothing about the
+    /// grant changes; the run carries on past it (logged and counted, not retried in this
+    /// run), and the next cycle tries it again.
     Unopened { reason: String },
     /// Let go without recording anything (the run stopped): the grant is retried.
     Released,

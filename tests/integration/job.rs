@@ -600,6 +600,10 @@ async fn a_restored_table_is_read_with_its_token_binding_and_without_it_the_run_
             Some("0")
         );
         assert!(item.contains_key("refresh_token"), "no token is deleted");
+        assert!(
+            !item.contains_key("last_cycle") && !item.contains_key("lease_owner"),
+            "left as it was"
+        );
     }
 
     // The documented restore: GRANTS_TABLE names the new table, TOKEN_BINDING stays.

@@ -46,7 +46,8 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
     let (owner, me) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(lease.owner)));
     u.condition(format!("{owner} = {me}"));
     u.remove(grant::LEASE_OWNER).remove(grant::LEASE_UNTIL);
-    if !matches!(outcome, GrantOutcome::Released) {
+    // Let go, or a token that does not open: only the lease is given back.
+    if !matches!(outcome, GrantOutcome::Released | GrantOutcome::Unopened { .. }) {
         u.set(grant::LAST_CYCLE, s(lease.cycle))
             .set(grant::UPDATED_AT, n(lease.now));
     }
@@ -91,10 +92,10 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
             u.set(grant::STATUS, schema::status(status))
                 .set(grant::STATUS_REASON, s(reason.clone()));
         }
-        GrantOutcome::Unopened { reason } => {
-            u.set(grant::LAST_ERROR, s(reason.clone()));
-        }
-        GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Released => {}
+        GrantOutcome::Revoked { .. }
+        | GrantOutcome::ReconsentRequired { .. }
+        | GrantOutcome::Unopened { .. }
+        | GrantOutcome::Released => {}
     }
     if with_version {
         let (version, leased_version) = (u.p.name(grant::VERSION), u.p.value(n(leased.version)));

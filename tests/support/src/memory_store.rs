@@ -166,8 +166,7 @@ impl JobStore for MemoryJobStore {
         let g = &mut row.grant;
         let mut result = Recorded::Written;
         match finish {
-            GrantOutcome::Released => return Ok(result),
-            GrantOutcome::Unopened { .. } => {}
+            GrantOutcome::Released | GrantOutcome::Unopened { .. } => return Ok(result),
             GrantOutcome::Refreshed { new_token, drive } => {
                 g.last_refresh_at = Some(lease.now);
                 match drive {
