@@ -1,5 +1,6 @@
 //! Google Drive v3, the calls the offline job makes on a user's behalf: list the app's
-//! hidden `appDataFolder` (`files.list` with `spaces=appDataFolder`, every page).
+//! hidden `appDataFolder` (`files.list` with `spaces=appDataFolder`, page after page, within
+//! the bounds the job sets).
 //! <https://developers.google.com/drive/api/guides/appdata>
 
 use serde::Deserialize;
