@@ -77,6 +77,15 @@ async fn the_binary_fails_init_naming_a_missing_variable() {
     assert!(function.logs().contains("GRANTS_TABLE"), "{}", function.logs());
 }
 
+/// The committed EventBridge scheduled event (`make job` sends it too).
+fn scheduled_event() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/events/eventbridge-scheduled.json"
+    ))
+    .expect("committed event")
+}
+
 #[tokio::test]
 async fn the_built_refresher_runs_a_cycle_from_an_eventbridge_event_and_emits_metrics() {
     let stack = spawn_stack().await;
@@ -86,11 +95,7 @@ async fn the_built_refresher_runs_a_cycle_from_an_eventbridge_event_and_emits_me
     let mut env = stack.env.clone();
     env.insert("GOOGLE_RATE_PER_SEC".into(), "0".into());
     let mut function = Function::start(binary("refresher"), &env).await;
-    let event = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/events/eventbridge-scheduled.json"
-    ))
-    .expect("committed event");
+    let event = scheduled_event();
 
     let Outcome::Response(report) = function.invoke(&event).await else {
         panic!("the job failed")
@@ -155,11 +160,7 @@ async fn the_built_refresher_stops_at_an_oversized_drive_page_without_holding_it
     let mut env = stack.env.clone();
     env.insert("GOOGLE_RATE_PER_SEC".into(), "0".into());
     let mut function = Function::start(binary("refresher"), &env).await;
-    let event = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/events/eventbridge-scheduled.json"
-    ))
-    .expect("committed event");
+    let event = scheduled_event();
 
     let Outcome::Response(report) = function.invoke(&event).await else {
         panic!("the job failed: {}", function.logs())
