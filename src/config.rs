@@ -157,6 +157,40 @@ pub struct JobConfig {
     pub state_ttl: Duration,
 }
 
+/// Configuration of the access-token function.
+#[derive(Debug, Clone)]
+pub struct AccessTokenConfig {
+    pub common: CommonConfig,
+    /// `FORCE_REFRESH_MIN_SECS` (30): the per-grant floor. A `force_refresh` sooner than
+    /// this after the grant's last refresh answers 429 `refresh_backoff`; after a refresh
+    /// that failed, the next attempt waits this long (503 with `retry_after_secs`).
+    pub force_refresh_floor: Duration,
+    /// `ACCESS_TOKEN_LEASE_SECS` (15): how long one call holds a grant while it refreshes;
+    /// a call that dies mid-refresh blocks the others no longer. Longer than the budget.
+    pub lease: Duration,
+    /// `ACCESS_TOKEN_BUDGET_MS` (8000): the longest one call takes, waiting for another's
+    /// refresh included; below the function's timeout (the template's 10 s).
+    pub budget: Duration,
+}
+
+impl AccessTokenConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let config = Self {
+            common: CommonConfig::from_env(env)?,
+            force_refresh_floor: seconds(env, "FORCE_REFRESH_MIN_SECS", 30)?,
+            lease: seconds(env, "ACCESS_TOKEN_LEASE_SECS", 15)?,
+            budget: Duration::from_millis(number(env, "ACCESS_TOKEN_BUDGET_MS", 8_000)?),
+        };
+        if config.lease <= config.budget {
+            return Err(ConfigError::Invalid {
+                name: "ACCESS_TOKEN_LEASE_SECS",
+                why: "must be longer than ACCESS_TOKEN_BUDGET_MS",
+            });
+        }
+        Ok(config)
+    }
+}
+
 impl JobConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let positive = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
@@ -285,6 +319,13 @@ pub const SIGN_IN_VARIABLES: &[&str] = &[
     "SIGN_IN_CLAIM_LEASE_SECS",
     "DUPLICATE_WAIT_MS",
     "SIGN_IN_BUDGET_MS",
+];
+
+/// The variables only the access-token function reads (`AccessTokenConfig`).
+pub const ACCESS_TOKEN_VARIABLES: &[&str] = &[
+    "FORCE_REFRESH_MIN_SECS",
+    "ACCESS_TOKEN_LEASE_SECS",
+    "ACCESS_TOKEN_BUDGET_MS",
 ];
 
 /// The variables only the offline job reads (`JobConfig`).
@@ -419,6 +460,19 @@ mod tests {
             let _ = JobConfig::from_env(env);
         });
         assert_eq!(job, listed(&[COMMON_VARIABLES, JOB_VARIABLES]));
+        let access = read_by(|env| {
+            let _ = AccessTokenConfig::from_env(env);
+        });
+        assert_eq!(access, listed(&[COMMON_VARIABLES, ACCESS_TOKEN_VARIABLES]));
+    }
+
+    #[test]
+    fn an_access_token_lease_shorter_than_the_budget_is_refused() {
+        let [a, b, c, d] = BASE;
+        let env = [a, b, c, d, ("ACCESS_TOKEN_LEASE_SECS", "5")];
+        let err = AccessTokenConfig::from_env(&env).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("ACCESS_TOKEN_LEASE_SECS")));
+        assert!(AccessTokenConfig::from_env(&BASE).is_ok());
     }
 
     #[test]

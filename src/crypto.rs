@@ -1,4 +1,9 @@
-//! Envelope encryption of refresh tokens (DESIGN §5).
+//! Envelope encryption of refresh tokens (DESIGN §5) and of cached access tokens (§11).
+//!
+//! Each kind of token has its own [`Purpose`]: the first field of the additional
+//! authenticated data and the `purpose` of the KMS encryption context, so a sealed access
+//! token can never be opened as a refresh token, nor the other way round, and IAM can
+//! grant each function only the purposes it uses. A [`TokenCipher`] seals one kind.
 //!
 //! Each token is sealed with AES-256-GCM under a data key from KMS `GenerateDataKey`.
 //! The additional authenticated data binds the ciphertext to its grant — format
@@ -19,15 +24,58 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use aws_lc_rs::digest::{SHA256, digest};
 use secrecy::{ExposeSecret, SecretBox};
 
-use crate::domain::RefreshToken;
+use crate::domain::{AccessToken, RefreshToken};
 use crate::upstream::{Upstream, classify_aws};
 
 /// The sealed-token format this code writes.
 pub const FORMAT_VERSION: u8 = 1;
 
-/// What a sealed refresh token is for: the first field of its additional authenticated
-/// data and the `purpose` of its KMS encryption context (which IAM conditions on).
-pub const REFRESH_TOKEN_PURPOSE: &str = "offline-access/refresh-token";
+/// What a sealed token is for: the first field of its additional authenticated data and
+/// the `purpose` of its KMS encryption context (which IAM conditions on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Purpose {
+    RefreshToken,
+    AccessToken,
+}
+
+impl Purpose {
+    pub const ALL: [Self; 2] = [Self::RefreshToken, Self::AccessToken];
+
+    /// The spelling in the AAD and the encryption context.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::RefreshToken => "offline-access/refresh-token",
+            Self::AccessToken => "offline-access/access-token",
+        }
+    }
+}
+
+/// A secret this module seals: its purpose is fixed by its type.
+pub trait Sealable: Sized {
+    const PURPOSE: Purpose;
+    fn expose_secret(&self) -> &str;
+    fn from_opened(text: String) -> Self;
+}
+
+impl Sealable for RefreshToken {
+    const PURPOSE: Purpose = Purpose::RefreshToken;
+    fn expose_secret(&self) -> &str {
+        RefreshToken::expose_secret(self)
+    }
+    fn from_opened(text: String) -> Self {
+        Self::new(text)
+    }
+}
+
+impl Sealable for AccessToken {
+    const PURPOSE: Purpose = Purpose::AccessToken;
+    fn expose_secret(&self) -> &str {
+        AccessToken::expose_secret(self)
+    }
+    fn from_opened(text: String) -> Self {
+        Self::new(text)
+    }
+}
 
 /// A 256-bit data key in plaintext (zeroed on drop) with its KMS-wrapped form.
 pub struct DataKey {
@@ -51,25 +99,30 @@ pub enum KeyError {
     Upstream(#[from] Upstream),
 }
 
-/// The key-management service as a port.
+/// The key-management service as a port. A data key is generated for one purpose and
+/// unwraps only for it.
 pub trait KeyProvider: Send + Sync {
-    fn generate_data_key(&self) -> impl Future<Output = Result<DataKey, KeyError>> + Send;
-    fn decrypt_data_key(&self, wrapped: &[u8]) -> impl Future<Output = Result<SecretBox<[u8; 32]>, KeyError>> + Send;
+    fn generate_data_key(&self, purpose: Purpose) -> impl Future<Output = Result<DataKey, KeyError>> + Send;
+    fn decrypt_data_key(
+        &self,
+        wrapped: &[u8],
+        purpose: Purpose,
+    ) -> impl Future<Output = Result<SecretBox<[u8; 32]>, KeyError>> + Send;
 }
 
-/// AWS KMS, with a fixed encryption context so IAM can condition on it.
+/// AWS KMS, with an encryption context per purpose so IAM can condition on it.
 #[derive(Debug, Clone)]
 pub struct KmsKeyProvider {
     client: aws_sdk_kms::Client,
     key_id: String,
-    context: HashMap<String, String>,
+    binding: String,
 }
 
-/// The KMS encryption context of every data key: which product and which store
+/// The KMS encryption context of a data key: which purpose and which store
 /// (`TOKEN_BINDING`).
-pub fn encryption_context(binding: &str) -> HashMap<String, String> {
+pub fn encryption_context(purpose: Purpose, binding: &str) -> HashMap<String, String> {
     HashMap::from([
-        ("purpose".to_owned(), REFRESH_TOKEN_PURPOSE.to_owned()),
+        ("purpose".to_owned(), purpose.as_str().to_owned()),
         ("binding".to_owned(), binding.to_owned()),
     ])
 }
@@ -79,7 +132,7 @@ impl KmsKeyProvider {
         Self {
             client,
             key_id,
-            context: encryption_context(binding),
+            binding: binding.to_owned(),
         }
     }
 }
@@ -92,13 +145,13 @@ fn key_bytes(raw: &[u8]) -> Result<SecretBox<[u8; 32]>, KeyError> {
 }
 
 impl KeyProvider for KmsKeyProvider {
-    async fn generate_data_key(&self) -> Result<DataKey, KeyError> {
+    async fn generate_data_key(&self, purpose: Purpose) -> Result<DataKey, KeyError> {
         let out = self
             .client
             .generate_data_key()
             .key_id(&self.key_id)
             .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
-            .set_encryption_context(Some(self.context.clone()))
+            .set_encryption_context(Some(encryption_context(purpose, &self.binding)))
             .send()
             .await
             .map_err(|e| classify_aws("kms", &e))?;
@@ -111,13 +164,13 @@ impl KeyProvider for KmsKeyProvider {
         })
     }
 
-    async fn decrypt_data_key(&self, wrapped: &[u8]) -> Result<SecretBox<[u8; 32]>, KeyError> {
+    async fn decrypt_data_key(&self, wrapped: &[u8], purpose: Purpose) -> Result<SecretBox<[u8; 32]>, KeyError> {
         let out = self
             .client
             .decrypt()
             .key_id(&self.key_id)
             .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
-            .set_encryption_context(Some(self.context.clone()))
+            .set_encryption_context(Some(encryption_context(purpose, &self.binding)))
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
@@ -144,9 +197,9 @@ pub struct Binding<'a> {
 
 impl Binding<'_> {
     /// Length-prefixed fields, so no two different bindings share an encoding.
-    fn aad(&self, version: u8) -> Vec<u8> {
+    fn aad(&self, purpose: Purpose, version: u8) -> Vec<u8> {
         let mut aad = Vec::with_capacity(64 + self.store.len() + self.sub.len() + self.client_id.len());
-        aad.extend_from_slice(REFRESH_TOKEN_PURPOSE.as_bytes());
+        aad.extend_from_slice(purpose.as_str().as_bytes());
         aad.push(version);
         for field in [self.store, self.sub, self.client_id] {
             aad.extend_from_slice(&u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
@@ -156,7 +209,7 @@ impl Binding<'_> {
     }
 }
 
-/// A refresh token at rest: wrapped data key, nonce, ciphertext with tag, format version.
+/// A token at rest: wrapped data key, nonce, ciphertext with tag, format version.
 /// Its fields are this module's alone; the store keeps [`SealedToken::to_bytes`] as one
 /// opaque value and reads it back with [`SealedToken::from_bytes`].
 #[derive(Clone, PartialEq, Eq)]
@@ -268,8 +321,10 @@ struct UnwrappedKey {
     born: Instant,
 }
 
-/// Seals and opens refresh tokens.
-pub struct TokenCipher<K> {
+/// Seals and opens one kind of token, `T` (refresh tokens unless said otherwise), under
+/// data keys of `T`'s purpose.
+pub struct TokenCipher<K, T = RefreshToken> {
+    kind: std::marker::PhantomData<fn() -> T>,
     keys: K,
     limits: KeyCacheLimits,
     current: tokio::sync::Mutex<Option<CurrentKey>>,
@@ -279,9 +334,10 @@ pub struct TokenCipher<K> {
     unwrapping: tokio::sync::Mutex<()>,
 }
 
-impl<K> std::fmt::Debug for TokenCipher<K> {
+impl<K, T: Sealable> std::fmt::Debug for TokenCipher<K, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCipher")
+            .field("purpose", &T::PURPOSE)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -299,9 +355,10 @@ fn wrapped_digest(wrapped: &[u8]) -> [u8; 32] {
     out
 }
 
-impl<K: KeyProvider> TokenCipher<K> {
+impl<K: KeyProvider, T: Sealable> TokenCipher<K, T> {
     pub fn new(keys: K, limits: KeyCacheLimits) -> Self {
         Self {
+            kind: std::marker::PhantomData,
             keys,
             limits,
             current: tokio::sync::Mutex::new(None),
@@ -315,15 +372,15 @@ impl<K: KeyProvider> TokenCipher<K> {
         &self.keys
     }
 
-    /// Seals a refresh token for one grant.
-    pub async fn seal(&self, token: &RefreshToken, binding: Binding<'_>) -> Result<SealedToken, CryptoError> {
+    /// Seals a token for one grant.
+    pub async fn seal(&self, token: &T, binding: Binding<'_>) -> Result<SealedToken, CryptoError> {
         let (key, wrapped) = self.encryption_key().await?;
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
         let mut in_out = token.expose_secret().as_bytes().to_vec();
         key.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(binding.aad(FORMAT_VERSION)),
+            Aad::from(binding.aad(T::PURPOSE, FORMAT_VERSION)),
             &mut in_out,
         )
         .map_err(|_| CryptoError::Random)?;
@@ -337,7 +394,7 @@ impl<K: KeyProvider> TokenCipher<K> {
 
     /// Opens a sealed token; fails with [`CryptoError::Tampered`] if any byte or the
     /// binding differs from what was sealed.
-    pub async fn open(&self, sealed: &SealedToken, binding: Binding<'_>) -> Result<RefreshToken, CryptoError> {
+    pub async fn open(&self, sealed: &SealedToken, binding: Binding<'_>) -> Result<T, CryptoError> {
         if sealed.version != FORMAT_VERSION {
             return Err(CryptoError::UnsupportedVersion(sealed.version));
         }
@@ -346,12 +403,12 @@ impl<K: KeyProvider> TokenCipher<K> {
         let plain = key
             .open_in_place(
                 Nonce::assume_unique_for_key(sealed.nonce),
-                Aad::from(binding.aad(sealed.version)),
+                Aad::from(binding.aad(T::PURPOSE, sealed.version)),
                 &mut in_out,
             )
             .map_err(|_| CryptoError::Tampered)?;
         let text = String::from_utf8(plain.to_vec()).map_err(|_| CryptoError::NotText)?;
-        Ok(RefreshToken::new(text))
+        Ok(T::from_opened(text))
     }
 
     /// The current data key, generating a new one when the cached one is too old or
@@ -362,7 +419,7 @@ impl<K: KeyProvider> TokenCipher<K> {
             .as_ref()
             .is_some_and(|c| c.born.elapsed() < self.limits.max_age && c.uses < self.limits.max_uses);
         if !usable {
-            let fresh = self.keys.generate_data_key().await?;
+            let fresh = self.keys.generate_data_key(T::PURPOSE).await?;
             let key = aead_key(&fresh.plaintext)?;
             self.remember_unwrapped(&fresh.wrapped, Arc::clone(&key));
             *current = Some(CurrentKey {
@@ -396,7 +453,7 @@ impl<K: KeyProvider> TokenCipher<K> {
         if let Some(key) = self.cached_unwrapped(&id) {
             return Ok(key);
         }
-        let plaintext = self.keys.decrypt_data_key(wrapped).await?;
+        let plaintext = self.keys.decrypt_data_key(wrapped, T::PURPOSE).await?;
         let key = aead_key(&plaintext)?;
         self.remember_unwrapped(wrapped, Arc::clone(&key));
         Ok(key)
@@ -437,7 +494,7 @@ mod tests {
     const MASTER: [u8; 32] = [7u8; 32];
 
     impl KeyProvider for FakeKms {
-        async fn generate_data_key(&self) -> Result<DataKey, KeyError> {
+        async fn generate_data_key(&self, _: Purpose) -> Result<DataKey, KeyError> {
             let n = self.generated.fetch_add(1, Ordering::SeqCst);
             let mut key = [0u8; 32];
             aws_lc_rs::rand::fill(&mut key).map_err(|_| KeyError::Rejected)?;
@@ -449,7 +506,7 @@ mod tests {
             })
         }
 
-        async fn decrypt_data_key(&self, wrapped: &[u8]) -> Result<SecretBox<[u8; 32]>, KeyError> {
+        async fn decrypt_data_key(&self, wrapped: &[u8], _: Purpose) -> Result<SecretBox<[u8; 32]>, KeyError> {
             self.decrypted.fetch_add(1, Ordering::SeqCst);
             let key: [u8; 32] = wrapped
                 .get(..32)
@@ -556,7 +613,7 @@ mod tests {
                 sealed.push(s);
             }
         }
-        let opener = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        let opener = TokenCipher::<_, RefreshToken>::new(FakeKms::default(), KeyCacheLimits::default());
         for s in &sealed {
             assert!(opener.open(s, ADA).await.is_ok());
         }
@@ -567,7 +624,10 @@ mod tests {
     async fn concurrent_opens_under_one_data_key_unwrap_it_once() {
         let sealer = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
         let sealed = sealer.seal(&token("t"), ADA).await.expect("seal");
-        let opener = Arc::new(TokenCipher::new(FakeKms::default(), KeyCacheLimits::default()));
+        let opener = Arc::new(TokenCipher::<_, RefreshToken>::new(
+            FakeKms::default(),
+            KeyCacheLimits::default(),
+        ));
         let tasks: Vec<_> = (0..32)
             .map(|_| {
                 let (opener, sealed) = (Arc::clone(&opener), sealed.clone());
@@ -594,6 +654,22 @@ mod tests {
             );
         }
         assert!(!bytes.windows(6).any(|w| w == b"1//ada"));
+    }
+
+    #[tokio::test]
+    async fn a_sealed_access_token_does_not_open_as_a_refresh_token_nor_back() {
+        // One key provider for both: only the purpose in the AAD tells them apart here
+        // (KMS's encryption context adds a second wall in production).
+        let refresh: TokenCipher<_, RefreshToken> = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        let access: TokenCipher<_, AccessToken> = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        let sealed = access
+            .seal(&AccessToken::new("ya29.a".into()), ADA)
+            .await
+            .expect("seal");
+        assert!(access.open(&sealed, ADA).await.is_ok());
+        assert_eq!(refresh.open(&sealed, ADA).await.err(), Some(CryptoError::Tampered));
+        let sealed = refresh.seal(&token("1//ada"), ADA).await.expect("seal");
+        assert_eq!(access.open(&sealed, ADA).await.err(), Some(CryptoError::Tampered));
     }
 
     #[test]

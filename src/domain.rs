@@ -111,6 +111,11 @@ impl Scopes {
         self.0.contains(scope)
     }
 
+    /// The scopes of `self` that `granted` lacks, in order.
+    pub fn missing_from(&self, granted: &Self) -> Vec<String> {
+        self.0.difference(&granted.0).cloned().collect()
+    }
+
     pub fn union(&self, other: &Self) -> Self {
         Self(self.0.union(&other.0).cloned().collect())
     }

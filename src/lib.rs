@@ -13,6 +13,8 @@
 //! Outside capabilities are small ports (traits) returning our own types; the
 //! production adapters are built once per cold start by [`wiring`].
 
+pub mod access_api;
+pub mod access_token;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -9,10 +9,16 @@
 //!   to Google); `crypto::KmsKeyProvider` seals
 //!   only (GenerateDataKey); `google::SecretsManagerSource` (GetSecretValue).
 //! - the offline job: `store::DynamoStore` as `JobStore` (Scan and UpdateItem on grants; GetItem
-//!   and PutItem on state); `crypto` opens and re-seals rotated tokens (Decrypt,
-//!   GenerateDataKey); the secret; and Lambda's on-failure destination (SendMessage).
+//!   and PutItem on state, which also caches the access tokens it obtains); `crypto` opens
+//!   and re-seals rotated tokens and seals access tokens (Decrypt, GenerateDataKey); the
+//!   secret; and Lambda's on-failure destination (SendMessage).
+//! - access tokens: `store::DynamoStore` as `AccessStore` (GetItem and UpdateItem on
+//!   grants: the read and the lease; GetItem, PutItem and UpdateItem on state: the cached
+//!   token and a failed refresh's note); `crypto` for both purposes; the secret.
 //! - both: `kms:Decrypt` through DynamoDB and Secrets Manager only (`kms:ViaService`),
 //!   because the tables and the secret are encrypted with the same customer key.
+
+use crate::crypto::Purpose;
 
 /// One allowed action on one template resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,3 +54,21 @@ pub const JOB: &[Permission] = &[
     allow("ClientSecret", "secretsmanager:GetSecretValue"),
     allow("JobFailures", "sqs:SendMessage"),
 ];
+
+/// What the access-token function calls.
+pub const ACCESS_TOKEN: &[Permission] = &[
+    allow("GrantsTable", "dynamodb:GetItem"),
+    allow("GrantsTable", "dynamodb:UpdateItem"),
+    allow("StateTable", "dynamodb:GetItem"),
+    allow("StateTable", "dynamodb:PutItem"),
+    allow("StateTable", "dynamodb:UpdateItem"),
+    allow("TokenKey", "kms:Decrypt"),
+    allow("TokenKey", "kms:GenerateDataKey"),
+    allow("ClientSecret", "secretsmanager:GetSecretValue"),
+];
+
+/// The KMS encryption-context purposes each function seals or opens under; its data-key
+/// grants are conditioned on exactly these.
+pub const SIGN_IN_PURPOSES: &[Purpose] = &[Purpose::RefreshToken];
+pub const JOB_PURPOSES: &[Purpose] = &[Purpose::RefreshToken, Purpose::AccessToken];
+pub const ACCESS_TOKEN_PURPOSES: &[Purpose] = &[Purpose::RefreshToken, Purpose::AccessToken];

@@ -3,15 +3,16 @@
 //! overrides (a key provider that counts calls, a clock the test moves, another store),
 //! so what they exercise cannot silently differ from production.
 
+use crate::access_token::{AccessSettings, AccessTokens};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{CommonConfig, JobConfig, SignInConfig};
-use crate::crypto::{KeyCacheLimits, KeyProvider, KmsKeyProvider, TokenCipher};
+use crate::config::{AccessTokenConfig, CommonConfig, JobConfig, SignInConfig};
+use crate::crypto::{KeyCacheLimits, KeyProvider, KmsKeyProvider, Sealable, TokenCipher};
 use crate::google::{
     CachedClientSecret, GoogleIdTokenVerifier, HttpDrive, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
 };
 use crate::job::{JobSettings, OfflineJob, Pacer, RetryPolicy};
 use crate::sign_in::{SignIn, SignInSettings};
-use crate::store::{DynamoStore, JobStore};
+use crate::store::{AccessTokenCache, DynamoStore, JobStore};
 
 /// The sign-in use case with its production adapters.
 pub type ProductionSignIn = SignIn<
@@ -27,6 +28,15 @@ pub type ProductionSignIn = SignIn<
 pub type ProductionJob = OfflineJob<
     HttpTokenEndpoint,
     HttpDrive,
+    DynamoStore,
+    KmsKeyProvider,
+    CachedClientSecret<SecretsManagerSource, SystemClock>,
+    SystemClock,
+>;
+
+/// The access-token use case with its production adapters.
+pub type ProductionAccessTokens = AccessTokens<
+    HttpTokenEndpoint,
     DynamoStore,
     KmsKeyProvider,
     CachedClientSecret<SecretsManagerSource, SystemClock>,
@@ -49,8 +59,8 @@ pub fn kms_keys(common: &CommonConfig, client: aws_sdk_kms::Client) -> KmsKeyPro
     KmsKeyProvider::new(client, common.token_key_id.clone(), &common.token_binding)
 }
 
-/// Envelope encryption with the configured cache bounds.
-fn cipher<K: KeyProvider>(common: &CommonConfig, keys: K) -> TokenCipher<K> {
+/// Envelope encryption of one kind of token, with the configured cache bounds.
+fn cipher<K: KeyProvider, T: Sealable>(common: &CommonConfig, keys: K) -> TokenCipher<K, T> {
     TokenCipher::new(
         keys,
         KeyCacheLimits {
@@ -199,9 +209,9 @@ impl JobBuilder<DynamoStore, KmsKeyProvider> {
     }
 }
 
-impl<S: JobStore, K: KeyProvider> JobBuilder<S, K> {
+impl<S: JobStore + AccessTokenCache, K: KeyProvider + Clone> JobBuilder<S, K> {
     /// Another store (benchmarks use an in-memory one to measure the job itself).
-    pub fn store<S2: JobStore>(self, store: S2) -> JobBuilder<S2, K> {
+    pub fn store<S2: JobStore + AccessTokenCache>(self, store: S2) -> JobBuilder<S2, K> {
         JobBuilder {
             config: self.config,
             aws: self.aws,
@@ -211,7 +221,7 @@ impl<S: JobStore, K: KeyProvider> JobBuilder<S, K> {
     }
 
     /// Another key provider (tests count KMS calls).
-    pub fn keys<K2: KeyProvider>(self, keys: K2) -> JobBuilder<S, K2> {
+    pub fn keys<K2: KeyProvider + Clone>(self, keys: K2) -> JobBuilder<S, K2> {
         JobBuilder {
             config: self.config,
             aws: self.aws,
@@ -247,6 +257,7 @@ impl<S: JobStore, K: KeyProvider> JobBuilder<S, K> {
                 config.drive_max_page_bytes,
             ),
             store: self.store,
+            access_cipher: cipher(common, self.keys.clone()),
             cipher: cipher(common, self.keys),
             secrets: secrets(common, &self.aws, SystemClock),
             clock: SystemClock,
@@ -275,4 +286,82 @@ impl<S: JobStore, K: KeyProvider> JobBuilder<S, K> {
 /// The production offline job.
 pub fn offline_job(config: &JobConfig, aws: &aws_config::SdkConfig) -> Result<ProductionJob, reqwest::Error> {
     JobBuilder::new(config, aws).build()
+}
+
+/// Builds the access-token use case: `AccessTokensBuilder::new(..).build()` is production.
+#[derive(Debug)]
+pub struct AccessTokensBuilder<K> {
+    config: AccessTokenConfig,
+    aws: aws_config::SdkConfig,
+    dynamodb: aws_sdk_dynamodb::Client,
+    keys: K,
+}
+
+impl AccessTokensBuilder<KmsKeyProvider> {
+    pub fn new(config: &AccessTokenConfig, aws: &aws_config::SdkConfig) -> Self {
+        Self {
+            config: config.clone(),
+            aws: aws.clone(),
+            dynamodb: aws_sdk_dynamodb::Client::new(aws),
+            keys: kms_keys(&config.common, aws_sdk_kms::Client::new(aws)),
+        }
+    }
+}
+
+impl<K: KeyProvider + Clone> AccessTokensBuilder<K> {
+    /// Another key provider (tests count KMS calls).
+    pub fn keys<K2: KeyProvider + Clone>(self, keys: K2) -> AccessTokensBuilder<K2> {
+        AccessTokensBuilder {
+            config: self.config,
+            aws: self.aws,
+            dynamodb: self.dynamodb,
+            keys,
+        }
+    }
+
+    /// Another DynamoDB client (benchmarks count round trips).
+    pub fn dynamodb(mut self, client: aws_sdk_dynamodb::Client) -> Self {
+        self.dynamodb = client;
+        self
+    }
+
+    #[allow(clippy::type_complexity, reason = "the use case over its ports, spelled out once")]
+    pub fn build(
+        self,
+    ) -> Result<
+        AccessTokens<
+            HttpTokenEndpoint,
+            DynamoStore,
+            K,
+            CachedClientSecret<SecretsManagerSource, SystemClock>,
+            SystemClock,
+        >,
+        reqwest::Error,
+    > {
+        let config = &self.config;
+        let common = &config.common;
+        Ok(AccessTokens {
+            token_endpoint: HttpTokenEndpoint::new(crate::http_client::build(common.http_timeout)?),
+            store: store(common, self.dynamodb),
+            refresh_cipher: cipher(common, self.keys.clone()),
+            access_cipher: cipher(common, self.keys),
+            secrets: secrets(common, &self.aws, SystemClock),
+            clock: SystemClock,
+            settings: AccessSettings {
+                token_binding: common.token_binding.clone(),
+                token_uri_override: common.token_uri.clone(),
+                force_refresh_floor: config.force_refresh_floor,
+                lease: config.lease,
+                budget: config.budget,
+            },
+        })
+    }
+}
+
+/// The production access-token use case.
+pub fn access_tokens(
+    config: &AccessTokenConfig,
+    aws: &aws_config::SdkConfig,
+) -> Result<ProductionAccessTokens, reqwest::Error> {
+    AccessTokensBuilder::new(config, aws).build()
 }

@@ -9,7 +9,7 @@ use crate::crypto::KeyProvider;
 use crate::domain::ParseError;
 use crate::google::{ClientSecrets, DriveApi, TokenEndpoint};
 use crate::metrics;
-use crate::store::JobStore;
+use crate::store::{AccessTokenCache, JobStore};
 
 /// One invocation as Lambda hands it over.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +47,7 @@ impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
 where
     T: TokenEndpoint,
     D: DriveApi,
-    S: JobStore,
+    S: JobStore + AccessTokenCache,
     K: KeyProvider,
     P: ClientSecrets,
     C: Clock,

@@ -31,11 +31,14 @@ pub use cycle::CycleId;
 pub use pacing::{Pacer, RetryPolicy};
 pub use report::{Count, Report};
 
+use crate::access_token::sealed_for_cache;
 use crate::clock::Clock;
 use crate::crypto::{Binding, KeyProvider, TokenCipher};
-use crate::domain::DRIVE_APPDATA_SCOPE;
-use crate::google::{ClientCredentials, ClientSecrets, DriveApi, TokenEndpoint, TokenRefresh};
-use crate::store::{Checkpoint, DriveOutcome, Grant, GrantOutcome, JobStore, Lease, Recorded, ScanRequest, StoreError};
+use crate::domain::{AccessToken, DRIVE_APPDATA_SCOPE};
+use crate::google::{ClientCredentials, ClientSecrets, DriveApi, TokenEndpoint, TokenRefresh, Tokens};
+use crate::store::{
+    AccessTokenCache, Checkpoint, DriveOutcome, Grant, GrantOutcome, JobStore, Lease, Recorded, ScanRequest, StoreError,
+};
 use crate::upstream::Upstream;
 use decide::{Disposition, Failure, disposition};
 use report::Counters;
@@ -78,6 +81,8 @@ pub struct OfflineJob<T, D, S, K, P, C> {
     pub drive: D,
     pub store: S,
     pub cipher: TokenCipher<K>,
+    /// Seals the access tokens the job caches for the access-token function.
+    pub access_cipher: TokenCipher<K, AccessToken>,
     pub secrets: P,
     pub clock: C,
     pub settings: JobSettings,
@@ -137,7 +142,7 @@ impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
 where
     T: TokenEndpoint,
     D: DriveApi,
-    S: JobStore,
+    S: JobStore + AccessTokenCache,
     K: KeyProvider,
     P: ClientSecrets,
     C: Clock,
@@ -332,6 +337,7 @@ where
             Ok(tokens) => tokens,
             Err(e) => return self.settle(run, grant, disposition(Failure::Refresh(&e))),
         };
+        self.cache_access_token(run, grant, binding, &tokens).await;
         let mut new_token = match &tokens.refresh_token {
             Some(rotated) => match self.cipher.seal(rotated, binding).await {
                 Ok(sealed) => Some(sealed),
@@ -424,6 +430,23 @@ where
             },
         };
         GrantOutcome::Refreshed { new_token, drive }
+    }
+
+    /// Caches the access token just obtained, so the access-token function serves it
+    /// without Google. A failure costs only a later refresh: logged, never fatal.
+    async fn cache_access_token(&self, run: &Run<'_>, grant: &Grant, binding: Binding<'_>, tokens: &Tokens) {
+        let now = self.clock.now_unix();
+        let cached = match sealed_for_cache(&self.access_cipher, binding, grant, tokens, now).await {
+            Ok(cached) => cached,
+            Err(e) => {
+                tracing::warn!(sub = %grant.sub, error = %e, "access token not cached: sealing failed");
+                return;
+            }
+        };
+        match self.store.cache_token(&grant.sub, &cached).await {
+            Ok(()) => run.counters.bump(Count::access_tokens_cached),
+            Err(e) => tracing::warn!(sub = %grant.sub, error = %e, "access token not cached"),
+        }
     }
 
     /// The outcome of a grant whose work ended in a failure of this disposition.

@@ -67,6 +67,9 @@ counters! {
     /// Grants whose stored token did not open: left as they were, logged by `sub`.
     undecryptable => Some("Undecryptable"),
     rotated_tokens => None,
+    /// Access tokens cached for the access-token function, so a call after the job is
+    /// served without Google.
+    access_tokens_cached => None,
     superseded => None,
     /// Leased by another invocation at the same moment.
     skipped => Some("Skipped"),

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod access;
 mod dynamo;
 mod job;
 
+pub use access::{AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, LeaseEnd, RefreshLease};
 pub use dynamo::DynamoStore;
 pub use job::{Checkpoint, DriveOutcome, GrantOutcome, JobStore, Lease, Recorded, ScanPage, ScanRequest};
 

@@ -9,7 +9,8 @@
 
 use std::collections::BTreeSet;
 
-use offline_access::config::{COMMON_VARIABLES, JOB_VARIABLES, SIGN_IN_VARIABLES};
+use offline_access::config::{ACCESS_TOKEN_VARIABLES, COMMON_VARIABLES, JOB_VARIABLES, SIGN_IN_VARIABLES};
+use offline_access::crypto::{Purpose, encryption_context};
 use offline_access::permissions::{self, Permission};
 use serde_yaml_ng::Value;
 
@@ -89,12 +90,44 @@ fn each_functions_policy_allows_exactly_what_its_code_calls() {
         allowed(function(&template, "RefresherFunction")),
         expected(permissions::JOB)
     );
+    assert_eq!(
+        allowed(function(&template, "AccessTokenFunction")),
+        expected(permissions::ACCESS_TOKEN)
+    );
 }
 
 #[test]
-fn the_kms_data_key_grants_are_conditioned_on_the_encryption_context() {
+fn callers_get_a_managed_policy_that_invokes_the_access_token_function_and_nothing_else() {
     let template = template();
-    for id in ["AuthCodeFunction", "RefresherFunction"] {
+    let policy = function(&template, "AccessTokenInvokePolicy");
+    let statements = list(&policy["PolicyDocument"]["Statement"]);
+    assert_eq!(statements.len(), 1);
+    assert_eq!(
+        list(&statements[0]["Action"])[0].as_str(),
+        Some("lambda:InvokeFunction")
+    );
+    assert_eq!(referenced(&statements[0]["Resource"]), "AccessTokenFunction");
+    let outputs = &template["Outputs"];
+    assert_eq!(
+        referenced(&outputs["AccessTokenFunctionArn"]["Value"]),
+        "AccessTokenFunction"
+    );
+    assert_eq!(
+        referenced(&outputs["AccessTokenInvokePolicyArn"]["Value"]),
+        "AccessTokenInvokePolicy"
+    );
+    let access = function(&template, "AccessTokenFunction");
+    assert!(access.get("Events").is_none(), "no API route or trigger: only Invoke");
+}
+
+#[test]
+fn the_kms_data_key_grants_are_conditioned_on_the_purposes_each_function_uses() {
+    let template = template();
+    for (id, purposes) in [
+        ("AuthCodeFunction", permissions::SIGN_IN_PURPOSES),
+        ("RefresherFunction", permissions::JOB_PURPOSES),
+        ("AccessTokenFunction", permissions::ACCESS_TOKEN_PURPOSES),
+    ] {
         let statements: Vec<Value> = list(&function(&template, id)["Policies"])
             .into_iter()
             .flat_map(|p| list(&p["Statement"]).into_iter().cloned().collect::<Vec<_>>())
@@ -107,15 +140,19 @@ fn the_kms_data_key_grants_are_conditioned_on_the_encryption_context() {
                     .any(|a| a.as_str() == Some("kms:GenerateDataKey"))
             })
             .unwrap_or_else(|| panic!("{id} generates data keys"));
-        let purpose = &data_key["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"];
-        assert_eq!(purpose.as_str(), Some("offline-access/refresh-token"), "{id}");
-        let context = offline_access::crypto::encryption_context("t");
-        assert_eq!(
-            context.get("purpose").map(String::as_str),
-            purpose.as_str(),
-            "the code's context matches"
-        );
+        let allowed: BTreeSet<&str> = list(&data_key["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"])
+            .into_iter()
+            .filter_map(Value::as_str)
+            .collect();
+        // What the code sends as the context's purpose, for each purpose it uses.
+        let used: BTreeSet<String> = purposes
+            .iter()
+            .filter_map(|p| encryption_context(*p, "t").get("purpose").cloned())
+            .collect();
+        let used: BTreeSet<&str> = used.iter().map(String::as_str).collect();
+        assert_eq!(allowed, used, "{id}");
     }
+    assert_eq!(permissions::SIGN_IN_PURPOSES, [Purpose::RefreshToken]);
 }
 
 #[test]
@@ -125,6 +162,7 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
     for (id, own) in [
         ("AuthCodeFunction", SIGN_IN_VARIABLES),
         ("RefresherFunction", JOB_VARIABLES),
+        ("AccessTokenFunction", ACCESS_TOKEN_VARIABLES),
     ] {
         let set: BTreeSet<String> = function(&template, id)["Environment"]["Variables"]
             .as_mapping()

@@ -193,6 +193,8 @@ struct State {
     /// Drive's `files.list` answers every page with the same `nextPageToken` (a broken
     /// pagination loop, which a client must detect).
     drive_page_loop: bool,
+    /// `expires_in` of every access token issued (Google's: 3599 s).
+    access_token_lifetime: u64,
     stats: Stats,
     serial: u64,
 }
@@ -251,6 +253,7 @@ impl Emulator {
             refreshed_access_tokens: HashMap::new(),
             rotate_refresh_tokens: false,
             drive_page_loop: false,
+            access_token_lifetime: 3_599,
             stats: Stats::default(),
             serial: 1,
         })));
@@ -402,6 +405,11 @@ impl Emulator {
     pub fn refresh_token_is_live(&self, token: &str) -> bool {
         self.shared
             .with(|s| s.refresh_tokens.get(token).is_some_and(|g| !g.revoked))
+    }
+
+    /// Issues access tokens that live `secs` from now on (Google's live 3599 s).
+    pub fn set_access_token_lifetime(&self, secs: u64) {
+        self.shared.with(|s| s.access_token_lifetime = secs);
     }
 
     /// Makes every refresh answer carry a new refresh token and retire the old one.

@@ -229,10 +229,10 @@ impl State {
             AccessGrant {
                 sub: sub.to_owned(),
                 scopes: scopes.to_owned(),
-                expires_at: now() + 3_599,
+                expires_at: now() + self.access_token_lifetime,
             },
         );
-        json!({"access_token": access, "expires_in": 3599, "scope": scopes, "token_type": "Bearer"})
+        json!({"access_token": access, "expires_in": self.access_token_lifetime, "scope": scopes, "token_type": "Bearer"})
     }
 
     fn id_token(&self, user: &crate::User, spec: &CodeSpec) -> anyhow::Result<String> {

@@ -106,27 +106,8 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
 }
 
 impl DynamoStore {
-    /// Applies `update` to the grant; `false` when its condition failed.
-    async fn update_grant(&self, sub: &str, update: Update) -> Result<bool, StoreError> {
-        let result = self.update_grant_item(sub, &update).send().await;
-        match result.map_err(conflict_or) {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     async fn state_item(&self, pk: String) -> Result<Option<schema::Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.state_table)
-            .key(state::PK, s(pk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify_aws("dynamodb", &e))?;
-        Ok(out.item().cloned())
+        self.get(&self.state_table, (state::PK, pk)).await
     }
 }
 
@@ -259,7 +240,7 @@ impl JobStore for DynamoStore {
         u.set(grant::REFRESH_TOKEN, schema::sealed(token))
             .set(grant::UPDATED_AT, n(lease.now))
             .increment(grant::VERSION);
-        if self.update_grant(leased.sub.as_str(), u).await? {
+        if self.update_grant(leased.sub.as_str(), &u).await? {
             Ok(Recorded::Written)
         } else {
             Ok(Recorded::Superseded)
@@ -274,7 +255,7 @@ impl JobStore for DynamoStore {
         };
         let sub = leased.sub.as_str();
         if self
-            .update_grant(sub, outcome_update(leased, lease, outcome, touches_token))
+            .update_grant(sub, &outcome_update(leased, lease, outcome, touches_token))
             .await?
         {
             return Ok(Recorded::Written);
@@ -285,7 +266,7 @@ impl JobStore for DynamoStore {
         // The version moved: a sign-in stored a newer grant. Record the outcome without
         // touching its token or status.
         if self
-            .update_grant(sub, outcome_update(leased, lease, outcome, false))
+            .update_grant(sub, &outcome_update(leased, lease, outcome, false))
             .await?
         {
             Ok(Recorded::Superseded)

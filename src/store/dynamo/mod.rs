@@ -3,6 +3,7 @@
 
 use aws_sdk_dynamodb::error::SdkError;
 
+mod access;
 mod expr;
 mod job;
 mod schema;
@@ -51,6 +52,31 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// One item by its key, read consistently.
+    async fn get(&self, table: &str, key: (&str, String)) -> Result<Option<schema::Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key(key.0, s(key.1))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify_aws("dynamodb", &e))?;
+        Ok(out.item().cloned())
+    }
+
+    /// Applies `update` to the grant; `false` when its condition failed.
+    async fn update_grant(&self, sub: &str, update: &expr::Update) -> Result<bool, StoreError> {
+        match self.update_grant_item(sub, update).send().await.map_err(conflict_or) {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A failed condition as [`StoreError::Conflict`], anything else classified once.
 fn conflict_or<E, R>(err: SdkError<E, R>) -> StoreError
 where
@@ -75,16 +101,10 @@ fn holds_either_way<T>(result: Result<T, StoreError>) -> Result<(), StoreError> 
 
 impl GrantStore for DynamoStore {
     async fn load(&self, sub: &GoogleSubject) -> Result<Option<Grant>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.grants_table)
-            .key(grant::SUB, s(sub.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify_aws("dynamodb", &e))?;
-        out.item().map(schema::grant_from_item).transpose()
+        let item = self
+            .get(&self.grants_table, (grant::SUB, sub.as_str().to_owned()))
+            .await?;
+        item.as_ref().map(schema::grant_from_item).transpose()
     }
 
     async fn insert(&self, new: &Grant) -> Result<(), StoreError> {

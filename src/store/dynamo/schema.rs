@@ -4,7 +4,8 @@
 //! Grants table (`GRANTS_TABLE`): partition key `sub`, one item a grant.
 //! State table (`STATE_TABLE`): partition key `pk`, TTL attribute `expires_at`; sign-in
 //! claims and outcomes (`signin#<sha-256 of the code>`), the job's cycle markers
-//! (`cycle#<cycle>`) and checkpoints (`cycle#<cycle>#segment#<n>`).
+//! (`cycle#<cycle>`) and checkpoints (`cycle#<cycle>#segment#<n>`), and each grant's
+//! cached access token (`access#<sub>`, expiring with the token).
 
 use std::collections::HashMap;
 
@@ -72,6 +73,14 @@ pub(super) mod state {
     pub const FINISHED: &str = "done";
     pub const FINISHED_AT: &str = "finished_at";
     pub const START: &str = "start";
+    /// A cached access token, sealed, and what goes with it.
+    pub const ACCESS_TOKEN: &str = "access_token";
+    pub const TOKEN_EXPIRES_AT: &str = "token_expires_at";
+    /// Space-delimited, sorted, as on a grant.
+    pub const SCOPES: &str = "scopes";
+    pub const OBTAINED_AT: &str = "obtained_at";
+    /// The last user-facing refresh that failed transiently.
+    pub const FAILED_AT: &str = "failed_at";
 }
 
 /// The state-table key of a sign-in claim, from the hex SHA-256 of its code.
@@ -81,6 +90,11 @@ pub(super) fn sign_in_key(code_digest_hex: &str) -> String {
 
 pub(super) fn cycle_key(cycle: &str) -> String {
     format!("cycle#{cycle}")
+}
+
+/// The state-table key of a grant's cached access token.
+pub(super) fn access_key(sub: &str) -> String {
+    format!("access#{sub}")
 }
 
 pub(super) fn checkpoint_key(cycle: &str, segment: u32) -> String {

@@ -320,8 +320,8 @@ impl aws_sdk_dynamodb::config::Intercept for CountRequests {
     }
 }
 
-/// Counts KMS calls on their way through (tests and benchmarks).
-#[derive(Debug)]
+/// Counts KMS calls on their way through (tests and benchmarks); clones share the counts.
+#[derive(Debug, Clone)]
 pub struct CountingKeys {
     pub inner: offline_access::crypto::KmsKeyProvider,
     pub generated: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -339,16 +339,20 @@ impl CountingKeys {
 }
 
 impl offline_access::crypto::KeyProvider for CountingKeys {
-    async fn generate_data_key(&self) -> Result<offline_access::crypto::DataKey, offline_access::crypto::KeyError> {
+    async fn generate_data_key(
+        &self,
+        purpose: offline_access::crypto::Purpose,
+    ) -> Result<offline_access::crypto::DataKey, offline_access::crypto::KeyError> {
         self.generated.fetch_add(1, Ordering::SeqCst);
-        self.inner.generate_data_key().await
+        self.inner.generate_data_key(purpose).await
     }
     async fn decrypt_data_key(
         &self,
         wrapped: &[u8],
+        purpose: offline_access::crypto::Purpose,
     ) -> Result<secrecy::SecretBox<[u8; 32]>, offline_access::crypto::KeyError> {
         self.decrypted.fetch_add(1, Ordering::SeqCst);
-        self.inner.decrypt_data_key(wrapped).await
+        self.inner.decrypt_data_key(wrapped, purpose).await
     }
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use offline_access::crypto::SealedToken;
 use offline_access::domain::GoogleSubject;
 use offline_access::store::{
-    Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanPage, ScanRequest,
-    StoreError,
+    AccessTokenCache, CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease,
+    Recorded, ScanPage, ScanRequest, StoreError,
 };
 
 #[derive(Debug, Clone)]
@@ -27,6 +27,7 @@ pub struct MemoryJobStore {
     rows: Mutex<BTreeMap<String, Row>>,
     checkpoints: Mutex<HashMap<(String, u32), Checkpoint>>,
     done: Mutex<Vec<String>>,
+    access_tokens: Mutex<HashMap<String, CachedToken>>,
 }
 
 impl MemoryJobStore {
@@ -220,5 +221,21 @@ impl JobStore for MemoryJobStore {
         }
         row.last_cycle = Some(lease.cycle.to_owned());
         Ok(result)
+    }
+}
+
+impl AccessTokenCache for MemoryJobStore {
+    async fn cache_token(&self, sub: &GoogleSubject, token: &CachedToken) -> Result<(), StoreError> {
+        let mut cache = self
+            .access_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keep = cache
+            .get(sub.as_str())
+            .is_some_and(|held| held.expires_at > token.expires_at);
+        if !keep {
+            cache.insert(sub.as_str().to_owned(), token.clone());
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,490 @@
+//! Access tokens for the customer's backend (DESIGN §11): the stored grants made usable
+//! for any Google API the user granted. It knows nothing of Lambda; the `access-token`
+//! function is a thin wrapper ([`crate::access_api`]), and a Rust service that embeds
+//! this crate calls [`AccessTokens::access_token`] itself.
+//!
+//! 1. Read the grant and its cached access token together (one round trip's wait).
+//!    Unknown, unusable, or lacking a requested scope: answer at once, no Google call.
+//! 2. A cached token with at least `min_ttl` left is served as it is.
+//! 3. Otherwise one caller refreshes: it takes the grant's lease (the offline job's, so
+//!    the two never refresh one grant at the same time), re-reads, refreshes, caches the
+//!    token sealed under its own purpose, and lets go. Everyone else waits a bounded time
+//!    and reads its token.
+//! 4. `invalid_grant` revokes the grant only when a re-read shows the token we used is
+//!    still the stored one; if a sign-in replaced it, the new one is tried.
+//! 5. A per-grant floor keeps a user-facing caller from spending Google's quota: a forced
+//!    refresh no sooner than `force_refresh_floor` after the last one, and after a failed
+//!    refresh, no new attempt within the floor.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::crypto::{Binding, CryptoError, KeyProvider, TokenCipher};
+use crate::domain::{AccessToken, GoogleSubject, RefreshToken, Scopes};
+use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
+use crate::job::decide::{Disposition, Failure, disposition};
+use crate::store::{
+    AccessStore, AccessView, CacheEntry, CachedToken, ClaimKey, Grant, GrantStatus, LeaseEnd, Recorded, RefreshLease,
+    StoreError,
+};
+use crate::upstream::Upstream;
+
+/// The most `min_ttl` a caller may ask for: a fresh Google token lives 3599 s, so any
+/// request can be met by one refresh.
+pub const MAX_MIN_TTL: Duration = Duration::from_secs(3_000);
+/// The `min_ttl` of a request that names none.
+pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(300);
+
+/// What the caller asks for.
+#[derive(Debug, Clone)]
+pub struct AccessRequest {
+    pub sub: GoogleSubject,
+    /// The token must have at least this long left (at most [`MAX_MIN_TTL`]).
+    pub min_ttl: Duration,
+    /// The scopes the caller needs; each must have been granted.
+    pub scopes: Scopes,
+    /// Refresh even if the cached token would do (no sooner than the per-grant floor).
+    pub force_refresh: bool,
+}
+
+/// A token for the caller.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: AccessToken,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub scopes: Scopes,
+}
+
+/// Why no token was issued. Every case is an answer the caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error("no grant is stored for this user")]
+    GrantNotFound,
+    /// Revoked, expired, or holding no refresh token: the user must sign in again.
+    #[error("the grant cannot be used ({reason}): the user must authorize again")]
+    ReauthorizationRequired { reason: String },
+    #[error("the user did not grant every requested scope")]
+    ScopeNotGranted { missing: Vec<String> },
+    #[error("a forced refresh came too soon after the last refresh")]
+    RefreshBackoff { retry_after: Duration },
+    #[error("Google or AWS is unavailable: {cause}")]
+    Unavailable { retry_after: Duration, cause: String },
+    #[error("the service is misconfigured: {0}")]
+    Misconfigured(String),
+}
+
+impl From<StoreError> for AccessError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Upstream(Upstream::Misconfigured { .. }) => Self::Misconfigured(e.to_string()),
+            StoreError::Upstream(Upstream::Unavailable { retry_after, .. }) => Self::Unavailable {
+                retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
+                cause: e.to_string(),
+            },
+            StoreError::Conflict => Self::Unavailable {
+                retry_after: Duration::from_secs(1),
+                cause: e.to_string(),
+            },
+            StoreError::Corrupt(_) => Self::Misconfigured(e.to_string()),
+        }
+    }
+}
+
+/// Tunables of the use case.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// `TOKEN_BINDING`: what sealed tokens are bound to.
+    pub token_binding: String,
+    pub token_uri_override: Option<String>,
+    /// `FORCE_REFRESH_MIN_SECS`: the per-grant floor between user-facing refreshes.
+    pub force_refresh_floor: Duration,
+    /// How long a refreshing caller holds the grant's lease: the longest a caller that
+    /// dies mid-refresh blocks the others.
+    pub lease: Duration,
+    /// The longest one call may take in all, waiting included.
+    pub budget: Duration,
+}
+
+/// The access-token use case over its ports.
+pub struct AccessTokens<T, S, K, P, C> {
+    pub token_endpoint: T,
+    pub store: S,
+    pub refresh_cipher: TokenCipher<K, RefreshToken>,
+    pub access_cipher: TokenCipher<K, AccessToken>,
+    pub secrets: P,
+    pub clock: C,
+    pub settings: AccessSettings,
+}
+
+impl<T, S, K, P, C> std::fmt::Debug for AccessTokens<T, S, K, P, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokens")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a refresh answer's access token may be used for: Google's `scope`, else the
+/// grant's.
+fn token_scopes(tokens: &Tokens, grant: &Grant) -> Scopes {
+    if tokens.scopes.is_empty() {
+        grant.scopes.clone()
+    } else {
+        tokens.scopes.clone()
+    }
+}
+
+/// The cache entry for an access token just obtained for `grant`, sealed under its own
+/// purpose. The offline job caches what it obtains the same way.
+pub async fn sealed_for_cache<K: KeyProvider>(
+    cipher: &TokenCipher<K, AccessToken>,
+    binding: Binding<'_>,
+    grant: &Grant,
+    tokens: &Tokens,
+    now: u64,
+) -> Result<CachedToken, CryptoError> {
+    Ok(CachedToken {
+        token: cipher.seal(&tokens.access_token, binding).await?,
+        expires_at: now + tokens.expires_in.as_secs(),
+        scopes: token_scopes(tokens, grant),
+        obtained_at: now,
+    })
+}
+
+/// How long a waiting caller sleeps between reads, doubling up to the last.
+const POLL_FIRST: Duration = Duration::from_millis(25);
+const POLL_MAX: Duration = Duration::from_millis(200);
+/// A sign-in replacing the token mid-refresh is rare; twice in one call is the most tried.
+const MAX_TOKENS_TRIED: u32 = 3;
+
+fn unavailable(retry_after: Duration, cause: impl Into<String>) -> AccessError {
+    AccessError::Unavailable {
+        retry_after: retry_after.max(Duration::from_secs(1)),
+        cause: cause.into(),
+    }
+}
+
+/// The grant, if it can give tokens; else the answer.
+fn usable(grant: Option<&Grant>) -> Result<&Grant, AccessError> {
+    let grant = grant.ok_or(AccessError::GrantNotFound)?;
+    let reason = || {
+        grant
+            .status_reason
+            .clone()
+            .unwrap_or_else(|| grant.status.as_str().to_owned())
+    };
+    match grant.status {
+        GrantStatus::Active if grant.refresh_token.is_some() => Ok(grant),
+        GrantStatus::Active => Err(AccessError::ReauthorizationRequired {
+            reason: "no_refresh_token".into(),
+        }),
+        GrantStatus::ReconsentRequired | GrantStatus::Revoked => {
+            Err(AccessError::ReauthorizationRequired { reason: reason() })
+        }
+    }
+}
+
+impl<T, S, K, P, C> AccessTokens<T, S, K, P, C>
+where
+    T: TokenEndpoint,
+    S: AccessStore,
+    K: KeyProvider,
+    P: ClientSecrets,
+    C: Clock,
+{
+    /// Loads the client secret during init, so the first refresh does not wait for it.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.secrets.current().await {
+            tracing::warn!(error = %e, "client secret not loaded during init");
+        }
+    }
+
+    /// An access token for `request.sub`, from the cache or from Google.
+    #[tracing::instrument(name = "access_token", skip_all, fields(sub = %request.sub, force = request.force_refresh))]
+    pub async fn access_token(&self, request: &AccessRequest) -> Result<IssuedToken, AccessError> {
+        let deadline = Instant::now() + self.settings.budget;
+        let started = self.clock.now_unix();
+        let owner = ClaimKey::new(String::new()).owner;
+        let mut view = self.store.read(&request.sub).await?;
+        let mut poll = POLL_FIRST;
+        loop {
+            let now = self.clock.now_unix();
+            let grant = usable(view.grant.as_ref())?;
+            let missing = request.scopes.missing_from(&grant.scopes);
+            if !missing.is_empty() {
+                return Err(AccessError::ScopeNotGranted { missing });
+            }
+            if let Some(token) = self.served_from_cache(&view.cache, grant, request, started, now).await {
+                tracing::info!(cached = true, "access token issued");
+                return Ok(token);
+            }
+            self.check_floor(&view, request, now)?;
+            if view.leased_until.is_none_or(|until| until < now) {
+                match self
+                    .store
+                    .take_lease(&request.sub, &owner, now, now + self.settings.lease.as_secs())
+                    .await?
+                {
+                    RefreshLease::Taken(leased) => {
+                        return self.refresh_under_lease(leased, request, &owner, started).await;
+                    }
+                    RefreshLease::Unusable(grant) => {
+                        view.grant = grant;
+                        continue;
+                    }
+                    RefreshLease::Held { .. } => {}
+                }
+            }
+            // Someone else refreshes this grant: wait for its token, within the budget.
+            if Instant::now() + poll >= deadline {
+                return Err(unavailable(
+                    Duration::from_secs(1),
+                    "another refresh of this grant did not finish in time",
+                ));
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(POLL_MAX);
+            view = self.store.read(&request.sub).await?;
+        }
+    }
+
+    /// The cached token, if it meets the request: enough time left and every scope asked
+    /// for; with `force_refresh`, only one obtained since this call started (another
+    /// caller's forced refresh, which this one waited for).
+    async fn served_from_cache(
+        &self,
+        cache: &CacheEntry,
+        grant: &Grant,
+        request: &AccessRequest,
+        started: u64,
+        now: u64,
+    ) -> Option<IssuedToken> {
+        let cached = cache.token.as_ref()?;
+        let fits = cached.expires_at >= now + request.min_ttl.as_secs()
+            && request.scopes.missing_from(&cached.scopes).is_empty()
+            && (!request.force_refresh || cached.obtained_at >= started);
+        if !fits {
+            return None;
+        }
+        match self.access_cipher.open(&cached.token, self.binding(grant)).await {
+            Ok(access_token) => Some(IssuedToken {
+                access_token,
+                expires_at: cached.expires_at,
+                scopes: cached.scopes.clone(),
+            }),
+            Err(e) => {
+                // Refreshing replaces it; nothing is lost.
+                tracing::warn!(error = %e, "cached access token does not open; refreshing");
+                None
+            }
+        }
+    }
+
+    /// Whether a refresh may be tried now; else the answer.
+    fn check_floor(&self, view: &AccessView, request: &AccessRequest, now: u64) -> Result<(), AccessError> {
+        let floor = self.settings.force_refresh_floor.as_secs();
+        let wait_until = |at: u64| (at + floor > now).then(|| Duration::from_secs(at + floor - now));
+        if let Some(retry_after) = view.cache.failed_at.and_then(wait_until) {
+            return Err(unavailable(
+                retry_after,
+                "the last refresh of this grant failed; waiting for the floor",
+            ));
+        }
+        if request.force_refresh {
+            let obtained = view.cache.token.as_ref().map(|t| t.obtained_at);
+            let last = obtained.max(view.grant.as_ref().and_then(|g| g.last_refresh_at));
+            if let Some(retry_after) = last.and_then(wait_until) {
+                return Err(AccessError::RefreshBackoff { retry_after });
+            }
+        }
+        Ok(())
+    }
+
+    fn binding<'a>(&'a self, grant: &'a Grant) -> Binding<'a> {
+        Binding {
+            store: &self.settings.token_binding,
+            sub: grant.sub.as_str(),
+            client_id: &grant.client_id,
+        }
+    }
+
+    /// Refreshes while holding the lease, and always lets go of it.
+    async fn refresh_under_lease(
+        &self,
+        leased: Grant,
+        request: &AccessRequest,
+        owner: &str,
+        started: u64,
+    ) -> Result<IssuedToken, AccessError> {
+        // Re-read: the caller before us may have cached a token just before letting go.
+        let view = self.store.read(&request.sub).await;
+        let cached = match &view {
+            Ok(view) => {
+                self.served_from_cache(&view.cache, &leased, request, started, self.clock.now_unix())
+                    .await
+            }
+            Err(_) => None,
+        };
+        let (result, end, holder) = match cached {
+            Some(token) => (Ok(token), LeaseEnd::Released, leased),
+            None => self.refresh(leased, request).await,
+        };
+        match self.store.end_lease(&holder, owner, self.clock.now_unix(), &end).await {
+            Ok(Recorded::Written | Recorded::Superseded) => {}
+            Ok(Recorded::LeaseLost) => tracing::warn!("the lease ran out before the refresh was recorded"),
+            // The lease runs out by itself; a rotated token would be lost, so say so.
+            Err(e) => {
+                tracing::error!(error = %e, rotated = matches!(end, LeaseEnd::Refreshed { new_token: Some(_) }), "letting go of the lease failed")
+            }
+        }
+        if result.is_ok() {
+            tracing::info!(cached = false, "access token issued");
+        }
+        result
+    }
+
+    /// One refresh under the lease: the answer, what to record as the lease ends, and the
+    /// grant as last read (a sign-in may have replaced the token meanwhile).
+    async fn refresh(
+        &self,
+        mut grant: Grant,
+        request: &AccessRequest,
+    ) -> (Result<IssuedToken, AccessError>, LeaseEnd, Grant) {
+        let credentials = match self.secrets.current().await {
+            Ok(c) => c,
+            Err(e) => return (Err(self.upstream(e)), LeaseEnd::Released, grant),
+        };
+        let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            let Some(sealed) = &grant.refresh_token else {
+                return (
+                    Err(AccessError::ReauthorizationRequired {
+                        reason: "no_refresh_token".into(),
+                    }),
+                    LeaseEnd::Released,
+                    grant,
+                );
+            };
+            let refresh_token = match self.refresh_cipher.open(sealed, self.binding(&grant)).await {
+                Ok(token) => token,
+                Err(e) => {
+                    let answer = match disposition(Failure::Open(&e)) {
+                        Disposition::Transient { retry_after, reason } => {
+                            unavailable(retry_after.unwrap_or_default(), reason)
+                        }
+                        _ => {
+                            tracing::error!(error = %e, "MISCONFIGURATION: the stored refresh token does not open");
+                            AccessError::Misconfigured(e.to_string())
+                        }
+                    };
+                    return (Err(answer), LeaseEnd::Released, grant);
+                }
+            };
+            let refreshed = self
+                .token_endpoint
+                .refresh(TokenRefresh {
+                    token_uri,
+                    credentials: &credentials,
+                    refresh_token: &refresh_token,
+                })
+                .await;
+            let error = match refreshed {
+                Ok(tokens) => {
+                    let now = self.clock.now_unix();
+                    self.cache(&grant, &tokens, now).await;
+                    let new_token = match &tokens.refresh_token {
+                        Some(rotated) => match self.refresh_cipher.seal(rotated, self.binding(&grant)).await {
+                            Ok(sealed) => Some(sealed),
+                            Err(e) => {
+                                tracing::error!(error = %e, "a rotated refresh token could not be sealed and is lost");
+                                None
+                            }
+                        },
+                        None => None,
+                    };
+                    let issued = IssuedToken {
+                        expires_at: now + tokens.expires_in.as_secs(),
+                        scopes: token_scopes(&tokens, &grant),
+                        access_token: tokens.access_token,
+                    };
+                    return (Ok(issued), LeaseEnd::Refreshed { new_token }, grant);
+                }
+                Err(e) => e,
+            };
+            match disposition(Failure::Refresh(&error)) {
+                Disposition::Revoke { reason } => {
+                    // Google refused the token we used. If a sign-in stored another since
+                    // we leased, that one is the grant's now: try it.
+                    match self.store.read(&request.sub).await {
+                        Ok(AccessView {
+                            grant: Some(current), ..
+                        }) if current.status == GrantStatus::Active
+                            && current.refresh_token.is_some()
+                            && current.refresh_token != grant.refresh_token
+                            && tried < MAX_TOKENS_TRIED =>
+                        {
+                            tracing::info!("the refresh token was replaced during the refresh; trying the new one");
+                            grant = current;
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(e) => return (Err(e.into()), LeaseEnd::Released, grant),
+                    }
+                    tracing::info!(reason, "grant revoked by Google");
+                    return (
+                        Err(AccessError::ReauthorizationRequired { reason: reason.clone() }),
+                        LeaseEnd::Revoked { reason },
+                        grant,
+                    );
+                }
+                Disposition::Transient { retry_after, reason } => {
+                    let floor = self.settings.force_refresh_floor;
+                    let now = self.clock.now_unix();
+                    if let Err(e) = self.store.note_failure(&request.sub, now, floor.as_secs()).await {
+                        tracing::warn!(error = %e, "the failed refresh could not be noted");
+                    }
+                    tracing::warn!(error = %reason, "refresh failed; the caller is told to retry");
+                    let retry_after = retry_after.unwrap_or_default().max(floor);
+                    return (Err(unavailable(retry_after, reason)), LeaseEnd::Released, grant);
+                }
+                other => {
+                    tracing::error!(error = %error, disposition = ?other, "MISCONFIGURATION: the refresh was refused");
+                    return (
+                        Err(AccessError::Misconfigured(error.to_string())),
+                        LeaseEnd::Released,
+                        grant,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Caches a fresh token, sealed; a failure costs only a later refresh.
+    async fn cache(&self, grant: &Grant, tokens: &Tokens, now: u64) {
+        let cached = match sealed_for_cache(&self.access_cipher, self.binding(grant), grant, tokens, now).await {
+            Ok(cached) => cached,
+            Err(e) => {
+                tracing::warn!(error = %e, "the access token could not be sealed for the cache");
+                return;
+            }
+        };
+        if let Err(e) = self.store.cache_token(&grant.sub, &cached).await {
+            tracing::warn!(error = %e, "the access token could not be cached");
+        }
+    }
+
+    fn upstream(&self, e: Upstream) -> AccessError {
+        match e {
+            Upstream::Misconfigured { .. } => {
+                tracing::error!(error = %e, "MISCONFIGURATION");
+                AccessError::Misconfigured(e.to_string())
+            }
+            Upstream::Unavailable { retry_after, .. } => unavailable(retry_after.unwrap_or_default(), e.to_string()),
+        }
+    }
+}

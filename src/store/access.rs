@@ -1,0 +1,109 @@
+//! The access-token side of the tables (DESIGN §11), as a port.
+//!
+//! A grant's access token is cached sealed in an item of its own in the state table, not
+//! in the grant: every write of the offline job is billed on the whole grant item, and a
+//! cached token would take it past 1 KB. The item expires by DynamoDB TTL when its token
+//! does.
+//!
+//! One refresh per grant at a time: whoever refreshes (an access-token call or the
+//! offline job) holds the grant's lease, taken by a conditional write, and reads the
+//! grant as the write left it.
+
+use super::{Grant, Recorded, StoreError};
+use crate::crypto::SealedToken;
+use crate::domain::{GoogleSubject, Scopes};
+
+/// A cached access token: sealed, with when it expires and what it may be used for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedToken {
+    pub token: SealedToken,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub scopes: Scopes,
+    /// When Google issued it (Unix seconds): the per-grant floor of `force_refresh`.
+    pub obtained_at: u64,
+}
+
+/// What a grant's cache item holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub token: Option<CachedToken>,
+    /// When a user-facing refresh last failed for a reason that may pass (Unix seconds).
+    pub failed_at: Option<u64>,
+}
+
+/// A grant, its lease and its cached access token, read together.
+#[derive(Debug, Clone, Default)]
+pub struct AccessView {
+    pub grant: Option<Grant>,
+    /// Until when (Unix seconds) someone holds the grant's lease, if anyone does.
+    pub leased_until: Option<u64>,
+    pub cache: CacheEntry,
+}
+
+/// What trying to take a grant's lease found.
+#[derive(Debug, Clone)]
+pub enum RefreshLease {
+    /// Ours: the grant as the lease's write left it.
+    Taken(Grant),
+    /// Someone else refreshes it until then (Unix seconds).
+    Held { until: u64 },
+    /// The grant is gone, or no longer active with a refresh token.
+    Unusable(Option<Grant>),
+}
+
+/// How a user-facing refresh ends, written with the lease's release.
+#[derive(Debug, Clone)]
+pub enum LeaseEnd {
+    /// Refreshed; `new_token` is a rotated refresh token to store.
+    Refreshed { new_token: Option<SealedToken> },
+    /// Google said `invalid_grant` for the token still stored: revoke, delete it.
+    Revoked { reason: String },
+    /// Nothing to record.
+    Released,
+}
+
+/// Caching access tokens: both the access-token use case and the offline job store the
+/// tokens they obtain.
+pub trait AccessTokenCache: Send + Sync {
+    /// Stores `token` for `sub`, unless a token that lives longer is already cached.
+    fn cache_token(
+        &self,
+        sub: &GoogleSubject,
+        token: &CachedToken,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The access-token use case's store operations.
+pub trait AccessStore: AccessTokenCache {
+    /// The grant (with its lease) and its cache item, read consistently.
+    fn read(&self, sub: &GoogleSubject) -> impl Future<Output = Result<AccessView, StoreError>> + Send;
+    /// Takes the grant's lease for `owner` until `until`, if it is active, holds a refresh
+    /// token and nobody holds its lease at `now`.
+    fn take_lease(
+        &self,
+        sub: &GoogleSubject,
+        owner: &str,
+        now: u64,
+        until: u64,
+    ) -> impl Future<Output = Result<RefreshLease, StoreError>> + Send;
+    /// Notes that a refresh failed transiently at `now`, so the next attempt waits for the
+    /// floor; the note outlives at least `keep` seconds.
+    fn note_failure(
+        &self,
+        sub: &GoogleSubject,
+        now: u64,
+        keep: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records how the refresh ended and lets go of the lease. A rotated token or a
+    /// revocation is written only if the grant's version is still the one leased:
+    /// otherwise a sign-in stored a newer token, which wins (`Superseded`; the lease is let
+    /// go all the same).
+    fn end_lease(
+        &self,
+        leased: &Grant,
+        owner: &str,
+        now: u64,
+        end: &LeaseEnd,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+}

@@ -1,0 +1,221 @@
+//! The access-token side of the tables (the ports are [`crate::store::AccessStore`] and
+//! [`crate::store::AccessTokenCache`]).
+//!
+//! The lease is the offline job's (`lease_owner`, `lease_until` on the grant), so an
+//! access-token call and the job never refresh one grant at the same time. The cached
+//! token is an item of its own in the state table, `access#<sub>`, whose TTL is the
+//! token's expiry.
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+use super::expr::{Placeholders, Update};
+use super::schema::{self, Item, grant, n, s, state};
+use super::{DynamoStore, conflict_or, holds_either_way};
+use crate::crypto::SealedToken;
+use crate::domain::{GoogleSubject, Scopes};
+use crate::store::{
+    AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, Grant, GrantStatus, LeaseEnd, Recorded,
+    RefreshLease, StoreError,
+};
+use crate::upstream::classify_aws;
+
+fn cache_entry(item: &Item) -> Result<CacheEntry, StoreError> {
+    let token = match item.get(state::ACCESS_TOKEN) {
+        None => None,
+        Some(value) => {
+            let bytes = value.as_b().map_err(|_| StoreError::Corrupt(state::ACCESS_TOKEN))?;
+            Some(CachedToken {
+                token: SealedToken::from_bytes(bytes.as_ref()).map_err(|_| StoreError::Corrupt(state::ACCESS_TOKEN))?,
+                expires_at: schema::number(item, state::TOKEN_EXPIRES_AT)
+                    .ok_or(StoreError::Corrupt(state::TOKEN_EXPIRES_AT))?,
+                scopes: Scopes::from_space_delimited(&schema::text(item, state::SCOPES).unwrap_or_default()),
+                obtained_at: schema::number(item, state::OBTAINED_AT).unwrap_or_default(),
+            })
+        }
+    };
+    Ok(CacheEntry {
+        token,
+        failed_at: schema::number(item, state::FAILED_AT),
+    })
+}
+
+/// The clause "nobody holds the lease at `now`".
+fn lease_free(p: &mut Placeholders, now: u64) -> String {
+    let (until, now) = (p.name(grant::LEASE_UNTIL), p.value(n(now)));
+    format!("(attribute_not_exists({until}) OR {until} < {now})")
+}
+
+/// The update that ends a user-facing lease; `with_version` also writes what a newer
+/// sign-in would own (the token, the status), conditioned on the leased version.
+fn end_update(leased: &Grant, owner: &str, now: u64, end: &LeaseEnd, with_version: bool) -> Update {
+    let mut u = Update::default();
+    let (lease_owner, me) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(owner)));
+    u.condition(format!("{lease_owner} = {me}"));
+    u.remove(grant::LEASE_OWNER).remove(grant::LEASE_UNTIL);
+    match end {
+        LeaseEnd::Refreshed { new_token } => {
+            u.set(grant::LAST_REFRESH_AT, n(now));
+            if let (Some(token), true) = (new_token, with_version) {
+                u.set(grant::REFRESH_TOKEN, schema::sealed(token))
+                    .set(grant::UPDATED_AT, n(now));
+            }
+        }
+        LeaseEnd::Revoked { reason } if with_version => {
+            u.remove(grant::REFRESH_TOKEN)
+                .set(grant::STATUS, schema::status(GrantStatus::Revoked))
+                .set(grant::STATUS_REASON, s(reason.clone()))
+                .set(grant::UPDATED_AT, n(now));
+        }
+        LeaseEnd::Revoked { .. } | LeaseEnd::Released => {}
+    }
+    if with_version {
+        let (version, leased_version) = (u.p.name(grant::VERSION), u.p.value(n(leased.version)));
+        u.condition(format!("{version} = {leased_version}"));
+        u.increment(grant::VERSION);
+    }
+    u
+}
+
+impl DynamoStore {
+    async fn cache_item(&self, sub: &GoogleSubject) -> Result<CacheEntry, StoreError> {
+        let item = self
+            .get(&self.state_table, (state::PK, schema::access_key(sub.as_str())))
+            .await?;
+        item.as_ref()
+            .map(cache_entry)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+}
+
+impl AccessTokenCache for DynamoStore {
+    async fn cache_token(&self, sub: &GoogleSubject, token: &CachedToken) -> Result<(), StoreError> {
+        let mut p = Placeholders::default();
+        let (expires, new_expiry) = (p.name(state::TOKEN_EXPIRES_AT), p.value(n(token.expires_at)));
+        // Two refreshes that finish out of order leave the longer-lived token.
+        let condition = format!("attribute_not_exists({expires}) OR {expires} <= {new_expiry}");
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.state_table)
+            .item(state::PK, s(schema::access_key(sub.as_str())))
+            .item(
+                state::ACCESS_TOKEN,
+                AttributeValue::B(Blob::new(token.token.to_bytes())),
+            )
+            .item(state::TOKEN_EXPIRES_AT, n(token.expires_at))
+            .item(state::SCOPES, schema::scopes(&token.scopes))
+            .item(state::OBTAINED_AT, n(token.obtained_at))
+            .item(state::EXPIRES_AT, n(token.expires_at))
+            .condition_expression(condition)
+            .set_expression_attribute_names(p.names())
+            .set_expression_attribute_values(p.values())
+            .send()
+            .await;
+        holds_either_way(result.map_err(conflict_or))
+    }
+}
+
+impl AccessStore for DynamoStore {
+    async fn read(&self, sub: &GoogleSubject) -> Result<AccessView, StoreError> {
+        // Two reads at once: one round trip's wait.
+        let (grant, cache) = tokio::join!(
+            self.get(&self.grants_table, (grant::SUB, sub.as_str().to_owned())),
+            self.cache_item(sub)
+        );
+        let grant = grant?;
+        Ok(AccessView {
+            leased_until: grant.as_ref().and_then(|g| schema::number(g, grant::LEASE_UNTIL)),
+            grant: grant.as_ref().map(schema::grant_from_item).transpose()?,
+            cache: cache?,
+        })
+    }
+
+    async fn take_lease(
+        &self,
+        sub: &GoogleSubject,
+        owner: &str,
+        now: u64,
+        until: u64,
+    ) -> Result<RefreshLease, StoreError> {
+        let mut u = Update::default();
+        let (status, active) = (u.p.name(grant::STATUS), u.p.value(schema::status(GrantStatus::Active)));
+        let token = u.p.name(grant::REFRESH_TOKEN);
+        let free = lease_free(&mut u.p, now);
+        u.condition(format!("{status} = {active} AND attribute_exists({token}) AND {free}"));
+        u.set(grant::LEASE_OWNER, s(owner)).set(grant::LEASE_UNTIL, n(until));
+        let result = self
+            .update_grant_item(sub.as_str(), &u)
+            .return_values(ReturnValue::AllNew)
+            // A refusal says why in the same round trip: gone, not usable, or held.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(out) => {
+                let item = out.attributes().ok_or(StoreError::Corrupt(grant::SUB))?;
+                return Ok(RefreshLease::Taken(schema::grant_from_item(item)?));
+            }
+            Err(e) => e,
+        };
+        let Some(UpdateItemError::ConditionalCheckFailedException(refused)) = err.as_service_error() else {
+            return Err(classify_aws("dynamodb", &err).into());
+        };
+        let Some(item) = refused.item() else {
+            return Ok(RefreshLease::Unusable(None));
+        };
+        let found = schema::grant_from_item(item)?;
+        if found.status != GrantStatus::Active || found.refresh_token.is_none() {
+            return Ok(RefreshLease::Unusable(Some(found)));
+        }
+        Ok(RefreshLease::Held {
+            until: schema::number(item, grant::LEASE_UNTIL).unwrap_or(now),
+        })
+    }
+
+    async fn note_failure(&self, sub: &GoogleSubject, now: u64, keep: u64) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        u.set(state::FAILED_AT, n(now))
+            .set_once(state::EXPIRES_AT, n(now + keep));
+        self.client
+            .update_item()
+            .table_name(&self.state_table)
+            .key(state::PK, s(schema::access_key(sub.as_str())))
+            .update_expression(u.expression())
+            .set_expression_attribute_names(u.p.names())
+            .set_expression_attribute_values(u.p.values())
+            .send()
+            .await
+            .map_err(|e| classify_aws("dynamodb", &e))?;
+        Ok(())
+    }
+
+    async fn end_lease(&self, leased: &Grant, owner: &str, now: u64, end: &LeaseEnd) -> Result<Recorded, StoreError> {
+        let touches_token = match end {
+            LeaseEnd::Refreshed { new_token } => new_token.is_some(),
+            LeaseEnd::Revoked { .. } => true,
+            LeaseEnd::Released => false,
+        };
+        let sub = leased.sub.as_str();
+        if self
+            .update_grant(sub, &end_update(leased, owner, now, end, touches_token))
+            .await?
+        {
+            return Ok(Recorded::Written);
+        }
+        if !touches_token {
+            return Ok(Recorded::LeaseLost);
+        }
+        // The version moved: a sign-in stored a newer token. Let go without touching it.
+        if self
+            .update_grant(sub, &end_update(leased, owner, now, end, false))
+            .await?
+        {
+            Ok(Recorded::Superseded)
+        } else {
+            Ok(Recorded::LeaseLost)
+        }
+    }
+}
