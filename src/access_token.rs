@@ -210,6 +210,9 @@ where
         let owner = ClaimKey::new(String::new()).owner;
         let mut view = self.store.read(&request.sub).await?;
         let mut poll = POLL_FIRST;
+        // A forced refresh is served from the cache only with a token obtained by another
+        // caller's refresh that this one waited for.
+        let mut waited = false;
         loop {
             let now = self.clock.now_unix();
             let grant = usable(view.grant.as_ref())?;
@@ -217,7 +220,8 @@ where
             if !missing.is_empty() {
                 return Err(AccessError::ScopeNotGranted { missing });
             }
-            if let Some(token) = self.served_from_cache(&view.cache, grant, request, started, now).await {
+            let accepted = (!request.force_refresh || waited).then_some(started);
+            if let Some(token) = self.served_from_cache(&view.cache, grant, request, accepted, now).await {
                 tracing::info!(cached = true, "access token issued");
                 return Ok(token);
             }
@@ -229,7 +233,7 @@ where
                     .await?
                 {
                     RefreshLease::Taken(leased) => {
-                        return self.refresh_under_lease(leased, request, &owner, started).await;
+                        return self.refresh_under_lease(leased, request, &owner, accepted).await;
                     }
                     RefreshLease::Unusable(grant) => {
                         view.grant = grant;
@@ -246,26 +250,32 @@ where
                 ));
             }
             tokio::time::sleep(poll).await;
+            waited = true;
             poll = (poll * 2).min(POLL_MAX);
             view = self.store.read(&request.sub).await?;
         }
     }
 
     /// The cached token, if it meets the request: enough time left and every scope asked
-    /// for; with `force_refresh`, only one obtained since this call started (another
-    /// caller's forced refresh, which this one waited for).
+    /// for. With `force_refresh`, only one obtained at or after `accepted` (another
+    /// caller's refresh, which this one waited for); `None` accepts none.
     async fn served_from_cache(
         &self,
         cache: &CacheEntry,
         grant: &Grant,
         request: &AccessRequest,
-        started: u64,
+        accepted: Option<u64>,
         now: u64,
     ) -> Option<IssuedToken> {
         let cached = cache.token.as_ref()?;
-        let fits = cached.expires_at >= now + request.min_ttl.as_secs()
-            && request.scopes.missing_from(&cached.scopes).is_empty()
-            && (!request.force_refresh || cached.obtained_at >= started);
+        let fresh_enough = match (request.force_refresh, accepted) {
+            (false, _) => true,
+            (true, Some(since)) => cached.obtained_at >= since,
+            (true, None) => false,
+        };
+        let fits = fresh_enough
+            && cached.expires_at >= now + request.min_ttl.as_secs()
+            && request.scopes.missing_from(&cached.scopes).is_empty();
         if !fits {
             return None;
         }
@@ -317,13 +327,13 @@ where
         leased: Grant,
         request: &AccessRequest,
         owner: &str,
-        started: u64,
+        accepted: Option<u64>,
     ) -> Result<IssuedToken, AccessError> {
         // Re-read: the caller before us may have cached a token just before letting go.
         let view = self.store.read(&request.sub).await;
         let cached = match &view {
             Ok(view) => {
-                self.served_from_cache(&view.cache, &leased, request, started, self.clock.now_unix())
+                self.served_from_cache(&view.cache, &leased, request, accepted, self.clock.now_unix())
                     .await
             }
             Err(_) => None,

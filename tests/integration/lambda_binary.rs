@@ -178,3 +178,51 @@ async fn the_built_refresher_stops_at_an_oversized_drive_page_without_holding_it
         function.peak_rss_kib().unwrap_or(0) as f64 / 1024.0
     );
 }
+
+/// The committed direct-invoke payload of `access-token`, as a backend sends it with the
+/// AWS SDK's Lambda `Invoke`. Its `sub` is the first user a test stack seeds.
+const ACCESS_TOKEN_EVENT: &str = include_str!("../events/access-token-invoke.json");
+
+#[tokio::test]
+async fn the_built_access_token_binary_answers_an_invoke_with_a_token_then_from_its_cache() {
+    let stack = spawn_stack().await;
+    let user = &stack
+        .seed_grants(1, "openid https://www.googleapis.com/auth/drive.appdata", 1)
+        .await[0];
+    let event: serde_json::Value = serde_json::from_str(ACCESS_TOKEN_EVENT).expect("event JSON");
+    assert_eq!(
+        event["sub"].as_str(),
+        Some(user.sub.as_str()),
+        "the committed event names the seeded user"
+    );
+    let mut function = Function::start(binary("access-token"), &stack.env).await;
+
+    let Outcome::Response(first) = function.invoke(ACCESS_TOKEN_EVENT).await else {
+        panic!("the function failed")
+    };
+    assert_eq!(first["status"], 200, "{first}");
+    let issued = stack.emulator.refreshed_access_tokens(&user.sub);
+    assert_eq!(first["access_token"].as_str(), issued.last().map(String::as_str));
+    let Outcome::Response(second) = function.invoke(ACCESS_TOKEN_EVENT).await else {
+        panic!("the function failed")
+    };
+    assert_eq!(second["access_token"], first["access_token"], "from the cache");
+    assert_eq!(stack.emulator.stats().refreshes, 1);
+
+    // An expected refusal is an answer, not a function error.
+    let Outcome::Response(refused) = function.invoke(r#"{"sub": "404404"}"#).await else {
+        panic!("a refusal must be an answer")
+    };
+    assert_eq!(
+        (refused["status"].as_u64(), refused["error"].as_str()),
+        (Some(404), Some("grant_not_found"))
+    );
+
+    let logs = function.logs();
+    let token = first["access_token"].as_str().expect("token");
+    assert!(logs.contains("access token issued"), "{logs}");
+    assert!(
+        !logs.contains(token) && !logs.contains(&user.token),
+        "a token in the logs"
+    );
+}

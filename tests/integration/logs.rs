@@ -96,6 +96,19 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
     // Ada (signed in above) and three seeded users; one seeded grant was revoked.
     assert_eq!((report.refreshed, report.revoked), (4, 1));
 
+    // And the customer's backend asking for tokens: from the job's cache, refreshed,
+    // refused, and a request that carries a token where none belongs.
+    let tokens = stack.access_tokens(&[]);
+    for payload in [
+        serde_json::json!({"sub": ada.sub}),
+        serde_json::json!({"sub": seeded[1].sub, "min_ttl_secs": 3000, "force_refresh": true}),
+        serde_json::json!({"sub": seeded[0].sub}),
+        serde_json::json!({"sub": ada.sub, "refresh_token": "1//planted-in-request"}),
+    ] {
+        let answer = test_support::ask_for_token(&tokens, &payload).await;
+        assert!(answer["status"].is_u64(), "{payload}");
+    }
+
     let logs = String::from_utf8(captured.0.lock().expect("logs").clone()).expect("UTF-8 logs");
     assert!(logs.contains("sign-in succeeded"), "the run was logged");
     let refresh = stack.emulator.refresh_token_of(&ada.sub).expect("refresh token");
@@ -111,6 +124,7 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         ("client secret", secret.as_str()),
         ("email", "ada.planted@example.com"),
         ("seeded refresh token", seeded[1].token.as_str()),
+        ("token sent to the access-token function", "1//planted-in-request"),
         (
             "rotated refresh token",
             &stack.emulator.refresh_token_of(&seeded[2].sub).expect("rotated"),

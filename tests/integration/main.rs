@@ -2,6 +2,7 @@
 //! real handlers with real events against moto and the Google emulator over real HTTP,
 //! through the harness in `tests/support` (`spawn_stack()`).
 
+mod access_token;
 mod errors;
 mod job;
 mod lambda_binary;

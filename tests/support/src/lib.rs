@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use google_emulator::{CodeSpec, Emulator, MintedCode, Settings};
 use offline_access::clock::{Clock, ManualClock, SystemClock};
-use offline_access::config::{JobConfig, SignInConfig};
+use offline_access::config::{AccessTokenConfig, JobConfig, SignInConfig};
 use offline_access::crypto::KmsKeyProvider;
 use offline_access::google::{
     CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
@@ -375,6 +375,21 @@ pub struct Seeded {
 }
 
 impl Stack {
+    /// The access-token function's config: this stack's resources plus `extra`.
+    pub fn access_config(&self, extra: &[(&str, &str)]) -> AccessTokenConfig {
+        let mut env = self.env.clone();
+        for (k, v) in extra {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        AccessTokenConfig::from_env(&env).expect("valid access-token config")
+    }
+
+    /// The production access-token use case for this stack: one per simulated Lambda
+    /// instance (each has its own caches, as separate instances do).
+    pub fn access_tokens(&self, extra: &[(&str, &str)]) -> offline_access::wiring::ProductionAccessTokens {
+        offline_access::wiring::access_tokens(&self.access_config(extra), &self.aws).expect("access tokens")
+    }
+
     /// The offline job's config: this stack's resources plus `extra`.
     pub fn job_config(&self, extra: &[(&str, &str)]) -> JobConfig {
         let mut env = self.env.clone();
@@ -464,6 +479,15 @@ impl Stack {
             .expect("get item");
         out.item().and_then(|i| i.get(name)).cloned()
     }
+}
+
+/// Invokes the access-token handler with `payload`, as the function's runtime loop does.
+pub async fn ask_for_token(
+    service: &offline_access::wiring::ProductionAccessTokens,
+    payload: &serde_json::Value,
+) -> serde_json::Value {
+    let bytes = serde_json::to_vec(payload).expect("payload");
+    offline_access::access_api::handle(service, &bytes).await
 }
 
 /// A stop time far enough away that a test run is never cut short.

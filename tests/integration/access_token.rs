@@ -1,0 +1,479 @@
+//! The access-token function (DESIGN §11) through its real handler, against moto and the
+//! Google emulator over real HTTP: served from the cache, refreshed once for many callers,
+//! refused with the right answer, never a false revocation, nothing lost under faults, and
+//! no access token readable at rest.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a panic is a failed test"
+)]
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures_util::future::join_all;
+use google_emulator::{CodeSpec, Consent, Endpoint, Fault};
+use offline_access::domain::{GoogleSubject, Profile};
+use offline_access::store::{Grant, GrantStatus, GrantStore};
+use serde_json::{Value, json};
+use test_support::{Stack, android_form_event, ask_for_token, no_deadline, spawn_stack};
+
+const DRIVE: &str = "openid https://www.googleapis.com/auth/drive.appdata";
+const DRIVE_APPDATA: &str = "https://www.googleapis.com/auth/drive.appdata";
+
+fn token_of(answer: &Value) -> &str {
+    assert_eq!(answer["status"], json!(200), "{answer}");
+    answer["access_token"].as_str().expect("an access token")
+}
+
+/// The cache item of `sub`, raw.
+async fn cache_item(stack: &Stack, sub: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    let out = stack
+        .dynamo()
+        .get_item()
+        .table_name(&stack.config.common.state_table)
+        .key("pk", AttributeValue::S(format!("access#{sub}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get item");
+    out.item().cloned()
+}
+
+#[tokio::test]
+async fn a_second_call_is_served_from_the_cache_and_a_larger_min_ttl_refreshes() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 1).await[0];
+    // Google's tokens live an hour; these live 20 minutes, so 30 minutes asks too much.
+    stack.emulator.set_access_token_lifetime(1_200);
+    let service = stack.access_tokens(&[]);
+
+    let first = ask_for_token(&service, &json!({"sub": user.sub})).await;
+    let issued = stack.emulator.refreshed_access_tokens(&user.sub);
+    assert_eq!(issued.len(), 1);
+    assert_eq!(token_of(&first), issued[0], "the token Google issued");
+    let expires = first["expires_at"].as_str().expect("expires_at");
+    assert!(expires.ends_with('Z'), "RFC 3339 in UTC: {expires}");
+    let expires: jiff::Timestamp = expires.parse().expect("RFC 3339");
+    let left = expires.as_second() - jiff::Timestamp::now().as_second();
+    assert!((1_100..=1_200).contains(&left), "{left} s left");
+    assert_eq!(first["scopes"], json!([DRIVE_APPDATA, "openid"]));
+
+    let again = ask_for_token(
+        &service,
+        &json!({"sub": user.sub, "min_ttl_secs": 900, "scopes": [DRIVE_APPDATA]}),
+    )
+    .await;
+    assert_eq!(token_of(&again), issued[0], "served from the cache");
+    assert_eq!(stack.emulator.stats().refreshes, 1, "no Google call");
+
+    let longer = ask_for_token(&service, &json!({"sub": user.sub, "min_ttl_secs": 1_800})).await;
+    let issued = stack.emulator.refreshed_access_tokens(&user.sub);
+    assert_eq!(issued.len(), 2, "too little left: refreshed");
+    assert_eq!(token_of(&longer), issued[1]);
+    // Google accepts the token it issued.
+    assert!(stack.emulator.refresh_token_is_live(&user.token));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_calls_on_an_expired_cache_reach_google_once_and_get_one_token() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 1).await[0];
+    // Cache a token with 60 s left: too little for the default `min_ttl_secs` of 300.
+    stack.emulator.set_access_token_lifetime(60);
+    let stale = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub, "min_ttl_secs": 0})).await;
+    let stale = token_of(&stale).to_owned();
+    stack.emulator.set_access_token_lifetime(3_599);
+    let before = stack.emulator.stats().refreshes;
+
+    // Twenty Lambda instances, each with its own clients and caches.
+    let instances: Vec<_> = (0..20).map(|_| stack.access_tokens(&[])).collect();
+    let request = json!({"sub": user.sub});
+    let answers = join_all(instances.iter().map(|service| ask_for_token(service, &request))).await;
+
+    assert_eq!(stack.emulator.stats().refreshes - before, 1, "one Google refresh");
+    let tokens: std::collections::BTreeSet<&str> = answers.iter().map(token_of).collect();
+    assert_eq!(tokens.len(), 1, "one token for all twenty");
+    assert!(!tokens.contains(stale.as_str()));
+    assert_eq!(
+        stack.grant_attribute(&user.sub, "lease_owner").await,
+        None,
+        "the lease was let go"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_holder_that_died_blocks_the_grant_no_longer_than_its_lease() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 1).await[0];
+    // An invocation took the lease and died: its lease runs until a second ago.
+    let now = offline_access::clock::Clock::now_unix(&offline_access::clock::SystemClock);
+    stack
+        .dynamo()
+        .update_item()
+        .table_name(&stack.config.common.grants_table)
+        .key("sub", AttributeValue::S(user.sub.clone()))
+        .update_expression("SET lease_owner = :o, lease_until = :u")
+        .expression_attribute_values(":o", AttributeValue::S("dead".into()))
+        .expression_attribute_values(":u", AttributeValue::N((now - 1).to_string()))
+        .send()
+        .await
+        .expect("plant a lapsed lease");
+    let answer = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;
+    token_of(&answer);
+
+    // One still held, and no token cached: the caller waits its budget, then is told to
+    // retry; Google is not called and nothing changes.
+    let other = &stack.seed_grants(1, DRIVE, 1).await[0];
+    stack
+        .dynamo()
+        .update_item()
+        .table_name(&stack.config.common.grants_table)
+        .key("sub", AttributeValue::S(other.sub.clone()))
+        .update_expression("SET lease_owner = :o, lease_until = :u")
+        .expression_attribute_values(":o", AttributeValue::S("busy".into()))
+        .expression_attribute_values(":u", AttributeValue::N((now + 600).to_string()))
+        .send()
+        .await
+        .expect("plant a held lease");
+    let before = stack.emulator.stats().refreshes;
+    let service = stack.access_tokens(&[("ACCESS_TOKEN_BUDGET_MS", "300")]);
+    let answer = ask_for_token(&service, &json!({"sub": other.sub})).await;
+    assert_eq!(
+        (answer["status"].clone(), answer["error"].clone()),
+        (json!(503), json!("upstream_unavailable")),
+        "{answer}"
+    );
+    assert!(answer["retry_after_secs"].as_u64().is_some_and(|s| s >= 1));
+    assert_eq!(
+        stack.emulator.stats().refreshes,
+        before,
+        "no Google call while another holds it"
+    );
+}
+
+async fn insert(stack: &Stack, sub: &str, status: GrantStatus, reason: Option<&str>, with_token: bool) {
+    let seeded = &stack.seed_grants(1, DRIVE, 0).await[0];
+    let mut grant: Grant = seeded.grant.clone();
+    grant.sub = GoogleSubject::parse(sub).expect("sub");
+    grant.status = status;
+    grant.status_reason = reason.map(str::to_owned);
+    grant.profile = Profile::default();
+    if !with_token {
+        grant.refresh_token = None;
+    }
+    stack.service.store.insert(&grant).await.expect("insert");
+}
+
+#[tokio::test]
+async fn unknown_unusable_and_under_scoped_grants_get_their_answers_without_a_google_call() {
+    let stack = spawn_stack().await;
+    let service = stack.access_tokens(&[]);
+    insert(
+        &stack,
+        "5001",
+        GrantStatus::Revoked,
+        Some("invalid_grant:invalid_rapt"),
+        false,
+    )
+    .await;
+    insert(
+        &stack,
+        "5002",
+        GrantStatus::ReconsentRequired,
+        Some("no refresh token stored"),
+        false,
+    )
+    .await;
+    insert(&stack, "5003", GrantStatus::Active, None, false).await;
+    let user = &stack.seed_grants(1, "openid", 0).await[0];
+
+    let cases = [
+        (json!({"sub": "4040"}), 404, "grant_not_found", None),
+        (
+            json!({"sub": "5001"}),
+            409,
+            "reauthorization_required",
+            Some("invalid_grant:invalid_rapt"),
+        ),
+        (
+            json!({"sub": "5002"}),
+            409,
+            "reauthorization_required",
+            Some("no refresh token stored"),
+        ),
+        (
+            json!({"sub": "5003"}),
+            409,
+            "reauthorization_required",
+            Some("no_refresh_token"),
+        ),
+        (
+            json!({"sub": user.sub, "scopes": ["openid", DRIVE_APPDATA]}),
+            403,
+            "scope_not_granted",
+            None,
+        ),
+    ];
+    for (payload, status, error, reason) in cases {
+        let answer = ask_for_token(&service, &payload).await;
+        assert_eq!(answer["status"], json!(status), "{payload}: {answer}");
+        assert_eq!(answer["error"], json!(error), "{payload}");
+        if let Some(reason) = reason {
+            assert_eq!(answer["reason"], json!(reason), "{payload}");
+        }
+        assert!(answer.get("access_token").is_none());
+    }
+    let missing = ask_for_token(&service, &json!({"sub": user.sub, "scopes": [DRIVE_APPDATA, "openid"]})).await;
+    assert_eq!(missing["missing_scopes"], json!([DRIVE_APPDATA]));
+    assert_eq!(stack.emulator.stats().refreshes, 0, "Google was never called");
+}
+
+#[tokio::test]
+async fn malformed_requests_are_answered_400_and_change_nothing() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
+    let service = stack.access_tokens(&[]);
+    let oversize = json!({"sub": user.sub, "scopes": ["x".repeat(9_000)]});
+    for payload in [
+        json!({}),
+        json!({"min_ttl_secs": 300}),
+        json!({"sub": 1001}),
+        json!({"sub": user.sub, "min_ttl_secs": 3_001}),
+        json!({"sub": user.sub, "min_ttl_secs": "300"}),
+        json!({"sub": user.sub, "scopes": "openid"}),
+        json!({"sub": user.sub, "force_refresh": "true"}),
+        json!({"sub": user.sub, "user": "x"}),
+        oversize,
+        json!([user.sub]),
+    ] {
+        let answer = ask_for_token(&service, &payload).await;
+        assert_eq!(answer["status"], json!(400), "{payload}: {answer}");
+        assert_eq!(answer["error"], json!("invalid_request"));
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(stack.emulator.stats().refreshes, 0);
+    assert!(cache_item(&stack, &user.sub).await.is_none());
+}
+
+#[tokio::test]
+async fn force_refresh_is_held_to_the_per_grant_floor() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
+    let service = stack.access_tokens(&[]);
+    let first = ask_for_token(&service, &json!({"sub": user.sub, "force_refresh": true})).await;
+    token_of(&first);
+    let again = ask_for_token(&service, &json!({"sub": user.sub, "force_refresh": true})).await;
+    assert_eq!(again["status"], json!(429), "{again}");
+    assert_eq!(again["error"], json!("refresh_backoff"));
+    assert!(
+        again["retry_after_secs"]
+            .as_u64()
+            .is_some_and(|s| (1..=30).contains(&s))
+    );
+    assert_eq!(stack.emulator.stats().refreshes, 1);
+
+    // With no floor, a forced refresh refreshes even with a good token cached.
+    let unfloored = stack.access_tokens(&[("FORCE_REFRESH_MIN_SECS", "0")]);
+    let forced = ask_for_token(&unfloored, &json!({"sub": user.sub, "force_refresh": true})).await;
+    assert_ne!(token_of(&forced), token_of(&first));
+    assert_eq!(stack.emulator.stats().refreshes, 2);
+}
+
+#[tokio::test]
+async fn google_unavailable_answers_503_with_retry_after_and_loses_nothing() {
+    let stack = spawn_stack().await;
+    let users = stack.seed_grants(3, DRIVE, 0).await;
+    let service = stack.access_tokens(&[("HTTP_TIMEOUT_MS", "300")]);
+    let faults = [
+        Fault {
+            status: Some(429),
+            retry_after: Some(40),
+            count: Some(1),
+            ..Fault::default()
+        },
+        Fault {
+            status: Some(503),
+            count: Some(1),
+            ..Fault::default()
+        },
+        // Slower than the call's timeout.
+        Fault {
+            delay_ms: 1_000,
+            count: Some(1),
+            ..Fault::default()
+        },
+    ];
+    for (user, fault) in users.iter().zip(faults) {
+        let retry_after = fault.retry_after;
+        stack.emulator.inject_fault(Endpoint::Token, fault);
+        let answer = ask_for_token(&service, &json!({"sub": user.sub})).await;
+        assert_eq!(answer["status"], json!(503), "{answer}");
+        assert_eq!(answer["error"], json!("upstream_unavailable"));
+        let waited = answer["retry_after_secs"].as_u64().expect("retry_after_secs");
+        assert!(waited >= retry_after.unwrap_or(1), "{waited}");
+        let grant = stack.grant(&user.sub).await.expect("grant");
+        assert_eq!(grant.status, GrantStatus::Active);
+        assert_eq!(
+            stack.stored_refresh_token(&user.sub).await.as_deref(),
+            Some(user.token.as_str())
+        );
+        assert!(stack.emulator.refresh_token_is_live(&user.token));
+        assert_eq!(stack.grant_attribute(&user.sub, "lease_owner").await, None);
+    }
+    // Within the floor after a failure, the next caller is told to wait, not sent to Google.
+    let refreshes = stack.emulator.stats().refreshes;
+    let again = ask_for_token(&service, &json!({"sub": users[1].sub})).await;
+    assert_eq!(again["status"], json!(503), "{again}");
+    assert_eq!(stack.emulator.stats().refreshes, refreshes);
+    // Once the floor allows, it works.
+    let unfloored = stack.access_tokens(&[("FORCE_REFRESH_MIN_SECS", "0")]);
+    token_of(&ask_for_token(&unfloored, &json!({"sub": users[1].sub})).await);
+}
+
+#[tokio::test]
+async fn invalid_grant_revokes_the_grant_as_the_job_would() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
+    stack.emulator.revoke_refresh_token(&user.token, Some("invalid_rapt"));
+    let answer = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;
+    assert_eq!(answer["status"], json!(409), "{answer}");
+    assert_eq!(answer["error"], json!("reauthorization_required"));
+    assert_eq!(answer["reason"], json!("invalid_grant:invalid_rapt"));
+    let grant = stack.grant(&user.sub).await.expect("grant");
+    assert_eq!(
+        (
+            grant.status,
+            grant.status_reason.as_deref(),
+            grant.refresh_token.is_none()
+        ),
+        (GrantStatus::Revoked, Some("invalid_grant:invalid_rapt"), true)
+    );
+    assert_eq!(grant.version, user.grant.version + 1);
+    assert_eq!(stack.grant_attribute(&user.sub, "lease_owner").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sign_in_that_replaces_the_token_during_a_refresh_is_not_revoked_and_its_token_is_used() {
+    let stack = spawn_stack().await;
+    let user = stack.seed_grants(1, DRIVE, 0).await.remove(0);
+    // The stored token is dead at Google, and its refresh is held up while a sign-in
+    // stores a new one.
+    stack.emulator.revoke_refresh_token(&user.token, None);
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            delay_ms: 1_000,
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    let service = stack.access_tokens(&[("HTTP_TIMEOUT_MS", "5000")]);
+    let sub = user.sub.clone();
+    let call = tokio::spawn(async move { ask_for_token(&service, &json!({"sub": sub})).await });
+    // The refresh has reached Google (and is held there).
+    while stack.emulator.stats().faults_served == 0 {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let code = stack.mint(CodeSpec {
+        sub: Some(user.sub.clone()),
+        consent: Consent::Forced,
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    let new_token = stack.emulator.refresh_token_of(&user.sub).expect("the new token");
+
+    let answer = call.await.expect("call");
+    token_of(&answer);
+    let grant = stack.grant(&user.sub).await.expect("grant");
+    assert_eq!(grant.status, GrantStatus::Active, "no false revocation");
+    assert_eq!(stack.stored_refresh_token(&user.sub).await, Some(new_token));
+    assert_eq!(stack.grant_attribute(&user.sub, "lease_owner").await, None);
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_stored() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
+    stack.emulator.set_refresh_token_rotation(true);
+    token_of(&ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await);
+    let live = stack.emulator.refresh_token_of(&user.sub).expect("rotated");
+    assert_ne!(live, user.token);
+    assert_eq!(stack.stored_refresh_token(&user.sub).await, Some(live));
+}
+
+#[tokio::test]
+async fn a_call_after_the_job_is_served_from_the_token_the_job_obtained() {
+    let stack = spawn_stack().await;
+    let users = stack.seed_grants(3, DRIVE, 1).await;
+    let cycle = offline_access::job::CycleId::parse("2026-11-26T12:00:00Z").expect("cycle");
+    let report = stack.job(&[]).run(&cycle, "job", no_deadline()).await.expect("run");
+    assert_eq!((report.refreshed, report.access_tokens_cached), (3, 3), "{report:?}");
+    let refreshes = stack.emulator.stats().refreshes;
+
+    let service = stack.access_tokens(&[]);
+    for user in &users {
+        let answer = ask_for_token(&service, &json!({"sub": user.sub, "scopes": [DRIVE_APPDATA]})).await;
+        let from_job = stack.emulator.refreshed_access_tokens(&user.sub);
+        assert_eq!(Some(token_of(&answer)), from_job.last().map(String::as_str));
+    }
+    assert_eq!(stack.emulator.stats().refreshes, refreshes, "no Google call");
+}
+
+#[tokio::test]
+async fn no_access_token_is_readable_at_rest_nor_opens_anywhere_but_its_own_place() {
+    let stack = spawn_stack().await;
+    let users = stack.seed_grants(2, DRIVE, 0).await;
+    let (ada, bob) = (&users[0], &users[1]);
+    let service = stack.access_tokens(&[]);
+    let ada_token = token_of(&ask_for_token(&service, &json!({"sub": ada.sub})).await).to_owned();
+    let bob_token = token_of(&ask_for_token(&service, &json!({"sub": bob.sub})).await).to_owned();
+
+    let mut items = stack.scan(&stack.config.common.state_table).await;
+    items.extend(stack.grants().await);
+    let bytes = format!("{items:?}");
+    for planted in [&ada_token, &bob_token, &ada.token, &bob.token] {
+        assert!(!bytes.contains(planted.as_str()), "a token in plaintext at rest");
+    }
+    let sealed = cache_item(&stack, &ada.sub).await.expect("ada's cache")["access_token"].clone();
+
+    // Ada's sealed access token in Bob's cache item: it does not open for Bob, who gets
+    // a fresh token of his own.
+    let fresh = stack.access_tokens(&[]);
+    stack
+        .dynamo()
+        .update_item()
+        .table_name(&stack.config.common.state_table)
+        .key("pk", AttributeValue::S(format!("access#{}", bob.sub)))
+        .update_expression("SET access_token = :t")
+        .expression_attribute_values(":t", sealed.clone())
+        .send()
+        .await
+        .expect("copy to bob's row");
+    let bob_again = ask_for_token(&fresh, &json!({"sub": bob.sub})).await;
+    assert_ne!(token_of(&bob_again), ada_token);
+    assert_ne!(
+        token_of(&bob_again),
+        bob_token,
+        "refreshed: the copied token did not open"
+    );
+
+    // Ada's sealed access token as her refresh token: it does not open as one. The
+    // grant is left as it was and no token is answered.
+    stack
+        .dynamo()
+        .update_item()
+        .table_name(&stack.config.common.grants_table)
+        .key("sub", AttributeValue::S(ada.sub.clone()))
+        .update_expression("SET refresh_token = :t")
+        .expression_attribute_values(":t", sealed)
+        .send()
+        .await
+        .expect("copy into the refresh-token attribute");
+    let unfloored = stack.access_tokens(&[("FORCE_REFRESH_MIN_SECS", "0")]);
+    let answer = ask_for_token(&unfloored, &json!({"sub": ada.sub, "force_refresh": true})).await;
+    assert_eq!(answer["status"], json!(500), "{answer}");
+    assert_eq!(answer["error"], json!("server_misconfigured"));
+    let grant = stack.grant(&ada.sub).await.expect("grant");
+    assert_eq!(grant.status, GrantStatus::Active);
+    assert_eq!(stack.grant_attribute(&ada.sub, "lease_owner").await, None);
+}
