@@ -233,7 +233,12 @@ where
                     .await?
                 {
                     RefreshLease::Taken(leased) => {
-                        return self.refresh_under_lease(leased, request, &owner, accepted).await;
+                        // Someone refreshed since this call began (or while it waited):
+                        // its token may be cached by now.
+                        let reread = waited || leased.last_refresh_at.is_some_and(|at| at >= started);
+                        return self
+                            .refresh_under_lease(leased, request, &owner, accepted, reread)
+                            .await;
                     }
                     RefreshLease::Unusable(grant) => {
                         view.grant = grant;
@@ -328,15 +333,21 @@ where
         request: &AccessRequest,
         owner: &str,
         accepted: Option<u64>,
+        reread: bool,
     ) -> Result<IssuedToken, AccessError> {
-        // Re-read: the caller before us may have cached a token just before letting go.
-        let view = self.store.read(&request.sub).await;
+        // Re-read when the caller before us may have cached a token just before letting
+        // go; otherwise the lease's own write returned the grant as it is.
+        let view = if reread {
+            self.store.read(&request.sub).await.ok()
+        } else {
+            None
+        };
         let cached = match &view {
-            Ok(view) => {
+            Some(view) => {
                 self.served_from_cache(&view.cache, &leased, request, accepted, self.clock.now_unix())
                     .await
             }
-            Err(_) => None,
+            None => None,
         };
         let (result, end, holder) = match cached {
             Some(token) => (Ok(token), LeaseEnd::Released, leased),

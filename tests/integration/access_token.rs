@@ -477,3 +477,70 @@ async fn no_access_token_is_readable_at_rest_nor_opens_anywhere_but_its_own_plac
     assert_eq!(grant.status, GrantStatus::Active);
     assert_eq!(stack.grant_attribute(&ada.sub, "lease_owner").await, None);
 }
+
+#[tokio::test]
+async fn a_cached_token_costs_two_parallel_reads_and_a_refresh_five_dynamodb_requests() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
+    let requests = test_support::CountRequests::default();
+    let service = offline_access::wiring::AccessTokensBuilder::new(&stack.access_config(&[]), &stack.aws)
+        .dynamodb(requests.dynamodb(&stack.aws))
+        .build()
+        .expect("wiring");
+
+    // A refresh: read the grant and its cache (in parallel), take the lease, cache the new
+    // token, let go of the lease.
+    token_of(&ask_for_token(&service, &json!({"sub": user.sub})).await);
+    assert_eq!(requests.count(), 5);
+    // From the cache: the two parallel reads alone.
+    token_of(&ask_for_token(&service, &json!({"sub": user.sub})).await);
+    assert_eq!(requests.count(), 5 + 2);
+}
+
+#[tokio::test]
+async fn a_grant_the_job_deferred_gets_one_user_facing_attempt_per_floor() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
+    let now = offline_access::clock::Clock::now_unix(&offline_access::clock::SystemClock);
+    stack
+        .dynamo()
+        .update_item()
+        .table_name(&stack.config.common.grants_table)
+        .key("sub", AttributeValue::S(user.sub.clone()))
+        .update_expression("SET failure_count = :f, next_attempt_at = :n")
+        .expression_attribute_values(":f", AttributeValue::N("3".into()))
+        .expression_attribute_values(":n", AttributeValue::N((now + 3_600).to_string()))
+        .send()
+        .await
+        .expect("defer the grant as the job does");
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            status: Some(503),
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    let service = stack.access_tokens(&[]);
+
+    let tried = ask_for_token(&service, &json!({"sub": user.sub})).await;
+    assert_eq!(tried["status"], json!(503), "{tried}");
+    assert_eq!(stack.emulator.stats().faults_served, 1, "the deferred grant was tried");
+    let again = ask_for_token(&service, &json!({"sub": user.sub})).await;
+    assert_eq!(again["status"], json!(503), "{again}");
+    let stats = stack.emulator.stats();
+    assert_eq!(
+        (stats.faults_served, stats.refreshes),
+        (1, 0),
+        "not again within the floor"
+    );
+
+    let later = stack.access_tokens(&[("FORCE_REFRESH_MIN_SECS", "0")]);
+    token_of(&ask_for_token(&later, &json!({"sub": user.sub})).await);
+    let grant = stack.grant(&user.sub).await.expect("grant");
+    assert_eq!(
+        (grant.failure_count, grant.next_attempt_at),
+        (3, Some(now + 3_600)),
+        "the job's own backoff is the job's"
+    );
+}
