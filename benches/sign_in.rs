@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use google_emulator::CodeSpec;
 use offline_access::wiring::SignInBuilder;
+use test_support::bench::{percentile, run_python, thread_cpu};
 
 const SIGN_INS: usize = 400;
 
@@ -46,41 +47,7 @@ async fn python_sign_in(
         "codes": codes,
         "warm_up": warm_up,
     });
-    let dir = std::env::temp_dir().join(format!("python-sign-in-{}.json", std::process::id()));
-    std::fs::write(&dir, plan.to_string()).expect("write plan");
-    let root = env!("CARGO_MANIFEST_DIR");
-    // Awaited, so the runtime that serves the emulator keeps running meanwhile.
-    let out = tokio::process::Command::new(format!("{root}/.venv/bin/python"))
-        .arg(format!("{root}/benches/python_sign_in.py"))
-        .arg(&dir)
-        .arg(mode)
-        .output()
-        .await
-        .expect("run the Python sign-in (make venv installs it)");
-    let _ = std::fs::remove_file(&dir);
-    assert!(
-        out.status.success(),
-        "python sign-in failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("python report")
-}
-
-/// CPU time (user + system) of the calling thread, from /proc (clock ticks of 10 ms).
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest.split(' ').collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    // Fields 14 and 15 of the stat line; index 11 and 12 after the command name.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    run_python("python_sign_in.py", &plan, &[mode]).await
 }
 
 fn main() {

@@ -30,6 +30,7 @@ use offline_access::sign_in::SignIn;
 use offline_access::store::DynamoStore;
 use offline_access::wiring::{JobBuilder, SignInBuilder};
 
+pub mod bench;
 pub mod memory_store;
 pub mod runtime_api;
 
