@@ -26,8 +26,8 @@ use crate::domain::{AccessToken, GoogleSubject, RefreshToken, Scopes};
 use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
 use crate::job::decide::{Disposition, Failure, disposition};
 use crate::store::{
-    AccessStore, AccessView, CacheEntry, CachedToken, ClaimKey, Grant, GrantStatus, LeaseEnd, Recorded, RefreshLease,
-    StoreError,
+    AccessStore, AccessView, CacheEntry, CachedToken, Grant, GrantStatus, LeaseEnd, Recorded, RefreshLease, StoreError,
+    random_owner,
 };
 use crate::upstream::Upstream;
 
@@ -207,7 +207,7 @@ where
     pub async fn access_token(&self, request: &AccessRequest) -> Result<IssuedToken, AccessError> {
         let deadline = Instant::now() + self.settings.budget;
         let started = self.clock.now_unix();
-        let owner = ClaimKey::new(String::new()).owner;
+        let owner = random_owner();
         let mut view = self.store.read(&request.sub).await?;
         let mut poll = POLL_FIRST;
         // A forced refresh is served from the cache only with a token obtained by another
@@ -261,8 +261,8 @@ where
         }
     }
 
-    /// The cached token, if it meets the request: enough time left and every scope asked
-    /// for. With `force_refresh`, only one obtained at or after `accepted` (another
+    /// The cached token, if it meets the request: enough time left (or issued within the
+    /// floor: the most Google gives) and every scope asked for. With `force_refresh`, only one obtained at or after `accepted` (another
     /// caller's refresh, which this one waited for); `None` accepts none.
     async fn served_from_cache(
         &self,
@@ -278,8 +278,12 @@ where
             (true, Some(since)) => cached.obtained_at >= since,
             (true, None) => false,
         };
+        // A token Google issued within the floor is as long-lived as Google makes them:
+        // refreshing again would not give more, only spend quota.
+        let just_issued = now < cached.obtained_at + self.settings.force_refresh_floor.as_secs();
         let fits = fresh_enough
-            && cached.expires_at >= now + request.min_ttl.as_secs()
+            && (cached.expires_at >= now + request.min_ttl.as_secs() || just_issued)
+            && cached.expires_at > now
             && request.scopes.missing_from(&cached.scopes).is_empty();
         if !fits {
             return None;

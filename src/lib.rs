@@ -8,7 +8,10 @@
 //! ([`google::client_secret`]), verifies the returned ID token ([`google::id_token`]),
 //! seals the refresh token with envelope encryption ([`crypto`]) and writes the grant to
 //! DynamoDB ([`store`]): two round trips, the claim of the code and one write of the
-//! grant with its answer. The offline [`job`] refreshes every grant on a schedule.
+//! grant with its answer. The offline [`job`] refreshes every grant on a schedule, and
+//! [`access_token`] gives the customer's backend a fresh access token for any user
+//! (through the `access-token` function's [`access_api`], or called directly by a Rust
+//! service that embeds this crate), cached sealed and refreshed once per grant at a time.
 //!
 //! Outside capabilities are small ports (traits) returning our own types; the
 //! production adapters are built once per cold start by [`wiring`].

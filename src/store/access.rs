@@ -66,7 +66,7 @@ pub enum LeaseEnd {
 /// Caching access tokens: both the access-token use case and the offline job store the
 /// tokens they obtain.
 pub trait AccessTokenCache: Send + Sync {
-    /// Stores `token` for `sub`, unless a token that lives longer is already cached.
+    /// Stores `token` for `sub`, unless one Google issued later is already cached.
     fn cache_token(
         &self,
         sub: &GoogleSubject,

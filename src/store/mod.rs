@@ -180,14 +180,19 @@ pub struct ClaimKey {
 impl ClaimKey {
     /// A claim on `code_digest` for a new attempt, under a random owner id.
     pub fn new(code_digest: String) -> Self {
-        let mut id = [0u8; 16];
-        // A failed draw leaves zeros: still an owner, only a less unique one.
-        let _ = aws_lc_rs::rand::fill(&mut id);
         Self {
             code: code_digest,
-            owner: hex::encode(id),
+            owner: random_owner(),
         }
     }
+}
+
+/// A random id for whoever holds a claim or a lease, so that only its holder lets go.
+pub fn random_owner() -> String {
+    let mut id = [0u8; 16];
+    // A failed draw leaves zeros: still an owner, only a less unique one.
+    let _ = aws_lc_rs::rand::fill(&mut id);
+    hex::encode(id)
 }
 
 /// Sign-in's side of the store: the code's claim, then one write.

@@ -65,7 +65,14 @@ async fn a_second_call_is_served_from_the_cache_and_a_larger_min_ttl_refreshes()
     assert_eq!(token_of(&again), issued[0], "served from the cache");
     assert_eq!(stack.emulator.stats().refreshes, 1, "no Google call");
 
+    // Moments after Google issued it, the token is the longest-lived there is: answered
+    // as it is, not refreshed again for nothing.
     let longer = ask_for_token(&service, &json!({"sub": user.sub, "min_ttl_secs": 1_800})).await;
+    assert_eq!(token_of(&longer), issued[0]);
+    assert_eq!(stack.emulator.stats().refreshes, 1);
+    // Past the floor (none here), too little left means a refresh.
+    let unfloored = stack.access_tokens(&[("FORCE_REFRESH_MIN_SECS", "0")]);
+    let longer = ask_for_token(&unfloored, &json!({"sub": user.sub, "min_ttl_secs": 1_800})).await;
     let issued = stack.emulator.refreshed_access_tokens(&user.sub);
     assert_eq!(issued.len(), 2, "too little left: refreshed");
     assert_eq!(token_of(&longer), issued[1]);
@@ -81,6 +88,17 @@ async fn twenty_concurrent_calls_on_an_expired_cache_reach_google_once_and_get_o
     stack.emulator.set_access_token_lifetime(60);
     let stale = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub, "min_ttl_secs": 0})).await;
     let stale = token_of(&stale).to_owned();
+    // Issued long ago, as a token with a minute left was.
+    stack
+        .dynamo()
+        .update_item()
+        .table_name(&stack.config.common.state_table)
+        .key("pk", AttributeValue::S(format!("access#{}", user.sub)))
+        .update_expression("SET obtained_at = obtained_at - :age")
+        .expression_attribute_values(":age", AttributeValue::N("3540".into()))
+        .send()
+        .await
+        .expect("age the cached token");
     stack.emulator.set_access_token_lifetime(3_599);
     let before = stack.emulator.stats().refreshes;
 
@@ -276,6 +294,16 @@ async fn force_refresh_is_held_to_the_per_grant_floor() {
     let forced = ask_for_token(&unfloored, &json!({"sub": user.sub, "force_refresh": true})).await;
     assert_ne!(token_of(&forced), token_of(&first));
     assert_eq!(stack.emulator.stats().refreshes, 2);
+    // The forced token replaces the cached one (the caller may have seen it refused),
+    // even though it lives shorter.
+    stack.emulator.set_access_token_lifetime(1_000);
+    let shorter = ask_for_token(
+        &unfloored,
+        &json!({"sub": user.sub, "force_refresh": true, "min_ttl_secs": 0}),
+    )
+    .await;
+    let next = ask_for_token(&service, &json!({"sub": user.sub, "min_ttl_secs": 0})).await;
+    assert_eq!(token_of(&next), token_of(&shorter));
 }
 
 #[tokio::test]

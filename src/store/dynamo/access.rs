@@ -93,9 +93,10 @@ impl DynamoStore {
 impl AccessTokenCache for DynamoStore {
     async fn cache_token(&self, sub: &GoogleSubject, token: &CachedToken) -> Result<(), StoreError> {
         let mut p = Placeholders::default();
-        let (expires, new_expiry) = (p.name(state::TOKEN_EXPIRES_AT), p.value(n(token.expires_at)));
-        // Two refreshes that finish out of order leave the longer-lived token.
-        let condition = format!("attribute_not_exists({expires}) OR {expires} <= {new_expiry}");
+        let (obtained, new_obtained) = (p.name(state::OBTAINED_AT), p.value(n(token.obtained_at)));
+        // The token Google issued last wins, even if it lives shorter: a forced refresh is
+        // often asked because the cached token was refused.
+        let condition = format!("attribute_not_exists({obtained}) OR {obtained} <= {new_obtained}");
         let result = self
             .client
             .put_item()

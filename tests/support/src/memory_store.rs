@@ -232,7 +232,7 @@ impl AccessTokenCache for MemoryJobStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let keep = cache
             .get(sub.as_str())
-            .is_some_and(|held| held.expires_at > token.expires_at);
+            .is_some_and(|held| held.obtained_at > token.obtained_at);
         if !keep {
             cache.insert(sub.as_str().to_owned(), token.clone());
         }
