@@ -27,7 +27,7 @@ use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
 use crate::job::decide::{Disposition, Failure, disposition};
 use crate::store::{
     AccessStore, AccessView, CacheEntry, CachedToken, Grant, GrantStatus, LeaseEnd, Recorded, RefreshLease, StoreError,
-    random_owner,
+    random_owner, reasons,
 };
 use crate::upstream::Upstream;
 
@@ -167,8 +167,8 @@ fn unavailable(retry_after: Duration, cause: impl Into<String>) -> AccessError {
     }
 }
 
-/// The grant, if it can give tokens; else the answer.
-fn usable(grant: Option<&Grant>) -> Result<&Grant, AccessError> {
+/// The grant, if it can give tokens at `now`; else the answer.
+fn usable(grant: Option<&Grant>, now: u64) -> Result<&Grant, AccessError> {
     let grant = grant.ok_or(AccessError::GrantNotFound)?;
     let reason = || {
         grant
@@ -177,6 +177,13 @@ fn usable(grant: Option<&Grant>) -> Result<&Grant, AccessError> {
             .unwrap_or_else(|| grant.status.as_str().to_owned())
     };
     match grant.status {
+        // Time-based access ran out: even a cached access token is no longer the app's
+        // to use. The offline job marks the grant.
+        GrantStatus::Active if grant.refresh_expires_at.is_some_and(|at| at <= now) => {
+            Err(AccessError::ReauthorizationRequired {
+                reason: reasons::TIME_BASED_ACCESS_EXPIRED.into(),
+            })
+        }
         GrantStatus::Active if grant.refresh_token.is_some() => Ok(grant),
         GrantStatus::Active => Err(AccessError::ReauthorizationRequired {
             reason: "no_refresh_token".into(),
@@ -215,7 +222,7 @@ where
         let mut waited = false;
         loop {
             let now = self.clock.now_unix();
-            let grant = usable(view.grant.as_ref())?;
+            let grant = usable(view.grant.as_ref(), now)?;
             let missing = request.scopes.missing_from(&grant.scopes);
             if !missing.is_empty() {
                 return Err(AccessError::ScopeNotGranted { missing });
@@ -362,7 +369,7 @@ where
             Ok(Recorded::LeaseLost) => tracing::warn!("the lease ran out before the refresh was recorded"),
             // The lease runs out by itself; a rotated token would be lost, so say so.
             Err(e) => {
-                tracing::error!(error = %e, rotated = matches!(end, LeaseEnd::Refreshed { new_token: Some(_) }), "letting go of the lease failed")
+                tracing::error!(error = %e, rotated = matches!(end, LeaseEnd::Refreshed { new_token: Some(_), .. }), "letting go of the lease failed")
             }
         }
         if result.is_ok() {
@@ -437,7 +444,12 @@ where
                         scopes: token_scopes(&tokens, &grant),
                         access_token: tokens.access_token,
                     };
-                    return (Ok(issued), LeaseEnd::Refreshed { new_token }, grant);
+                    let refresh_expires_at = tokens.refresh_token_lifetime.map(|limit| now + limit.as_secs());
+                    let end = LeaseEnd::Refreshed {
+                        new_token,
+                        refresh_expires_at,
+                    };
+                    return (Ok(issued), end, grant);
                 }
                 Err(e) => e,
             };

@@ -315,6 +315,11 @@ where
             None => None,
         };
 
+        // Time-based access: the limit belongs to the token that came with it.
+        let refresh_expires_at = match (&sealed, tokens.refresh_token_lifetime) {
+            (Some(_), Some(limit)) => Some(self.clock.now_unix() + limit.as_secs()),
+            _ => None,
+        };
         let grant = SignInGrant {
             sub: identity.sub,
             client_id: credentials.client_id.clone(),
@@ -322,6 +327,7 @@ where
             profile: identity.profile,
             email_verified: identity.email_verified,
             refresh_token: sealed,
+            refresh_expires_at,
         };
         let stored = spent_code_step(
             deadline,

@@ -19,6 +19,9 @@ pub struct Tokens {
     /// carried none this code can read.
     pub expires_in: Duration,
     pub refresh_token: Option<RefreshToken>,
+    /// `refresh_token_expires_in`: the user granted access for a limited time, and the
+    /// refresh token stops working after this long. `None` for lasting access.
+    pub refresh_token_lifetime: Option<Duration>,
     pub scopes: Scopes,
     pub id_token: Option<secrecy::SecretString>,
 }
@@ -125,6 +128,8 @@ fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
         #[serde(default)]
         expires_in: serde_json::Value,
         refresh_token: Option<String>,
+        #[serde(default)]
+        refresh_token_expires_in: serde_json::Value,
         scope: Option<String>,
         id_token: Option<String>,
     }
@@ -134,6 +139,7 @@ fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
         access_token: AccessToken::new(answer.access_token),
         expires_in: lifetime(&answer.expires_in),
         refresh_token: answer.refresh_token.filter(|t| !t.is_empty()).map(RefreshToken::new),
+        refresh_token_lifetime: time_limit(&answer.refresh_token_expires_in),
         scopes: Scopes::from_space_delimited(answer.scope.as_deref().unwrap_or_default()),
         id_token: answer.id_token.map(secrecy::SecretString::from),
     })
@@ -152,6 +158,26 @@ fn lifetime(raw: &serde_json::Value) -> Duration {
             UNREADABLE_EXPIRES_IN
         }
     }
+}
+
+/// `refresh_token_expires_in` (time-based access): seconds, as a number or a numeric
+/// string; absent for lasting access. An unreadable one is taken as one hour, so a grant
+/// whose limit cannot be read is never treated as lasting (the job then refreshes it
+/// within the hour and reads the limit again).
+fn time_limit(raw: &serde_json::Value) -> Option<Duration> {
+    if raw.is_null() {
+        return None;
+    }
+    let secs = raw
+        .as_u64()
+        .or_else(|| raw.as_str().and_then(|s| s.trim().parse().ok()));
+    Some(secs.map_or_else(
+        || {
+            tracing::warn!(kind = %json_kind(raw), "unreadable refresh_token_expires_in; assuming one hour");
+            Duration::from_secs(3_600)
+        },
+        Duration::from_secs,
+    ))
 }
 
 /// The JSON type of a value, for a log line that must not carry the value.
@@ -235,6 +261,20 @@ mod tests {
         }
         let absent = parse_tokens(json!({"access_token": "ya29.a"})).map(|t| t.expires_in);
         assert_eq!(absent, Ok(UNREADABLE_EXPIRES_IN));
+    }
+
+    #[test]
+    fn time_based_access_is_read_and_an_unreadable_limit_is_never_taken_as_lasting() {
+        let limit_of = |raw: serde_json::Value| {
+            parse_tokens(json!({"access_token": "a", "refresh_token_expires_in": raw}))
+                .map(|t| t.refresh_token_lifetime)
+        };
+        assert_eq!(limit_of(json!(86_400)), Ok(Some(Duration::from_secs(86_400))));
+        assert_eq!(limit_of(json!("600")), Ok(Some(Duration::from_secs(600))));
+        assert_eq!(limit_of(json!("soon")), Ok(Some(Duration::from_secs(3_600))));
+        assert_eq!(limit_of(json!(null)), Ok(None));
+        let lasting = parse_tokens(json!({"access_token": "a"})).map(|t| t.refresh_token_lifetime);
+        assert_eq!(lasting, Ok(None));
     }
 
     #[test]

@@ -37,7 +37,8 @@ use crate::crypto::{Binding, KeyProvider, TokenCipher};
 use crate::domain::{AccessToken, DRIVE_APPDATA_SCOPE};
 use crate::google::{ClientCredentials, ClientSecrets, DriveApi, TokenEndpoint, TokenRefresh, Tokens};
 use crate::store::{
-    AccessTokenCache, Checkpoint, DriveOutcome, Grant, GrantOutcome, JobStore, Lease, Recorded, ScanRequest, StoreError,
+    AccessTokenCache, Checkpoint, DriveOutcome, Grant, GrantOutcome, JobStore, Lease, Recorded, ScanRequest,
+    StoreError, reasons,
 };
 use crate::upstream::Upstream;
 use decide::{Disposition, Failure, disposition};
@@ -276,7 +277,7 @@ where
             }
         }
         match &outcome {
-            GrantOutcome::Refreshed { new_token, drive } => {
+            GrantOutcome::Refreshed { new_token, drive, .. } => {
                 c.bump(Count::refreshed);
                 if new_token.is_some() {
                     c.bump(Count::rotated_tokens);
@@ -300,6 +301,12 @@ where
     /// Works one leased grant and decides how it ends this cycle. Never fails: every
     /// failure becomes an outcome to record.
     async fn work(&self, run: &Run<'_>, grant: &Grant, lease: Lease<'_>) -> GrantOutcome {
+        if grant.refresh_expires_at.is_some_and(|at| at <= lease.now) {
+            // Time-based access ran out: Google would refuse the token; call nothing.
+            return GrantOutcome::ReconsentRequired {
+                reason: reasons::TIME_BASED_ACCESS_EXPIRED.into(),
+            };
+        }
         let Some(sealed) = &grant.refresh_token else {
             return GrantOutcome::ReconsentRequired {
                 reason: "no refresh token stored".into(),
@@ -337,6 +344,9 @@ where
             Ok(tokens) => tokens,
             Err(e) => return self.settle(run, grant, disposition(Failure::Refresh(&e))),
         };
+        let refresh_expires_at = tokens
+            .refresh_token_lifetime
+            .map(|limit| self.clock.now_unix() + limit.as_secs());
         self.cache_access_token(run, grant, binding, &tokens).await;
         let mut new_token = match &tokens.refresh_token {
             Some(rotated) => match self.cipher.seal(rotated, binding).await {
@@ -370,6 +380,7 @@ where
                     let failures = grant.failure_count.saturating_add(1);
                     return GrantOutcome::Refreshed {
                         new_token,
+                        refresh_expires_at,
                         drive: DriveOutcome::Failed {
                             failure_count: failures,
                             next_attempt_at: self.next_attempt(failures),
@@ -383,6 +394,7 @@ where
             // A keep-alive: refreshing resets Google's six-month idle expiry.
             return GrantOutcome::Refreshed {
                 new_token,
+                refresh_expires_at,
                 drive: DriveOutcome::NotGranted,
             };
         }
@@ -429,7 +441,11 @@ where
                 }
             },
         };
-        GrantOutcome::Refreshed { new_token, drive }
+        GrantOutcome::Refreshed {
+            new_token,
+            refresh_expires_at,
+            drive,
+        }
     }
 
     /// Caches the access token just obtained, so the access-token function serves it
@@ -487,6 +503,7 @@ where
             }
             Disposition::RefreshOnly => GrantOutcome::Refreshed {
                 new_token: None,
+                refresh_expires_at: None,
                 drive: DriveOutcome::NotGranted,
             },
         }

@@ -55,8 +55,12 @@ pub enum RefreshLease {
 /// How a user-facing refresh ends, written with the lease's release.
 #[derive(Debug, Clone)]
 pub enum LeaseEnd {
-    /// Refreshed; `new_token` is a rotated refresh token to store.
-    Refreshed { new_token: Option<SealedToken> },
+    /// Refreshed; `new_token` is a rotated refresh token to store, `refresh_expires_at`
+    /// the time limit Google's answer carried (time-based access).
+    Refreshed {
+        new_token: Option<SealedToken>,
+        refresh_expires_at: Option<u64>,
+    },
     /// Google said `invalid_grant` for the token still stored: revoke, delete it.
     Revoked { reason: String },
     /// Nothing to record.

@@ -57,6 +57,9 @@ pub enum GrantOutcome {
     /// Refreshed. `new_token` is a rotated refresh token to store in place of the old one.
     Refreshed {
         new_token: Option<SealedToken>,
+        /// Google's answer carried a time limit (`refresh_token_expires_in`): when the
+        /// refresh token stops working. `None` leaves what is stored.
+        refresh_expires_at: Option<u64>,
         drive: DriveOutcome,
     },
     /// A transient failure outlived its retries: try again at `next_attempt_at`.
@@ -67,7 +70,8 @@ pub enum GrantOutcome {
     },
     /// Google said `invalid_grant`: the token is deleted and the grant marked revoked.
     Revoked { reason: String },
-    /// No refresh token is stored: the user must consent again.
+    /// No usable refresh token (none stored, or time-based access ran out): the user
+    /// must consent again; a stored token is deleted.
     ReconsentRequired { reason: String },
     /// The stored token does not open: the lease is given back and nothing about the
     /// grant changes; the run carries on past it (logged and counted, not retried in this

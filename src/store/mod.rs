@@ -43,6 +43,13 @@ impl GrantStatus {
     }
 }
 
+/// Why a grant cannot be used, where the code states it (Google's own reasons, such as
+/// `invalid_grant:<subtype>`, are kept as Google gave them).
+pub mod reasons {
+    /// Time-based access ran out (`refresh_token_expires_in` passed).
+    pub const TIME_BASED_ACCESS_EXPIRED: &str = "time_based_access_expired";
+}
+
 /// One user's offline-access grant, as stored.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -55,6 +62,9 @@ pub struct Grant {
     /// The client the refresh token was issued to (part of its encryption binding).
     pub client_id: String,
     pub refresh_token: Option<SealedToken>,
+    /// Time-based access (Unix seconds): the refresh token stops working then, and the
+    /// user must consent again. `None` for lasting access.
+    pub refresh_expires_at: Option<u64>,
     pub created_at: u64,
     pub updated_at: u64,
     pub last_refresh_at: Option<u64>,
@@ -85,6 +95,7 @@ impl Grant {
             scopes,
             client_id,
             refresh_token: Some(refresh_token),
+            refresh_expires_at: None,
             created_at: now,
             updated_at: now,
             last_refresh_at: None,
@@ -156,6 +167,8 @@ pub struct SignInGrant {
     /// The new refresh token, sealed; `None` when Google sent none (the user had
     /// consented before): the stored one is kept.
     pub refresh_token: Option<SealedToken>,
+    /// When the new refresh token stops working, for time-based access (Unix seconds).
+    pub refresh_expires_at: Option<u64>,
 }
 
 /// How storing a sign-in went.

@@ -87,6 +87,9 @@ pub struct CodeSpec {
     pub forgery: Forgery,
     /// Files seeded in the user's appDataFolder (default 3).
     pub drive_files: Option<usize>,
+    /// Time-based access: the user granted access for this many seconds, and the answer
+    /// carries `refresh_token_expires_in`; the refresh token stops working after it.
+    pub refresh_token_expires_in: Option<u64>,
 }
 
 /// A minted code and whose it is.
@@ -160,6 +163,8 @@ struct RefreshGrant {
     revoked: bool,
     /// The `error_subtype` to answer once revoked (e.g. `invalid_rapt`).
     revoked_subtype: Option<String>,
+    /// Time-based access: when the token stops working (Unix seconds).
+    expires_at: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -382,6 +387,7 @@ impl Emulator {
                     scopes: scopes.to_owned(),
                     revoked: false,
                     revoked_subtype: None,
+                    expires_at: None,
                 },
             );
             token

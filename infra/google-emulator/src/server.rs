@@ -162,9 +162,13 @@ impl State {
                     scopes: scopes.clone(),
                     revoked: false,
                     revoked_subtype: None,
+                    expires_at: spec.refresh_token_expires_in.map(|secs| now() + secs),
                 },
             );
             answer["refresh_token"] = json!(refresh);
+            if let Some(secs) = spec.refresh_token_expires_in {
+                answer["refresh_token_expires_in"] = json!(secs);
+            }
         }
         if scopes.split(' ').any(|s| s == "openid") {
             match self.id_token(&user, &spec) {
@@ -194,8 +198,20 @@ impl State {
             }
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
+        // Time-based access that ran out: Google's answer for an expired token.
+        if grant.expires_at.is_some_and(|at| at <= now()) {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "Token has been expired or revoked.",
+            );
+        }
         let (sub, scopes, client_id) = (grant.sub.clone(), grant.scopes.clone(), grant.client_id.clone());
+        let expires_at = grant.expires_at;
         let mut answer = self.access_answer(&sub, &scopes);
+        if let Some(at) = expires_at {
+            answer["refresh_token_expires_in"] = json!(at.saturating_sub(now()));
+        }
         if let Some(access) = answer["access_token"].as_str() {
             self.refreshed_access_tokens
                 .entry(sub.clone())
@@ -215,6 +231,7 @@ impl State {
                     scopes,
                     revoked: false,
                     revoked_subtype: None,
+                    expires_at,
                 },
             );
             answer["refresh_token"] = json!(rotated);

@@ -55,8 +55,14 @@ fn end_update(leased: &Grant, owner: &str, now: u64, end: &LeaseEnd, with_versio
     u.condition(format!("{lease_owner} = {me}"));
     u.remove(grant::LEASE_OWNER).remove(grant::LEASE_UNTIL);
     match end {
-        LeaseEnd::Refreshed { new_token } => {
+        LeaseEnd::Refreshed {
+            new_token,
+            refresh_expires_at,
+        } => {
             u.set(grant::LAST_REFRESH_AT, n(now));
+            if let Some(at) = refresh_expires_at {
+                u.set(grant::REFRESH_EXPIRES_AT, n(*at));
+            }
             if let (Some(token), true) = (new_token, with_version) {
                 u.set(grant::REFRESH_TOKEN, schema::sealed(token))
                     .set(grant::UPDATED_AT, n(now));
@@ -195,7 +201,7 @@ impl AccessStore for DynamoStore {
 
     async fn end_lease(&self, leased: &Grant, owner: &str, now: u64, end: &LeaseEnd) -> Result<Recorded, StoreError> {
         let touches_token = match end {
-            LeaseEnd::Refreshed { new_token } => new_token.is_some(),
+            LeaseEnd::Refreshed { new_token, .. } => new_token.is_some(),
             LeaseEnd::Revoked { .. } => true,
             LeaseEnd::Released => false,
         };

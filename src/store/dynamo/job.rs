@@ -52,8 +52,15 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
             .set(grant::UPDATED_AT, n(lease.now));
     }
     match outcome {
-        GrantOutcome::Refreshed { new_token, drive } => {
+        GrantOutcome::Refreshed {
+            new_token,
+            refresh_expires_at,
+            drive,
+        } => {
             u.set(grant::LAST_REFRESH_AT, n(lease.now));
+            if let Some(at) = refresh_expires_at {
+                u.set(grant::REFRESH_EXPIRES_AT, n(*at));
+            }
             match drive {
                 DriveOutcome::Failed {
                     failure_count,
@@ -84,12 +91,14 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
         } => record_deferral(&mut u, *failure_count, *next_attempt_at, reason),
         GrantOutcome::Revoked { reason } | GrantOutcome::ReconsentRequired { reason } if with_version => {
             let status = if matches!(outcome, GrantOutcome::Revoked { .. }) {
-                u.remove(grant::REFRESH_TOKEN);
                 GrantStatus::Revoked
             } else {
                 GrantStatus::ReconsentRequired
             };
-            u.set(grant::STATUS, schema::status(status))
+            // Either way the stored token no longer works (revoked, run out, or absent):
+            // keep nothing that is of no use.
+            u.remove(grant::REFRESH_TOKEN)
+                .set(grant::STATUS, schema::status(status))
                 .set(grant::STATUS_REASON, s(reason.clone()));
         }
         GrantOutcome::Revoked { .. }

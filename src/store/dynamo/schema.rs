@@ -37,6 +37,8 @@ pub(super) mod grant {
     pub const CLIENT_ID: &str = "client_id";
     /// The sealed refresh token, in `crypto`'s one stored form.
     pub const REFRESH_TOKEN: &str = "refresh_token";
+    /// Time-based access: when the refresh token stops working (Unix seconds).
+    pub const REFRESH_EXPIRES_AT: &str = "refresh_expires_at";
     pub const CREATED_AT: &str = "created_at";
     pub const UPDATED_AT: &str = "updated_at";
     pub const LAST_REFRESH_AT: &str = "last_refresh_at";
@@ -193,6 +195,7 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
         scopes: Scopes::from_space_delimited(&text(item, SCOPES).unwrap_or_default()),
         client_id: text(item, CLIENT_ID).ok_or(StoreError::Corrupt(CLIENT_ID))?,
         refresh_token,
+        refresh_expires_at: number(item, REFRESH_EXPIRES_AT),
         created_at: number(item, CREATED_AT).unwrap_or_default(),
         updated_at: number(item, UPDATED_AT).unwrap_or_default(),
         last_refresh_at: number(item, LAST_REFRESH_AT),
@@ -215,6 +218,7 @@ pub(super) fn item_from_grant(g: &Grant) -> Item {
     let optional = [
         (STATUS_REASON, g.status_reason.as_ref().map(|r| s(r.clone()))),
         (REFRESH_TOKEN, g.refresh_token.as_ref().map(sealed)),
+        (REFRESH_EXPIRES_AT, g.refresh_expires_at.map(n)),
         (LAST_REFRESH_AT, g.last_refresh_at.map(n)),
         (LAST_SYNC_AT, g.last_sync_at.map(n)),
         (NEXT_ATTEMPT_AT, g.next_attempt_at.map(n)),

@@ -108,7 +108,7 @@ impl DynamoStore {
 
     /// The grant's part as a whole new item, on condition that there is none yet.
     fn put_new_item(&self, new: &SignInGrant, token: &SealedToken, now: u64) -> Result<TransactWriteItem, StoreError> {
-        let grant = Grant::new_active(
+        let mut grant = Grant::new_active(
             new.sub.clone(),
             new.client_id.clone(),
             new.scopes.clone(),
@@ -117,6 +117,7 @@ impl DynamoStore {
             new.email_verified,
             now,
         );
+        grant.refresh_expires_at = new.refresh_expires_at;
         let mut p = Placeholders::default();
         let condition = format!("attribute_not_exists({})", p.name(grant::SUB));
         let put = Put::builder()
@@ -269,6 +270,7 @@ impl SignInStore for DynamoStore {
             for _ in 0..CONFLICT_RETRIES {
                 let mut u = self.grant_update(new, now);
                 u.set(grant::REFRESH_TOKEN, schema::sealed(token))
+                    .set_or_remove(grant::REFRESH_EXPIRES_AT, new.refresh_expires_at.map(n))
                     .set(grant::CLIENT_ID, s(new.client_id.clone()))
                     .set(grant::SCOPES, schema::scopes(&new.scopes))
                     .set(grant::STATUS, schema::status(GrantStatus::Active))

@@ -168,8 +168,15 @@ impl JobStore for MemoryJobStore {
         let mut result = Recorded::Written;
         match finish {
             GrantOutcome::Released | GrantOutcome::Unopened { .. } => return Ok(result),
-            GrantOutcome::Refreshed { new_token, drive } => {
+            GrantOutcome::Refreshed {
+                new_token,
+                refresh_expires_at,
+                drive,
+            } => {
                 g.last_refresh_at = Some(lease.now);
+                if refresh_expires_at.is_some() {
+                    g.refresh_expires_at = *refresh_expires_at;
+                }
                 match drive {
                     DriveOutcome::Failed {
                         failure_count,
@@ -207,11 +214,11 @@ impl JobStore for MemoryJobStore {
             GrantOutcome::Revoked { reason } | GrantOutcome::ReconsentRequired { reason } => {
                 if same_version {
                     g.status = if matches!(finish, GrantOutcome::Revoked { .. }) {
-                        g.refresh_token = None;
                         GrantStatus::Revoked
                     } else {
                         GrantStatus::ReconsentRequired
                     };
+                    g.refresh_token = None;
                     g.status_reason = Some(reason.clone());
                     g.version += 1;
                 } else {

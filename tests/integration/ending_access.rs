@@ -1,0 +1,117 @@
+//! Ending access (DESIGN §12), through the real handlers against moto and the emulator:
+//! time-based access that runs out.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a panic is a failed test"
+)]
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use google_emulator::{CodeSpec, Consent};
+use offline_access::clock::{Clock, SystemClock};
+use offline_access::store::GrantStatus;
+use serde_json::json;
+use test_support::{Stack, android_form_event, ask_for_token, no_deadline, spawn_stack};
+
+const DAY: u64 = 86_400;
+
+async fn set_grant_number(stack: &Stack, sub: &str, attr: &str, value: Option<u64>) {
+    let update = stack
+        .dynamo()
+        .update_item()
+        .table_name(&stack.config.common.grants_table)
+        .key("sub", AttributeValue::S(sub.to_owned()))
+        .expression_attribute_names("#a", attr);
+    let update = match value {
+        Some(v) => update
+            .update_expression("SET #a = :v")
+            .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        None => update.update_expression("REMOVE #a"),
+    };
+    update.send().await.expect("update the grant");
+}
+
+fn cycle(name: &str) -> offline_access::job::CycleId {
+    offline_access::job::CycleId::parse(name).expect("cycle")
+}
+
+#[tokio::test]
+async fn time_based_access_is_kept_and_once_it_runs_out_nothing_calls_google_and_consent_is_asked_again() {
+    let stack = spawn_stack().await;
+    let code = stack.mint(CodeSpec {
+        refresh_token_expires_in: Some(DAY),
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    let now = SystemClock.now_unix();
+    let limit = stack.grant(&code.sub).await.expect("grant").refresh_expires_at;
+    assert!(
+        limit.is_some_and(|at| (now + DAY - 5..=now + DAY).contains(&at)),
+        "{limit:?}"
+    );
+    let tokens = stack.access_tokens(&[]);
+    let answer = ask_for_token(&tokens, &json!({"sub": code.sub})).await;
+    assert_eq!(answer["status"], json!(200), "{answer}");
+
+    // The day passes.
+    set_grant_number(&stack, &code.sub, "refresh_expires_at", Some(now - 1)).await;
+    let refreshes = stack.emulator.stats().refreshes;
+    let answer = ask_for_token(&tokens, &json!({"sub": code.sub})).await;
+    assert_eq!(
+        (answer["status"].clone(), answer["reason"].clone()),
+        (json!(409), json!("time_based_access_expired")),
+        "even with a token cached: {answer}"
+    );
+    let report = stack
+        .job(&[])
+        .run(&cycle("2026-11-26T12:00:00Z"), "job", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!((report.reconsent_required, report.google_calls), (1, 0), "{report:?}");
+    assert_eq!(stack.emulator.stats().refreshes, refreshes, "Google was not called");
+    let grant = stack.grant(&code.sub).await.expect("grant");
+    assert_eq!(
+        (
+            grant.status,
+            grant.status_reason.as_deref(),
+            grant.refresh_token.is_none()
+        ),
+        (GrantStatus::ReconsentRequired, Some("time_based_access_expired"), true)
+    );
+
+    // The user consents again, for good this time.
+    let again = stack.mint(CodeSpec {
+        sub: Some(code.sub.clone()),
+        consent: Consent::Forced,
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&again.code)).await.status, 200);
+    let grant = stack.grant(&code.sub).await.expect("grant");
+    assert_eq!((grant.status, grant.refresh_expires_at), (GrantStatus::Active, None));
+    let answer = ask_for_token(&tokens, &json!({"sub": code.sub})).await;
+    assert_eq!(answer["status"], json!(200), "{answer}");
+}
+
+#[tokio::test]
+async fn a_time_limit_first_seen_in_a_refresh_answer_is_recorded() {
+    let stack = spawn_stack().await;
+    let code = stack.mint(CodeSpec {
+        refresh_token_expires_in: Some(DAY),
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    // A grant stored by a version that did not keep the limit.
+    set_grant_number(&stack, &code.sub, "refresh_expires_at", None).await;
+    let report = stack
+        .job(&[])
+        .run(&cycle("2026-11-26T18:00:00Z"), "job", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!(report.refreshed, 1, "{report:?}");
+    let now = SystemClock.now_unix();
+    let limit = stack.grant(&code.sub).await.expect("grant").refresh_expires_at;
+    assert!(
+        limit.is_some_and(|at| (now + DAY - 10..=now + DAY).contains(&at)),
+        "{limit:?}"
+    );
+}
