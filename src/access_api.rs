@@ -164,13 +164,16 @@ pub fn answer(outcome: &Result<IssuedToken, AccessError>) -> Value {
     };
     let answer = match e {
         AccessError::GrantNotFound => error(404, "grant_not_found", "no grant is stored for this user"),
-        AccessError::ReauthorizationRequired { reason } => {
+        AccessError::ReauthorizationRequired { reason, likely_cause } => {
             let mut a = error(
                 409,
                 "reauthorization_required",
                 "the user must sign in again and grant offline access",
             );
             a.insert("reason".into(), json!(reason));
+            if let Some(cause) = likely_cause {
+                a.insert("likely_cause".into(), json!(cause));
+            }
             a
         }
         AccessError::ScopeNotGranted { missing } => {
@@ -260,6 +263,7 @@ mod tests {
             (
                 AccessError::ReauthorizationRequired {
                     reason: "invalid_grant".into(),
+                    likely_cause: Some("revoked_or_replaced".into()),
                 },
                 409,
                 "reauthorization_required",

@@ -24,7 +24,7 @@ use crate::clock::Clock;
 use crate::crypto::{Binding, CryptoError, KeyProvider, TokenCipher};
 use crate::domain::{AccessToken, GoogleSubject, RefreshToken, Scopes};
 use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
-use crate::job::decide::{Disposition, Failure, disposition};
+use crate::job::decide::{Disposition, Failure, disposition, likely_cause};
 use crate::store::{
     AccessStore, AccessView, CacheEntry, CachedToken, Grant, GrantStatus, LeaseEnd, Recorded, RefreshLease, StoreError,
     random_owner, reasons,
@@ -65,7 +65,11 @@ pub enum AccessError {
     GrantNotFound,
     /// Revoked, expired, or holding no refresh token: the user must sign in again.
     #[error("the grant cannot be used ({reason}): the user must authorize again")]
-    ReauthorizationRequired { reason: String },
+    ReauthorizationRequired {
+        reason: String,
+        /// For a grant Google revoked: what most likely caused it.
+        likely_cause: Option<String>,
+    },
     #[error("the user did not grant every requested scope")]
     ScopeNotGranted { missing: Vec<String> },
     #[error("a forced refresh came too soon after the last refresh")]
@@ -182,15 +186,18 @@ fn usable(grant: Option<&Grant>, now: u64) -> Result<&Grant, AccessError> {
         GrantStatus::Active if grant.refresh_expires_at.is_some_and(|at| at <= now) => {
             Err(AccessError::ReauthorizationRequired {
                 reason: reasons::TIME_BASED_ACCESS_EXPIRED.into(),
+                likely_cause: None,
             })
         }
         GrantStatus::Active if grant.refresh_token.is_some() => Ok(grant),
         GrantStatus::Active => Err(AccessError::ReauthorizationRequired {
-            reason: "no_refresh_token".into(),
+            reason: reasons::NO_REFRESH_TOKEN.into(),
+            likely_cause: None,
         }),
-        GrantStatus::ReconsentRequired | GrantStatus::Revoked => {
-            Err(AccessError::ReauthorizationRequired { reason: reason() })
-        }
+        GrantStatus::ReconsentRequired | GrantStatus::Revoked => Err(AccessError::ReauthorizationRequired {
+            reason: reason(),
+            likely_cause: grant.likely_cause.clone(),
+        }),
     }
 }
 
@@ -396,7 +403,8 @@ where
             let Some(sealed) = &grant.refresh_token else {
                 return (
                     Err(AccessError::ReauthorizationRequired {
-                        reason: "no_refresh_token".into(),
+                        reason: reasons::NO_REFRESH_TOKEN.into(),
+                        likely_cause: None,
                     }),
                     LeaseEnd::Released,
                     grant,
@@ -454,7 +462,7 @@ where
                 Err(e) => e,
             };
             match disposition(Failure::Refresh(&error)) {
-                Disposition::Revoke { reason } => {
+                Disposition::Revoke { reason, subtype } => {
                     // Google refused the token we used. If a sign-in stored another since
                     // we leased, that one is the grant's now: try it.
                     match self.store.read(&request.sub).await {
@@ -472,10 +480,24 @@ where
                         Ok(_) => {}
                         Err(e) => return (Err(e.into()), LeaseEnd::Released, grant),
                     }
-                    tracing::info!(reason, "grant revoked by Google");
+                    let cause = likely_cause(
+                        subtype.as_deref(),
+                        grant.token_issued_at.unwrap_or(grant.created_at),
+                        grant.last_refresh_at,
+                        self.clock.now_unix(),
+                    )
+                    .as_str()
+                    .to_owned();
+                    tracing::info!(reason, likely_cause = cause, "grant revoked by Google");
                     return (
-                        Err(AccessError::ReauthorizationRequired { reason: reason.clone() }),
-                        LeaseEnd::Revoked { reason },
+                        Err(AccessError::ReauthorizationRequired {
+                            reason: reason.clone(),
+                            likely_cause: Some(cause.clone()),
+                        }),
+                        LeaseEnd::Revoked {
+                            reason,
+                            likely_cause: cause,
+                        },
                         grant,
                     );
                 }

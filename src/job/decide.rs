@@ -29,8 +29,8 @@ pub enum Disposition {
         reason: String,
     },
     /// Google revoked the grant: mark it `revoked` with this reason, delete its token,
-    /// never retry.
-    Revoke { reason: String },
+    /// never retry. `subtype` is Google's `error_subtype`, for [`likely_cause`].
+    Revoke { reason: String, subtype: Option<String> },
     /// The stored token does not open. Nothing about the grant is changed: one such
     /// grant is logged and counted; many in a run mean our keys or binding are wrong.
     Unopenable { reason: String },
@@ -64,6 +64,7 @@ pub fn disposition(failure: Failure<'_>) -> Disposition {
             reason: subtype
                 .as_ref()
                 .map_or_else(|| "invalid_grant".to_owned(), |s| format!("invalid_grant:{s}")),
+            subtype: subtype.clone(),
         },
         Failure::Refresh(GoogleTokenError::RedirectUriMismatch) => {
             Disposition::StopRun(Upstream::misconfigured("google-token", "redirect_uri_mismatch"))
@@ -75,6 +76,56 @@ pub fn disposition(failure: Failure<'_>) -> Disposition {
             reason: format!("drive: {e}"),
         },
     }
+}
+
+/// What most likely ended a grant that Google answered `invalid_grant`, as far as can be
+/// told honestly from what we know: Google's `error_subtype`, when the refresh token was
+/// issued and when it was last used. The README lists each with its fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LikelyCause {
+    /// `invalid_rapt`: a Google Workspace session-control policy wants the user to sign in
+    /// again.
+    ReauthenticationRequired,
+    /// The token died about seven days after it was issued: the OAuth consent screen is
+    /// still in Testing, where Google expires refresh tokens after seven days.
+    ConsentScreenInTesting,
+    /// The token went unused for six months, after which Google expires it.
+    UnusedForSixMonths,
+    /// Anything else: the user removed the app's access, changed a password (Gmail
+    /// scopes), an administrator revoked it, or a newer token pushed it out of Google's
+    /// limit of 100 live refresh tokens per account and client.
+    RevokedOrReplaced,
+}
+
+impl LikelyCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReauthenticationRequired => "reauthentication_required",
+            Self::ConsentScreenInTesting => "consent_screen_in_testing",
+            Self::UnusedForSixMonths => "unused_for_six_months",
+            Self::RevokedOrReplaced => "revoked_or_replaced",
+        }
+    }
+}
+
+const DAY: u64 = 86_400;
+
+/// The likely cause of an `invalid_grant` at `now` for a token issued at `issued_at` and
+/// last refreshed at `last_used` (Unix seconds).
+pub fn likely_cause(subtype: Option<&str>, issued_at: u64, last_used: Option<u64>, now: u64) -> LikelyCause {
+    if subtype == Some("invalid_rapt") {
+        return LikelyCause::ReauthenticationRequired;
+    }
+    let age = now.saturating_sub(issued_at);
+    // Testing-mode tokens die 7 days after issue; a job that refreshes every few hours
+    // sees it within a day after that.
+    if (7 * DAY - 3_600..=8 * DAY).contains(&age) {
+        return LikelyCause::ConsentScreenInTesting;
+    }
+    if now.saturating_sub(last_used.unwrap_or(issued_at)) >= 180 * DAY {
+        return LikelyCause::UnusedForSixMonths;
+    }
+    LikelyCause::RevokedOrReplaced
 }
 
 #[cfg(test)]
@@ -134,7 +185,7 @@ mod tests {
         ];
         for (failure, expected) in rows {
             let got = match disposition(failure) {
-                Disposition::Revoke { reason } => format!("revoke {reason}"),
+                Disposition::Revoke { reason, .. } => format!("revoke {reason}"),
                 Disposition::StopRun(_) => "stop".into(),
                 Disposition::Transient {
                     retry_after: Some(d), ..
@@ -145,6 +196,40 @@ mod tests {
                 Disposition::Unopenable { .. } => "unopenable".into(),
             };
             assert_eq!(got, expected, "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_grant_gets_the_cause_its_timing_and_subtype_point_to() {
+        let issued = 1_000_000_000;
+        let rows = [
+            (
+                Some("invalid_rapt"),
+                7 * DAY,
+                None,
+                LikelyCause::ReauthenticationRequired,
+            ),
+            (
+                None,
+                7 * DAY,
+                Some(7 * DAY - 6 * 3_600),
+                LikelyCause::ConsentScreenInTesting,
+            ),
+            (None, 7 * DAY + 20 * 3_600, None, LikelyCause::ConsentScreenInTesting),
+            (None, 6 * DAY, Some(6 * DAY - 3_600), LikelyCause::RevokedOrReplaced),
+            (None, 9 * DAY, Some(9 * DAY - 3_600), LikelyCause::RevokedOrReplaced),
+            (None, 200 * DAY, None, LikelyCause::UnusedForSixMonths),
+            (None, 400 * DAY, Some(200 * DAY), LikelyCause::UnusedForSixMonths),
+            (None, 400 * DAY, Some(399 * DAY), LikelyCause::RevokedOrReplaced),
+        ];
+        for (subtype, age, last_used_age, expected) in rows {
+            let now = issued + age;
+            let last_used = last_used_age.map(|a| issued + a);
+            assert_eq!(
+                likely_cause(subtype, issued, last_used, now),
+                expected,
+                "{subtype:?} {age}"
+            );
         }
     }
 }

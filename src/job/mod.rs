@@ -41,7 +41,7 @@ use crate::store::{
     StoreError, reasons,
 };
 use crate::upstream::Upstream;
-use decide::{Disposition, Failure, disposition};
+use decide::{Disposition, Failure, disposition, likely_cause};
 use report::Counters;
 
 /// Tunables of the job.
@@ -468,9 +468,18 @@ where
     /// The outcome of a grant whose work ended in a failure of this disposition.
     fn settle(&self, run: &Run<'_>, grant: &Grant, disposition: Disposition) -> GrantOutcome {
         match disposition {
-            Disposition::Revoke { reason } => {
-                tracing::info!(sub = %grant.sub, reason, "grant revoked by Google");
-                GrantOutcome::Revoked { reason }
+            Disposition::Revoke { reason, subtype } => {
+                let cause = likely_cause(
+                    subtype.as_deref(),
+                    grant.token_issued_at.unwrap_or(grant.created_at),
+                    grant.last_refresh_at,
+                    self.clock.now_unix(),
+                );
+                tracing::info!(sub = %grant.sub, reason, likely_cause = cause.as_str(), "grant revoked by Google");
+                GrantOutcome::Revoked {
+                    reason,
+                    likely_cause: cause.as_str().to_owned(),
+                }
             }
             Disposition::Unopenable { reason } => {
                 tracing::error!(sub = %grant.sub, error = %reason, "stored refresh token does not open; grant left as it is");

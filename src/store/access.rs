@@ -62,7 +62,7 @@ pub enum LeaseEnd {
         refresh_expires_at: Option<u64>,
     },
     /// Google said `invalid_grant` for the token still stored: revoke, delete it.
-    Revoked { reason: String },
+    Revoked { reason: String, likely_cause: String },
     /// Nothing to record.
     Released,
 }

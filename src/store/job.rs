@@ -68,8 +68,9 @@ pub enum GrantOutcome {
         next_attempt_at: u64,
         reason: String,
     },
-    /// Google said `invalid_grant`: the token is deleted and the grant marked revoked.
-    Revoked { reason: String },
+    /// Google said `invalid_grant`: the token is deleted and the grant marked revoked,
+    /// with what most likely caused it.
+    Revoked { reason: String, likely_cause: String },
     /// No usable refresh token (none stored, or time-based access ran out): the user
     /// must consent again; a stored token is deleted.
     ReconsentRequired { reason: String },

@@ -48,6 +48,8 @@ impl GrantStatus {
 pub mod reasons {
     /// Time-based access ran out (`refresh_token_expires_in` passed).
     pub const TIME_BASED_ACCESS_EXPIRED: &str = "time_based_access_expired";
+    /// An active grant holds no refresh token.
+    pub const NO_REFRESH_TOKEN: &str = "no_refresh_token";
 }
 
 /// One user's offline-access grant, as stored.
@@ -56,6 +58,9 @@ pub struct Grant {
     pub sub: GoogleSubject,
     pub status: GrantStatus,
     pub status_reason: Option<String>,
+    /// For a grant Google revoked: what most likely caused it
+    /// ([`crate::job::decide::LikelyCause`]).
+    pub likely_cause: Option<String>,
     pub profile: Profile,
     pub email_verified: bool,
     pub scopes: Scopes,
@@ -65,6 +70,9 @@ pub struct Grant {
     /// Time-based access (Unix seconds): the refresh token stops working then, and the
     /// user must consent again. `None` for lasting access.
     pub refresh_expires_at: Option<u64>,
+    /// When the stored refresh token was issued (Unix seconds); `None` on grants stored
+    /// before it was kept, where `created_at` stands in.
+    pub token_issued_at: Option<u64>,
     pub created_at: u64,
     pub updated_at: u64,
     pub last_refresh_at: Option<u64>,
@@ -90,12 +98,14 @@ impl Grant {
             sub,
             status: GrantStatus::Active,
             status_reason: None,
+            likely_cause: None,
             profile,
             email_verified,
             scopes,
             client_id,
             refresh_token: Some(refresh_token),
             refresh_expires_at: None,
+            token_issued_at: Some(now),
             created_at: now,
             updated_at: now,
             last_refresh_at: None,

@@ -115,3 +115,40 @@ async fn a_time_limit_first_seen_in_a_refresh_answer_is_recorded() {
         "{limit:?}"
     );
 }
+
+#[tokio::test]
+async fn an_invalid_grant_records_its_likely_cause_and_the_backend_is_told() {
+    let stack = spawn_stack().await;
+    let seeded = stack
+        .seed_grants(3, "openid https://www.googleapis.com/auth/drive.appdata", 0)
+        .await;
+    let now = SystemClock.now_unix();
+    // Issued seven days and two hours ago, as a Testing-mode consent screen's tokens die.
+    set_grant_number(&stack, &seeded[0].sub, "token_issued_at", Some(now - 7 * DAY - 7_200)).await;
+    stack.emulator.revoke_refresh_token(&seeded[0].token, None);
+    stack
+        .emulator
+        .revoke_refresh_token(&seeded[1].token, Some("invalid_rapt"));
+    stack.emulator.revoke_refresh_token(&seeded[2].token, None);
+    let report = stack
+        .job(&[])
+        .run(&cycle("2026-11-27T00:00:00Z"), "job", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!(report.revoked, 3, "{report:?}");
+    let tokens = stack.access_tokens(&[]);
+    for (user, cause) in seeded.iter().zip([
+        "consent_screen_in_testing",
+        "reauthentication_required",
+        "revoked_or_replaced",
+    ]) {
+        let grant = stack.grant(&user.sub).await.expect("grant");
+        assert_eq!(grant.likely_cause.as_deref(), Some(cause), "{}", user.sub);
+        let answer = ask_for_token(&tokens, &json!({"sub": user.sub})).await;
+        assert_eq!(
+            (answer["status"].clone(), answer["likely_cause"].clone()),
+            (json!(409), json!(cause)),
+            "{answer}"
+        );
+    }
+}

@@ -81,7 +81,8 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
                 }
             }
             if let (Some(token), true) = (new_token, with_version) {
-                u.set(grant::REFRESH_TOKEN, schema::sealed(token));
+                u.set(grant::REFRESH_TOKEN, schema::sealed(token))
+                    .set(grant::TOKEN_ISSUED_AT, n(lease.now));
             }
         }
         GrantOutcome::Deferred {
@@ -89,8 +90,9 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
             next_attempt_at,
             reason,
         } => record_deferral(&mut u, *failure_count, *next_attempt_at, reason),
-        GrantOutcome::Revoked { reason } | GrantOutcome::ReconsentRequired { reason } if with_version => {
-            let status = if matches!(outcome, GrantOutcome::Revoked { .. }) {
+        GrantOutcome::Revoked { reason, .. } | GrantOutcome::ReconsentRequired { reason } if with_version => {
+            let status = if let GrantOutcome::Revoked { likely_cause, .. } = outcome {
+                u.set(grant::LIKELY_CAUSE, s(likely_cause.clone()));
                 GrantStatus::Revoked
             } else {
                 GrantStatus::ReconsentRequired
@@ -247,6 +249,7 @@ impl JobStore for DynamoStore {
         let (version, leased_version) = (u.p.name(grant::VERSION), u.p.value(n(leased.version)));
         u.condition(format!("{owner} = {me} AND {version} = {leased_version}"));
         u.set(grant::REFRESH_TOKEN, schema::sealed(token))
+            .set(grant::TOKEN_ISSUED_AT, n(lease.now))
             .set(grant::UPDATED_AT, n(lease.now))
             .increment(grant::VERSION);
         if self.update_grant(leased.sub.as_str(), &u).await? {

@@ -24,6 +24,8 @@ pub(super) mod grant {
     pub const SUB: &str = "sub";
     pub const STATUS: &str = "status";
     pub const STATUS_REASON: &str = "status_reason";
+    /// For a revoked grant: what most likely caused it.
+    pub const LIKELY_CAUSE: &str = "likely_cause";
     pub const EMAIL: &str = "email";
     pub const EMAIL_VERIFIED: &str = "email_verified";
     pub const NAME: &str = "name";
@@ -39,6 +41,8 @@ pub(super) mod grant {
     pub const REFRESH_TOKEN: &str = "refresh_token";
     /// Time-based access: when the refresh token stops working (Unix seconds).
     pub const REFRESH_EXPIRES_AT: &str = "refresh_expires_at";
+    /// When the stored refresh token was issued.
+    pub const TOKEN_ISSUED_AT: &str = "token_issued_at";
     pub const CREATED_AT: &str = "created_at";
     pub const UPDATED_AT: &str = "updated_at";
     pub const LAST_REFRESH_AT: &str = "last_refresh_at";
@@ -183,6 +187,7 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
             .and_then(parse_status)
             .ok_or(StoreError::Corrupt(STATUS))?,
         status_reason: text(item, STATUS_REASON),
+        likely_cause: text(item, LIKELY_CAUSE),
         profile: Profile {
             email: text(item, EMAIL).map(Email::new),
             name: text(item, NAME),
@@ -196,6 +201,7 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
         client_id: text(item, CLIENT_ID).ok_or(StoreError::Corrupt(CLIENT_ID))?,
         refresh_token,
         refresh_expires_at: number(item, REFRESH_EXPIRES_AT),
+        token_issued_at: number(item, TOKEN_ISSUED_AT),
         created_at: number(item, CREATED_AT).unwrap_or_default(),
         updated_at: number(item, UPDATED_AT).unwrap_or_default(),
         last_refresh_at: number(item, LAST_REFRESH_AT),
@@ -219,6 +225,8 @@ pub(super) fn item_from_grant(g: &Grant) -> Item {
         (STATUS_REASON, g.status_reason.as_ref().map(|r| s(r.clone()))),
         (REFRESH_TOKEN, g.refresh_token.as_ref().map(sealed)),
         (REFRESH_EXPIRES_AT, g.refresh_expires_at.map(n)),
+        (TOKEN_ISSUED_AT, g.token_issued_at.map(n)),
+        (LIKELY_CAUSE, g.likely_cause.as_ref().map(|c| s(c.clone()))),
         (LAST_REFRESH_AT, g.last_refresh_at.map(n)),
         (LAST_SYNC_AT, g.last_sync_at.map(n)),
         (NEXT_ATTEMPT_AT, g.next_attempt_at.map(n)),

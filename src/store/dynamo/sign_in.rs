@@ -271,6 +271,8 @@ impl SignInStore for DynamoStore {
                 let mut u = self.grant_update(new, now);
                 u.set(grant::REFRESH_TOKEN, schema::sealed(token))
                     .set_or_remove(grant::REFRESH_EXPIRES_AT, new.refresh_expires_at.map(n))
+                    .set(grant::TOKEN_ISSUED_AT, n(now))
+                    .remove(grant::LIKELY_CAUSE)
                     .set(grant::CLIENT_ID, s(new.client_id.clone()))
                     .set(grant::SCOPES, schema::scopes(&new.scopes))
                     .set(grant::STATUS, schema::status(GrantStatus::Active))

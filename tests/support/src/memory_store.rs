@@ -211,7 +211,7 @@ impl JobStore for MemoryJobStore {
                 g.failure_count = *failure_count;
                 g.next_attempt_at = Some(*next_attempt_at);
             }
-            GrantOutcome::Revoked { reason } | GrantOutcome::ReconsentRequired { reason } => {
+            GrantOutcome::Revoked { reason, .. } | GrantOutcome::ReconsentRequired { reason } => {
                 if same_version {
                     g.status = if matches!(finish, GrantOutcome::Revoked { .. }) {
                         GrantStatus::Revoked
