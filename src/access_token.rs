@@ -194,6 +194,8 @@ fn usable(grant: Option<&Grant>, now: u64) -> Result<&Grant, AccessError> {
             reason: reasons::NO_REFRESH_TOKEN.into(),
             likely_cause: None,
         }),
+        // Deleted, or being deleted, at the user's request: as if there were no grant.
+        GrantStatus::Revoking | GrantStatus::Deleted => Err(AccessError::GrantNotFound),
         GrantStatus::ReconsentRequired | GrantStatus::Revoked => Err(AccessError::ReauthorizationRequired {
             reason: reason(),
             likely_cause: grant.likely_cause.clone(),

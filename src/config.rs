@@ -85,6 +85,10 @@ pub struct CommonConfig {
     /// cached plaintext data key.
     pub data_key_max_age: Duration,
     pub data_key_max_uses: u64,
+    /// `TOMBSTONE_DAYS` (30): how long the tombstone of a grant deleted at the user's
+    /// request is kept (DynamoDB TTL on the grants table), so a late retry or the job
+    /// sees that it was deleted.
+    pub tombstone_ttl: Duration,
 }
 
 /// Configuration of the sign-in function.
@@ -275,6 +279,7 @@ impl CommonConfig {
             http_timeout: Duration::from_millis(number(env, "HTTP_TIMEOUT_MS", 5_000)?),
             data_key_max_age: seconds(env, "DATA_KEY_MAX_AGE_SECS", 900)?,
             data_key_max_uses: number(env, "DATA_KEY_MAX_USES", 100_000)?,
+            tombstone_ttl: Duration::from_secs(number(env, "TOMBSTONE_DAYS", 30)?.saturating_mul(86_400)),
         })
     }
 }
@@ -309,6 +314,7 @@ pub const COMMON_VARIABLES: &[&str] = &[
     "HTTP_TIMEOUT_MS",
     "DATA_KEY_MAX_AGE_SECS",
     "DATA_KEY_MAX_USES",
+    "TOMBSTONE_DAYS",
 ];
 
 /// The variables only the sign-in function reads (`SignInConfig`).

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::deletion::{Deleted, DeletionError};
 use crate::domain::{AuthCode, Platform};
 use crate::sign_in::{SignInError, SignInRequest, SignedIn};
 use crate::upstream::Upstream;
@@ -62,17 +63,7 @@ pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap, body: &[u
             "use POST",
         ));
     }
-    // Google's server-side sign-in guide: require X-Requested-With so a cross-site form
-    // cannot forge the request (a browser cannot add it without a CORS preflight).
-    // An empty value is no header: a proxy or a careless client must not make it count.
-    let requested_with = headers.get("x-requested-with").map(|v| v.as_bytes().trim_ascii());
-    if requested_with.is_none_or(<[u8]>::is_empty) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the X-Requested-With header is required",
-        ));
-    }
+    require_requested_with(headers)?;
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -103,6 +94,21 @@ pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap, body: &[u
         None => Platform::default(),
     };
     Ok(SignInRequest { code, platform })
+}
+
+/// Google's server-side sign-in guide: require X-Requested-With so a cross-site form
+/// cannot forge the request (a browser cannot add it without a CORS preflight). An empty
+/// value is no header: a proxy or a careless client must not make it count.
+fn require_requested_with(headers: &HeaderMap) -> Result<(), ApiError> {
+    let requested_with = headers.get("x-requested-with").map(|v| v.as_bytes().trim_ascii());
+    if requested_with.is_none_or(<[u8]>::is_empty) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the X-Requested-With header is required",
+        ));
+    }
+    Ok(())
 }
 
 fn media_type(headers: &HeaderMap) -> Option<String> {
@@ -222,6 +228,130 @@ pub fn success(done: &SignedIn) -> Response<String> {
         "offline_access": done.offline_access,
     });
     json_response(StatusCode::OK, body.to_string(), None)
+}
+
+/// The route of the user's own grant.
+pub const GRANTS_ME_PATH: &str = "/grants/me";
+/// The longest ID token accepted; Google's are about 1.2 KiB.
+const MAX_ID_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Reads a `DELETE /grants/me`: the ID token from `Authorization: Bearer`, or the error.
+pub fn parse_deletion(headers: &HeaderMap) -> Result<String, ApiError> {
+    require_requested_with(headers)?;
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_id_token",
+            "send Authorization: Bearer <the user's Google ID token for this app>",
+        )
+    };
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or_else(unauthorized)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer")
+        || token.is_empty()
+        || token.len() > MAX_ID_TOKEN_BYTES
+        || !token.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(unauthorized());
+    }
+    Ok(token.to_owned())
+}
+
+/// The one mapping from a deletion failure to an HTTP answer.
+pub fn deletion_error_for(error: &DeletionError) -> ApiError {
+    match error {
+        DeletionError::InvalidIdToken(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_id_token",
+            "the ID token failed verification",
+        ),
+        DeletionError::Upstream(Upstream::Unavailable {
+            throttled, retry_after, ..
+        }) => ApiError {
+            retry_after_secs: Some(retry_after.map_or(1, |d| d.as_secs().max(1))),
+            ..ApiError::new(
+                if *throttled {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                },
+                "upstream_unavailable",
+                "a service we depend on is unavailable; retry later",
+            )
+        },
+        DeletionError::Upstream(Upstream::Misconfigured { .. })
+        | DeletionError::Store(_)
+        | DeletionError::Crypto(_) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_misconfigured",
+            "the server is misconfigured; the operator has been alerted",
+        ),
+    }
+}
+
+/// Anything that deletes a user's grant; the production [`crate::deletion::DeleteGrant`]
+/// does.
+pub trait DeletionHandler: Send + Sync {
+    fn delete(&self, id_token: &str) -> impl Future<Output = Result<Deleted, DeletionError>> + Send;
+}
+
+impl<T, V, S, K, P, C> DeletionHandler for crate::deletion::DeleteGrant<T, V, S, K, P, C>
+where
+    T: crate::google::TokenEndpoint,
+    V: crate::google::VerifyIdToken,
+    S: crate::store::DeletionStore,
+    K: crate::crypto::KeyProvider,
+    P: crate::google::ClientSecrets,
+    C: crate::clock::Clock,
+{
+    fn delete(&self, id_token: &str) -> impl Future<Output = Result<Deleted, DeletionError>> + Send {
+        crate::deletion::DeleteGrant::delete(self, id_token)
+    }
+}
+
+/// Serves every route of the HTTP API: `POST /authcode` and `DELETE /grants/me`.
+pub async fn serve<H: SignInHandler, D: DeletionHandler, B: AsRef<[u8]>>(
+    sign_in: &H,
+    deletion: &D,
+    request: &http::Request<B>,
+) -> Response<String> {
+    if request.uri().path().trim_end_matches('/') != GRANTS_ME_PATH {
+        return handle(sign_in, request).await;
+    }
+    if request.method() != Method::DELETE {
+        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use DELETE").into_response();
+    }
+    let outcome = match parse_deletion(request.headers()) {
+        Ok(id_token) => deletion
+            .delete(&id_token)
+            .await
+            .map_err(|e| (deletion_error_for(&e), Some(e))),
+        Err(api) => Err((api, None)),
+    };
+    match outcome {
+        Ok(done) => {
+            let body = json!({"sub": done.sub, "google": done.google.as_str()});
+            json_response(StatusCode::OK, body.to_string(), None)
+        }
+        Err((api, cause)) => {
+            let cause = cause.map(|e| error_chain(&e));
+            if api.code == "server_misconfigured" {
+                tracing::error!(
+                    status = api.status.as_u16(),
+                    code = api.code,
+                    cause,
+                    "deletion failed: MISCONFIGURATION"
+                );
+            } else {
+                tracing::warn!(status = api.status.as_u16(), code = api.code, cause, "deletion refused");
+            }
+            api.into_response()
+        }
+    }
 }
 
 /// Anything that performs sign-ins; the production [`crate::sign_in::SignIn`] does.

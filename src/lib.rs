@@ -21,6 +21,7 @@ pub mod access_token;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod deletion;
 pub mod domain;
 pub mod google;
 pub mod http_api;

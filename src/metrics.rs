@@ -63,7 +63,7 @@ mod tests {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        assert_eq!(declared.len(), 13);
+        assert_eq!(declared.len(), 14);
         for metric in declared {
             let name = metric["Name"].as_str().unwrap_or_default();
             assert!(doc[name].is_number(), "{name}");

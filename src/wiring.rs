@@ -7,6 +7,7 @@ use crate::access_token::{AccessSettings, AccessTokens};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{AccessTokenConfig, CommonConfig, JobConfig, SignInConfig};
 use crate::crypto::{KeyCacheLimits, KeyProvider, KmsKeyProvider, Sealable, TokenCipher};
+use crate::deletion::{DeleteGrant, DeletionSettings};
 use crate::google::{
     CachedClientSecret, GoogleIdTokenVerifier, HttpDrive, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
 };
@@ -37,6 +38,16 @@ pub type ProductionJob = OfflineJob<
 /// The access-token use case with its production adapters.
 pub type ProductionAccessTokens = AccessTokens<
     HttpTokenEndpoint,
+    DynamoStore,
+    KmsKeyProvider,
+    CachedClientSecret<SecretsManagerSource, SystemClock>,
+    SystemClock,
+>;
+
+/// Deletion at the user's request with its production adapters.
+pub type ProductionDeletion = DeleteGrant<
+    HttpTokenEndpoint,
+    GoogleIdTokenVerifier<HttpJwksFetcher, SystemClock>,
     DynamoStore,
     KmsKeyProvider,
     CachedClientSecret<SecretsManagerSource, SystemClock>,
@@ -189,6 +200,32 @@ pub fn sign_in(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<Pro
     SignInBuilder::new(config, aws).build()
 }
 
+/// The deletion use case (`DELETE /grants/me`), served by the same function as sign-in
+/// and built from the same configuration, with its own clients.
+pub fn delete_grant(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<ProductionDeletion, reqwest::Error> {
+    let common = &config.common;
+    let http = crate::http_client::build(common.http_timeout)?;
+    Ok(DeleteGrant {
+        token_endpoint: HttpTokenEndpoint::new(http.clone()),
+        verifier: GoogleIdTokenVerifier::new(
+            HttpJwksFetcher::new(http, common.certs_uri.clone()),
+            SystemClock,
+            common.allowed_azp.clone(),
+            config.id_token_leeway,
+            config.jwks_min_refetch,
+        ),
+        store: store(common, aws_sdk_dynamodb::Client::new(aws)),
+        cipher: cipher(common, kms_keys(common, aws_sdk_kms::Client::new(aws))),
+        secrets: secrets(common, aws, SystemClock),
+        clock: SystemClock,
+        settings: DeletionSettings {
+            token_binding: common.token_binding.clone(),
+            revoke_uri: common.revoke_uri.clone(),
+            tombstone_ttl: common.tombstone_ttl,
+        },
+    })
+}
+
 /// Builds the offline job: `JobBuilder::new(..).build()` is production.
 #[derive(Debug)]
 pub struct JobBuilder<S, K> {
@@ -277,6 +314,8 @@ impl<S: JobStore + AccessTokenCache, K: KeyProvider + Clone> JobBuilder<S, K> {
                 defer_max: config.defer_max,
                 state_ttl: config.state_ttl,
                 open_failure_limit: config.open_failure_limit,
+                revoke_uri: common.revoke_uri.clone(),
+                tombstone_ttl: common.tombstone_ttl,
             },
             pacer: Pacer::per_second(config.google_rate_per_sec),
         })

@@ -3,11 +3,13 @@
 pub mod client_secret;
 pub mod drive;
 pub mod id_token;
+pub mod revoke;
 pub mod token;
 
 pub use client_secret::{CachedClientSecret, ClientCredentials, ClientSecrets, SecretSource, SecretsManagerSource};
 pub use drive::{DriveApi, DriveError, DriveListing, HttpDrive};
 pub use id_token::{GoogleIdTokenVerifier, HttpJwksFetcher, IdTokenError, JwksFetcher, VerifiedIdToken, VerifyIdToken};
+pub use revoke::{Revocation, TokenRevocation};
 pub use token::{CodeExchange, GoogleTokenError, HttpTokenEndpoint, TokenEndpoint, TokenRefresh, Tokens};
 
 /// The largest token or key-set answer read: Google's are a few KiB.

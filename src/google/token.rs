@@ -58,6 +58,11 @@ pub trait TokenEndpoint: Send + Sync {
     fn exchange_code(&self, request: CodeExchange<'_>)
     -> impl Future<Output = Result<Tokens, GoogleTokenError>> + Send;
     fn refresh(&self, request: TokenRefresh<'_>) -> impl Future<Output = Result<Tokens, GoogleTokenError>> + Send;
+    /// Revokes a refresh token, and with it the user's grant at Google.
+    fn revoke(
+        &self,
+        request: super::TokenRevocation<'_>,
+    ) -> impl Future<Output = Result<super::Revocation, Upstream>> + Send;
 }
 
 /// One refresh request (`grant_type=refresh_token`).
@@ -118,6 +123,10 @@ impl TokenEndpoint for HttpTokenEndpoint {
             .append_pair("client_secret", request.credentials.client_secret().expose_secret())
             .finish();
         self.post_form(request.token_uri, form).await
+    }
+
+    async fn revoke(&self, request: super::TokenRevocation<'_>) -> Result<super::Revocation, Upstream> {
+        super::revoke::revoke(&self.http, request).await
     }
 }
 

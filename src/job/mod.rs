@@ -35,10 +35,12 @@ use crate::access_token::sealed_for_cache;
 use crate::clock::Clock;
 use crate::crypto::{Binding, KeyProvider, TokenCipher};
 use crate::domain::{AccessToken, DRIVE_APPDATA_SCOPE};
-use crate::google::{ClientCredentials, ClientSecrets, DriveApi, TokenEndpoint, TokenRefresh, Tokens};
+use crate::google::{
+    ClientCredentials, ClientSecrets, DriveApi, GoogleTokenError, TokenEndpoint, TokenRefresh, TokenRevocation, Tokens,
+};
 use crate::store::{
-    AccessTokenCache, Checkpoint, DriveOutcome, Grant, GrantOutcome, JobStore, Lease, Recorded, ScanRequest,
-    StoreError, reasons,
+    AccessTokenCache, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded,
+    ScanRequest, StoreError, reasons,
 };
 use crate::upstream::Upstream;
 use decide::{Disposition, Failure, disposition, likely_cause};
@@ -63,6 +65,10 @@ pub struct JobSettings {
     /// Stored tokens that may fail to open in one run, more than opened, before the run
     /// stops as misconfigured.
     pub open_failure_limit: u64,
+    /// `GOOGLE_REVOKE_URI`, for grants the user asked to delete.
+    pub revoke_uri: String,
+    /// How long a deleted grant's tombstone is kept.
+    pub tombstone_ttl: Duration,
 }
 
 /// Why a run failed as a whole.
@@ -291,6 +297,7 @@ where
             }
             GrantOutcome::Deferred { .. } => c.bump(Count::deferred),
             GrantOutcome::Revoked { .. } => c.bump(Count::revoked),
+            GrantOutcome::Deleted { .. } => c.bump(Count::deleted),
             GrantOutcome::ReconsentRequired { .. } => c.bump(Count::reconsent_required),
             GrantOutcome::Unopened { .. } => c.bump(Count::undecryptable),
             GrantOutcome::Released => return Ok(Worked::NotStarted),
@@ -301,6 +308,9 @@ where
     /// Works one leased grant and decides how it ends this cycle. Never fails: every
     /// failure becomes an outcome to record.
     async fn work(&self, run: &Run<'_>, grant: &Grant, lease: Lease<'_>) -> GrantOutcome {
+        if grant.status == GrantStatus::Revoking {
+            return self.finish_deletion(run, grant).await;
+        }
         if grant.refresh_expires_at.is_some_and(|at| at <= lease.now) {
             // Time-based access ran out: Google would refuse the token; call nothing.
             return GrantOutcome::ReconsentRequired {
@@ -324,6 +334,7 @@ where
             }
             Err(e) => return self.settle(run, grant, disposition(Failure::Open(&e))),
         };
+
         let refreshed = self
             .retrying(
                 run,
@@ -445,6 +456,50 @@ where
             new_token,
             refresh_expires_at,
             drive,
+        }
+    }
+
+    /// A grant the user asked to delete while Google was unreachable: revoke its token
+    /// (never refresh it), then it becomes a tombstone. A transient failure defers it.
+    async fn finish_deletion(&self, run: &Run<'_>, grant: &Grant) -> GrantOutcome {
+        let deleted = GrantOutcome::Deleted {
+            tombstone_ttl: self.settings.tombstone_ttl,
+        };
+        let Some(sealed) = &grant.refresh_token else {
+            return deleted;
+        };
+        let binding = Binding {
+            store: &self.settings.token_binding,
+            sub: grant.sub.as_str(),
+            client_id: &grant.client_id,
+        };
+        let token = match self.cipher.open(sealed, binding).await {
+            Ok(token) => token,
+            Err(e) => return self.settle(run, grant, disposition(Failure::Open(&e))),
+        };
+        let token = &token;
+        let revoked = self
+            .retrying(
+                run,
+                || async {
+                    self.google_call(run).await;
+                    self.token_endpoint
+                        .revoke(TokenRevocation {
+                            revoke_uri: &self.settings.revoke_uri,
+                            token,
+                        })
+                        .await
+                        .map_err(GoogleTokenError::Upstream)
+                },
+                |e| disposition(Failure::Refresh(e)),
+            )
+            .await;
+        match revoked {
+            Ok(at_google) => {
+                tracing::info!(sub = %grant.sub, google = ?at_google, "deletion finished: revoked at Google");
+                deleted
+            }
+            Err(e) => self.settle(run, grant, disposition(Failure::Refresh(&e))),
         }
     }
 

@@ -62,6 +62,8 @@ counters! {
     /// Refreshed, but Drive failed after retries: the grant is retried later.
     drive_deferred => None,
     revoked => Some("Revoked"),
+    /// Grants deleted at the user's request whose revocation at Google the job finished.
+    deleted => Some("Deleted"),
     deferred => Some("Deferred"),
     reconsent_required => Some("ReconsentRequired"),
     /// Grants whose stored token did not open: left as they were, logged by `sub`.

@@ -78,6 +78,9 @@ pub enum GrantOutcome {
     /// grant changes; the run carries on past it (logged and counted, not retried in this
     /// run), and the next cycle tries it again.
     Unopened { reason: String },
+    /// The user asked for deletion and Google confirmed the revocation: the grant becomes
+    /// a tombstone kept for `tombstone_ttl`.
+    Deleted { tombstone_ttl: std::time::Duration },
     /// Let go without recording anything (the run stopped): the grant is retried.
     Released,
 }

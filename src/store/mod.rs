@@ -11,10 +11,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod access;
+mod deletion;
 mod dynamo;
 mod job;
 
 pub use access::{AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, LeaseEnd, RefreshLease};
+pub use deletion::{DeletionStart, DeletionStore};
 pub use dynamo::DynamoStore;
 pub use job::{Checkpoint, DriveOutcome, GrantOutcome, JobStore, Lease, Recorded, ScanPage, ScanRequest};
 
@@ -28,10 +30,22 @@ pub enum GrantStatus {
     Active,
     ReconsentRequired,
     Revoked,
+    /// The user asked for deletion: unusable at once; the token is still held, sealed,
+    /// until Google confirms its revocation (the offline job retries that, never a refresh).
+    Revoking,
+    /// Deleted at the user's request: a tombstone without tokens or profile, expired by
+    /// TTL.
+    Deleted,
 }
 
 impl GrantStatus {
-    pub const ALL: [Self; 3] = [Self::Active, Self::ReconsentRequired, Self::Revoked];
+    pub const ALL: [Self; 5] = [
+        Self::Active,
+        Self::ReconsentRequired,
+        Self::Revoked,
+        Self::Revoking,
+        Self::Deleted,
+    ];
 
     /// The status as stored and logged.
     pub fn as_str(self) -> &'static str {
@@ -39,6 +53,8 @@ impl GrantStatus {
             Self::Active => "active",
             Self::ReconsentRequired => "reconsent_required",
             Self::Revoked => "revoked",
+            Self::Revoking => "revoking",
+            Self::Deleted => "deleted",
         }
     }
 }
@@ -50,6 +66,8 @@ pub mod reasons {
     pub const TIME_BASED_ACCESS_EXPIRED: &str = "time_based_access_expired";
     /// An active grant holds no refresh token.
     pub const NO_REFRESH_TOKEN: &str = "no_refresh_token";
+    /// The user deleted their data (`DELETE /grants/me`).
+    pub const USER_DELETED: &str = "user_deleted";
 }
 
 /// One user's offline-access grant, as stored.

@@ -1,5 +1,6 @@
 //! Ending access (DESIGN §12), through the real handlers against moto and the emulator:
-//! time-based access that runs out.
+//! the user deletes their data (`DELETE /grants/me`), time-based access runs out, and an
+//! `invalid_grant` is given its likely cause.
 #![allow(
     clippy::expect_used,
     clippy::panic,
@@ -7,11 +8,11 @@
 )]
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use google_emulator::{CodeSpec, Consent};
+use google_emulator::{CodeSpec, Consent, Endpoint, Fault, Forgery};
 use offline_access::clock::{Clock, SystemClock};
 use offline_access::store::GrantStatus;
 use serde_json::json;
-use test_support::{Stack, android_form_event, ask_for_token, no_deadline, spawn_stack};
+use test_support::{Stack, android_form_event, ask_for_token, delete_event, no_deadline, spawn_stack};
 
 const DAY: u64 = 86_400;
 
@@ -151,4 +152,175 @@ async fn an_invalid_grant_records_its_likely_cause_and_the_backend_is_told() {
             "{answer}"
         );
     }
+}
+
+/// A Google ID token for `sub`, issued to our web client, signed by the emulator's key
+/// (or forged).
+fn id_token(stack: &Stack, sub: &str, forgery: Forgery) -> String {
+    let settings = stack.emulator_settings();
+    let now = SystemClock.now_unix();
+    let claims = json!({
+        "iss": "https://accounts.google.com",
+        "aud": settings.client_id,
+        "azp": settings.android_client_id,
+        "sub": sub,
+        "email": "deleting.user@example.com",
+        "email_verified": true,
+        "iat": now,
+        "exp": now + 3_600,
+    });
+    stack.emulator.sign_id_token(&claims, forgery).expect("signed")
+}
+
+/// Signs a user in through the real handler; their refresh token as Google holds it.
+async fn signed_in(stack: &Stack) -> (String, String) {
+    let code = stack.mint(CodeSpec::default());
+    assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    let token = stack.emulator.refresh_token_of(&code.sub).expect("a live token");
+    (code.sub, token)
+}
+
+#[tokio::test]
+async fn a_user_deletes_their_data_google_revokes_the_token_and_a_tombstone_is_left() {
+    let stack = spawn_stack().await;
+    let deletion = stack.deletion();
+    let (sub, token) = signed_in(&stack).await;
+    let tokens = stack.access_tokens(&[]);
+    assert_eq!(ask_for_token(&tokens, &json!({"sub": sub})).await["status"], json!(200));
+
+    let answer = stack
+        .invoke_api(
+            &deletion,
+            &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.json, json!({"sub": sub, "google": "revoked"}));
+    assert!(
+        !stack.emulator.refresh_token_is_live(&token),
+        "Google refuses the token now"
+    );
+    let grant = stack.grant(&sub).await.expect("a tombstone");
+    assert_eq!(
+        (
+            grant.status,
+            grant.status_reason.as_deref(),
+            grant.refresh_token.is_none()
+        ),
+        (GrantStatus::Deleted, Some("user_deleted"), true)
+    );
+    assert_eq!((grant.profile.email.is_none(), grant.scopes.is_empty()), (true, true));
+    assert!(
+        stack.grant_attribute(&sub, "expires_at").await.is_some(),
+        "the tombstone expires"
+    );
+    assert_eq!(
+        ask_for_token(&tokens, &json!({"sub": sub})).await["status"],
+        json!(404),
+        "nothing is served after deletion"
+    );
+
+    // Asked again: 200 again.
+    let again = stack
+        .invoke_api(
+            &deletion,
+            &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.json["google"].clone()),
+        (200, json!("already_revoked"))
+    );
+
+    // Signing in again makes a fresh grant.
+    let code = stack.mint(CodeSpec {
+        sub: Some(sub.clone()),
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    let grant = stack.grant(&sub).await.expect("grant");
+    assert_eq!(
+        (grant.status, grant.refresh_token.is_some()),
+        (GrantStatus::Active, true)
+    );
+    assert!(
+        stack.grant_attribute(&sub, "expires_at").await.is_none(),
+        "no TTL on a live grant"
+    );
+}
+
+#[tokio::test]
+async fn with_google_unreachable_the_deletion_is_pending_and_the_job_finishes_it() {
+    let stack = spawn_stack().await;
+    let deletion = stack.deletion();
+    let (sub, token) = signed_in(&stack).await;
+    stack.emulator.inject_fault(
+        Endpoint::Revoke,
+        Fault {
+            status: Some(503),
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    let answer = stack
+        .invoke_api(
+            &deletion,
+            &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
+        )
+        .await;
+    assert_eq!(answer.json, json!({"sub": sub, "google": "pending"}), "{}", answer.json);
+    let grant = stack.grant(&sub).await.expect("grant");
+    assert_eq!(
+        (grant.status, grant.refresh_token.is_some()),
+        (GrantStatus::Revoking, true)
+    );
+    assert_eq!(
+        ask_for_token(&stack.access_tokens(&[]), &json!({"sub": sub})).await["status"],
+        json!(404),
+        "unusable at once"
+    );
+
+    let refreshes = stack.emulator.stats().refreshes;
+    let report = stack
+        .job(&[])
+        .run(&cycle("2026-11-26T06:00:00Z"), "job", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!((report.deleted, report.refreshed), (1, 0), "{report:?}");
+    assert_eq!(stack.emulator.stats().refreshes, refreshes, "never refreshed");
+    assert!(!stack.emulator.refresh_token_is_live(&token));
+    let grant = stack.grant(&sub).await.expect("tombstone");
+    assert_eq!(
+        (grant.status, grant.refresh_token.is_none()),
+        (GrantStatus::Deleted, true)
+    );
+}
+
+#[tokio::test]
+async fn a_deletion_needs_a_valid_id_token_and_x_requested_with() {
+    let stack = spawn_stack().await;
+    let deletion = stack.deletion();
+    let (sub, token) = signed_in(&stack).await;
+    let valid = id_token(&stack, &sub, Forgery::None);
+    for (event, status, code) in [
+        (delete_event(None, &[]), 401, "invalid_id_token"),
+        (delete_event(Some("not-a-jwt"), &[]), 401, "invalid_id_token"),
+        (
+            delete_event(Some(&id_token(&stack, &sub, Forgery::FlippedSignatureBit)), &[]),
+            401,
+            "invalid_id_token",
+        ),
+        (
+            delete_event(Some(&id_token(&stack, &sub, Forgery::AlgNone)), &[]),
+            401,
+            "invalid_id_token",
+        ),
+        (delete_event(Some(&valid), &["x-requested-with"]), 403, "forbidden"),
+    ] {
+        let answer = stack.invoke_api(&deletion, &event).await;
+        assert_eq!((answer.status, answer.error_code()), (status, code), "{}", answer.json);
+    }
+    let grant = stack.grant(&sub).await.expect("grant");
+    assert_eq!(grant.status, GrantStatus::Active, "nothing changed");
+    assert!(stack.emulator.refresh_token_is_live(&token));
 }

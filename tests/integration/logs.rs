@@ -109,9 +109,28 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         assert!(answer["status"].is_u64(), "{payload}");
     }
 
+    // And the user deleting their data with their ID token (which revokes the token).
+    let refresh = stack.emulator.refresh_token_of(&ada.sub).expect("refresh token");
+    let settings = stack.emulator_settings();
+    let now = offline_access::clock::Clock::now_unix(&offline_access::clock::SystemClock);
+    let id_token = stack
+        .emulator
+        .sign_id_token(
+            &serde_json::json!({
+                "iss": "https://accounts.google.com", "aud": settings.client_id, "sub": ada.sub,
+                "email": "ada.planted@example.com", "email_verified": true, "iat": now, "exp": now + 3_600,
+            }),
+            Forgery::None,
+        )
+        .expect("ID token");
+    let deletion = stack.deletion();
+    let deleted = stack
+        .invoke_api(&deletion, &test_support::delete_event(Some(&id_token), &[]))
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.json);
+
     let logs = String::from_utf8(captured.0.lock().expect("logs").clone()).expect("UTF-8 logs");
     assert!(logs.contains("sign-in succeeded"), "the run was logged");
-    let refresh = stack.emulator.refresh_token_of(&ada.sub).expect("refresh token");
     let secret = stack.emulator_settings().client_secret;
     for (what, planted) in [
         ("auth code", ada.code.as_str()),

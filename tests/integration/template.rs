@@ -183,7 +183,7 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
 }
 
 #[test]
-fn cors_is_off_unless_origins_are_listed_and_then_allows_only_a_json_post_with_x_requested_with() {
+fn cors_is_off_unless_origins_are_listed_and_then_allows_only_the_two_routes_methods_and_headers() {
     let template = template();
     assert_eq!(template["Parameters"]["AllowedOrigins"]["Default"].as_str(), Some(""));
     let Value::Tagged(cors) = &function(&template, "HttpApi")["CorsConfiguration"] else {
@@ -200,7 +200,7 @@ fn cors_is_off_unless_origins_are_listed_and_then_allows_only_a_json_post_with_x
     assert_eq!(referenced(list(&split.value)[1]), "AllowedOrigins");
     let methods: Vec<_> = list(&on["AllowMethods"]).iter().filter_map(|m| m.as_str()).collect();
     let headers: Vec<_> = list(&on["AllowHeaders"]).iter().filter_map(|h| h.as_str()).collect();
-    assert_eq!(methods, ["POST"]);
-    assert_eq!(headers, ["content-type", "x-requested-with"]);
+    assert_eq!(methods, ["POST", "DELETE"]);
+    assert_eq!(headers, ["authorization", "content-type", "x-requested-with"]);
     assert_eq!(referenced(branches[2]), "AWS::NoValue");
 }

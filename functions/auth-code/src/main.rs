@@ -1,4 +1,5 @@
-//! `auth-code`: the `POST /authcode` Lambda behind API Gateway (HTTP API).
+//! `auth-code`: the HTTP API's Lambda behind API Gateway: `POST /authcode` (sign-in) and
+//! `DELETE /grants/me` (the user deletes their data).
 //!
 //! Only wiring: telemetry, typed config, clients built once per cold start, then the
 //! runtime loop borrowing them. The logic lives in the `offline-access` library.
@@ -13,10 +14,11 @@ async fn main() -> Result<(), Error> {
     let config = SignInConfig::from_env(&ProcessEnv)?;
     let aws = wiring::aws_config().await;
     let sign_in = wiring::sign_in(&config, &aws)?;
+    let deletion = wiring::delete_grant(&config, &aws)?;
     sign_in.warm_up().await;
-    let sign_in = &sign_in;
+    let (sign_in, deletion) = (&sign_in, &deletion);
     run(service_fn(move |request: Request| async move {
-        let response = http_api::handle(sign_in, &request).await;
+        let response = http_api::serve(sign_in, deletion, &request).await;
         Ok::<_, Error>(response.map(Body::from))
     }))
     .await

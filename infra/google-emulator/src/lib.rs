@@ -8,7 +8,10 @@
 //!   single-use codes (`invalid_grant` "Code was already redeemed."); a refresh token
 //!   only on first (or forced) consent; the granted `scope`; RS256 ID tokens.
 //! - `GET /oauth2/v3/certs`: the JWKS with `Cache-Control: public, max-age=N`; keys rotate.
-//! - `POST /revoke`: revokes a refresh token (and its grant) or an access token.
+//! - `POST /revoke`: revokes a refresh token (and with it the user's whole grant) or an
+//!   access token; an already revoked token answers 400 `invalid_token`.
+//! - Time-based access: a code minted with `refresh_token_expires_in` answers with it,
+//!   and its refresh token stops working then.
 //! - `GET /drive/v3/files` (`spaces=appDataFolder`, paged) and `GET /drive/v3/files/{id}`.
 //! - `/_emulator/...`: the control API: mint a code for a chosen user, scopes and
 //!   consent; inject faults per endpoint; rotate keys; read call counts.

@@ -324,9 +324,17 @@ async fn revoke(
                 "Missing required parameter: token",
             );
         };
-        if let Some(grant) = s.refresh_tokens.get_mut(&token) {
-            grant.revoked = true;
-            let sub = grant.sub.clone();
+        if let Some(grant) = s.refresh_tokens.get(&token) {
+            if grant.revoked {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_token", "Token expired or revoked");
+            }
+            // Revoking a refresh token ends the user's whole grant to this client.
+            let (sub, client_id) = (grant.sub.clone(), grant.client_id.clone());
+            for other in s.refresh_tokens.values_mut() {
+                if other.sub == sub && other.client_id == client_id {
+                    other.revoked = true;
+                }
+            }
             s.access_tokens.retain(|_, a| a.sub != sub);
             return axum::Json(json!({})).into_response();
         }

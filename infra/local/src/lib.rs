@@ -286,7 +286,7 @@ mod tests {
             .find(|t| t.logical_id == "GrantsTable")
             .context("GrantsTable")?;
         assert_eq!(grants.keys, vec![("sub".to_owned(), "HASH".to_owned())]);
-        assert_eq!(grants.ttl_attribute, None);
+        assert_eq!(grants.ttl_attribute.as_deref(), Some("expires_at"), "tombstones expire");
         let state = tables
             .iter()
             .find(|t| t.logical_id == "StateTable")

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
+use super::deletion::tombstone;
 use super::expr::{Placeholders, Update};
 use super::schema::{self, grant, n, s, state};
 use super::{DynamoStore, conflict_or, holds_either_way};
@@ -19,14 +20,16 @@ use crate::store::{
 };
 use crate::upstream::classify_aws;
 
-/// A grant the job should do in `cycle` at `now`: active, not done this cycle, and due.
-/// The scan filters on it and the lease is conditioned on it (plus being unleased).
+/// A grant the job should do in `cycle` at `now`: active (or being deleted: its
+/// revocation is retried), not done this cycle, and due. The scan filters on it and the
+/// lease is conditioned on it (plus being unleased).
 fn due_this_cycle(p: &mut Placeholders, cycle: &str, now: u64) -> String {
     let (status, active) = (p.name(grant::STATUS), p.value(schema::status(GrantStatus::Active)));
+    let revoking = p.value(schema::status(GrantStatus::Revoking));
     let (last_cycle, cycle) = (p.name(grant::LAST_CYCLE), p.value(s(cycle)));
     let (next, now) = (p.name(grant::NEXT_ATTEMPT_AT), p.value(n(now)));
     format!(
-        "{status} = {active} \
+        "({status} = {active} OR {status} = {revoking}) \
          AND (attribute_not_exists({last_cycle}) OR {last_cycle} <> {cycle}) \
          AND (attribute_not_exists({next}) OR {next} <= {now})"
     )
@@ -103,7 +106,9 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
                 .set(grant::STATUS, schema::status(status))
                 .set(grant::STATUS_REASON, s(reason.clone()));
         }
-        GrantOutcome::Revoked { .. }
+        GrantOutcome::Deleted { tombstone_ttl } if with_version => tombstone(&mut u, lease.now, *tombstone_ttl),
+        GrantOutcome::Deleted { .. }
+        | GrantOutcome::Revoked { .. }
         | GrantOutcome::ReconsentRequired { .. }
         | GrantOutcome::Unopened { .. }
         | GrantOutcome::Released => {}
@@ -262,7 +267,9 @@ impl JobStore for DynamoStore {
     async fn record(&self, leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome) -> Result<Recorded, StoreError> {
         let touches_token = match outcome {
             GrantOutcome::Refreshed { new_token, .. } => new_token.is_some(),
-            GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } => true,
+            GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Deleted { .. } => {
+                true
+            }
             GrantOutcome::Deferred { .. } | GrantOutcome::Unopened { .. } | GrantOutcome::Released => false,
         };
         let sub = leased.sub.as_str();

@@ -4,6 +4,7 @@
 use aws_sdk_dynamodb::error::SdkError;
 
 mod access;
+mod deletion;
 mod expr;
 mod job;
 mod schema;

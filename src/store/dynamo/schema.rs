@@ -59,6 +59,32 @@ pub(super) mod grant {
     pub const LEASE_UNTIL: &str = "lease_until";
     /// The last cycle of the offline job that did this grant.
     pub const LAST_CYCLE: &str = "last_cycle";
+    /// A tombstone's TTL (the grants table's TTL attribute).
+    pub const EXPIRES_AT: &str = "expires_at";
+    /// What a tombstone removes: every token, the profile, the scopes and the job's
+    /// bookkeeping. It keeps `sub`, the status, its reason, `client_id`, the times and the
+    /// version (and the lease, which its writer removes).
+    pub const PERSONAL_AND_TOKENS: [&str; 19] = [
+        REFRESH_TOKEN,
+        REFRESH_EXPIRES_AT,
+        TOKEN_ISSUED_AT,
+        EMAIL,
+        EMAIL_VERIFIED,
+        NAME,
+        GIVEN_NAME,
+        FAMILY_NAME,
+        PICTURE,
+        LOCALE,
+        SCOPES,
+        LIKELY_CAUSE,
+        LAST_REFRESH_AT,
+        LAST_SYNC_AT,
+        DRIVE_FILES,
+        DRIVE_TRUNCATED,
+        FAILURE_COUNT,
+        NEXT_ATTEMPT_AT,
+        LAST_ERROR,
+    ];
 }
 
 /// Attribute names of a state-table item.

@@ -273,6 +273,8 @@ impl SignInStore for DynamoStore {
                     .set_or_remove(grant::REFRESH_EXPIRES_AT, new.refresh_expires_at.map(n))
                     .set(grant::TOKEN_ISSUED_AT, n(now))
                     .remove(grant::LIKELY_CAUSE)
+                    // Over a tombstone: a new grant, which no TTL may delete.
+                    .remove(grant::EXPIRES_AT)
                     .set(grant::CLIENT_ID, s(new.client_id.clone()))
                     .set(grant::SCOPES, schema::scopes(&new.scopes))
                     .set(grant::STATUS, schema::status(GrantStatus::Active))

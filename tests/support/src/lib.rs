@@ -276,6 +276,41 @@ pub async fn invoke_service<H: offline_access::http_api::SignInHandler>(service:
     Answer { status, headers, json }
 }
 
+/// `DELETE /grants/me` as API Gateway delivers it (the committed event), with the user's
+/// ID token as its bearer token (`None`: no Authorization header) and `drop_headers`
+/// removed.
+pub fn delete_event(id_token: Option<&str>, drop_headers: &[&str]) -> String {
+    let raw =
+        std::fs::read_to_string(format!("{ROOT}/tests/events/apigw-grants-me-delete.json")).expect("committed event");
+    let mut event: serde_json::Value = serde_json::from_str(&raw).expect("event JSON");
+    let headers = event["headers"].as_object_mut().expect("headers");
+    match id_token {
+        Some(token) => headers.insert("authorization".into(), format!("Bearer {token}").into()),
+        None => headers.remove("authorization"),
+    };
+    for name in drop_headers {
+        headers.remove(*name);
+    }
+    event.to_string()
+}
+
+impl Stack {
+    /// The deletion use case as the auth-code function builds it.
+    pub fn deletion(&self) -> offline_access::wiring::ProductionDeletion {
+        offline_access::wiring::delete_grant(&self.config, &self.aws).expect("wiring")
+    }
+
+    /// Drives the whole HTTP API (sign-in and deletion) with an API Gateway v2 event.
+    pub async fn invoke_api(&self, deletion: &offline_access::wiring::ProductionDeletion, event: &str) -> Answer {
+        let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
+        let response = offline_access::http_api::serve(&self.service, deletion, &request).await;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let json = serde_json::from_str(response.body()).expect("every answer is JSON");
+        Answer { status, headers, json }
+    }
+}
+
 /// Counts the requests an AWS SDK client sends: one per round trip. Install it with
 /// `config::Builder::interceptor` (any SDK client; the trait is the same).
 #[derive(Debug, Clone, Default)]

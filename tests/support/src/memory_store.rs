@@ -112,7 +112,7 @@ impl JobStore for MemoryJobStore {
             }
             evaluated += 1;
             let g = &row.grant;
-            if g.status == GrantStatus::Active
+            if matches!(g.status, GrantStatus::Active | GrantStatus::Revoking)
                 && row.last_cycle.as_deref() != Some(scan.cycle)
                 && g.next_attempt_at.is_none_or(|t| t <= scan.now)
             {
@@ -133,7 +133,11 @@ impl JobStore for MemoryJobStore {
         };
         let free = row.lease.as_ref().is_none_or(|(_, until)| *until < lease.now);
         let due = row.grant.next_attempt_at.is_none_or(|t| t <= lease.now);
-        if row.grant.status != GrantStatus::Active || !free || !due || row.last_cycle.as_deref() == Some(lease.cycle) {
+        if !matches!(row.grant.status, GrantStatus::Active | GrantStatus::Revoking)
+            || !free
+            || !due
+            || row.last_cycle.as_deref() == Some(lease.cycle)
+        {
             return Ok(None);
         }
         row.lease = Some((lease.owner.to_owned(), lease.until));
@@ -210,6 +214,15 @@ impl JobStore for MemoryJobStore {
             } => {
                 g.failure_count = *failure_count;
                 g.next_attempt_at = Some(*next_attempt_at);
+            }
+            GrantOutcome::Deleted { .. } => {
+                if same_version {
+                    g.status = GrantStatus::Deleted;
+                    g.refresh_token = None;
+                    g.version += 1;
+                } else {
+                    result = Recorded::Superseded;
+                }
             }
             GrantOutcome::Revoked { reason, .. } | GrantOutcome::ReconsentRequired { reason } => {
                 if same_version {

@@ -1,0 +1,176 @@
+//! Deleting a user's data at their request (DESIGN §12): `DELETE /grants/me` with the
+//! user's Google ID token. It knows nothing of HTTP ([`crate::http_api`] is the HTTP side).
+//!
+//! 1. Verify the ID token exactly as sign-in does; `sub` comes from it.
+//! 2. Mark the grant `revoking`: unusable at once (the access-token function answers 404,
+//!    the job never refreshes it), its cached access token dropped.
+//! 3. Revoke the refresh token at Google (200, or 400 `invalid_token`: done).
+//! 4. Replace the grant by a tombstone: no tokens, no profile, kept `TOMBSTONE_DAYS`.
+//!
+//! Google unreachable: the answer says `pending`, the grant stays `revoking` with its
+//! token sealed, and the offline job retries the revocation, then writes the tombstone.
+
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::crypto::{Binding, CryptoError, KeyProvider, TokenCipher};
+use crate::domain::GoogleSubject;
+use crate::google::{ClientSecrets, IdTokenError, Revocation, TokenEndpoint, TokenRevocation, VerifyIdToken};
+use crate::store::{DeletionStart, DeletionStore, StoreError};
+use crate::upstream::Upstream;
+
+/// What Google said, as the answer's `google` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtGoogle {
+    Revoked,
+    AlreadyRevoked,
+    /// Google could not be reached: the offline job finishes the revocation.
+    Pending,
+}
+
+impl AtGoogle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::AlreadyRevoked => "already_revoked",
+            Self::Pending => "pending",
+        }
+    }
+}
+
+impl From<Revocation> for AtGoogle {
+    fn from(r: Revocation) -> Self {
+        match r {
+            Revocation::Revoked => Self::Revoked,
+            Revocation::AlreadyRevoked => Self::AlreadyRevoked,
+        }
+    }
+}
+
+/// A deletion's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    pub sub: GoogleSubject,
+    pub google: AtGoogle,
+}
+
+/// Why a deletion did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum DeletionError {
+    #[error("the ID token failed verification")]
+    InvalidIdToken(#[source] IdTokenError),
+    #[error(transparent)]
+    Upstream(#[from] Upstream),
+    #[error("stored data is inconsistent")]
+    Store(#[source] StoreError),
+    #[error("the stored refresh token does not open, so it cannot be revoked")]
+    Crypto(#[source] CryptoError),
+}
+
+impl From<StoreError> for DeletionError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Upstream(u) => Self::Upstream(u),
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// Tunables of the use case.
+#[derive(Debug, Clone)]
+pub struct DeletionSettings {
+    pub token_binding: String,
+    pub revoke_uri: String,
+    pub tombstone_ttl: Duration,
+}
+
+/// The deletion use case over its ports.
+pub struct DeleteGrant<T, V, S, K, P, C> {
+    pub token_endpoint: T,
+    pub verifier: V,
+    pub store: S,
+    pub cipher: TokenCipher<K>,
+    pub secrets: P,
+    pub clock: C,
+    pub settings: DeletionSettings,
+}
+
+impl<T, V, S, K, P, C> std::fmt::Debug for DeleteGrant<T, V, S, K, P, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeleteGrant")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, V, S, K, P, C> DeleteGrant<T, V, S, K, P, C>
+where
+    T: TokenEndpoint,
+    V: VerifyIdToken,
+    S: DeletionStore,
+    K: KeyProvider,
+    P: ClientSecrets,
+    C: Clock,
+{
+    /// Deletes the grant of the user whose ID token this is.
+    #[tracing::instrument(name = "delete_grant", skip_all)]
+    pub async fn delete(&self, id_token: &str) -> Result<Deleted, DeletionError> {
+        let credentials = self.secrets.current().await?;
+        let identity = self
+            .verifier
+            .verify(id_token, &credentials.client_id)
+            .await
+            .map_err(DeletionError::InvalidIdToken)?;
+        let sub = identity.sub;
+        let now = self.clock.now_unix();
+        let grant = match self.store.begin_deletion(&sub, now).await? {
+            DeletionStart::Started(grant) => grant,
+            // Nothing held, or deleted before: Google holds nothing of ours either.
+            DeletionStart::NotFound | DeletionStart::AlreadyDeleted => {
+                return Ok(Deleted {
+                    sub,
+                    google: AtGoogle::AlreadyRevoked,
+                });
+            }
+        };
+        let google = match &grant.refresh_token {
+            None => AtGoogle::AlreadyRevoked,
+            Some(sealed) => {
+                let binding = Binding {
+                    store: &self.settings.token_binding,
+                    sub: sub.as_str(),
+                    client_id: &grant.client_id,
+                };
+                match self.cipher.open(sealed, binding).await {
+                    Ok(token) => {
+                        let revoked = self
+                            .token_endpoint
+                            .revoke(TokenRevocation {
+                                revoke_uri: &self.settings.revoke_uri,
+                                token: &token,
+                            })
+                            .await;
+                        match revoked {
+                            Ok(r) => r.into(),
+                            Err(Upstream::Unavailable { .. }) => AtGoogle::Pending,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    Err(CryptoError::Upstream(Upstream::Unavailable { .. })) => AtGoogle::Pending,
+                    Err(e) => return Err(DeletionError::Crypto(e)),
+                }
+            }
+        };
+        if google != AtGoogle::Pending {
+            let tombstoned = self
+                .store
+                .finish_deletion(&grant, self.clock.now_unix(), self.settings.tombstone_ttl)
+                .await?;
+            if !tombstoned {
+                tracing::info!(sub = %sub, "a sign-in made a new grant during the deletion; it stays");
+            }
+        }
+        tracing::info!(sub = %sub, google = google.as_str(), "grant deleted at the user's request");
+        Ok(Deleted { sub, google })
+    }
+}

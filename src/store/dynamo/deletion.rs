@@ -1,0 +1,80 @@
+//! Deletion at the user's request (the port is [`crate::store::DeletionStore`]).
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+use super::expr::Update;
+use super::schema::{self, grant, n, s, state};
+use super::{DynamoStore, holds_either_way};
+use crate::domain::GoogleSubject;
+use crate::store::{DeletionStart, DeletionStore, Grant, GrantStatus, StoreError, reasons};
+use crate::upstream::classify_aws;
+
+/// What turns a grant into a tombstone kept until `now + keep`. The writer adds the
+/// version's condition and increment, `updated_at`, and the lease's removal.
+pub(super) fn tombstone(u: &mut Update, now: u64, keep: Duration) {
+    for attr in grant::PERSONAL_AND_TOKENS {
+        u.remove(attr);
+    }
+    u.set(grant::STATUS, schema::status(GrantStatus::Deleted))
+        .set(grant::STATUS_REASON, s(reasons::USER_DELETED))
+        .set(grant::EXPIRES_AT, n(now + keep.as_secs()));
+}
+
+impl DeletionStore for DynamoStore {
+    async fn begin_deletion(&self, sub: &GoogleSubject, now: u64) -> Result<DeletionStart, StoreError> {
+        let mut u = Update::default();
+        let (key, status) = (u.p.name(grant::SUB), u.p.name(grant::STATUS));
+        let deleted = u.p.value(schema::status(GrantStatus::Deleted));
+        u.condition(format!("attribute_exists({key}) AND {status} <> {deleted}"));
+        u.set(grant::STATUS, schema::status(GrantStatus::Revoking))
+            .set(grant::STATUS_REASON, s(reasons::USER_DELETED))
+            .set(grant::UPDATED_AT, n(now))
+            .increment(grant::VERSION);
+        let result = self
+            .update_grant_item(sub.as_str(), &u)
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let started = match result {
+            Ok(out) => {
+                let item = out.attributes().ok_or(StoreError::Corrupt(grant::SUB))?;
+                DeletionStart::Started(Box::new(schema::grant_from_item(item)?))
+            }
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => match refused.item() {
+                    Some(_) => DeletionStart::AlreadyDeleted,
+                    None => DeletionStart::NotFound,
+                },
+                _ => return Err(classify_aws("dynamodb", &e).into()),
+            },
+        };
+        // The cached access token goes at once: nothing of the user's is served again.
+        let dropped = self
+            .client
+            .delete_item()
+            .table_name(&self.state_table)
+            .key(state::PK, s(schema::access_key(sub.as_str())))
+            .send()
+            .await
+            .map_err(|e| StoreError::from(classify_aws("dynamodb", &e)));
+        holds_either_way(dropped)?;
+        Ok(started)
+    }
+
+    async fn finish_deletion(&self, revoking: &Grant, now: u64, keep: Duration) -> Result<bool, StoreError> {
+        let mut u = Update::default();
+        tombstone(&mut u, now, keep);
+        u.set(grant::UPDATED_AT, n(now))
+            .remove(grant::LEASE_OWNER)
+            .remove(grant::LEASE_UNTIL)
+            .increment(grant::VERSION);
+        // Still the grant being deleted: a sign-in since then made a new one, which stays.
+        let (v, expected) = (u.p.name(grant::VERSION), u.p.value(n(revoking.version)));
+        u.condition(format!("{v} = {expected}"));
+        self.update_grant(revoking.sub.as_str(), &u).await
+    }
+}
