@@ -40,6 +40,54 @@ impl ApiError {
     fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
+
+    /// A dependency failed transiently: 503 when it throttled, else 502; `Retry-After`
+    /// always (at least 1 s).
+    fn unavailable(throttled: bool, retry_after: Option<std::time::Duration>) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after.map_or(1, |d| d.as_secs().max(1))),
+            ..Self::new(
+                if throttled {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                },
+                "upstream_unavailable",
+                "a service we depend on is unavailable; retry later",
+            )
+        }
+    }
+
+    fn misconfigured() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_misconfigured",
+            "the server is misconfigured; the operator has been alerted",
+        )
+    }
+
+    /// Logs a refusal by its code and cause chain (loudly when it is ours), then answers.
+    fn logged(self, what: &str, cause: Option<&dyn std::error::Error>) -> Response<String> {
+        let cause = cause.map(error_chain);
+        if self.code == "server_misconfigured" {
+            tracing::error!(
+                status = self.status.as_u16(),
+                code = self.code,
+                cause,
+                "{} failed: MISCONFIGURATION",
+                what
+            );
+        } else {
+            tracing::warn!(
+                status = self.status.as_u16(),
+                code = self.code,
+                cause,
+                "{} refused",
+                what
+            );
+        }
+        self.into_response()
+    }
 }
 
 enum Body {
@@ -177,24 +225,9 @@ pub fn error_for(error: &SignInError) -> ApiError {
         },
         SignInError::Upstream(Upstream::Unavailable {
             throttled, retry_after, ..
-        }) => ApiError {
-            retry_after_secs: Some(retry_after.map_or(1, |d| d.as_secs().max(1))),
-            ..ApiError::new(
-                if *throttled {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::BAD_GATEWAY
-                },
-                "upstream_unavailable",
-                "a service we depend on is unavailable; retry later",
-            )
-        },
+        }) => ApiError::unavailable(*throttled, *retry_after),
         SignInError::Upstream(Upstream::Misconfigured { .. }) | SignInError::Store(_) | SignInError::Crypto(_) => {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_misconfigured",
-                "the server is misconfigured; the operator has been alerted",
-            )
+            ApiError::misconfigured()
         }
     }
 }
@@ -271,25 +304,10 @@ pub fn deletion_error_for(error: &DeletionError) -> ApiError {
         ),
         DeletionError::Upstream(Upstream::Unavailable {
             throttled, retry_after, ..
-        }) => ApiError {
-            retry_after_secs: Some(retry_after.map_or(1, |d| d.as_secs().max(1))),
-            ..ApiError::new(
-                if *throttled {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::BAD_GATEWAY
-                },
-                "upstream_unavailable",
-                "a service we depend on is unavailable; retry later",
-            )
-        },
+        }) => ApiError::unavailable(*throttled, *retry_after),
         DeletionError::Upstream(Upstream::Misconfigured { .. })
         | DeletionError::Store(_)
-        | DeletionError::Crypto(_) => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_misconfigured",
-            "the server is misconfigured; the operator has been alerted",
-        ),
+        | DeletionError::Crypto(_) => ApiError::misconfigured(),
     }
 }
 
@@ -337,20 +355,7 @@ pub async fn serve<H: SignInHandler, D: DeletionHandler, B: AsRef<[u8]>>(
             let body = json!({"sub": done.sub, "google": done.google.as_str()});
             json_response(StatusCode::OK, body.to_string(), None)
         }
-        Err((api, cause)) => {
-            let cause = cause.map(|e| error_chain(&e));
-            if api.code == "server_misconfigured" {
-                tracing::error!(
-                    status = api.status.as_u16(),
-                    code = api.code,
-                    cause,
-                    "deletion failed: MISCONFIGURATION"
-                );
-            } else {
-                tracing::warn!(status = api.status.as_u16(), code = api.code, cause, "deletion refused");
-            }
-            api.into_response()
-        }
+        Err((api, cause)) => api.logged("deletion", cause.as_ref().map(|e| e as &dyn std::error::Error)),
     }
 }
 
@@ -390,20 +395,7 @@ pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(handler: &H, request: &htt
             tracing::info!(status = 200, sub = %done.sub, replayed = done.replayed, "sign-in succeeded");
             success(&done)
         }
-        Err((api, cause)) => {
-            let cause = cause.map(|e| error_chain(&e));
-            if api.status.is_server_error() && api.code == "server_misconfigured" {
-                tracing::error!(
-                    status = api.status.as_u16(),
-                    code = api.code,
-                    cause,
-                    "sign-in failed: MISCONFIGURATION"
-                );
-            } else {
-                tracing::warn!(status = api.status.as_u16(), code = api.code, cause, "sign-in refused");
-            }
-            api.into_response()
-        }
+        Err((api, cause)) => api.logged("sign-in", cause.as_ref().map(|e| e as &dyn std::error::Error)),
     }
 }
 

@@ -82,6 +82,20 @@ fn cipher<K: KeyProvider, T: Sealable>(common: &CommonConfig, keys: K) -> TokenC
     )
 }
 
+/// Google ID-token verification as sign-in and deletion both do it (DESIGN §6).
+fn id_token_verifier(
+    config: &SignInConfig,
+    http: reqwest::Client,
+) -> GoogleIdTokenVerifier<HttpJwksFetcher, SystemClock> {
+    GoogleIdTokenVerifier::new(
+        HttpJwksFetcher::new(http, config.common.certs_uri.clone()),
+        SystemClock,
+        config.common.allowed_azp.clone(),
+        config.id_token_leeway,
+        config.jwks_min_refetch,
+    )
+}
+
 /// The client secret from Secrets Manager, cached for its TTL on `clock`.
 fn secrets<C: Clock>(
     common: &CommonConfig,
@@ -171,13 +185,7 @@ impl<K: KeyProvider, C: Clock> SignInBuilder<K, C> {
         let http = crate::http_client::build(common.http_timeout)?;
         Ok(SignIn {
             token_endpoint: HttpTokenEndpoint::new(http.clone()),
-            verifier: GoogleIdTokenVerifier::new(
-                HttpJwksFetcher::new(http, common.certs_uri.clone()),
-                SystemClock,
-                common.allowed_azp.clone(),
-                config.id_token_leeway,
-                config.jwks_min_refetch,
-            ),
+            verifier: id_token_verifier(config, http),
             store: store(common, self.dynamodb),
             cipher: cipher(common, self.keys),
             secrets: secrets(common, &self.aws, self.secret_clock),
@@ -207,13 +215,7 @@ pub fn delete_grant(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Resul
     let http = crate::http_client::build(common.http_timeout)?;
     Ok(DeleteGrant {
         token_endpoint: HttpTokenEndpoint::new(http.clone()),
-        verifier: GoogleIdTokenVerifier::new(
-            HttpJwksFetcher::new(http, common.certs_uri.clone()),
-            SystemClock,
-            common.allowed_azp.clone(),
-            config.id_token_leeway,
-            config.jwks_min_refetch,
-        ),
+        verifier: id_token_verifier(config, http),
         store: store(common, aws_sdk_dynamodb::Client::new(aws)),
         cipher: cipher(common, kms_keys(common, aws_sdk_kms::Client::new(aws))),
         secrets: secrets(common, aws, SystemClock),

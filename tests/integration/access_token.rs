@@ -11,6 +11,7 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::future::join_all;
 use google_emulator::{CodeSpec, Consent, Endpoint, Fault};
+use offline_access::clock::{Clock, SystemClock};
 use offline_access::domain::{GoogleSubject, Profile};
 use offline_access::store::{Grant, GrantStatus, GrantStore};
 use serde_json::{Value, json};
@@ -18,6 +19,19 @@ use test_support::{Stack, android_form_event, ask_for_token, no_deadline, spawn_
 
 const DRIVE: &str = "openid https://www.googleapis.com/auth/drive.appdata";
 const DRIVE_APPDATA: &str = "https://www.googleapis.com/auth/drive.appdata";
+
+fn number(n: u64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+/// A lease on `sub`'s grant held by `owner` until `until`, as another invocation leaves it.
+async fn plant_lease(stack: &Stack, sub: &str, owner: &str, until: u64) {
+    let attrs = [
+        ("lease_owner", Some(AttributeValue::S(owner.into()))),
+        ("lease_until", Some(number(until))),
+    ];
+    stack.set_grant_attributes(sub, &attrs).await;
+}
 
 fn token_of(answer: &Value) -> &str {
     assert_eq!(answer["status"], json!(200), "{answer}");
@@ -89,16 +103,10 @@ async fn twenty_concurrent_calls_on_an_expired_cache_reach_google_once_and_get_o
     let stale = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub, "min_ttl_secs": 0})).await;
     let stale = token_of(&stale).to_owned();
     // Issued long ago, as a token with a minute left was.
+    let long_ago = SystemClock.now_unix() - 3_540;
     stack
-        .dynamo()
-        .update_item()
-        .table_name(&stack.config.common.state_table)
-        .key("pk", AttributeValue::S(format!("access#{}", user.sub)))
-        .update_expression("SET obtained_at = obtained_at - :age")
-        .expression_attribute_values(":age", AttributeValue::N("3540".into()))
-        .send()
-        .await
-        .expect("age the cached token");
+        .set_cached_token_attributes(&user.sub, &[("obtained_at", Some(number(long_ago)))])
+        .await;
     stack.emulator.set_access_token_lifetime(3_599);
     let before = stack.emulator.stats().refreshes;
 
@@ -123,35 +131,15 @@ async fn a_lease_holder_that_died_blocks_the_grant_no_longer_than_its_lease() {
     let stack = spawn_stack().await;
     let user = &stack.seed_grants(1, DRIVE, 1).await[0];
     // An invocation took the lease and died: its lease runs until a second ago.
-    let now = offline_access::clock::Clock::now_unix(&offline_access::clock::SystemClock);
-    stack
-        .dynamo()
-        .update_item()
-        .table_name(&stack.config.common.grants_table)
-        .key("sub", AttributeValue::S(user.sub.clone()))
-        .update_expression("SET lease_owner = :o, lease_until = :u")
-        .expression_attribute_values(":o", AttributeValue::S("dead".into()))
-        .expression_attribute_values(":u", AttributeValue::N((now - 1).to_string()))
-        .send()
-        .await
-        .expect("plant a lapsed lease");
+    let now = SystemClock.now_unix();
+    plant_lease(&stack, &user.sub, "dead", now - 1).await;
     let answer = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;
     token_of(&answer);
 
     // One still held, and no token cached: the caller waits its budget, then is told to
     // retry; Google is not called and nothing changes.
     let other = &stack.seed_grants(1, DRIVE, 1).await[0];
-    stack
-        .dynamo()
-        .update_item()
-        .table_name(&stack.config.common.grants_table)
-        .key("sub", AttributeValue::S(other.sub.clone()))
-        .update_expression("SET lease_owner = :o, lease_until = :u")
-        .expression_attribute_values(":o", AttributeValue::S("busy".into()))
-        .expression_attribute_values(":u", AttributeValue::N((now + 600).to_string()))
-        .send()
-        .await
-        .expect("plant a held lease");
+    plant_lease(&stack, &other.sub, "busy", now + 600).await;
     let before = stack.emulator.stats().refreshes;
     let service = stack.access_tokens(&[("ACCESS_TOKEN_BUDGET_MS", "300")]);
     let answer = ask_for_token(&service, &json!({"sub": other.sub})).await;
@@ -468,15 +456,8 @@ async fn no_access_token_is_readable_at_rest_nor_opens_anywhere_but_its_own_plac
     // a fresh token of his own.
     let fresh = stack.access_tokens(&[]);
     stack
-        .dynamo()
-        .update_item()
-        .table_name(&stack.config.common.state_table)
-        .key("pk", AttributeValue::S(format!("access#{}", bob.sub)))
-        .update_expression("SET access_token = :t")
-        .expression_attribute_values(":t", sealed.clone())
-        .send()
-        .await
-        .expect("copy to bob's row");
+        .set_cached_token_attributes(&bob.sub, &[("access_token", Some(sealed.clone()))])
+        .await;
     let bob_again = ask_for_token(&fresh, &json!({"sub": bob.sub})).await;
     assert_ne!(token_of(&bob_again), ada_token);
     assert_ne!(
@@ -488,15 +469,8 @@ async fn no_access_token_is_readable_at_rest_nor_opens_anywhere_but_its_own_plac
     // Ada's sealed access token as her refresh token: it does not open as one. The
     // grant is left as it was and no token is answered.
     stack
-        .dynamo()
-        .update_item()
-        .table_name(&stack.config.common.grants_table)
-        .key("sub", AttributeValue::S(ada.sub.clone()))
-        .update_expression("SET refresh_token = :t")
-        .expression_attribute_values(":t", sealed)
-        .send()
-        .await
-        .expect("copy into the refresh-token attribute");
+        .set_grant_attributes(&ada.sub, &[("refresh_token", Some(sealed))])
+        .await;
     let unfloored = stack.access_tokens(&[("FORCE_REFRESH_MIN_SECS", "0")]);
     let answer = ask_for_token(&unfloored, &json!({"sub": ada.sub, "force_refresh": true})).await;
     assert_eq!(answer["status"], json!(500), "{answer}");
@@ -529,18 +503,17 @@ async fn a_cached_token_costs_two_parallel_reads_and_a_refresh_five_dynamodb_req
 async fn a_grant_the_job_deferred_gets_one_user_facing_attempt_per_floor() {
     let stack = spawn_stack().await;
     let user = &stack.seed_grants(1, DRIVE, 0).await[0];
-    let now = offline_access::clock::Clock::now_unix(&offline_access::clock::SystemClock);
+    let now = SystemClock.now_unix();
+    // Deferred as the job does it.
     stack
-        .dynamo()
-        .update_item()
-        .table_name(&stack.config.common.grants_table)
-        .key("sub", AttributeValue::S(user.sub.clone()))
-        .update_expression("SET failure_count = :f, next_attempt_at = :n")
-        .expression_attribute_values(":f", AttributeValue::N("3".into()))
-        .expression_attribute_values(":n", AttributeValue::N((now + 3_600).to_string()))
-        .send()
-        .await
-        .expect("defer the grant as the job does");
+        .set_grant_attributes(
+            &user.sub,
+            &[
+                ("failure_count", Some(number(3))),
+                ("next_attempt_at", Some(number(now + 3_600))),
+            ],
+        )
+        .await;
     stack.emulator.inject_fault(
         Endpoint::Token,
         Fault {

@@ -17,19 +17,8 @@ use test_support::{Stack, android_form_event, ask_for_token, delete_event, no_de
 const DAY: u64 = 86_400;
 
 async fn set_grant_number(stack: &Stack, sub: &str, attr: &str, value: Option<u64>) {
-    let update = stack
-        .dynamo()
-        .update_item()
-        .table_name(&stack.config.common.grants_table)
-        .key("sub", AttributeValue::S(sub.to_owned()))
-        .expression_attribute_names("#a", attr);
-    let update = match value {
-        Some(v) => update
-            .update_expression("SET #a = :v")
-            .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-        None => update.update_expression("REMOVE #a"),
-    };
-    update.send().await.expect("update the grant");
+    let value = value.map(|v| AttributeValue::N(v.to_string()));
+    stack.set_grant_attributes(sub, &[(attr, value)]).await;
 }
 
 fn cycle(name: &str) -> offline_access::job::CycleId {

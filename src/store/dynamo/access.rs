@@ -6,13 +6,12 @@
 //! token is an item of its own in the state table, `access#<sub>`, whose TTL is the
 //! token's expiry.
 
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::expr::{Placeholders, Update};
 use super::schema::{self, Item, grant, n, s, state};
-use super::{DynamoStore, conflict_or, holds_either_way};
+use super::{DynamoStore, Updated, conflict_or, holds_either_way};
 use crate::crypto::SealedToken;
 use crate::domain::{GoogleSubject, Scopes};
 use crate::store::{
@@ -155,32 +154,18 @@ impl AccessStore for DynamoStore {
         let free = lease_free(&mut u.p, now);
         u.condition(format!("{status} = {active} AND attribute_exists({token}) AND {free}"));
         u.set(grant::LEASE_OWNER, s(owner)).set(grant::LEASE_UNTIL, n(until));
-        let result = self
-            .update_grant_item(sub.as_str(), &u)
-            .return_values(ReturnValue::AllNew)
-            // A refusal says why in the same round trip: gone, not usable, or held.
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let err = match result {
-            Ok(out) => {
-                let item = out.attributes().ok_or(StoreError::Corrupt(grant::SUB))?;
-                return Ok(RefreshLease::Taken(schema::grant_from_item(item)?));
-            }
-            Err(e) => e,
+        // A refusal says why in the same round trip: gone, not usable, or held.
+        let item = match self.update_grant_returning(sub.as_str(), &u).await? {
+            Updated::Written(item) => return Ok(RefreshLease::Taken(schema::grant_from_item(&item)?)),
+            Updated::Refused(None) => return Ok(RefreshLease::Unusable(None)),
+            Updated::Refused(Some(item)) => item,
         };
-        let Some(UpdateItemError::ConditionalCheckFailedException(refused)) = err.as_service_error() else {
-            return Err(classify_aws("dynamodb", &err).into());
-        };
-        let Some(item) = refused.item() else {
-            return Ok(RefreshLease::Unusable(None));
-        };
-        let found = schema::grant_from_item(item)?;
+        let found = schema::grant_from_item(&item)?;
         if found.status != GrantStatus::Active || found.refresh_token.is_none() {
             return Ok(RefreshLease::Unusable(Some(found)));
         }
         Ok(RefreshLease::Held {
-            until: schema::number(item, grant::LEASE_UNTIL).unwrap_or(now),
+            until: schema::number(&item, grant::LEASE_UNTIL).unwrap_or(now),
         })
     }
 

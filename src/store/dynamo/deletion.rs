@@ -2,12 +2,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
-
 use super::expr::Update;
 use super::schema::{self, grant, n, s, state};
-use super::{DynamoStore, holds_either_way};
+use super::{DynamoStore, Updated, holds_either_way};
 use crate::domain::GoogleSubject;
 use crate::store::{DeletionStart, DeletionStore, Grant, GrantStatus, StoreError, reasons};
 use crate::upstream::classify_aws;
@@ -33,24 +30,10 @@ impl DeletionStore for DynamoStore {
             .set(grant::STATUS_REASON, s(reasons::USER_DELETED))
             .set(grant::UPDATED_AT, n(now))
             .increment(grant::VERSION);
-        let result = self
-            .update_grant_item(sub.as_str(), &u)
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let started = match result {
-            Ok(out) => {
-                let item = out.attributes().ok_or(StoreError::Corrupt(grant::SUB))?;
-                DeletionStart::Started(Box::new(schema::grant_from_item(item)?))
-            }
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => match refused.item() {
-                    Some(_) => DeletionStart::AlreadyDeleted,
-                    None => DeletionStart::NotFound,
-                },
-                _ => return Err(classify_aws("dynamodb", &e).into()),
-            },
+        let started = match self.update_grant_returning(sub.as_str(), &u).await? {
+            Updated::Written(item) => DeletionStart::Started(Box::new(schema::grant_from_item(&item)?)),
+            Updated::Refused(Some(_)) => DeletionStart::AlreadyDeleted,
+            Updated::Refused(None) => DeletionStart::NotFound,
         };
         // The cached access token goes at once: nothing of the user's is served again.
         let dropped = self

@@ -68,6 +68,31 @@ impl DynamoStore {
         Ok(out.item().cloned())
     }
 
+    /// Applies a conditional `update` to the grant and says what it found in the same
+    /// round trip: the item as written, or — the condition failed — the item as it was
+    /// (`None`: there is none).
+    async fn update_grant_returning(&self, sub: &str, update: &expr::Update) -> Result<Updated, StoreError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+        let result = self
+            .update_grant_item(sub, update)
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Updated::Written(
+                out.attributes().cloned().ok_or(StoreError::Corrupt(grant::SUB))?,
+            )),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                    Ok(Updated::Refused(refused.item().cloned()))
+                }
+                _ => Err(classify_aws("dynamodb", &e).into()),
+            },
+        }
+    }
+
     /// Applies `update` to the grant; `false` when its condition failed.
     async fn update_grant(&self, sub: &str, update: &expr::Update) -> Result<bool, StoreError> {
         match self.update_grant_item(sub, update).send().await.map_err(conflict_or) {
@@ -76,6 +101,14 @@ impl DynamoStore {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What a conditional update found.
+enum Updated {
+    /// Written: the item as it is now.
+    Written(schema::Item),
+    /// The condition failed: the item as it was, if there is one.
+    Refused(Option<schema::Item>),
 }
 
 /// A failed condition as [`StoreError::Conflict`], anything else classified once.

@@ -502,6 +502,63 @@ impl Stack {
         seeded
     }
 
+    /// Sets (`Some`) or removes (`None`) attributes of `sub`'s grant item directly, as
+    /// time passing or another writer would.
+    pub async fn set_grant_attributes(
+        &self,
+        sub: &str,
+        attrs: &[(&str, Option<aws_sdk_dynamodb::types::AttributeValue>)],
+    ) {
+        let key = ("sub", sub.to_owned());
+        self.set_attributes(&self.config.common.grants_table, key, attrs).await;
+    }
+
+    /// The same for `sub`'s cached access token (its state-table item).
+    pub async fn set_cached_token_attributes(
+        &self,
+        sub: &str,
+        attrs: &[(&str, Option<aws_sdk_dynamodb::types::AttributeValue>)],
+    ) {
+        let key = ("pk", format!("access#{sub}"));
+        self.set_attributes(&self.config.common.state_table, key, attrs).await;
+    }
+
+    async fn set_attributes(
+        &self,
+        table: &str,
+        key: (&str, String),
+        attrs: &[(&str, Option<aws_sdk_dynamodb::types::AttributeValue>)],
+    ) {
+        let (mut sets, mut removes) = (Vec::new(), Vec::new());
+        let mut update = self
+            .dynamo()
+            .update_item()
+            .table_name(table)
+            .key(key.0, aws_sdk_dynamodb::types::AttributeValue::S(key.1));
+        for (i, (name, value)) in attrs.iter().enumerate() {
+            update = update.expression_attribute_names(format!("#a{i}"), *name);
+            match value {
+                Some(v) => {
+                    sets.push(format!("#a{i} = :v{i}"));
+                    update = update.expression_attribute_values(format!(":v{i}"), v.clone());
+                }
+                None => removes.push(format!("#a{i}")),
+            }
+        }
+        let mut expression = String::new();
+        if !sets.is_empty() {
+            expression = format!("SET {}", sets.join(", "));
+        }
+        if !removes.is_empty() {
+            expression = format!("{expression} REMOVE {}", removes.join(", "));
+        }
+        update
+            .update_expression(expression.trim())
+            .send()
+            .await
+            .expect("set attributes");
+    }
+
     /// A raw attribute of a grant item (for fields the product's `Grant` does not carry).
     pub async fn grant_attribute(&self, sub: &str, name: &str) -> Option<aws_sdk_dynamodb::types::AttributeValue> {
         let out = self
