@@ -3,32 +3,21 @@
 //! RS256 only, the key chosen by `kid` from Google's JWKS, `iss` either spelling, `aud`
 //! our web client id, `azp` on an allow-list when one is set, `exp`/`iat` against an
 //! injectable clock with a small leeway.
-//!
-//! The JWKS is cached for as long as its `Cache-Control: max-age` says. An unknown `kid`
-//! (Google rotates keys) triggers one refetch, single-flight and rate-limited so a
-//! stream of forged `kid`s cannot make us hammer Google.
+//! The keys come from [`super::keys`]' cache.
 
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
+pub use super::keys::{HttpJwksFetcher, Jwks, JwksFetcher, parse_jwks, parse_max_age};
+use super::keys::{KeyCache, KeyMiss, parse_header};
 use crate::clock::Clock;
 use crate::domain::{Email, GoogleSubject, Profile};
 use crate::upstream::Upstream;
 
 /// The two spellings Google uses for its issuer.
 pub const GOOGLE_ISSUERS: [&str; 2] = ["accounts.google.com", "https://accounts.google.com"];
-
-/// After a refetch failed, the next may go this many seconds later.
-const REFETCH_AFTER_FAILURE: u64 = 1;
-
-/// When the JWKS answer carries no `max-age`, cache it this long.
-const DEFAULT_JWKS_MAX_AGE: u64 = 300;
 
 /// A verified identity: the user's stable id and the profile claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,108 +69,11 @@ pub trait VerifyIdToken: Send + Sync {
     fn prefetch(&self) -> impl Future<Output = Result<(), IdTokenError>> + Send;
 }
 
-/// A fetched key set and how long it may be cached.
-#[derive(Debug, Default)]
-pub struct Jwks {
-    pub keys: HashMap<String, DecodingKey>,
-    pub max_age: Option<Duration>,
-}
-
-/// Fetches Google's JWKS.
-pub trait JwksFetcher: Send + Sync {
-    fn fetch(&self) -> impl Future<Output = Result<Jwks, Upstream>> + Send;
-}
-
-/// The JWKS over HTTPS, with the one hardened client.
-#[derive(Debug, Clone)]
-pub struct HttpJwksFetcher {
-    http: reqwest::Client,
-    uri: String,
-}
-
-impl HttpJwksFetcher {
-    pub fn new(http: reqwest::Client, uri: String) -> Self {
-        Self { http, uri }
-    }
-}
-
-impl JwksFetcher for HttpJwksFetcher {
-    async fn fetch(&self) -> Result<Jwks, Upstream> {
-        let response = self.http.get(&self.uri).send().await;
-        let max_age = response
-            .as_ref()
-            .ok()
-            .and_then(|r| r.headers().get(http::header::CACHE_CONTROL))
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_max_age);
-        let (status, _, json) = super::read_small_json_answer("google-certs", response).await?;
-        if !status.is_success() {
-            return Err(Upstream::unavailable(
-                "google-certs",
-                format!("HTTP {}", status.as_u16()),
-            ));
-        }
-        Ok(Jwks {
-            keys: parse_jwks(&json),
-            max_age,
-        })
-    }
-}
-
-/// `max-age` from a `Cache-Control` header value.
-pub fn parse_max_age(value: &str) -> Option<Duration> {
-    value.split(',').find_map(|directive| {
-        let (name, secs) = directive.trim().split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("max-age")
-            .then(|| secs.trim().trim_matches('"').parse().ok().map(Duration::from_secs))
-            .flatten()
-    })
-}
-
-/// The RSA signing keys of a JWKS document, by `kid`. Each key is read on its own: one
-/// that is malformed, of another type or algorithm, or unusable is skipped, never the set.
-pub fn parse_jwks(json: &serde_json::Value) -> HashMap<String, DecodingKey> {
-    #[derive(Deserialize)]
-    struct Key {
-        kid: Option<String>,
-        kty: String,
-        alg: Option<String>,
-        n: Option<String>,
-        e: Option<String>,
-    }
-    let listed = json.get("keys").and_then(serde_json::Value::as_array);
-    listed
-        .into_iter()
-        .flatten()
-        .filter_map(|k| serde_json::from_value::<Key>(k.clone()).ok())
-        .filter(|k| k.kty == "RSA" && k.alg.as_deref().is_none_or(|a| a == "RS256"))
-        .filter_map(|k| {
-            let key = DecodingKey::from_rsa_components(k.n.as_deref()?, k.e.as_deref()?).ok()?;
-            Some((k.kid?, key))
-        })
-        .collect()
-}
-
-#[derive(Default)]
-struct KeySet {
-    keys: HashMap<String, Arc<DecodingKey>>,
-    expires_at: u64,
-    generation: u64,
-    last_unknown_kid_refetch: Option<u64>,
-    /// Why the last refetch failed, while this is the last good set kept in its place.
-    refetch_failed: Option<Upstream>,
-}
-
 /// Google's ID-token verifier with its JWKS cache.
 pub struct GoogleIdTokenVerifier<F, C> {
-    fetcher: F,
-    clock: C,
+    keys: KeyCache<F, C>,
     allowed_azp: Vec<String>,
     leeway: u64,
-    min_refetch: u64,
-    keys: RwLock<Arc<KeySet>>,
-    refetch: tokio::sync::Mutex<()>,
 }
 
 impl<F, C> std::fmt::Debug for GoogleIdTokenVerifier<F, C> {
@@ -192,109 +84,13 @@ impl<F, C> std::fmt::Debug for GoogleIdTokenVerifier<F, C> {
     }
 }
 
-enum Miss {
-    Stale,
-    UnknownKid,
-}
-
 impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
     pub fn new(fetcher: F, clock: C, allowed_azp: Vec<String>, leeway: Duration, min_refetch: Duration) -> Self {
         Self {
-            fetcher,
-            clock,
+            keys: KeyCache::new(fetcher, clock, min_refetch),
             allowed_azp,
             leeway: leeway.as_secs(),
-            min_refetch: min_refetch.as_secs(),
-            keys: RwLock::new(Arc::new(KeySet::default())),
-            refetch: tokio::sync::Mutex::new(()),
         }
-    }
-
-    fn snapshot(&self) -> Arc<KeySet> {
-        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    async fn key_for(&self, kid: &str) -> Result<Arc<DecodingKey>, IdTokenError> {
-        let seen = self.snapshot();
-        let now = self.clock.now_unix();
-        let miss = if now < seen.expires_at {
-            match seen.keys.get(kid) {
-                Some(key) => return Ok(Arc::clone(key)),
-                None => Miss::UnknownKid,
-            }
-        } else {
-            Miss::Stale
-        };
-
-        let _single_flight = self.refetch.lock().await;
-        let current = self.snapshot();
-        let now = self.clock.now_unix();
-        let fresh = now < current.expires_at;
-        if current.generation != seen.generation && fresh {
-            // Someone refetched while we waited: their answer is as good as ours.
-            return current.keys.get(kid).cloned().ok_or(IdTokenError::UnknownKey);
-        }
-        if matches!(miss, Miss::UnknownKid)
-            && fresh
-            && current
-                .last_unknown_kid_refetch
-                .is_some_and(|at| now < at.saturating_add(self.min_refetch))
-        {
-            // Refused only when the keys are known good; while Google's set cannot be had,
-            // an unknown kid is the key service's failure, and the code is not spent.
-            return Err(current
-                .refetch_failed
-                .clone()
-                .map_or(IdTokenError::UnknownKey, IdTokenError::KeysUnavailable));
-        }
-        let fetched = self.fetcher.fetch().await.and_then(|jwks| {
-            if jwks.keys.is_empty() {
-                Err(Upstream::unavailable(
-                    "google-certs",
-                    "no usable signing key in the answer",
-                ))
-            } else {
-                Ok(jwks)
-            }
-        });
-        let jwks = match fetched {
-            Ok(jwks) => jwks,
-            // Keep the last good set: a key Google published is still Google's when its
-            // cache time is up and the refetch fails. A kid the set never had cannot be
-            // checked, which is the key service's failure, not the token's.
-            Err(e) => {
-                tracing::warn!(error = %e, "JWKS refetch failed; keeping the last good key set");
-                if !current.keys.is_empty() {
-                    // Try again a second later: not on every request meanwhile, but soon
-                    // enough for a sign-in whose code is spent to try again and finish.
-                    *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(KeySet {
-                        keys: current.keys.clone(),
-                        expires_at: now.saturating_add(REFETCH_AFTER_FAILURE),
-                        generation: current.generation + 1,
-                        last_unknown_kid_refetch: Some(
-                            now.saturating_add(REFETCH_AFTER_FAILURE)
-                                .saturating_sub(self.min_refetch),
-                        ),
-                        refetch_failed: Some(e.clone()),
-                    });
-                }
-                return current.keys.get(kid).cloned().ok_or(IdTokenError::KeysUnavailable(e));
-            }
-        };
-        let max_age = jwks.max_age.map_or(DEFAULT_JWKS_MAX_AGE, |d| d.as_secs());
-        let next = KeySet {
-            keys: jwks.keys.into_iter().map(|(kid, key)| (kid, Arc::new(key))).collect(),
-            expires_at: now.saturating_add(max_age),
-            generation: current.generation + 1,
-            last_unknown_kid_refetch: match miss {
-                Miss::UnknownKid => Some(now),
-                Miss::Stale => current.last_unknown_kid_refetch,
-            },
-            refetch_failed: None,
-        };
-        let key = next.keys.get(kid).cloned();
-        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
-        key.ok_or(IdTokenError::UnknownKey)
     }
 
     fn check_claims(&self, claims: Claims, client_id: &str) -> Result<VerifiedIdToken, IdTokenError> {
@@ -316,7 +112,7 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
                 return Err(IdTokenError::AzpNotAllowed);
             }
         }
-        let now = self.clock.now_unix();
+        let now = self.keys.clock().now_unix();
         if claims.exp.saturating_add(self.leeway) <= now {
             return Err(IdTokenError::Expired);
         }
@@ -343,12 +139,15 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
 
 impl<F: JwksFetcher, C: Clock> VerifyIdToken for GoogleIdTokenVerifier<F, C> {
     async fn verify(&self, token: &str, client_id: &str) -> Result<VerifiedIdToken, IdTokenError> {
-        let header = parse_header(token)?;
+        let header = parse_header(token).ok_or(IdTokenError::Malformed)?;
         if header.alg != "RS256" {
             return Err(IdTokenError::UnsupportedAlgorithm);
         }
         let kid = header.kid.ok_or(IdTokenError::UnknownKey)?;
-        let key = self.key_for(&kid).await?;
+        let key = self.keys.key_for(&kid).await.map_err(|miss| match miss {
+            KeyMiss::Unknown => IdTokenError::UnknownKey,
+            KeyMiss::Unavailable(e) => IdTokenError::KeysUnavailable(e),
+        })?;
 
         // jsonwebtoken checks the signature; we check every claim ourselves against our
         // clock, so the library's wall-clock checks are off.
@@ -366,26 +165,8 @@ impl<F: JwksFetcher, C: Clock> VerifyIdToken for GoogleIdTokenVerifier<F, C> {
     }
 
     async fn prefetch(&self) -> Result<(), IdTokenError> {
-        match self.key_for("").await {
-            Ok(_) | Err(IdTokenError::UnknownKey) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.keys.prefetch().await.map_err(IdTokenError::KeysUnavailable)
     }
-}
-
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    kid: Option<String>,
-}
-
-fn parse_header(token: &str) -> Result<Header, IdTokenError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(IdTokenError::Malformed);
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(header).map_err(|_| IdTokenError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| IdTokenError::Malformed)
 }
 
 #[derive(Deserialize)]
@@ -436,8 +217,10 @@ mod tests {
     use crate::clock::ManualClock;
     use google_emulator::{Forgery, SigningKey};
     use serde_json::json;
-    use std::sync::Mutex;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     const CLIENT: &str = "web.apps.googleusercontent.com";
     const NOW: u64 = 1_800_000_000;
@@ -704,7 +487,7 @@ mod tests {
     fn a_header_with_alg_none_is_parsed_so_it_can_be_refused() {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
         let parsed = parse_header(&format!("{header}.e30.")).map(|h| h.alg);
-        assert_eq!(parsed.ok().as_deref(), Some("none"));
-        assert!(parse_header("only.two").is_err());
+        assert_eq!(parsed.as_deref(), Some("none"));
+        assert!(parse_header("only.two").is_none());
     }
 }

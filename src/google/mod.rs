@@ -3,6 +3,7 @@
 pub mod client_secret;
 pub mod drive;
 pub mod id_token;
+pub mod keys;
 pub mod revoke;
 pub mod token;
 
