@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::crypto::KeyProvider;
 use crate::domain::{GoogleSubject, Scopes};
 use crate::google::{ClientSecrets, TokenEndpoint};
-use crate::store::AccessStore;
+use crate::store::{AccessStore, reasons};
 
 /// The largest payload accepted; a request naming fifty scopes is about 4 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024;
@@ -174,6 +174,16 @@ pub fn answer(outcome: &Result<IssuedToken, AccessError>) -> Value {
             if let Some(cause) = likely_cause {
                 a.insert("likely_cause".into(), json!(cause));
             }
+            a
+        }
+        AccessError::Suspended => {
+            // DESIGN §11: one 409 code for every unusable grant; the reason tells them apart.
+            let mut a = error(
+                409,
+                "reauthorization_required",
+                "Google disabled this account; access resumes when Google enables it again",
+            );
+            a.insert("reason".into(), json!(reasons::RISC_ACCOUNT_DISABLED));
             a
         }
         AccessError::ScopeNotGranted { missing } => {

@@ -70,6 +70,10 @@ pub enum AccessError {
         /// For a grant Google revoked: what most likely caused it.
         likely_cause: Option<String>,
     },
+    /// Google disabled the account (Cross-Account Protection): no token until it is
+    /// enabled again.
+    #[error("Google disabled this account")]
+    Suspended,
     #[error("the user did not grant every requested scope")]
     ScopeNotGranted { missing: Vec<String> },
     #[error("a forced refresh came too soon after the last refresh")]
@@ -194,6 +198,7 @@ fn usable(grant: Option<&Grant>, now: u64) -> Result<&Grant, AccessError> {
             reason: reasons::NO_REFRESH_TOKEN.into(),
             likely_cause: None,
         }),
+        GrantStatus::Suspended => Err(AccessError::Suspended),
         // Deleted, or being deleted, at the user's request: as if there were no grant.
         GrantStatus::Revoking | GrantStatus::Deleted => Err(AccessError::GrantNotFound),
         GrantStatus::ReconsentRequired | GrantStatus::Revoked => Err(AccessError::ReauthorizationRequired {
@@ -440,7 +445,7 @@ where
                     let now = self.clock.now_unix();
                     self.cache(&grant, &tokens, now).await;
                     let new_token = match &tokens.refresh_token {
-                        Some(rotated) => match self.refresh_cipher.seal(rotated, self.binding(&grant)).await {
+                        Some(rotated) => match self.refresh_cipher.seal_new(rotated, self.binding(&grant)).await {
                             Ok(sealed) => Some(sealed),
                             Err(e) => {
                                 tracing::error!(error = %e, "a rotated refresh token could not be sealed and is lost");

@@ -114,6 +114,12 @@ pub struct SignInConfig {
     /// the function's timeout (the template's 15 s) and the claim lease. After Google has
     /// redeemed the code, a failing step is tried again only within it.
     pub budget: Duration,
+    /// `GOOGLE_RISC_CONFIG_URI` (Google's): the RISC discovery document, which names the
+    /// Security Event Tokens' issuer and keys.
+    pub risc_config_uri: String,
+    /// `RISC_EVENT_RETENTION_DAYS` (45, at least 30): how long an applied security
+    /// event's `jti` is remembered, so a redelivery is not applied twice.
+    pub risc_event_retention: Duration,
 }
 
 /// Configuration of the offline job.
@@ -294,6 +300,17 @@ impl SignInConfig {
             claim_lease: seconds(env, "SIGN_IN_CLAIM_LEASE_SECS", 20)?,
             duplicate_wait: Duration::from_millis(number(env, "DUPLICATE_WAIT_MS", 10_000)?),
             budget: Duration::from_millis(number(env, "SIGN_IN_BUDGET_MS", 12_000)?),
+            risc_config_uri: optional_url(env, "GOOGLE_RISC_CONFIG_URI")?
+                .unwrap_or_else(|| crate::google::risc::DEFAULT_RISC_CONFIG_URI.into()),
+            risc_event_retention: match number(env, "RISC_EVENT_RETENTION_DAYS", 45)? {
+                days if days >= 30 => Duration::from_secs(days.saturating_mul(86_400)),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "RISC_EVENT_RETENTION_DAYS",
+                        why: "must be at least 30: Google may deliver an event again for that long",
+                    });
+                }
+            },
         })
     }
 }
@@ -325,6 +342,8 @@ pub const SIGN_IN_VARIABLES: &[&str] = &[
     "SIGN_IN_CLAIM_LEASE_SECS",
     "DUPLICATE_WAIT_MS",
     "SIGN_IN_BUDGET_MS",
+    "GOOGLE_RISC_CONFIG_URI",
+    "RISC_EVENT_RETENTION_DAYS",
 ];
 
 /// The variables only the access-token function reads (`AccessTokenConfig`).

@@ -355,6 +355,25 @@ fn wrapped_digest(wrapped: &[u8]) -> [u8; 32] {
     out
 }
 
+/// A refresh token ready to store: sealed, with the digests Google's `token-revoked`
+/// events name it by. Every write of a new refresh token takes this, so none can store a
+/// token without them.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub sealed: SealedToken,
+    pub digests: crate::domain::TokenDigests,
+}
+
+impl<K: KeyProvider> TokenCipher<K, RefreshToken> {
+    /// Seals a new refresh token and takes its digests.
+    pub async fn seal_new(&self, token: &RefreshToken, binding: Binding<'_>) -> Result<NewRefreshToken, CryptoError> {
+        Ok(NewRefreshToken {
+            sealed: self.seal(token, binding).await?,
+            digests: crate::domain::TokenDigests::of(token),
+        })
+    }
+}
+
 impl<K: KeyProvider, T: Sealable> TokenCipher<K, T> {
     pub fn new(keys: K, limits: KeyCacheLimits) -> Self {
         Self {

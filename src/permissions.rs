@@ -6,8 +6,12 @@
 //!   returns a recorded outcome itself), one TransactWriteItems (UpdateItem on grants,
 //!   PutItem on state: IAM authorizes a transaction by its items' actions), a refusal's
 //!   record (PutItem) and a release (DeleteItem on state, or UpdateItem when the code went
-//!   to Google); `crypto::KmsKeyProvider` seals
-//!   only (GenerateDataKey); `google::SecretsManagerSource` (GetSecretValue).
+//!   to Google); `crypto::KmsKeyProvider` seals (GenerateDataKey) and, for a deletion,
+//!   opens (Decrypt); `google::SecretsManagerSource` (GetSecretValue). The same function
+//!   deletes grants (`DeletionStore`: UpdateItem on grants, DeleteItem of the cached
+//!   token) and receives Google's security events (`RiscStore`: Query on the grants
+//!   table's two token indexes, UpdateItem on grants; GetItem and PutItem on state for
+//!   the events applied, DeleteItem of a revoked grant's cached token).
 //! - the offline job: `store::DynamoStore` as `JobStore` (Scan and UpdateItem on grants; GetItem
 //!   and PutItem on state, which also caches the access tokens it obtains); `crypto` opens
 //!   and re-seals rotated tokens and seals access tokens (Decrypt, GenerateDataKey); the
@@ -35,6 +39,9 @@ const fn allow(resource: &'static str, action: &'static str) -> Permission {
 /// What the sign-in function calls.
 pub const SIGN_IN: &[Permission] = &[
     allow("GrantsTable", "dynamodb:UpdateItem"),
+    allow("GrantsTable/index/by-token-prefix", "dynamodb:Query"),
+    allow("GrantsTable/index/by-token-hash", "dynamodb:Query"),
+    allow("StateTable", "dynamodb:GetItem"),
     allow("StateTable", "dynamodb:PutItem"),
     allow("StateTable", "dynamodb:UpdateItem"),
     allow("StateTable", "dynamodb:DeleteItem"),

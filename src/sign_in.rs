@@ -307,7 +307,7 @@ where
                 let sealed = spent_code_step(
                     deadline,
                     call,
-                    || self.cipher.seal(token, binding),
+                    || self.cipher.seal_new(token, binding),
                     |e| matches!(e, CryptoError::Upstream(u) if unavailable(u)),
                 );
                 Some(sealed.await?)

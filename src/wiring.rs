@@ -8,10 +8,12 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{AccessTokenConfig, CommonConfig, JobConfig, SignInConfig};
 use crate::crypto::{KeyCacheLimits, KeyProvider, KmsKeyProvider, Sealable, TokenCipher};
 use crate::deletion::{DeleteGrant, DeletionSettings};
+use crate::google::risc::SetVerifier;
 use crate::google::{
     CachedClientSecret, GoogleIdTokenVerifier, HttpDrive, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
 };
 use crate::job::{JobSettings, OfflineJob, Pacer, RetryPolicy};
+use crate::risc::{RiscReceiver, RiscSettings};
 use crate::sign_in::{SignIn, SignInSettings};
 use crate::store::{AccessTokenCache, DynamoStore, JobStore};
 
@@ -53,6 +55,9 @@ pub type ProductionDeletion = DeleteGrant<
     CachedClientSecret<SecretsManagerSource, SystemClock>,
     SystemClock,
 >;
+
+/// The RISC receiver (`POST /risc`) with its production adapters.
+pub type ProductionRisc = RiscReceiver<DynamoStore, CachedClientSecret<SecretsManagerSource, SystemClock>, SystemClock>;
 
 /// Loads the AWS config the SDK way: region, credentials and `AWS_ENDPOINT_URL` from the
 /// environment.
@@ -224,6 +229,29 @@ pub fn delete_grant(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Resul
             token_binding: common.token_binding.clone(),
             revoke_uri: common.revoke_uri.clone(),
             tombstone_ttl: common.tombstone_ttl,
+        },
+    })
+}
+
+/// The RISC receiver (`POST /risc`), served by the same function as sign-in and built
+/// from the same configuration, with its own clients.
+pub fn risc_receiver(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Result<ProductionRisc, reqwest::Error> {
+    let common = &config.common;
+    let http = crate::http_client::build(common.http_timeout)?;
+    Ok(RiscReceiver {
+        verifier: SetVerifier::new(
+            http,
+            config.risc_config_uri.clone(),
+            SystemClock,
+            config.id_token_leeway,
+            config.jwks_min_refetch,
+        ),
+        store: store(common, aws_sdk_dynamodb::Client::new(aws)),
+        secrets: secrets(common, aws, SystemClock),
+        clock: SystemClock,
+        settings: RiscSettings {
+            other_client_ids: common.allowed_azp.clone(),
+            event_retention: config.risc_event_retention,
         },
     })
 }

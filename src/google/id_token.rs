@@ -215,10 +215,10 @@ struct Claims {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use google_emulator::{Forgery, SigningKey};
-    use serde_json::json;
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use google_emulator::{Forgery, SigningKey};
+    use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 

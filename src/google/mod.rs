@@ -5,6 +5,7 @@ pub mod drive;
 pub mod id_token;
 pub mod keys;
 pub mod revoke;
+pub mod risc;
 pub mod token;
 
 pub use client_secret::{CachedClientSecret, ClientCredentials, ClientSecrets, SecretSource, SecretsManagerSource};

@@ -360,7 +360,7 @@ where
             .map(|limit| self.clock.now_unix() + limit.as_secs());
         self.cache_access_token(run, grant, binding, &tokens).await;
         let mut new_token = match &tokens.refresh_token {
-            Some(rotated) => match self.cipher.seal(rotated, binding).await {
+            Some(rotated) => match self.cipher.seal_new(rotated, binding).await {
                 Ok(sealed) => Some(sealed),
                 Err(e) => {
                     tracing::error!(sub = %grant.sub, error = %e, "rotated refresh token could not be sealed");

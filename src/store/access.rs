@@ -10,7 +10,7 @@
 //! grant as the write left it.
 
 use super::{Grant, Recorded, StoreError};
-use crate::crypto::SealedToken;
+use crate::crypto::{NewRefreshToken, SealedToken};
 use crate::domain::{GoogleSubject, Scopes};
 
 /// A cached access token: sealed, with when it expires and what it may be used for.
@@ -58,7 +58,7 @@ pub enum LeaseEnd {
     /// Refreshed; `new_token` is a rotated refresh token to store, `refresh_expires_at`
     /// the time limit Google's answer carried (time-based access).
     Refreshed {
-        new_token: Option<SealedToken>,
+        new_token: Option<NewRefreshToken>,
         refresh_expires_at: Option<u64>,
     },
     /// Google said `invalid_grant` for the token still stored: revoke, delete it.

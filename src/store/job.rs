@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::{Grant, StoreError};
-use crate::crypto::SealedToken;
+use crate::crypto::NewRefreshToken;
 use crate::domain::GoogleSubject;
 
 /// One page of a scan segment.
@@ -56,7 +56,7 @@ pub struct Lease<'a> {
 pub enum GrantOutcome {
     /// Refreshed. `new_token` is a rotated refresh token to store in place of the old one.
     Refreshed {
-        new_token: Option<SealedToken>,
+        new_token: Option<NewRefreshToken>,
         /// Google's answer carried a time limit (`refresh_token_expires_in`): when the
         /// refresh token stops working. `None` leaves what is stored.
         refresh_expires_at: Option<u64>,
@@ -148,7 +148,7 @@ pub trait JobStore: Send + Sync {
         &self,
         leased: &Grant,
         lease: Lease<'_>,
-        token: &SealedToken,
+        token: &NewRefreshToken,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
     /// Records how a leased grant ended this cycle and lets go of the lease.
     fn record(

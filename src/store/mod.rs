@@ -14,14 +14,16 @@ mod access;
 mod deletion;
 mod dynamo;
 mod job;
+mod risc;
 
 pub use access::{AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, LeaseEnd, RefreshLease};
 pub use deletion::{DeletionStart, DeletionStore};
 pub use dynamo::DynamoStore;
 pub use job::{Checkpoint, DriveOutcome, GrantOutcome, JobStore, Lease, Recorded, ScanPage, ScanRequest};
+pub use risc::{AccountState, Applied, RiscStore, event_key};
 
-use crate::crypto::SealedToken;
-use crate::domain::{GoogleSubject, Profile, Scopes};
+use crate::crypto::{NewRefreshToken, SealedToken};
+use crate::domain::{GoogleSubject, Profile, Scopes, TokenDigests};
 use crate::upstream::Upstream;
 
 /// Where a grant stands.
@@ -36,15 +38,19 @@ pub enum GrantStatus {
     /// Deleted at the user's request: a tombstone without tokens or profile, expired by
     /// TTL.
     Deleted,
+    /// Google disabled the account (RISC `account-disabled`, hijacking or no reason):
+    /// neither refreshed nor served, the token kept sealed until `account-enabled`.
+    Suspended,
 }
 
 impl GrantStatus {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Active,
         Self::ReconsentRequired,
         Self::Revoked,
         Self::Revoking,
         Self::Deleted,
+        Self::Suspended,
     ];
 
     /// The status as stored and logged.
@@ -55,6 +61,7 @@ impl GrantStatus {
             Self::Revoked => "revoked",
             Self::Revoking => "revoking",
             Self::Deleted => "deleted",
+            Self::Suspended => "suspended",
         }
     }
 }
@@ -68,6 +75,12 @@ pub mod reasons {
     pub const NO_REFRESH_TOKEN: &str = "no_refresh_token";
     /// The user deleted their data (`DELETE /grants/me`).
     pub const USER_DELETED: &str = "user_deleted";
+    /// Google revoked the user's tokens (RISC `tokens-revoked`).
+    pub const RISC_TOKENS_REVOKED: &str = "risc:tokens-revoked";
+    /// Google revoked this refresh token (RISC `token-revoked`).
+    pub const RISC_TOKEN_REVOKED: &str = "risc:token-revoked";
+    /// Google disabled the account (RISC `account-disabled`).
+    pub const RISC_ACCOUNT_DISABLED: &str = "risc:account-disabled";
 }
 
 /// One user's offline-access grant, as stored.
@@ -85,6 +98,11 @@ pub struct Grant {
     /// The client the refresh token was issued to (part of its encryption binding).
     pub client_id: String,
     pub refresh_token: Option<SealedToken>,
+    /// What Google's `token-revoked` events name the token by; `None` on grants stored
+    /// before digests were kept (their `tokens-revoked` still match by `sub`).
+    pub token_digests: Option<TokenDigests>,
+    /// What Google's security events flagged for review (e.g. `risc:sessions-revoked`).
+    pub review_flags: Vec<String>,
     /// Time-based access (Unix seconds): the refresh token stops working then, and the
     /// user must consent again. `None` for lasting access.
     pub refresh_expires_at: Option<u64>,
@@ -107,7 +125,7 @@ impl Grant {
         sub: GoogleSubject,
         client_id: String,
         scopes: Scopes,
-        refresh_token: SealedToken,
+        refresh_token: NewRefreshToken,
         profile: Profile,
         email_verified: bool,
         now: u64,
@@ -121,7 +139,9 @@ impl Grant {
             email_verified,
             scopes,
             client_id,
-            refresh_token: Some(refresh_token),
+            refresh_token: Some(refresh_token.sealed),
+            token_digests: Some(refresh_token.digests),
+            review_flags: Vec::new(),
             refresh_expires_at: None,
             token_issued_at: Some(now),
             created_at: now,
@@ -194,7 +214,7 @@ pub struct SignInGrant {
     pub email_verified: bool,
     /// The new refresh token, sealed; `None` when Google sent none (the user had
     /// consented before): the stored one is kept.
-    pub refresh_token: Option<SealedToken>,
+    pub refresh_token: Option<NewRefreshToken>,
     /// When the new refresh token stops working, for time-based access (Unix seconds).
     pub refresh_expires_at: Option<u64>,
 }

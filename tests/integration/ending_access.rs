@@ -172,14 +172,14 @@ async fn signed_in(stack: &Stack) -> (String, String) {
 #[tokio::test]
 async fn a_user_deletes_their_data_google_revokes_the_token_and_a_tombstone_is_left() {
     let stack = spawn_stack().await;
-    let deletion = stack.deletion();
+    let routes = stack.routes();
     let (sub, token) = signed_in(&stack).await;
     let tokens = stack.access_tokens(&[]);
     assert_eq!(ask_for_token(&tokens, &json!({"sub": sub})).await["status"], json!(200));
 
     let answer = stack
         .invoke_api(
-            &deletion,
+            &routes,
             &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
         )
         .await;
@@ -212,7 +212,7 @@ async fn a_user_deletes_their_data_google_revokes_the_token_and_a_tombstone_is_l
     // Asked again: 200 again.
     let again = stack
         .invoke_api(
-            &deletion,
+            &routes,
             &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
         )
         .await;
@@ -241,7 +241,7 @@ async fn a_user_deletes_their_data_google_revokes_the_token_and_a_tombstone_is_l
 #[tokio::test]
 async fn with_google_unreachable_the_deletion_is_pending_and_the_job_finishes_it() {
     let stack = spawn_stack().await;
-    let deletion = stack.deletion();
+    let routes = stack.routes();
     let (sub, token) = signed_in(&stack).await;
     stack.emulator.inject_fault(
         Endpoint::Revoke,
@@ -253,7 +253,7 @@ async fn with_google_unreachable_the_deletion_is_pending_and_the_job_finishes_it
     );
     let answer = stack
         .invoke_api(
-            &deletion,
+            &routes,
             &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
         )
         .await;
@@ -288,7 +288,7 @@ async fn with_google_unreachable_the_deletion_is_pending_and_the_job_finishes_it
 #[tokio::test]
 async fn a_deletion_needs_a_valid_id_token_and_x_requested_with() {
     let stack = spawn_stack().await;
-    let deletion = stack.deletion();
+    let routes = stack.routes();
     let (sub, token) = signed_in(&stack).await;
     let valid = id_token(&stack, &sub, Forgery::None);
     for (event, status, code) in [
@@ -306,7 +306,7 @@ async fn a_deletion_needs_a_valid_id_token_and_x_requested_with() {
         ),
         (delete_event(Some(&valid), &["x-requested-with"]), 403, "forbidden"),
     ] {
-        let answer = stack.invoke_api(&deletion, &event).await;
+        let answer = stack.invoke_api(&routes, &event).await;
         assert_eq!((answer.status, answer.error_code()), (status, code), "{}", answer.json);
     }
     let grant = stack.grant(&sub).await.expect("grant");

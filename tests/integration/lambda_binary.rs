@@ -1,5 +1,6 @@
 //! The built `auth-code` binary, run the way Lambda runs it: behind a Runtime API,
-//! with a committed API Gateway v2 event, against moto and the emulator.
+//! with committed API Gateway v2 events (sign-in, and Google's security events), against
+//! moto and the emulator.
 #![allow(
     clippy::expect_used,
     clippy::panic,
@@ -8,14 +9,17 @@
 
 use google_emulator::CodeSpec;
 use test_support::runtime_api::{Function, Outcome, binary};
-use test_support::{android_form_event, apigw_event, spawn_stack};
+use test_support::{android_form_event, apigw_event, risc_event, spawn_stack};
 
 fn http_answer(outcome: Outcome) -> (u16, serde_json::Value) {
     let Outcome::Response(response) = outcome else {
         panic!("the function failed: {outcome:?}")
     };
     let status = u16::try_from(response["statusCode"].as_u64().expect("statusCode")).expect("u16 status");
-    let body = serde_json::from_str(response["body"].as_str().expect("body")).expect("JSON body");
+    let body = match response["body"].as_str().unwrap_or_default() {
+        "" => serde_json::Value::Null,
+        text => serde_json::from_str(text).expect("JSON body"),
+    };
     (status, body)
 }
 
@@ -53,9 +57,29 @@ async fn the_built_binary_signs_in_from_an_api_gateway_event_and_logs_no_secret(
     let (status, body) = http_answer(function.invoke(&forged).await);
     assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
 
+    let refresh = stack.emulator.refresh_token_of(&ada.sub).expect("refresh");
+    // Google's Cross-Account Protection through the same binary: the committed POST /risc
+    // event carrying a SET the emulator signed, then one with a broken signature.
+    let revoked = google_emulator::SecurityEventSpec {
+        event: "tokens-revoked".into(),
+        sub: Some(ada.sub.clone()),
+        ..Default::default()
+    };
+    let (set, _) = stack.emulator.security_event(&revoked).expect("SET");
+    let (status, body) = http_answer(function.invoke(&risc_event(&set, "application/secevent+jwt")).await);
+    assert_eq!((status, body), (202, serde_json::Value::Null));
+    let grant = stack.grant(&ada.sub).await.expect("grant");
+    assert_eq!(grant.status_reason.as_deref(), Some("risc:tokens-revoked"));
+    let forged = google_emulator::SecurityEventSpec {
+        forgery: google_emulator::Forgery::FlippedSignatureBit,
+        ..revoked
+    };
+    let (set, _) = stack.emulator.security_event(&forged).expect("SET");
+    let (status, body) = http_answer(function.invoke(&risc_event(&set, "application/secevent+jwt")).await);
+    assert_eq!((status, body["err"].as_str()), (400, Some("authentication_failed")));
+
     let logs = function.logs();
     assert!(logs.contains("sign-in succeeded"), "{logs}");
-    let refresh = stack.emulator.refresh_token_of(&ada.sub).expect("refresh");
     for planted in [
         ada.code.as_str(),
         refresh.as_str(),

@@ -81,7 +81,7 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
 
     // And a refresh run, with a rotation and a revoked grant among them.
     let seeded = stack
-        .seed_grants(4, "openid https://www.googleapis.com/auth/drive.appdata", 1)
+        .seed_grants(5, "openid https://www.googleapis.com/auth/drive.appdata", 1)
         .await;
     stack
         .emulator
@@ -93,8 +93,8 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         .run(&cycle, "logged", test_support::no_deadline())
         .await
         .expect("refresh run");
-    // Ada (signed in above) and three seeded users; one seeded grant was revoked.
-    assert_eq!((report.refreshed, report.revoked), (4, 1));
+    // Ada (signed in above) and four seeded users; one seeded grant was revoked.
+    assert_eq!((report.refreshed, report.revoked), (5, 1));
 
     // And the customer's backend asking for tokens: from the job's cache, refreshed,
     // refused, and a request that carries a token where none belongs.
@@ -123,14 +123,52 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
             Forgery::None,
         )
         .expect("ID token");
-    let deletion = stack.deletion();
+    let routes = stack.routes();
     let deleted = stack
-        .invoke_api(&deletion, &test_support::delete_event(Some(&id_token), &[]))
+        .invoke_api(&routes, &test_support::delete_event(Some(&id_token), &[]))
         .await;
     assert_eq!(deleted.status, 200, "{}", deleted.json);
 
+    // Google's security events: one naming a refresh token by its prefix (part of the
+    // token itself), one by its hash, a refused one, and a verification with its state.
+    let live = |i: usize| stack.emulator.refresh_token_of(&seeded[i].sub).expect("live token");
+    let prefix = google_emulator::token_identifier(&live(3), "prefix").expect("prefix");
+    let hash = google_emulator::token_identifier(&live(4), "hash_base64_sha512_sha512").expect("hash");
+    for spec in [
+        google_emulator::SecurityEventSpec {
+            event: "token-revoked".into(),
+            sub: Some(seeded[3].sub.clone()),
+            token_identifier_alg: Some("prefix".into()),
+            ..Default::default()
+        },
+        google_emulator::SecurityEventSpec {
+            event: "token-revoked".into(),
+            sub: Some(seeded[4].sub.clone()),
+            token_identifier_alg: Some("hash_base64_sha512_sha512".into()),
+            ..Default::default()
+        },
+        google_emulator::SecurityEventSpec {
+            event: "token-revoked".into(),
+            refresh_token: Some("1//0planted-in-a-set".into()),
+            forgery: Forgery::FlippedSignatureBit,
+            ..Default::default()
+        },
+        google_emulator::SecurityEventSpec {
+            event: "verification".into(),
+            state: Some("state-planted-in-a-set".into()),
+            ..Default::default()
+        },
+    ] {
+        let (set, _) = stack.emulator.security_event(&spec).expect("SET");
+        let answer = stack
+            .invoke_api(&routes, &test_support::risc_event(&set, "application/secevent+jwt"))
+            .await;
+        assert!([202, 400].contains(&answer.status), "{:?}", answer.json);
+    }
+
     let logs = String::from_utf8(captured.0.lock().expect("logs").clone()).expect("UTF-8 logs");
     assert!(logs.contains("sign-in succeeded"), "the run was logged");
+    assert!(logs.contains("security event applied"), "the events were logged");
     let secret = stack.emulator_settings().client_secret;
     for (what, planted) in [
         ("auth code", ada.code.as_str()),
@@ -144,6 +182,10 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         ("email", "ada.planted@example.com"),
         ("seeded refresh token", seeded[1].token.as_str()),
         ("token sent to the access-token function", "1//planted-in-request"),
+        ("refresh token prefix in a SET", prefix.as_str()),
+        ("refresh token hash in a SET", hash.as_str()),
+        ("token named in a refused SET", "1//0planted-in-a-set"),
+        ("verification state", "state-planted-in-a-set"),
         (
             "rotated refresh token",
             &stack.emulator.refresh_token_of(&seeded[2].sub).expect("rotated"),

@@ -8,5 +8,6 @@ mod errors;
 mod job;
 mod lambda_binary;
 mod logs;
+mod risc;
 mod sign_in;
 mod template;

@@ -26,9 +26,18 @@ fn function<'a>(template: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{id} in template"))
 }
 
-/// The logical id a `!Ref X` or `!GetAtt X.Arn` points at.
+/// The logical id a `!Ref X` or `!GetAtt X.Arn` points at, or `X/index/I` for
+/// `!Sub ${X.Arn}/index/I`.
 fn referenced(value: &Value) -> String {
     match value {
+        Value::Tagged(tagged) if tagged.tag == "Sub" => {
+            let inner = tagged.value.as_str().expect("a simple substitution");
+            let (arn, rest) = inner
+                .strip_prefix("${")
+                .and_then(|s| s.split_once(".Arn}"))
+                .expect("${X.Arn}/...");
+            format!("{arn}{rest}")
+        }
         Value::Tagged(tagged) => {
             let inner = tagged.value.as_str().expect("a simple reference");
             inner.split('.').next().unwrap_or(inner).to_owned()
@@ -140,6 +149,14 @@ fn the_kms_data_key_grants_are_conditioned_on_the_purposes_each_function_uses() 
                     .any(|a| a.as_str() == Some("kms:GenerateDataKey"))
             })
             .unwrap_or_else(|| panic!("{id} generates data keys"));
+        // Every function also opens what it seals under those purposes (sign-in's function
+        // opens a refresh token to revoke it on deletion): a Decrypt allowed only through
+        // DynamoDB and Secrets Manager would refuse it.
+        let actions: BTreeSet<&str> = list(&data_key["Action"])
+            .into_iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(actions, BTreeSet::from(["kms:Decrypt", "kms:GenerateDataKey"]), "{id}");
         let allowed: BTreeSet<&str> = list(&data_key["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"])
             .into_iter()
             .filter_map(Value::as_str)

@@ -38,6 +38,8 @@ pub enum Forgery {
     FlippedSignatureBit,
     /// Signed by a key that is not in the JWKS, under a `kid` that is not either.
     UnknownKid,
+    /// Signed by a key that is not in the JWKS, under the `kid` of one that is.
+    ForeignKey,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -78,13 +80,18 @@ impl SigningKey {
 
     /// Signs `claims` as a compact JWS, spoiled as `forgery` says.
     pub fn sign(&self, claims: &Value, forgery: Forgery) -> anyhow::Result<String> {
+        self.sign_typed(claims, forgery, "JWT")
+    }
+
+    /// [`Self::sign`] with the header's `typ` (`secevent+jwt` for a Security Event Token).
+    pub fn sign_typed(&self, claims: &Value, forgery: Forgery, typ: &str) -> anyhow::Result<String> {
         let (alg, kid) = match forgery {
             Forgery::AlgNone => ("none", self.kid.clone()),
             Forgery::Hs256WithPublicKey => ("HS256", self.kid.clone()),
             Forgery::UnknownKid => ("RS256", format!("{}-unknown", self.kid)),
-            Forgery::None | Forgery::FlippedSignatureBit => ("RS256", self.kid.clone()),
+            Forgery::None | Forgery::FlippedSignatureBit | Forgery::ForeignKey => ("RS256", self.kid.clone()),
         };
-        let header = json!({"alg": alg, "kid": kid, "typ": "JWT"});
+        let header = json!({"alg": alg, "kid": kid, "typ": typ});
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
@@ -96,7 +103,7 @@ impl SigningKey {
                 let key = hmac::Key::new(hmac::HMAC_SHA256, self.pair.public_key().as_ref());
                 hmac::sign(&key, input.as_bytes()).as_ref().to_vec()
             }
-            Forgery::UnknownKid => SigningKey::generate(kid)?.rs256(&input)?,
+            Forgery::UnknownKid | Forgery::ForeignKey => SigningKey::generate(kid)?.rs256(&input)?,
             Forgery::FlippedSignatureBit => {
                 let mut signature = self.rs256(&input)?;
                 if let Some(byte) = signature.get_mut(10) {

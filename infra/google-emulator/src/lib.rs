@@ -13,12 +13,16 @@
 //! - Time-based access: a code minted with `refresh_token_expires_in` answers with it,
 //!   and its refresh token stops working then.
 //! - `GET /drive/v3/files` (`spaces=appDataFolder`, paged) and `GET /drive/v3/files/{id}`.
+//! - `GET /.well-known/risc-configuration`: Cross-Account Protection's discovery
+//!   document (issuer `https://accounts.google.com/`, with its trailing slash, as Google's).
 //! - `/_emulator/...`: the control API: mint a code for a chosen user, scopes and
-//!   consent; inject faults per endpoint; rotate keys; read call counts.
+//!   consent; inject faults per endpoint; rotate keys; read call counts; sign a Security
+//!   Event Token and push it to a receiver (`POST /_emulator/risc/push`).
 //!
 //! Test infrastructure, not product code: nothing here ships.
 
 pub mod keys;
+pub mod risc;
 mod server;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -29,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use keys::{Forgery, SigningKey};
+pub use risc::{SecurityEventSpec, event_type_uri, token_identifier};
 
 /// The scopes a default code grants.
 pub const DEFAULT_SCOPES: &str = "openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/userinfo.profile https://www.googleapis.com/auth/drive.appdata";
@@ -42,6 +47,8 @@ pub struct Settings {
     pub android_client_id: String,
     pub jwks_max_age: u64,
     pub issuer: String,
+    /// The RISC discovery document's issuer, and the SETs' `iss`.
+    pub risc_issuer: String,
 }
 
 impl Default for Settings {
@@ -52,6 +59,7 @@ impl Default for Settings {
             android_client_id: "emulator-android.apps.googleusercontent.com".into(),
             jwks_max_age: 3_600,
             issuer: "https://accounts.google.com".into(),
+            risc_issuer: "https://accounts.google.com/".into(),
         }
     }
 }
@@ -111,6 +119,8 @@ pub enum Endpoint {
     Certs,
     Revoke,
     Drive,
+    /// The RISC discovery document.
+    RiscConfig,
 }
 
 /// A fault: delay, then (optionally) answer `status` instead of the real answer.
@@ -186,6 +196,8 @@ struct ActiveFault {
 #[derive(Debug)]
 struct State {
     settings: Settings,
+    /// `http://127.0.0.1:<port>`, for the addresses the discovery document names.
+    base_url: String,
     client_secret: String,
     keys: VecDeque<SigningKey>,
     codes: HashMap<String, IssuedCode>,
@@ -248,7 +260,10 @@ impl Emulator {
     pub async fn start(addr: SocketAddr, settings: Settings) -> anyhow::Result<Self> {
         anyhow::ensure!(addr.ip().is_loopback(), "the emulator binds loopback addresses only");
         let first_key = SigningKey::generate("emu-key-1".into())?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let shared = Shared(Arc::new(Mutex::new(State {
+            base_url: format!("http://{addr}"),
             client_secret: settings.client_secret.clone(),
             settings,
             keys: VecDeque::from([first_key]),
@@ -265,8 +280,6 @@ impl Emulator {
             stats: Stats::default(),
             serial: 1,
         })));
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
         let app = server::router(shared.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -292,6 +305,10 @@ impl Emulator {
     }
     pub fn revoke_uri(&self) -> String {
         format!("{}/revoke", self.base_url())
+    }
+    /// The RISC discovery document's address (`GOOGLE_RISC_CONFIG_URI`).
+    pub fn risc_config_uri(&self) -> String {
+        format!("{}/.well-known/risc-configuration", self.base_url())
     }
     pub fn drive_api(&self) -> String {
         format!("{}/drive/v3", self.base_url())
@@ -437,6 +454,12 @@ impl Emulator {
         self.shared
             .with(|s| s.keys.front().map(|k| k.sign(claims, forgery)))
             .unwrap_or_else(|| Err(anyhow::anyhow!("no signing key")))
+    }
+
+    /// Signs a Security Event Token as Google would send it (see [`SecurityEventSpec`]),
+    /// having first done at Google what it reports. Answers the SET and its `jti`.
+    pub fn security_event(&self, spec: &SecurityEventSpec) -> anyhow::Result<(String, String)> {
+        self.shared.with(|s| s.security_event(spec))
     }
 
     /// Whether an access token the emulator issued was used against Drive.

@@ -25,6 +25,8 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/_emulator/faults", post(add_fault).delete(clear_faults))
         .route("/_emulator/keys/rotate", post(rotate_keys))
         .route("/_emulator/stats", get(stats))
+        .route("/.well-known/risc-configuration", get(risc_configuration))
+        .route("/_emulator/risc/push", post(risc_push))
         .with_state(shared)
 }
 
@@ -495,4 +497,72 @@ async fn rotate_keys(AxumState(shared): AxumState<Shared>, Query(query): Query<H
 
 async fn stats(AxumState(shared): AxumState<Shared>) -> Response {
     axum::Json(shared.with(|s| s.stats.clone())).into_response()
+}
+
+async fn risc_configuration(AxumState(shared): AxumState<Shared>) -> Response {
+    if let Some(faulted) = fault_answer(&shared, Endpoint::RiscConfig).await {
+        return faulted;
+    }
+    let mut response = axum::Json(shared.with(|s| s.risc_configuration())).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct PushRequest {
+    /// The receiver, e.g. `http://127.0.0.1:9000/lambda-url/auth-code/risc`.
+    url: String,
+    #[serde(flatten)]
+    event: crate::SecurityEventSpec,
+}
+
+/// Signs a Security Event Token and POSTs it to `url` as Google's push delivery does
+/// (`Content-Type: application/secevent+jwt`); answers the receiver's status and body.
+async fn risc_push(AxumState(shared): AxumState<Shared>, body: String) -> Response {
+    let request: PushRequest = match serde_json::from_str(&body) {
+        Ok(request) => request,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad push request: {e}")).into_response(),
+    };
+    let url = match url::Url::parse(&request.url) {
+        Ok(url)
+            if url
+                .host_str()
+                .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]") =>
+        {
+            url
+        }
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "url must be an http(s) address on this machine",
+            )
+                .into_response();
+        }
+    };
+    let (set, jti) = match shared.with(|s| s.security_event(&request.event)) {
+        Ok(signed) => signed,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("bad security event: {e}")).into_response(),
+    };
+    let sent = reqwest::Client::new()
+        .post(url)
+        .header(header::CONTENT_TYPE, "application/secevent+jwt")
+        .header(header::ACCEPT, "application/json")
+        .timeout(Duration::from_secs(30))
+        .body(set)
+        .send()
+        .await;
+    match sent {
+        Ok(answer) => {
+            let status = answer.status().as_u16();
+            let body = answer.text().await.unwrap_or_default();
+            axum::Json(json!({"status": status, "jti": jti, "body": body})).into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("the receiver could not be reached: {e}"),
+        )
+            .into_response(),
+    }
 }

@@ -4,7 +4,8 @@
 //! for offline-access, idempotently:
 //!
 //! - the DynamoDB tables, **read from `template.yaml`** (key schema, attribute
-//!   definitions, billing mode, TTL) so the template and the local stack cannot drift;
+//!   definitions, global secondary indexes, billing mode, TTL) so the template and the
+//!   local stack cannot drift;
 //! - the KMS key and its alias;
 //! - the client secret, in Google's `client_secret_*.json` format, its `token_uri`
 //!   pointing at the Google emulator.
@@ -15,7 +16,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use serde_yaml_ng::Value;
 
@@ -26,6 +28,15 @@ pub struct TableDefinition {
     pub attributes: Vec<(String, String)>,
     pub keys: Vec<(String, String)>,
     pub ttl_attribute: Option<String>,
+    pub indexes: Vec<IndexDefinition>,
+}
+
+/// A global secondary index as the template declares it: a partition key only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexDefinition {
+    pub name: String,
+    pub partition_key: String,
+    pub projection: String,
 }
 
 /// Reads every `AWS::DynamoDB::Table` in a CloudFormation/SAM template.
@@ -69,7 +80,35 @@ pub fn tables_from_template(path: &Path) -> anyhow::Result<Vec<TableDefinition>>
             .and_then(|t| t.get("Enabled"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        let indexes = props
+            .get("GlobalSecondaryIndexes")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .map(|index| {
+                let field = |path: &[&str]| {
+                    path.iter()
+                        .try_fold(index, |v, k| v.get(*k))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .with_context(|| format!("{id}.GlobalSecondaryIndexes.{}", path.join(".")))
+                };
+                let key = index
+                    .get("KeySchema")
+                    .and_then(Value::as_sequence)
+                    .and_then(|keys| keys.first())
+                    .and_then(|k| k.get("AttributeName"))
+                    .and_then(Value::as_str)
+                    .with_context(|| format!("{id}.GlobalSecondaryIndexes.KeySchema"))?;
+                Ok(IndexDefinition {
+                    name: field(&["IndexName"])?,
+                    partition_key: key.to_owned(),
+                    projection: field(&["Projection", "ProjectionType"])?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         tables.push(TableDefinition {
+            indexes,
             attributes: pairs("AttributeDefinitions", "AttributeName", "AttributeType")?,
             keys: pairs("KeySchema", "AttributeName", "KeyType")?,
             ttl_attribute: ttl
@@ -182,6 +221,24 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, def: &Table
                 .build()?,
         );
     }
+    for index in &def.indexes {
+        create = create.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(&index.name)
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(&index.partition_key)
+                        .key_type(KeyType::Hash)
+                        .build()?,
+                )
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(index.projection.as_str()))
+                        .build(),
+                )
+                .build()?,
+        );
+    }
     match create.send().await {
         Ok(_) => {}
         Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => {
@@ -287,6 +344,18 @@ mod tests {
             .context("GrantsTable")?;
         assert_eq!(grants.keys, vec![("sub".to_owned(), "HASH".to_owned())]);
         assert_eq!(grants.ttl_attribute.as_deref(), Some("expires_at"), "tombstones expire");
+        let indexes: Vec<_> = grants
+            .indexes
+            .iter()
+            .map(|i| (i.name.as_str(), i.partition_key.as_str(), i.projection.as_str()))
+            .collect();
+        assert_eq!(
+            indexes,
+            [
+                ("by-token-prefix", "token_prefix_sha256", "KEYS_ONLY"),
+                ("by-token-hash", "token_sha512_sha512", "KEYS_ONLY"),
+            ]
+        );
         let state = tables
             .iter()
             .find(|t| t.logical_id == "StateTable")

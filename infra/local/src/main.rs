@@ -39,6 +39,9 @@ async fn main() -> anyhow::Result<()> {
     }
     out.push_str(&format!("GOOGLE_CERTS_URI={emulator}/oauth2/v3/certs\n"));
     out.push_str(&format!("GOOGLE_REVOKE_URI={emulator}/revoke\n"));
+    out.push_str(&format!(
+        "GOOGLE_RISC_CONFIG_URI={emulator}/.well-known/risc-configuration\n"
+    ));
     out.push_str(&format!("GOOGLE_DRIVE_API={emulator}/drive/v3\n"));
     std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
     Ok(())

@@ -63,13 +63,13 @@ fn end_update(leased: &Grant, owner: &str, now: u64, end: &LeaseEnd, with_versio
                 u.set(grant::REFRESH_EXPIRES_AT, n(*at));
             }
             if let (Some(token), true) = (new_token, with_version) {
-                u.set(grant::REFRESH_TOKEN, schema::sealed(token))
+                schema::set_token(&mut u, token)
                     .set(grant::TOKEN_ISSUED_AT, n(now))
                     .set(grant::UPDATED_AT, n(now));
             }
         }
         LeaseEnd::Revoked { reason, likely_cause } if with_version => {
-            u.remove(grant::REFRESH_TOKEN)
+            schema::remove_token(&mut u)
                 .set(grant::STATUS, schema::status(GrantStatus::Revoked))
                 .set(grant::STATUS_REASON, s(reason.clone()))
                 .set(grant::LIKELY_CAUSE, s(likely_cause.clone()))

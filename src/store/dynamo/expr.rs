@@ -47,6 +47,7 @@ pub(super) struct Update {
     pub(super) p: Placeholders,
     sets: Vec<String>,
     removes: Vec<String>,
+    adds: Vec<String>,
     conditions: Vec<String>,
 }
 
@@ -84,6 +85,13 @@ impl Update {
         self
     }
 
+    /// `ADD attr value`: a set's union with `value` (or a number's sum).
+    pub(super) fn add(&mut self, attr: &str, value: AttributeValue) -> &mut Self {
+        let (a, v) = (self.p.name(attr), self.p.value(value));
+        self.adds.push(format!("{a} {v}"));
+        self
+    }
+
     pub(super) fn remove(&mut self, attr: &str) -> &mut Self {
         let a = self.p.name(attr);
         self.removes.push(a);
@@ -109,6 +117,13 @@ impl Update {
             }
             out.push_str("REMOVE ");
             out.push_str(&self.removes.join(", "));
+        }
+        if !self.adds.is_empty() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str("ADD ");
+            out.push_str(&self.adds.join(", "));
         }
         out
     }

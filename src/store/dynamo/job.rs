@@ -12,7 +12,7 @@ use super::deletion::tombstone;
 use super::expr::{Placeholders, Update};
 use super::schema::{self, grant, n, s, state};
 use super::{DynamoStore, conflict_or, holds_either_way};
-use crate::crypto::SealedToken;
+use crate::crypto::NewRefreshToken;
 use crate::domain::GoogleSubject;
 use crate::store::{
     Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanPage, ScanRequest,
@@ -84,8 +84,7 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
                 }
             }
             if let (Some(token), true) = (new_token, with_version) {
-                u.set(grant::REFRESH_TOKEN, schema::sealed(token))
-                    .set(grant::TOKEN_ISSUED_AT, n(lease.now));
+                schema::set_token(&mut u, token).set(grant::TOKEN_ISSUED_AT, n(lease.now));
             }
         }
         GrantOutcome::Deferred {
@@ -102,7 +101,7 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
             };
             // Either way the stored token no longer works (revoked, run out, or absent):
             // keep nothing that is of no use.
-            u.remove(grant::REFRESH_TOKEN)
+            schema::remove_token(&mut u)
                 .set(grant::STATUS, schema::status(status))
                 .set(grant::STATUS_REASON, s(reason.clone()));
         }
@@ -248,12 +247,17 @@ impl JobStore for DynamoStore {
         }
     }
 
-    async fn save_token(&self, leased: &Grant, lease: Lease<'_>, token: &SealedToken) -> Result<Recorded, StoreError> {
+    async fn save_token(
+        &self,
+        leased: &Grant,
+        lease: Lease<'_>,
+        token: &NewRefreshToken,
+    ) -> Result<Recorded, StoreError> {
         let mut u = Update::default();
         let (owner, me) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(lease.owner)));
         let (version, leased_version) = (u.p.name(grant::VERSION), u.p.value(n(leased.version)));
         u.condition(format!("{owner} = {me} AND {version} = {leased_version}"));
-        u.set(grant::REFRESH_TOKEN, schema::sealed(token))
+        schema::set_token(&mut u, token)
             .set(grant::TOKEN_ISSUED_AT, n(lease.now))
             .set(grant::UPDATED_AT, n(lease.now))
             .increment(grant::VERSION);

@@ -5,15 +5,18 @@
 //! State table (`STATE_TABLE`): partition key `pk`, TTL attribute `expires_at`; sign-in
 //! claims and outcomes (`signin#<sha-256 of the code>`), the job's cycle markers
 //! (`cycle#<cycle>`) and checkpoints (`cycle#<cycle>#segment#<n>`), and each grant's
-//! cached access token (`access#<sub>`, expiring with the token).
+//! cached access token (`access#<sub>`, expiring with the token), the security events
+//! applied (`risc#<sha-256 of the jti>`) and the last RISC verification
+//! (`risc-verification`).
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::crypto::SealedToken;
-use crate::domain::{Email, GoogleSubject, Profile, Scopes};
+use super::expr::Update;
+use crate::crypto::{NewRefreshToken, SealedToken};
+use crate::domain::{Email, GoogleSubject, Profile, Scopes, TokenDigests};
 use crate::store::{Grant, GrantStatus, StoreError};
 
 /// A stored item.
@@ -39,6 +42,18 @@ pub(super) mod grant {
     pub const CLIENT_ID: &str = "client_id";
     /// The sealed refresh token, in `crypto`'s one stored form.
     pub const REFRESH_TOKEN: &str = "refresh_token";
+    /// The refresh token's digests ([`crate::domain::TokenDigests`]), each the key of a
+    /// sparse index: written and removed with the token.
+    pub const TOKEN_PREFIX_SHA256: &str = "token_prefix_sha256";
+    pub const TOKEN_SHA512_SHA512: &str = "token_sha512_sha512";
+    /// The indexes over them.
+    pub const BY_TOKEN_PREFIX: &str = "by-token-prefix";
+    pub const BY_TOKEN_HASH: &str = "by-token-hash";
+    /// What Google's security events flagged for an operator's review (a string set).
+    pub const REVIEW_FLAGS: &str = "review_flags";
+    /// The `iat` of the last account-disabled or account-enabled event applied, so an
+    /// older one delivered late cannot undo a newer one.
+    pub const ACCOUNT_EVENT_AT: &str = "account_event_at";
     /// Time-based access: when the refresh token stops working (Unix seconds).
     pub const REFRESH_EXPIRES_AT: &str = "refresh_expires_at";
     /// When the stored refresh token was issued.
@@ -64,8 +79,12 @@ pub(super) mod grant {
     /// What a tombstone removes: every token, the profile, the scopes and the job's
     /// bookkeeping. It keeps `sub`, the status, its reason, `client_id`, the times and the
     /// version (and the lease, which its writer removes).
-    pub const PERSONAL_AND_TOKENS: [&str; 19] = [
+    pub const PERSONAL_AND_TOKENS: [&str; 23] = [
         REFRESH_TOKEN,
+        TOKEN_PREFIX_SHA256,
+        TOKEN_SHA512_SHA512,
+        REVIEW_FLAGS,
+        ACCOUNT_EVENT_AT,
         REFRESH_EXPIRES_AT,
         TOKEN_ISSUED_AT,
         EMAIL,
@@ -113,7 +132,20 @@ pub(super) mod state {
     pub const OBTAINED_AT: &str = "obtained_at";
     /// The last user-facing refresh that failed transiently.
     pub const FAILED_AT: &str = "failed_at";
+    /// A security event applied (`risc#<sha-256 of its jti>`), and when.
+    pub const APPLIED_AT: &str = "applied_at";
+    /// The last RISC verification event: its `state` and when it came.
+    pub const VERIFICATION_STATE: &str = "verification_state";
+    pub const RECEIVED_AT: &str = "received_at";
 }
+
+/// The state-table key of an applied security event.
+pub(super) fn security_event_key(event_key: &str) -> String {
+    format!("risc#{event_key}")
+}
+
+/// The state-table key of the last RISC verification event.
+pub(super) const RISC_VERIFICATION_KEY: &str = "risc-verification";
 
 /// The state-table key of a sign-in claim, from the hex SHA-256 of its code.
 pub(super) fn sign_in_key(code_digest_hex: &str) -> String {
@@ -167,6 +199,20 @@ pub(super) fn scopes(scopes: &Scopes) -> AttributeValue {
 
 pub(super) fn sealed(token: &SealedToken) -> AttributeValue {
     AttributeValue::B(Blob::new(token.to_bytes()))
+}
+
+/// SETs a new refresh token: sealed, with its digests.
+pub(super) fn set_token<'u>(u: &'u mut Update, token: &NewRefreshToken) -> &'u mut Update {
+    u.set(grant::REFRESH_TOKEN, sealed(&token.sealed))
+        .set(grant::TOKEN_PREFIX_SHA256, s(token.digests.prefix_sha256.clone()))
+        .set(grant::TOKEN_SHA512_SHA512, s(token.digests.sha512_sha512.clone()))
+}
+
+/// REMOVEs the refresh token and its digests.
+pub(super) fn remove_token(u: &mut Update) -> &mut Update {
+    u.remove(grant::REFRESH_TOKEN)
+        .remove(grant::TOKEN_PREFIX_SHA256)
+        .remove(grant::TOKEN_SHA512_SHA512)
 }
 
 pub(super) fn text(item: &Item, name: &str) -> Option<String> {
@@ -226,6 +272,17 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
         scopes: Scopes::from_space_delimited(&text(item, SCOPES).unwrap_or_default()),
         client_id: text(item, CLIENT_ID).ok_or(StoreError::Corrupt(CLIENT_ID))?,
         refresh_token,
+        token_digests: text(item, TOKEN_PREFIX_SHA256)
+            .zip(text(item, TOKEN_SHA512_SHA512))
+            .map(|(prefix_sha256, sha512_sha512)| TokenDigests {
+                prefix_sha256,
+                sha512_sha512,
+            }),
+        review_flags: item
+            .get(REVIEW_FLAGS)
+            .and_then(|v| v.as_ss().ok())
+            .map(|flags| flags.to_vec())
+            .unwrap_or_default(),
         refresh_expires_at: number(item, REFRESH_EXPIRES_AT),
         token_issued_at: number(item, TOKEN_ISSUED_AT),
         created_at: number(item, CREATED_AT).unwrap_or_default(),
@@ -250,6 +307,18 @@ pub(super) fn item_from_grant(g: &Grant) -> Item {
     let optional = [
         (STATUS_REASON, g.status_reason.as_ref().map(|r| s(r.clone()))),
         (REFRESH_TOKEN, g.refresh_token.as_ref().map(sealed)),
+        (
+            TOKEN_PREFIX_SHA256,
+            g.token_digests.as_ref().map(|d| s(d.prefix_sha256.clone())),
+        ),
+        (
+            TOKEN_SHA512_SHA512,
+            g.token_digests.as_ref().map(|d| s(d.sha512_sha512.clone())),
+        ),
+        (
+            REVIEW_FLAGS,
+            (!g.review_flags.is_empty()).then(|| AttributeValue::Ss(g.review_flags.clone())),
+        ),
         (REFRESH_EXPIRES_AT, g.refresh_expires_at.map(n)),
         (TOKEN_ISSUED_AT, g.token_issued_at.map(n)),
         (LIKELY_CAUSE, g.likely_cause.as_ref().map(|c| s(c.clone()))),

@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::types::{
 use super::expr::{Placeholders, Update};
 use super::schema::{self, Item, grant, n, s, state};
 use super::{DynamoStore, conflict_or, holds_either_way};
-use crate::crypto::SealedToken;
+use crate::crypto::NewRefreshToken;
 use crate::domain::Scopes;
 use crate::store::{
     Claim, ClaimKey, Grant, GrantStatus, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError,
@@ -107,7 +107,12 @@ impl DynamoStore {
     }
 
     /// The grant's part as a whole new item, on condition that there is none yet.
-    fn put_new_item(&self, new: &SignInGrant, token: &SealedToken, now: u64) -> Result<TransactWriteItem, StoreError> {
+    fn put_new_item(
+        &self,
+        new: &SignInGrant,
+        token: &NewRefreshToken,
+        now: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut grant = Grant::new_active(
             new.sub.clone(),
             new.client_id.clone(),
@@ -269,7 +274,7 @@ impl SignInStore for DynamoStore {
             }
             for _ in 0..CONFLICT_RETRIES {
                 let mut u = self.grant_update(new, now);
-                u.set(grant::REFRESH_TOKEN, schema::sealed(token))
+                schema::set_token(&mut u, token)
                     .set_or_remove(grant::REFRESH_EXPIRES_AT, new.refresh_expires_at.map(n))
                     .set(grant::TOKEN_ISSUED_AT, n(now))
                     .remove(grant::LIKELY_CAUSE)

@@ -114,6 +114,7 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
     let mut env: HashMap<String, String> = resources.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     env.insert("GOOGLE_CERTS_URI".into(), emulator.certs_uri());
     env.insert("GOOGLE_REVOKE_URI".into(), emulator.revoke_uri());
+    env.insert("GOOGLE_RISC_CONFIG_URI".into(), emulator.risc_config_uri());
     env.insert("GOOGLE_DRIVE_API".into(), emulator.drive_api());
     env.insert("HTTP_TIMEOUT_MS".into(), "1500".into());
     for (k, v) in extra {
@@ -294,19 +295,44 @@ pub fn delete_event(id_token: Option<&str>, drop_headers: &[&str]) -> String {
     event.to_string()
 }
 
+/// The HTTP API's routes besides sign-in, as the auth-code function builds them.
+#[derive(Debug)]
+pub struct Routes {
+    pub deletion: offline_access::wiring::ProductionDeletion,
+    pub risc: offline_access::wiring::ProductionRisc,
+}
+
+/// `POST /risc` as API Gateway delivers it (the committed event), carrying `body` with
+/// `content_type`.
+pub fn risc_event(body: &str, content_type: &str) -> String {
+    let raw = std::fs::read_to_string(format!("{ROOT}/tests/events/apigw-risc.json")).expect("committed event");
+    let mut event: serde_json::Value = serde_json::from_str(&raw).expect("event JSON");
+    event["headers"]["content-type"] = content_type.into();
+    event["headers"]["content-length"] = body.len().to_string().into();
+    event["body"] = body.into();
+    event.to_string()
+}
+
 impl Stack {
-    /// The deletion use case as the auth-code function builds it.
-    pub fn deletion(&self) -> offline_access::wiring::ProductionDeletion {
-        offline_access::wiring::delete_grant(&self.config, &self.aws).expect("wiring")
+    /// The deletion and RISC use cases as the auth-code function builds them.
+    pub fn routes(&self) -> Routes {
+        Routes {
+            deletion: offline_access::wiring::delete_grant(&self.config, &self.aws).expect("wiring"),
+            risc: offline_access::wiring::risc_receiver(&self.config, &self.aws).expect("wiring"),
+        }
     }
 
-    /// Drives the whole HTTP API (sign-in and deletion) with an API Gateway v2 event.
-    pub async fn invoke_api(&self, deletion: &offline_access::wiring::ProductionDeletion, event: &str) -> Answer {
+    /// Drives the whole HTTP API (sign-in, deletion, RISC) with an API Gateway v2 event.
+    pub async fn invoke_api(&self, routes: &Routes, event: &str) -> Answer {
         let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
-        let response = offline_access::http_api::serve(&self.service, deletion, &request).await;
+        let response = offline_access::http_api::serve(&self.service, &routes.deletion, &routes.risc, &request).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let json = serde_json::from_str(response.body()).expect("every answer is JSON");
+        let json = if response.body().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(response.body()).expect("every answer with a body is JSON")
+        };
         Answer { status, headers, json }
     }
 }
@@ -479,7 +505,7 @@ impl Stack {
                         client_id: &client_id,
                     };
                     let refresh = offline_access::domain::RefreshToken::new(token.clone());
-                    let sealed = self.service.cipher.seal(&refresh, binding).await.expect("seal");
+                    let sealed = self.service.cipher.seal_new(&refresh, binding).await.expect("seal");
                     let grant = offline_access::store::Grant::new_active(
                         offline_access::domain::GoogleSubject::parse(sub).expect("sub"),
                         client_id.clone(),

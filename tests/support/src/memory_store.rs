@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use offline_access::crypto::SealedToken;
+use offline_access::crypto::NewRefreshToken;
 use offline_access::domain::GoogleSubject;
 use offline_access::store::{
     AccessTokenCache, CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease,
@@ -144,7 +144,12 @@ impl JobStore for MemoryJobStore {
         Ok(Some(row.grant.clone()))
     }
 
-    async fn save_token(&self, leased: &Grant, lease: Lease<'_>, token: &SealedToken) -> Result<Recorded, StoreError> {
+    async fn save_token(
+        &self,
+        leased: &Grant,
+        lease: Lease<'_>,
+        token: &NewRefreshToken,
+    ) -> Result<Recorded, StoreError> {
         let mut rows = self.rows.lock().expect("rows");
         let Some(row) = rows.get_mut(leased.sub.as_str()) else {
             return Ok(Recorded::Superseded);
@@ -153,7 +158,8 @@ impl JobStore for MemoryJobStore {
         if !holds || row.grant.version != leased.version {
             return Ok(Recorded::Superseded);
         }
-        row.grant.refresh_token = Some(token.clone());
+        row.grant.refresh_token = Some(token.sealed.clone());
+        row.grant.token_digests = Some(token.digests.clone());
         row.grant.version += 1;
         Ok(Recorded::Written)
     }
@@ -200,7 +206,8 @@ impl JobStore for MemoryJobStore {
                 }
                 if let Some(token) = new_token {
                     if same_version {
-                        g.refresh_token = Some(token.clone());
+                        g.refresh_token = Some(token.sealed.clone());
+                        g.token_digests = Some(token.digests.clone());
                         g.version += 1;
                     } else {
                         result = Recorded::Superseded;
