@@ -337,7 +337,8 @@ async fn forged_or_malformed_sets_are_refused_with_their_rfc_8935_code_and_chang
         ("no jti", with_claims(json!({"jti": null})), "invalid_request"),
         ("no events", with_claims(json!({"events": {}})), "invalid_request"),
     ];
-    let certs = stack.emulator.stats().certs;
+    let (certs, discovery) = (stack.emulator.stats().certs, stack.emulator.stats().risc_config);
+    assert_eq!(discovery, 1, "the discovery document was fetched once, for the first event");
     for (what, spec, err) in cases {
         let answer = deliver(&stack, &routes, &spec).await;
         assert_eq!(
@@ -353,6 +354,7 @@ async fn forged_or_malformed_sets_are_refused_with_their_rfc_8935_code_and_chang
         certs + 1,
         "one refetch for the unknown kid, none for the rest"
     );
+    assert_eq!(stack.emulator.stats().risc_config, 1, "and the discovery document stayed cached");
     let (good, _) = stack
         .emulator
         .security_event(&event("tokens-revoked", &sub))
@@ -429,4 +431,60 @@ async fn the_job_never_refreshes_revoking_suspended_revoked_or_deleted_grants() 
         report.deleted, 1,
         "the revoking grant's revocation finished: {report:?}"
     );
+}
+
+#[tokio::test]
+async fn each_event_costs_a_few_dynamodb_round_trips_and_a_repeat_costs_one() {
+    let stack = spawn_stack().await;
+    let mut routes = stack.routes();
+    let requests = test_support::CountRequests::default();
+    routes.risc.store = offline_access::store::DynamoStore::new(
+        requests.dynamodb(&stack.aws),
+        stack.config.common.grants_table.clone(),
+        stack.config.common.state_table.clone(),
+    );
+    let seeded = stack.seed_grants(3, SCOPES, 0).await;
+    let count = |expected: u64, what: &str| {
+        let sent = requests.count();
+        assert_eq!(sent, expected, "{what}");
+        requests.0.store(0, std::sync::atomic::Ordering::SeqCst);
+    };
+    // The jti's check, the grant's one conditional write, the jti's record.
+    let (disabled, _) = stack
+        .emulator
+        .security_event(&event("account-disabled", &seeded[0].sub))
+        .expect("SET");
+    assert_eq!(
+        stack.invoke_api(&routes, &risc_event(&disabled, SET_TYPE)).await.status,
+        202
+    );
+    count(3, "account-disabled");
+    assert_eq!(
+        deliver(&stack, &routes, &event("sessions-revoked", &seeded[1].sub))
+            .await
+            .status,
+        202
+    );
+    count(3, "sessions-revoked");
+    // …and the cached access token's deletion.
+    assert_eq!(
+        deliver(&stack, &routes, &event("tokens-revoked", &seeded[1].sub))
+            .await
+            .status,
+        202
+    );
+    count(4, "tokens-revoked");
+    // …and one query of the token index.
+    let by_hash = SecurityEventSpec {
+        token_identifier_alg: Some("hash_base64_sha512_sha512".into()),
+        ..event("token-revoked", &seeded[2].sub)
+    };
+    assert_eq!(deliver(&stack, &routes, &by_hash).await.status, 202);
+    count(5, "token-revoked");
+    // A repeat: the jti's check alone.
+    assert_eq!(
+        stack.invoke_api(&routes, &risc_event(&disabled, SET_TYPE)).await.status,
+        202
+    );
+    count(1, "a repeat");
 }

@@ -146,6 +146,8 @@ pub struct Stats {
     pub certs: u64,
     pub revokes: u64,
     pub drive: u64,
+    /// Fetches of the RISC discovery document.
+    pub risc_config: u64,
     pub faults_served: u64,
 }
 

@@ -503,7 +503,11 @@ async fn risc_configuration(AxumState(shared): AxumState<Shared>) -> Response {
     if let Some(faulted) = fault_answer(&shared, Endpoint::RiscConfig).await {
         return faulted;
     }
-    let mut response = axum::Json(shared.with(|s| s.risc_configuration())).into_response();
+    let document = shared.with(|s| {
+        s.stats.risc_config += 1;
+        s.risc_configuration()
+    });
+    let mut response = axum::Json(document).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
