@@ -338,7 +338,10 @@ async fn forged_or_malformed_sets_are_refused_with_their_rfc_8935_code_and_chang
         ("no events", with_claims(json!({"events": {}})), "invalid_request"),
     ];
     let (certs, discovery) = (stack.emulator.stats().certs, stack.emulator.stats().risc_config);
-    assert_eq!(discovery, 1, "the discovery document was fetched once, for the first event");
+    assert_eq!(
+        discovery, 1,
+        "the discovery document was fetched once, for the first event"
+    );
     for (what, spec, err) in cases {
         let answer = deliver(&stack, &routes, &spec).await;
         assert_eq!(
@@ -354,7 +357,11 @@ async fn forged_or_malformed_sets_are_refused_with_their_rfc_8935_code_and_chang
         certs + 1,
         "one refetch for the unknown kid, none for the rest"
     );
-    assert_eq!(stack.emulator.stats().risc_config, 1, "and the discovery document stayed cached");
+    assert_eq!(
+        stack.emulator.stats().risc_config,
+        1,
+        "and the discovery document stayed cached"
+    );
     let (good, _) = stack
         .emulator
         .security_event(&event("tokens-revoked", &sub))
