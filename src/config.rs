@@ -315,6 +315,36 @@ impl SignInConfig {
     }
 }
 
+/// Configuration of the `events` function: it reads the grants table's stream (given by
+/// its trigger) and writes to the bus, nothing else.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// `EVENT_BUS_NAME` (required): the stack's EventBridge bus.
+    pub event_bus_name: String,
+    /// `REFRESH_FAILING_AFTER` (3, at least 1): `RefreshFailing` is published when a
+    /// grant's consecutive refresh failures reach this.
+    pub refresh_failing_after: u32,
+}
+
+impl EventsConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let failing_after = number(env, "REFRESH_FAILING_AFTER", 3)?;
+        Ok(Self {
+            event_bus_name: required(env, "EVENT_BUS_NAME")?,
+            refresh_failing_after: u32::try_from(failing_after).ok().filter(|n| *n >= 1).ok_or(
+                ConfigError::Invalid {
+                    name: "REFRESH_FAILING_AFTER",
+                    why: "must be a whole number from 1",
+                },
+            )?,
+        })
+    }
+}
+
+/// The variables the events function reads (`EventsConfig`); it reads none of the
+/// common ones.
+pub const EVENTS_VARIABLES: &[&str] = &["EVENT_BUS_NAME", "REFRESH_FAILING_AFTER"];
+
 /// The variables every function reads (`CommonConfig`).
 pub const COMMON_VARIABLES: &[&str] = &[
     "GRANTS_TABLE",

@@ -23,6 +23,7 @@ pub mod config;
 pub mod crypto;
 pub mod deletion;
 pub mod domain;
+pub mod events;
 pub mod google;
 pub mod http_api;
 pub mod http_client;

@@ -74,6 +74,13 @@ pub const ACCESS_TOKEN: &[Permission] = &[
     allow("ClientSecret", "secretsmanager:GetSecretValue"),
 ];
 
+/// What the events function calls (Lambda's stream poller reads the stream with the
+/// execution role SAM attaches for the DynamoDB event source).
+pub const EVENTS: &[Permission] = &[
+    allow("EventBus", "events:PutEvents"),
+    allow("EventsFailures", "sqs:SendMessage"),
+];
+
 /// The KMS encryption-context purposes each function seals or opens under; its data-key
 /// grants are conditioned on exactly these.
 pub const SIGN_IN_PURPOSES: &[Purpose] = &[Purpose::RefreshToken];

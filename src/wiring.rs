@@ -5,9 +5,10 @@
 
 use crate::access_token::{AccessSettings, AccessTokens};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{AccessTokenConfig, CommonConfig, JobConfig, SignInConfig};
+use crate::config::{AccessTokenConfig, CommonConfig, EventsConfig, JobConfig, SignInConfig};
 use crate::crypto::{KeyCacheLimits, KeyProvider, KmsKeyProvider, Sealable, TokenCipher};
 use crate::deletion::{DeleteGrant, DeletionSettings};
+use crate::events::EventBridgePublisher;
 use crate::google::risc::SetVerifier;
 use crate::google::{
     CachedClientSecret, GoogleIdTokenVerifier, HttpDrive, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
@@ -254,6 +255,11 @@ pub fn risc_receiver(config: &SignInConfig, aws: &aws_config::SdkConfig) -> Resu
             event_retention: config.risc_event_retention,
         },
     })
+}
+
+/// The stack's EventBridge bus, for the `events` function.
+pub fn event_publisher(config: &EventsConfig, aws: &aws_config::SdkConfig) -> EventBridgePublisher {
+    EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(aws), config.event_bus_name.clone())
 }
 
 /// Builds the offline job: `JobBuilder::new(..).build()` is production.

@@ -18,7 +18,7 @@ mod risc;
 
 pub use access::{AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, LeaseEnd, RefreshLease};
 pub use deletion::{DeletionStart, DeletionStore};
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoStore, change_from_record};
 pub use job::{Checkpoint, DriveOutcome, GrantOutcome, JobStore, Lease, Recorded, ScanPage, ScanRequest};
 pub use risc::{AccountState, Applied, RiscStore, event_key};
 

@@ -5,6 +5,7 @@
 mod access_token;
 mod ending_access;
 mod errors;
+mod events;
 mod job;
 mod lambda_binary;
 mod logs;

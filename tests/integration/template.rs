@@ -9,7 +9,9 @@
 
 use std::collections::BTreeSet;
 
-use offline_access::config::{ACCESS_TOKEN_VARIABLES, COMMON_VARIABLES, JOB_VARIABLES, SIGN_IN_VARIABLES};
+use offline_access::config::{
+    ACCESS_TOKEN_VARIABLES, COMMON_VARIABLES, EVENTS_VARIABLES, JOB_VARIABLES, SIGN_IN_VARIABLES,
+};
 use offline_access::crypto::{Purpose, encryption_context};
 use offline_access::permissions::{self, Permission};
 use serde_yaml_ng::Value;
@@ -102,6 +104,10 @@ fn each_functions_policy_allows_exactly_what_its_code_calls() {
     assert_eq!(
         allowed(function(&template, "AccessTokenFunction")),
         expected(permissions::ACCESS_TOKEN)
+    );
+    assert_eq!(
+        allowed(function(&template, "EventsFunction")),
+        expected(permissions::EVENTS)
     );
 }
 
@@ -196,7 +202,47 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
         for name in required {
             assert!(set.contains(name), "{id} does not set the required {name}");
         }
-    }
+    } // The events function reads its own two variables and none of the others.
+    let set: BTreeSet<&str> = function(&template, "EventsFunction")["Environment"]["Variables"]
+        .as_mapping()
+        .expect("variables")
+        .keys()
+        .filter_map(|k| k.as_str())
+        .collect();
+    assert_eq!(set, EVENTS_VARIABLES.iter().copied().collect());
+}
+
+#[test]
+fn the_grants_stream_feeds_the_events_function_in_order_with_bounded_retries_and_an_on_failure_queue() {
+    let template = template();
+    let table = function(&template, "GrantsTable");
+    assert_eq!(
+        table["StreamSpecification"]["StreamViewType"].as_str(),
+        Some("NEW_AND_OLD_IMAGES")
+    );
+    let source = &function(&template, "EventsFunction")["Events"]["GrantChanges"];
+    assert_eq!(source["Type"].as_str(), Some("DynamoDB"));
+    let props = &source["Properties"];
+    assert_eq!(referenced(&props["Stream"]), "GrantsTable");
+    assert_eq!(props["BisectBatchOnFunctionError"].as_bool(), Some(true));
+    assert!(
+        props["MaximumRetryAttempts"]
+            .as_u64()
+            .is_some_and(|n| (1..=10).contains(&n))
+    );
+    let types: Vec<&str> = list(&props["FunctionResponseTypes"])
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert_eq!(types, ["ReportBatchItemFailures"]);
+    assert_eq!(
+        referenced(&props["DestinationConfig"]["OnFailure"]["Destination"]),
+        "EventsFailures"
+    );
+    // The example consumer ships disabled.
+    let rule = function(&template, "RevokedGrantsExampleRule");
+    assert_eq!(rule["State"].as_str(), Some("DISABLED"));
+    assert_eq!(referenced(&rule["EventBusName"]), "EventBus");
 }
 
 #[test]

@@ -8,16 +8,21 @@
 //!   local stack cannot drift;
 //! - the KMS key and its alias;
 //! - the client secret, in Google's `client_secret_*.json` format, its `token_uri`
-//!   pointing at the Google emulator.
+//!   pointing at the Google emulator;
+//! - the event bus the `events` function publishes to.
+//!
+//! [`stream`] reads the grants table's stream as Lambda's event source mapping does.
 //!
 //! Used by `make dev` (through the `local-stack` binary) and by the integration tests.
+
+pub mod stream;
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use serde_yaml_ng::Value;
 
@@ -29,6 +34,8 @@ pub struct TableDefinition {
     pub keys: Vec<(String, String)>,
     pub ttl_attribute: Option<String>,
     pub indexes: Vec<IndexDefinition>,
+    /// `StreamSpecification.StreamViewType`, when the table has a stream.
+    pub stream_view_type: Option<String>,
 }
 
 /// A global secondary index as the template declares it: a partition key only.
@@ -109,6 +116,11 @@ pub fn tables_from_template(path: &Path) -> anyhow::Result<Vec<TableDefinition>>
             .collect::<anyhow::Result<Vec<_>>>()?;
         tables.push(TableDefinition {
             indexes,
+            stream_view_type: props
+                .get("StreamSpecification")
+                .and_then(|s| s.get("StreamViewType"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             attributes: pairs("AttributeDefinitions", "AttributeName", "AttributeType")?,
             keys: pairs("KeySchema", "AttributeName", "KeyType")?,
             ttl_attribute: ttl
@@ -144,6 +156,7 @@ pub struct Bootstrapped {
     pub state_table: String,
     pub token_key_id: String,
     pub client_secret_id: String,
+    pub event_bus_name: String,
 }
 
 impl Bootstrapped {
@@ -154,6 +167,7 @@ impl Bootstrapped {
             ("STATE_TABLE", self.state_table.clone()),
             ("TOKEN_KEY_ID", self.token_key_id.clone()),
             ("CLIENT_SECRET_ID", self.client_secret_id.clone()),
+            ("EVENT_BUS_NAME", self.event_bus_name.clone()),
         ]
     }
 }
@@ -189,11 +203,14 @@ pub async fn bootstrap(aws: &aws_config::SdkConfig, plan: &Plan) -> anyhow::Resu
         &plan.client_secret_json,
     )
     .await?;
+    let event_bus_name = format!("{}-grants", plan.prefix);
+    ensure_event_bus(&aws_sdk_eventbridge::Client::new(aws), &event_bus_name).await?;
     Ok(Bootstrapped {
         grants_table: name_of("GrantsTable")?,
         state_table: name_of("StateTable")?,
         token_key_id,
         client_secret_id,
+        event_bus_name,
     })
 }
 
@@ -239,6 +256,14 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, def: &Table
                 .build()?,
         );
     }
+    if let Some(view) = &def.stream_view_type {
+        create = create.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view.as_str()))
+                .build()?,
+        );
+    }
     match create.send().await {
         Ok(_) => {}
         Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => {
@@ -260,6 +285,20 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, def: &Table
             .await
             .with_context(|| format!("enabling TTL on {name}"))?;
     }
+    Ok(())
+}
+
+/// The stack's own EventBridge bus (`EventBus` in the template).
+async fn ensure_event_bus(client: &aws_sdk_eventbridge::Client, name: &str) -> anyhow::Result<()> {
+    if client.describe_event_bus().name(name).send().await.is_ok() {
+        return Ok(());
+    }
+    client
+        .create_event_bus()
+        .name(name)
+        .send()
+        .await
+        .with_context(|| format!("creating event bus {name}"))?;
     Ok(())
 }
 

@@ -10,6 +10,9 @@ mod job;
 mod risc;
 mod schema;
 mod sign_in;
+mod stream;
+
+pub use stream::change_from_record;
 
 use super::{Grant, GrantStore, StoreError};
 use crate::domain::GoogleSubject;

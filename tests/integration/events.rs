@@ -1,0 +1,382 @@
+//! Events for the customer's systems (DESIGN §13): real writes through the real handlers,
+//! the grants table's stream read from moto as Lambda's event source mapping reads it,
+//! the `events` handler, and moto's EventBridge delivering through a rule to an SQS queue,
+//! where the test reads what a customer's consumer would.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a panic is a failed test"
+)]
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use google_emulator::{CodeSpec, Consent, Endpoint, Fault, SecurityEventSpec};
+use local_stack::stream::{StreamReader, lambda_event};
+use offline_access::clock::{Clock, SystemClock};
+use offline_access::config::EventsConfig;
+use offline_access::events::{EventBridgePublisher, EventPublisher, GrantEvent};
+use offline_access::upstream::Upstream;
+use serde_json::{Value, json};
+use test_support::{Stack, android_form_event, delete_event, no_deadline, risc_event, spawn_stack};
+
+/// An SQS queue behind a rule on the stack's bus: every event, as a consumer gets it.
+struct Consumer {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl Consumer {
+    async fn attach(stack: &Stack) -> Self {
+        let bus = stack.env["EVENT_BUS_NAME"].clone();
+        let sqs = aws_sdk_sqs::Client::new(&stack.aws);
+        let name = format!("{bus}-consumer");
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .expect("queue")
+            .queue_url()
+            .expect("url")
+            .to_owned();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("attributes")
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .expect("arn");
+        let events = aws_sdk_eventbridge::Client::new(&stack.aws);
+        events
+            .put_rule()
+            .name(&name)
+            .event_bus_name(&bus)
+            .event_pattern(json!({"source": ["offline-access"]}).to_string())
+            .send()
+            .await
+            .expect("rule");
+        events
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(&bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("consumer")
+                    .arn(arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("target");
+        Self { sqs, queue_url }
+    }
+
+    /// Every event delivered so far (EventBridge's envelope), taken off the queue.
+    async fn take(&self) -> Vec<Value> {
+        let mut events = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            if out.messages().is_empty() {
+                return events;
+            }
+            for message in out.messages() {
+                events.push(serde_json::from_str(message.body().expect("body")).expect("an event"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .set_receipt_handle(message.receipt_handle().map(str::to_owned))
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}
+
+/// Feeds what the stream holds now to the events handler, as Lambda would, and answers
+/// the sequence number it asks to have delivered again.
+async fn pump<P: EventPublisher>(reader: &mut StreamReader, publisher: &P) -> (usize, Option<String>) {
+    let records = reader.drain().await.expect("stream");
+    let event: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(lambda_event(&records)).expect("Lambda's DynamoDB event");
+    let answer = offline_access::events::handle(&event, publisher, 3).await;
+    let retry = answer
+        .batch_item_failures
+        .first()
+        .and_then(|f| f.item_identifier.clone());
+    (records.len(), retry)
+}
+
+fn publisher(stack: &Stack) -> EventBridgePublisher {
+    let config = EventsConfig {
+        event_bus_name: stack.env["EVENT_BUS_NAME"].clone(),
+        refresh_failing_after: 3,
+    };
+    offline_access::wiring::event_publisher(&config, &stack.aws)
+}
+
+/// The detail-types each user got, in version order.
+fn by_user(events: &[Value]) -> BTreeMap<String, Vec<String>> {
+    let mut sorted: Vec<&Value> = events.iter().collect();
+    sorted.sort_by_key(|e| e["detail"]["version"].as_u64());
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in sorted {
+        assert_eq!(e["source"], "offline-access");
+        let sub = e["detail"]["sub"].as_str().expect("sub").to_owned();
+        users
+            .entry(sub)
+            .or_default()
+            .push(e["detail-type"].as_str().expect("type").to_owned());
+    }
+    users
+}
+
+fn cycle(name: &str) -> offline_access::job::CycleId {
+    offline_access::job::CycleId::parse(name).expect("cycle")
+}
+
+#[tokio::test]
+async fn each_change_of_a_grants_state_yields_exactly_its_event_and_a_routine_refresh_none() {
+    let stack = spawn_stack().await;
+    let consumer = Consumer::attach(&stack).await;
+    let mut reader = StreamReader::open(&stack.aws, &stack.config.common.grants_table)
+        .await
+        .expect("stream");
+    let publisher = publisher(&stack);
+    let routes = stack.routes();
+    let deliver = async |spec: SecurityEventSpec| {
+        let (set, _) = stack.emulator.security_event(&spec).expect("SET");
+        let answer = stack
+            .invoke_api(&routes, &risc_event(&set, "application/secevent+jwt"))
+            .await;
+        assert_eq!(answer.status, 202);
+    };
+    let event = |kind: &str, sub: &str| SecurityEventSpec {
+        event: kind.into(),
+        sub: Some(sub.into()),
+        ..SecurityEventSpec::default()
+    };
+
+    // Ada signs in, the job refreshes her grant (routine: no event), she signs in again
+    // granting fewer scopes, Google suspends and resumes her account and flags it, the job
+    // fails three times to refresh, then Google revokes her tokens.
+    let ada = stack.mint(CodeSpec {
+        email: Some("ada.events@example.com".into()),
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&ada.code)).await.status, 200);
+    let refresh = stack.emulator.refresh_token_of(&ada.sub).expect("refresh token");
+    let report = stack
+        .job(&[])
+        .run(&cycle("2026-11-26T06:00:00Z"), "job", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!(report.refreshed, 1);
+    let narrower = stack.mint(CodeSpec {
+        sub: Some(ada.sub.clone()),
+        scopes: Some("openid https://www.googleapis.com/auth/userinfo.email".into()),
+        consent: Consent::Forced,
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&narrower.code)).await.status, 200);
+    deliver(event("account-disabled", &ada.sub)).await;
+    let mut enabled = event("account-enabled", &ada.sub);
+    enabled.iat = Some(SystemClock.now_unix() + 1);
+    deliver(enabled).await;
+    deliver(event("sessions-revoked", &ada.sub)).await;
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            status: Some(503),
+            ..Fault::default()
+        },
+    );
+    let failing = stack.job(&[("RETRY_MAX_ATTEMPTS", "1")]);
+    for hour in 7..10 {
+        let report = failing
+            .run(&cycle(&format!("2026-11-26T{hour:02}:00:00Z")), "job", no_deadline())
+            .await
+            .expect("run");
+        assert_eq!(report.deferred, 1, "{report:?}");
+        stack
+            .set_grant_attributes(&ada.sub, &[("next_attempt_at", Some(AttributeValue::N("0".into())))])
+            .await;
+    }
+    stack.emulator.clear_faults();
+    deliver(event("tokens-revoked", &ada.sub)).await;
+
+    // Bob signs in with time-limited access, which runs out; Cy signs in and deletes his data.
+    let bob = stack.mint(CodeSpec {
+        refresh_token_expires_in: Some(3_600),
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&bob.code)).await.status, 200);
+    stack
+        .set_grant_attributes(&bob.sub, &[("refresh_expires_at", Some(AttributeValue::N("1".into())))])
+        .await;
+    let report = stack
+        .job(&[])
+        .run(&cycle("2026-11-26T12:00:00Z"), "job", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!(report.reconsent_required, 1, "{report:?}");
+    let cy = stack.mint(CodeSpec::default());
+    assert_eq!(stack.invoke(&android_form_event(&cy.code)).await.status, 200);
+    let settings = stack.emulator_settings();
+    let now = SystemClock.now_unix();
+    let id_token = stack
+        .emulator
+        .sign_id_token(
+            &json!({"iss": "https://accounts.google.com", "aud": settings.client_id, "sub": cy.sub,
+                    "email": cy.email, "email_verified": true, "iat": now, "exp": now + 3_600}),
+            google_emulator::Forgery::None,
+        )
+        .expect("ID token");
+    let deleted = stack.invoke_api(&routes, &delete_event(Some(&id_token), &[])).await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.json);
+
+    let (records, retry) = pump(&mut reader, &publisher).await;
+    assert!(records > 10, "{records} stream records");
+    assert_eq!(retry, None);
+    let events = consumer.take().await;
+    let users = by_user(&events);
+    let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        users.get(&ada.sub).cloned().unwrap_or_default(),
+        strings(&[
+            "GrantCreated",
+            "GrantScopesChanged",
+            "GrantSuspended",
+            "GrantResumed",
+            "RiscEventReceived",
+            "RefreshFailing",
+            "GrantRevoked",
+        ])
+    );
+    assert_eq!(
+        users.get(&bob.sub).cloned().unwrap_or_default(),
+        strings(&["GrantCreated", "ReconsentRequired"])
+    );
+    assert_eq!(
+        users.get(&cy.sub).cloned().unwrap_or_default(),
+        strings(&["GrantCreated", "GrantDeleted"])
+    );
+    assert_eq!(users.len(), 3);
+
+    // The detail: the state, never a token or an email.
+    let revoked = events
+        .iter()
+        .find(|e| e["detail-type"] == "GrantRevoked")
+        .expect("GrantRevoked");
+    assert_eq!(revoked["detail"]["status"], "revoked");
+    assert_eq!(revoked["detail"]["reason"], "risc:tokens-revoked");
+    let detail_keys: Vec<&String> = revoked["detail"].as_object().expect("detail").keys().collect();
+    assert_eq!(detail_keys, ["at", "reason", "scopes", "status", "sub", "version"]);
+    let all = serde_json::to_string(&events).expect("JSON");
+    for (what, planted) in [
+        ("refresh token", refresh.as_str()),
+        ("email", "ada.events@example.com"),
+        ("an email domain", "@example.com"),
+        ("access token", "ya29."),
+    ] {
+        assert!(!all.contains(planted), "an event carries the {what}");
+    }
+
+    // Nothing more is published for what was already done.
+    let (records, retry) = pump(&mut reader, &publisher).await;
+    assert_eq!((records, retry), (0, None));
+    assert!(consumer.take().await.is_empty());
+}
+
+/// Refuses the events of one user the first time they come, then takes everything.
+struct RefusesOnce<'a> {
+    inner: &'a EventBridgePublisher,
+    refuse: String,
+    refused: Mutex<bool>,
+}
+
+impl EventPublisher for RefusesOnce<'_> {
+    async fn publish(&self, events: &[GrantEvent]) -> Result<Vec<bool>, Upstream> {
+        let refuse_now = {
+            let mut refused = self.refused.lock().expect("lock");
+            let now = !*refused && events.iter().any(|e| e.sub == self.refuse);
+            *refused |= now;
+            now
+        };
+        let refused = |e: &GrantEvent| refuse_now && e.sub == self.refuse;
+        let keep: Vec<GrantEvent> = events.iter().filter(|e| !refused(e)).cloned().collect();
+        let taken = self.inner.publish(&keep).await?;
+        let mut answer = Vec::with_capacity(events.len());
+        let mut taken = taken.into_iter();
+        for e in events {
+            answer.push(!refused(e) && taken.next().unwrap_or(false));
+        }
+        Ok(answer)
+    }
+}
+
+#[tokio::test]
+async fn an_event_not_taken_is_delivered_again_from_its_record_and_every_event_arrives() {
+    let stack = spawn_stack().await;
+    let consumer = Consumer::attach(&stack).await;
+    let mut reader = StreamReader::open(&stack.aws, &stack.config.common.grants_table)
+        .await
+        .expect("stream");
+    let publisher = publisher(&stack);
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        let code = stack.mint(CodeSpec::default());
+        assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+        subs.push(code.sub);
+    }
+    let records = reader.drain().await.expect("stream");
+    let flaky = RefusesOnce {
+        inner: &publisher,
+        refuse: subs[1].clone(),
+        refused: Mutex::new(false),
+    };
+    let event: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(lambda_event(&records)).expect("event");
+    let answer = offline_access::events::handle(&event, &flaky, 3).await;
+    let failed: Vec<Option<String>> = answer
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    let second = records[1]["dynamodb"]["SequenceNumber"].as_str().map(str::to_owned);
+    assert_eq!(
+        failed,
+        std::slice::from_ref(&second),
+        "only the record whose event was not taken"
+    );
+
+    // Lambda delivers the batch again from that record.
+    let from = records
+        .iter()
+        .position(|r| r["dynamodb"]["SequenceNumber"].as_str().map(str::to_owned) == second)
+        .expect("position");
+    let again: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(lambda_event(&records[from..])).expect("event");
+    let answer = offline_access::events::handle(&again, &flaky, 3).await;
+    assert!(answer.batch_item_failures.is_empty());
+    let users = by_user(&consumer.take().await);
+    // Each user's GrantCreated arrived; the third's at most twice (it went out in the
+    // refused call too), which consumers de-duplicate on (sub, version).
+    assert_eq!(users.len(), 3);
+    assert_eq!(users[&subs[0]], ["GrantCreated"]);
+    assert_eq!(users[&subs[1]], ["GrantCreated"]);
+    assert!(users[&subs[2]].iter().all(|t| t == "GrantCreated") && !users[&subs[2]].is_empty());
+}
