@@ -61,6 +61,10 @@ pub struct CommonConfig {
     pub client_secret_id: String,
     /// `TOKEN_KEY_ID`: KMS key id, ARN or alias for envelope encryption.
     pub token_key_id: String,
+    /// `PREVIOUS_TOKEN_KEY_IDS` (comma list, empty): keys tokens were sealed under before
+    /// a change of key; still opened until `offline-access reencrypt` has re-wrapped
+    /// every token under `TOKEN_KEY_ID`.
+    pub previous_token_key_ids: Vec<String>,
     /// `TOKEN_BINDING` (the value of `GRANTS_TABLE`): the stable name every sealed token
     /// is bound to (its AAD and KMS encryption context). Set it once and keep it: a
     /// table restored under a new name is read by pointing `GRANTS_TABLE` at it, with
@@ -260,6 +264,7 @@ impl CommonConfig {
             state_table: required(env, "STATE_TABLE")?,
             client_secret_id: required(env, "CLIENT_SECRET_ID")?,
             token_key_id: required(env, "TOKEN_KEY_ID")?,
+            previous_token_key_ids: list(env, "PREVIOUS_TOKEN_KEY_IDS"),
             token_binding: match env.get("TOKEN_BINDING") {
                 Some(v) if !v.trim().is_empty() => v.trim().to_owned(),
                 _ => required(env, "GRANTS_TABLE")?,
@@ -271,16 +276,7 @@ impl CommonConfig {
                 .unwrap_or_else(|| DEFAULT_DRIVE_API.into())
                 .trim_end_matches('/')
                 .to_owned(),
-            allowed_azp: env
-                .get("ALLOWED_AZP")
-                .map(|list| {
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            allowed_azp: list(env, "ALLOWED_AZP"),
             client_secret_ttl: seconds(env, "CLIENT_SECRET_TTL_SECS", 300)?,
             http_timeout: Duration::from_millis(number(env, "HTTP_TIMEOUT_MS", 5_000)?),
             data_key_max_age: seconds(env, "DATA_KEY_MAX_AGE_SECS", 900)?,
@@ -345,12 +341,24 @@ impl EventsConfig {
 /// common ones.
 pub const EVENTS_VARIABLES: &[&str] = &["EVENT_BUS_NAME", "REFRESH_FAILING_AFTER"];
 
+/// A deployed stack's outputs (`template.yaml`) as the variables the functions read, for
+/// the operator CLI's `--stack`: output name → variable. `TOKEN_BINDING` is the template's
+/// `<stack name>/grants`.
+pub const STACK_OUTPUTS: [(&str, &str); 5] = [
+    ("GrantsTableName", "GRANTS_TABLE"),
+    ("StateTableName", "STATE_TABLE"),
+    ("ClientSecretArn", "CLIENT_SECRET_ID"),
+    ("TokenKeyArn", "TOKEN_KEY_ID"),
+    ("EventBusName", "EVENT_BUS_NAME"),
+];
+
 /// The variables every function reads (`CommonConfig`).
 pub const COMMON_VARIABLES: &[&str] = &[
     "GRANTS_TABLE",
     "STATE_TABLE",
     "CLIENT_SECRET_ID",
     "TOKEN_KEY_ID",
+    "PREVIOUS_TOKEN_KEY_IDS",
     "TOKEN_BINDING",
     "GOOGLE_TOKEN_URI",
     "GOOGLE_CERTS_URI",
@@ -402,6 +410,19 @@ pub const JOB_VARIABLES: &[&str] = &[
     "OPEN_FAILURE_LIMIT",
     "JOB_STATE_TTL_SECS",
 ];
+
+/// A trimmed comma list; absent or empty is none.
+fn list(env: &impl Env, name: &'static str) -> Vec<String> {
+    env.get(name)
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 fn required(env: &impl Env, name: &'static str) -> Result<String, ConfigError> {
     match env.get(name) {

@@ -115,6 +115,9 @@ pub trait KeyProvider: Send + Sync {
 pub struct KmsKeyProvider {
     client: aws_sdk_kms::Client,
     key_id: String,
+    /// Keys tokens were sealed under before a change of key (`PREVIOUS_TOKEN_KEY_IDS`):
+    /// still opened, never sealed under.
+    previous_key_ids: Vec<String>,
     binding: String,
 }
 
@@ -132,8 +135,47 @@ impl KmsKeyProvider {
         Self {
             client,
             key_id,
+            previous_key_ids: Vec::new(),
             binding: binding.to_owned(),
         }
+    }
+
+    /// Also opens data keys wrapped under these (a change of key in progress).
+    #[must_use]
+    pub fn with_previous_keys(mut self, key_ids: Vec<String>) -> Self {
+        self.previous_key_ids = key_ids;
+        self
+    }
+
+    /// The key new data keys are wrapped under.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    async fn decrypt_under(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+        purpose: Purpose,
+    ) -> Result<SecretBox<[u8; 32]>, KeyError> {
+        let out = self
+            .client
+            .decrypt()
+            .key_id(key_id)
+            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
+            .set_encryption_context(Some(encryption_context(purpose, &self.binding)))
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(se) if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() => {
+                    KeyError::Rejected
+                }
+                _ => classify_aws("kms", &e).into(),
+            })?;
+        let plaintext = out
+            .plaintext()
+            .ok_or_else(|| Upstream::misconfigured("kms", "Decrypt answered without a key"))?;
+        key_bytes(plaintext.as_ref())
     }
 }
 
@@ -165,24 +207,15 @@ impl KeyProvider for KmsKeyProvider {
     }
 
     async fn decrypt_data_key(&self, wrapped: &[u8], purpose: Purpose) -> Result<SecretBox<[u8; 32]>, KeyError> {
-        let out = self
-            .client
-            .decrypt()
-            .key_id(&self.key_id)
-            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(wrapped))
-            .set_encryption_context(Some(encryption_context(purpose, &self.binding)))
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(se) if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() => {
-                    KeyError::Rejected
-                }
-                _ => classify_aws("kms", &e).into(),
-            })?;
-        let plaintext = out
-            .plaintext()
-            .ok_or_else(|| Upstream::misconfigured("kms", "Decrypt answered without a key"))?;
-        key_bytes(plaintext.as_ref())
+        // Always naming the key (KMS best practice): the current one, then any previous.
+        let mut result = self.decrypt_under(&self.key_id, wrapped, purpose).await;
+        for previous in &self.previous_key_ids {
+            if !matches!(result, Err(KeyError::Rejected)) {
+                break;
+            }
+            result = self.decrypt_under(previous, wrapped, purpose).await;
+        }
+        result
     }
 }
 
@@ -221,6 +254,11 @@ pub struct SealedToken {
 }
 
 impl SealedToken {
+    /// The data key as KMS wrapped it (it names the KMS key; not a secret).
+    pub fn wrapped_key(&self) -> &[u8] {
+        &self.wrapped_key
+    }
+
     /// The one stored form: `version ‖ len(wrapped key) as u16 BE ‖ wrapped key ‖ nonce ‖
     /// ciphertext with tag`.
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -121,7 +121,12 @@ where
             .verify(id_token, &credentials.client_id)
             .await
             .map_err(DeletionError::InvalidIdToken)?;
-        let sub = identity.sub;
+        self.delete_sub(identity.sub).await
+    }
+
+    /// Deletes `sub`'s grant: for a caller who has established who the user is (the
+    /// ID token above, or an operator's `grants delete`).
+    pub async fn delete_sub(&self, sub: GoogleSubject) -> Result<Deleted, DeletionError> {
         let now = self.clock.now_unix();
         let grant = match self.store.begin_deletion(&sub, now).await? {
             DeletionStart::Started(grant) => grant,

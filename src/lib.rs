@@ -29,6 +29,7 @@ pub mod http_api;
 pub mod http_client;
 pub mod job;
 pub mod metrics;
+pub mod operator;
 pub mod permissions;
 pub mod risc;
 pub mod sign_in;

@@ -74,6 +74,7 @@ pub fn store(common: &CommonConfig, client: aws_sdk_dynamodb::Client) -> DynamoS
 /// KMS under the configured key, with the encryption context of `TOKEN_BINDING`.
 pub fn kms_keys(common: &CommonConfig, client: aws_sdk_kms::Client) -> KmsKeyProvider {
     KmsKeyProvider::new(client, common.token_key_id.clone(), &common.token_binding)
+        .with_previous_keys(common.previous_token_key_ids.clone())
 }
 
 /// Envelope encryption of one kind of token, with the configured cache bounds.

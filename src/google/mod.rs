@@ -6,6 +6,7 @@ pub mod id_token;
 pub mod keys;
 pub mod revoke;
 pub mod risc;
+pub mod risc_api;
 pub mod token;
 
 pub use client_secret::{CachedClientSecret, ClientCredentials, ClientSecrets, SecretSource, SecretsManagerSource};

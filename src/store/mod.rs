@@ -14,12 +14,14 @@ mod access;
 mod deletion;
 mod dynamo;
 mod job;
+mod operator;
 mod risc;
 
 pub use access::{AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, LeaseEnd, RefreshLease};
 pub use deletion::{DeletionStart, DeletionStore};
 pub use dynamo::{DynamoStore, change_from_record};
 pub use job::{Checkpoint, DriveOutcome, GrantOutcome, JobStore, Lease, Recorded, ScanPage, ScanRequest};
+pub use operator::{GrantPage, OperatorStore, ReencryptCheckpoint};
 pub use risc::{AccountState, Applied, RiscStore, event_key};
 
 use crate::crypto::{NewRefreshToken, SealedToken};
@@ -81,6 +83,8 @@ pub mod reasons {
     pub const RISC_TOKEN_REVOKED: &str = "risc:token-revoked";
     /// Google disabled the account (RISC `account-disabled`).
     pub const RISC_ACCOUNT_DISABLED: &str = "risc:account-disabled";
+    /// An operator revoked the grant (`offline-access grants revoke`).
+    pub const OPERATOR_REVOKED: &str = "operator_revoked";
 }
 
 /// One user's offline-access grant, as stored.

@@ -9,6 +9,7 @@ mod events;
 mod job;
 mod lambda_binary;
 mod logs;
+mod operator;
 mod risc;
 mod sign_in;
 mod template;

@@ -213,6 +213,17 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
 }
 
 #[test]
+fn every_output_the_operator_cli_reads_is_in_the_template() {
+    let template = template();
+    for (output, _) in offline_access::config::STACK_OUTPUTS {
+        assert!(
+            template["Outputs"].get(output).is_some(),
+            "template.yaml has no output {output}"
+        );
+    }
+}
+
+#[test]
 fn the_grants_stream_feeds_the_events_function_in_order_with_bounded_retries_and_an_on_failure_queue() {
     let template = template();
     let table = function(&template, "GrantsTable");

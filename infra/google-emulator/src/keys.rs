@@ -52,6 +52,26 @@ impl SigningKey {
         Ok(Self { kid, pair })
     }
 
+    /// The private half as PEM (PKCS#8 `PRIVATE KEY`), as a service-account key file
+    /// holds it.
+    pub fn private_pem(&self) -> anyhow::Result<String> {
+        use aws_lc_rs::encoding::AsDer as _;
+        let der = self
+            .pair
+            .as_der()
+            .map_err(|_| anyhow::anyhow!("the key does not encode"))?;
+        let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect();
+        Ok(format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        ))
+    }
+
     /// The public half as a JWK, the way Google's JWKS lists it.
     pub fn jwk(&self) -> Value {
         let public = self.pair.public_key();

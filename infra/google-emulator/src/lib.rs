@@ -23,6 +23,7 @@
 
 pub mod keys;
 pub mod risc;
+pub mod risc_api;
 mod server;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -217,6 +218,10 @@ struct State {
     drive_page_loop: bool,
     /// `expires_in` of every access token issued (Google's: 3599 s).
     access_token_lifetime: u64,
+    /// Service accounts whose tokens the RISC management API accepts.
+    service_accounts: Vec<risc_api::ServiceAccount>,
+    /// The RISC stream's configuration.
+    risc_stream: risc_api::Stream,
     stats: Stats,
     serial: u64,
 }
@@ -279,6 +284,8 @@ impl Emulator {
             rotate_refresh_tokens: false,
             drive_page_loop: false,
             access_token_lifetime: 3_599,
+            service_accounts: Vec::new(),
+            risc_stream: risc_api::Stream::default(),
             stats: Stats::default(),
             serial: 1,
         })));
@@ -462,6 +469,30 @@ impl Emulator {
     /// having first done at Google what it reports. Answers the SET and its `jti`.
     pub fn security_event(&self, spec: &SecurityEventSpec) -> anyhow::Result<(String, String)> {
         self.shared.with(|s| s.security_event(spec))
+    }
+
+    /// The RISC management API's base (`GOOGLE_RISC_API`).
+    pub fn risc_api(&self) -> String {
+        format!("{}/v1beta", self.base_url())
+    }
+
+    /// A new service account's JSON key file, whose tokens the RISC management API takes.
+    pub fn service_account_json(&self) -> anyhow::Result<String> {
+        self.shared.mint_service_account()
+    }
+
+    /// The RISC stream as configured: receiver URL, events asked for, enabled, and what
+    /// the receiver answered to the last event sent through it.
+    pub fn risc_stream(&self) -> (Option<String>, Vec<String>, bool, Option<u16>) {
+        self.shared.with(|s| {
+            let st = &s.risc_stream;
+            (
+                st.url.clone(),
+                st.events_requested.clone(),
+                st.enabled,
+                st.last_delivery_status,
+            )
+        })
     }
 
     /// Whether an access token the emulator issued was used against Drive.

@@ -27,6 +27,12 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/_emulator/stats", get(stats))
         .route("/.well-known/risc-configuration", get(risc_configuration))
         .route("/_emulator/risc/push", post(risc_push))
+        .route("/_emulator/service-accounts", post(crate::risc_api::service_account))
+        .route("/v1beta/stream:update", post(crate::risc_api::stream_update))
+        .route("/v1beta/stream", get(crate::risc_api::stream_get))
+        .route("/v1beta/stream:verify", post(crate::risc_api::verify))
+        .route("/v1beta/stream/status", get(crate::risc_api::status_get))
+        .route("/v1beta/stream/status:update", post(crate::risc_api::status_update))
         .with_state(shared)
 }
 
@@ -549,24 +555,26 @@ async fn risc_push(AxumState(shared): AxumState<Shared>, body: String) -> Respon
         Ok(signed) => signed,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("bad security event: {e}")).into_response(),
     };
-    let sent = reqwest::Client::new()
-        .post(url)
-        .header(header::CONTENT_TYPE, "application/secevent+jwt")
-        .header(header::ACCEPT, "application/json")
-        .timeout(Duration::from_secs(30))
-        .body(set)
-        .send()
-        .await;
-    match sent {
-        Ok(answer) => {
-            let status = answer.status().as_u16();
-            let body = answer.text().await.unwrap_or_default();
-            axum::Json(json!({"status": status, "jti": jti, "body": body})).into_response()
-        }
+    match push(url.as_str(), set).await {
+        Ok((status, body)) => axum::Json(json!({"status": status, "jti": jti, "body": body})).into_response(),
         Err(e) => (
             StatusCode::BAD_GATEWAY,
             format!("the receiver could not be reached: {e}"),
         )
             .into_response(),
     }
+}
+
+/// POSTs a SET to a receiver as Google's push delivery does; its status and body.
+pub(crate) async fn push(url: &str, set: String) -> Result<(u16, String), reqwest::Error> {
+    let answer = reqwest::Client::new()
+        .post(url)
+        .header(header::CONTENT_TYPE, "application/secevent+jwt")
+        .header(header::ACCEPT, "application/json")
+        .timeout(Duration::from_secs(30))
+        .body(set)
+        .send()
+        .await?;
+    let status = answer.status().as_u16();
+    Ok((status, answer.text().await.unwrap_or_default()))
 }

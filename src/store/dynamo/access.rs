@@ -20,7 +20,7 @@ use crate::store::{
 };
 use crate::upstream::classify_aws;
 
-fn cache_entry(item: &Item) -> Result<CacheEntry, StoreError> {
+pub(super) fn cache_entry(item: &Item) -> Result<CacheEntry, StoreError> {
     let token = match item.get(state::ACCESS_TOKEN) {
         None => None,
         Some(value) => {

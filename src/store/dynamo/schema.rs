@@ -6,8 +6,8 @@
 //! claims and outcomes (`signin#<sha-256 of the code>`), the job's cycle markers
 //! (`cycle#<cycle>`) and checkpoints (`cycle#<cycle>#segment#<n>`), and each grant's
 //! cached access token (`access#<sub>`, expiring with the token), the security events
-//! applied (`risc#<sha-256 of the jti>`) and the last RISC verification
-//! (`risc-verification`).
+//! applied (`risc#<sha-256 of the jti>`), the last RISC verification
+//! (`risc-verification`) and the operator's re-encryption checkpoint (`reencrypt`).
 
 use std::collections::HashMap;
 
@@ -137,7 +137,18 @@ pub(super) mod state {
     /// The last RISC verification event: its `state` and when it came.
     pub const VERIFICATION_STATE: &str = "verification_state";
     pub const RECEIVED_AT: &str = "received_at";
+    /// A re-encryption's checkpoint: the key it re-wraps under, the last grant done and
+    /// its counts.
+    pub const TARGET_KEY: &str = "target_key";
+    pub const AFTER: &str = "after";
+    pub const SCANNED: &str = "scanned";
+    pub const REFRESH_TOKENS: &str = "refresh_tokens";
+    pub const ACCESS_TOKENS: &str = "access_tokens";
+    pub const CHANGED_MEANWHILE: &str = "changed_meanwhile";
 }
+
+/// The state-table key of the operator's re-encryption checkpoint.
+pub(super) const REENCRYPT_KEY: &str = "reencrypt";
 
 /// The state-table key of an applied security event.
 pub(super) fn security_event_key(event_key: &str) -> String {

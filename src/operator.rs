@@ -1,0 +1,298 @@
+//! The operator's work (DESIGN §14), for the `offline-access` CLI: listing, showing and
+//! counting grants, revoking or deleting one as the product's own paths do, and
+//! re-wrapping every sealed token under fresh data keys or another KMS key. The CLI only
+//! parses, renders and shows progress; everything it does is here, over the production
+//! adapters, so the tests exercise exactly what an operator runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::CommonConfig;
+use crate::crypto::{Binding, CryptoError, KeyCacheLimits, KmsKeyProvider, TokenCipher};
+use crate::deletion::{Deleted, DeletionError};
+use crate::domain::{AccessToken, GoogleSubject, RefreshToken};
+use crate::google::{Revocation, TokenEndpoint, TokenRevocation};
+use crate::store::{
+    Applied, CachedToken, DynamoStore, Grant, GrantStatus, GrantStore, OperatorStore, ReencryptCheckpoint, RiscStore,
+    StoreError, reasons,
+};
+use crate::upstream::Upstream;
+use crate::wiring::{self, ProductionDeletion};
+
+/// Grants read per page.
+const PAGE: i32 = 200;
+
+/// Why an operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("no grant is stored for this user")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a stored token could not be opened: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Upstream(#[from] Upstream),
+    #[error(transparent)]
+    Deletion(#[from] DeletionError),
+}
+
+/// One grant and what is cached for it: never a token, never a ciphertext.
+#[derive(Debug, Clone)]
+pub struct GrantDetails {
+    pub grant: Grant,
+    /// When the cached access token expires, if one is cached.
+    pub access_token_expires_at: Option<u64>,
+}
+
+/// Counts over the whole grants table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub grants: u64,
+    pub by_status: BTreeMap<&'static str, u64>,
+    /// Active grants whose last refresh failed (`failure_count` > 0).
+    pub failing: u64,
+    /// Grants a security event flagged for review.
+    pub flagged: u64,
+    /// Grants with time-based access.
+    pub time_limited: u64,
+    /// Grants holding a token stored before digests were kept (not matched by
+    /// `token-revoked` until their token changes).
+    pub without_token_digests: u64,
+}
+
+/// What `grants revoke` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// What Google said; `None` when no token was held.
+    pub google: Option<Revocation>,
+    pub grant: Applied,
+}
+
+/// The operator's view of the stack.
+#[derive(Debug)]
+pub struct Operator {
+    pub common: CommonConfig,
+    pub store: DynamoStore,
+    pub keys: KmsKeyProvider,
+    pub deletion: ProductionDeletion,
+    aws: aws_config::SdkConfig,
+}
+
+impl Operator {
+    /// The production adapters for the stack `common` names.
+    pub fn new(config: &crate::config::SignInConfig, aws: &aws_config::SdkConfig) -> Result<Self, reqwest::Error> {
+        let common = config.common.clone();
+        Ok(Self {
+            store: wiring::store(&common, aws_sdk_dynamodb::Client::new(aws)),
+            keys: wiring::kms_keys(&common, aws_sdk_kms::Client::new(aws)),
+            deletion: wiring::delete_grant(config, aws)?,
+            common,
+            aws: aws.clone(),
+        })
+    }
+
+    fn binding<'a>(&'a self, grant: &'a Grant) -> Binding<'a> {
+        Binding {
+            store: &self.common.token_binding,
+            sub: grant.sub.as_str(),
+            client_id: &grant.client_id,
+        }
+    }
+
+    fn cipher<T: crate::crypto::Sealable>(&self, keys: KmsKeyProvider) -> TokenCipher<KmsKeyProvider, T> {
+        TokenCipher::new(
+            keys,
+            KeyCacheLimits {
+                max_age: self.common.data_key_max_age,
+                max_uses: self.common.data_key_max_uses,
+                ..KeyCacheLimits::default()
+            },
+        )
+    }
+
+    /// Every grant (with `status`, only those), a page at a time; `on_page` is told how
+    /// many were read so far.
+    pub async fn list(
+        &self,
+        status: Option<GrantStatus>,
+        mut on_page: impl FnMut(usize),
+    ) -> Result<Vec<Grant>, StoreError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.store.grants_page(after.as_deref(), status, PAGE).await?;
+            all.extend(page.grants);
+            on_page(all.len());
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One grant and what is cached for it.
+    pub async fn show(&self, sub: &GoogleSubject) -> Result<Option<GrantDetails>, StoreError> {
+        let Some(grant) = self.store.load(sub).await? else {
+            return Ok(None);
+        };
+        let cached: Option<CachedToken> = self.store.cached_access_token(sub).await?;
+        Ok(Some(GrantDetails {
+            grant,
+            access_token_expires_at: cached.map(|c| c.expires_at),
+        }))
+    }
+
+    /// Counts over every grant.
+    pub async fn stats(&self, on_page: impl FnMut(usize)) -> Result<Stats, StoreError> {
+        let grants = self.list(None, on_page).await?;
+        let mut stats = Stats {
+            by_status: GrantStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
+            ..Stats::default()
+        };
+        for g in &grants {
+            stats.grants += 1;
+            *stats.by_status.entry(g.status.as_str()).or_default() += 1;
+            stats.failing += u64::from(g.status == GrantStatus::Active && g.failure_count > 0);
+            stats.flagged += u64::from(!g.review_flags.is_empty());
+            stats.time_limited += u64::from(g.refresh_expires_at.is_some());
+            stats.without_token_digests += u64::from(g.refresh_token.is_some() && g.token_digests.is_none());
+        }
+        Ok(stats)
+    }
+
+    /// Revokes the user's refresh token at Google, then deletes it (and the cached access
+    /// token) and marks the grant `revoked`, reason `operator_revoked` — as a revocation
+    /// Google reports does. Google unreachable: nothing changes, and the error says so.
+    pub async fn revoke(&self, sub: &GoogleSubject) -> Result<Revoked, OperatorError> {
+        let grant = self.store.load(sub).await?.ok_or(OperatorError::NotFound)?;
+        let google = match &grant.refresh_token {
+            None => None,
+            Some(sealed) => {
+                let cipher = self.cipher::<RefreshToken>(self.keys.clone());
+                let token = cipher.open(sealed, self.binding(&grant)).await?;
+                let revoke_uri = &self.common.revoke_uri;
+                let revoked = self
+                    .deletion
+                    .token_endpoint
+                    .revoke(TokenRevocation {
+                        revoke_uri,
+                        token: &token,
+                    })
+                    .await?;
+                Some(revoked)
+            }
+        };
+        let now = SystemClock.now_unix();
+        let applied = self
+            .store
+            .revoke_tokens(sub, reasons::OPERATOR_REVOKED, None, now)
+            .await?;
+        Ok(Revoked { google, grant: applied })
+    }
+
+    /// Deletes the user's data as `DELETE /grants/me` does.
+    pub async fn delete(&self, sub: GoogleSubject) -> Result<Deleted, OperatorError> {
+        Ok(self.deletion.delete_sub(sub).await?)
+    }
+
+    /// Re-wraps every sealed token — each grant's refresh token and cached access token —
+    /// under fresh data keys of `to_key` (default `TOKEN_KEY_ID`). Each write is
+    /// conditioned on the token still being the one opened, so a sign-in or a refresh
+    /// meanwhile is never overwritten (counted in `changed_meanwhile`). A checkpoint in the
+    /// state table after each page lets a stopped run resume where it was (`restart`:
+    /// start over); `on_page` is told the counts so far.
+    pub async fn reencrypt(
+        &self,
+        to_key: Option<&str>,
+        restart: bool,
+        mut on_page: impl FnMut(&ReencryptCheckpoint),
+    ) -> Result<ReencryptCheckpoint, OperatorError> {
+        let target = to_key.unwrap_or(&self.common.token_key_id).to_owned();
+        // Opens under the configured keys, and the target (a resumed run's re-wrapped
+        // tokens); seals under fresh data keys of the target only.
+        let mut opening = self.common.previous_token_key_ids.clone();
+        if target != self.common.token_key_id {
+            opening.push(target.clone());
+        }
+        let kms = aws_sdk_kms::Client::new(&self.aws);
+        let open_keys = KmsKeyProvider::new(
+            kms.clone(),
+            self.common.token_key_id.clone(),
+            &self.common.token_binding,
+        )
+        .with_previous_keys(opening);
+        let seal_keys = KmsKeyProvider::new(kms, target.clone(), &self.common.token_binding);
+        let (open_refresh, seal_refresh) = (
+            self.cipher::<RefreshToken>(open_keys.clone()),
+            self.cipher::<RefreshToken>(seal_keys.clone()),
+        );
+        let (open_access, seal_access) = (
+            self.cipher::<AccessToken>(open_keys),
+            self.cipher::<AccessToken>(seal_keys),
+        );
+
+        let mut progress = match self.store.reencrypt_checkpoint().await? {
+            Some(saved) if saved.target_key == target && !restart => saved,
+            _ => ReencryptCheckpoint {
+                target_key: target,
+                ..ReencryptCheckpoint::default()
+            },
+        };
+        let now = SystemClock.now_unix();
+        loop {
+            let page = self.store.grants_page(progress.after.as_deref(), None, PAGE).await?;
+            for grant in &page.grants {
+                progress.scanned += 1;
+                if let Some(old) = &grant.refresh_token {
+                    let token = open_refresh.open(old, self.binding(grant)).await?;
+                    let new = seal_refresh.seal(&token, self.binding(grant)).await?;
+                    if self.store.rewrap_refresh_token(&grant.sub, old, &new).await? {
+                        progress.refresh_tokens += 1;
+                    } else {
+                        progress.changed_meanwhile += 1;
+                    }
+                }
+                let cached = self.store.cached_access_token(&grant.sub).await?;
+                if let Some(cached) = cached.filter(|c| c.expires_at > now) {
+                    let token = open_access.open(&cached.token, self.binding(grant)).await?;
+                    let new = seal_access.seal(&token, self.binding(grant)).await?;
+                    if self.store.rewrap_access_token(&grant.sub, &cached.token, &new).await? {
+                        progress.access_tokens += 1;
+                    } else {
+                        progress.changed_meanwhile += 1;
+                    }
+                }
+                progress.after = Some(grant.sub.as_str().to_owned());
+            }
+            match page.next {
+                Some(next) => {
+                    progress.after = Some(next);
+                    self.store.save_reencrypt_checkpoint(&progress).await?;
+                    on_page(&progress);
+                }
+                None => {
+                    on_page(&progress);
+                    self.store.clear_reencrypt_checkpoint().await?;
+                    progress.after = None;
+                    return Ok(progress);
+                }
+            }
+        }
+    }
+
+    /// Runs one cycle of the offline job here, with the production job's wiring.
+    pub async fn run_job(
+        &self,
+        config: &crate::config::JobConfig,
+        cycle: &crate::job::CycleId,
+        budget: Duration,
+    ) -> Result<crate::job::Report, OperatorError> {
+        let job = wiring::offline_job(config, &self.aws).map_err(|e| Upstream::misconfigured("http", e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + budget;
+        job.run(cycle, &crate::store::random_owner(), deadline)
+            .await
+            .map_err(|e| OperatorError::Upstream(Upstream::misconfigured("job", e.to_string())))
+    }
+}
