@@ -215,7 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Grants::Show { sub } => {
                 let sub = parse_sub(&sub)?;
-                let details = operator.show(&sub).await?.context("no grant is stored for this user")?;
+                let details = operator.show(&sub).await?.ok_or(OperatorError::NotFound)?;
                 render::details(&details, json);
             }
             Grants::Revoke { sub } => {
