@@ -70,6 +70,18 @@ pub struct Revoked {
     pub grant: Applied,
 }
 
+/// A token that did not open: KMS unreachable stops the run (it resumes from its
+/// checkpoint); a token that is tampered with, or under a key not configured, is left as
+/// it is, counted and logged, so one bad item cannot stop every run at the same place.
+fn unopened(progress: &mut ReencryptCheckpoint, sub: &GoogleSubject, e: &CryptoError) -> Result<(), CryptoError> {
+    if let CryptoError::Upstream(Upstream::Unavailable { .. }) = e {
+        return Err(e.clone());
+    }
+    tracing::warn!(sub = %sub, error = %e, "a sealed token did not open; left as it is");
+    progress.unopened += 1;
+    Ok(())
+}
+
 /// The operator's view of the stack.
 #[derive(Debug)]
 pub struct Operator {
@@ -112,24 +124,33 @@ impl Operator {
         )
     }
 
-    /// Every grant (with `status`, only those), a page at a time; `on_page` is told how
-    /// many were read so far.
+    /// Reads every grant (with `status`, only those) a page at a time, handing each page
+    /// to `each`; holds one page at a time, whatever the table's size.
+    async fn each_page(&self, status: Option<GrantStatus>, mut each: impl FnMut(Vec<Grant>)) -> Result<(), StoreError> {
+        let mut after = None;
+        loop {
+            let page = self.store.grants_page(after.as_deref(), status, PAGE).await?;
+            each(page.grants);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Every grant (with `status`, only those); `on_page` is told how many were read so far.
     pub async fn list(
         &self,
         status: Option<GrantStatus>,
         mut on_page: impl FnMut(usize),
     ) -> Result<Vec<Grant>, StoreError> {
         let mut all = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.store.grants_page(after.as_deref(), status, PAGE).await?;
-            all.extend(page.grants);
+        self.each_page(status, |page| {
+            all.extend(page);
             on_page(all.len());
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(all),
-            }
-        }
+        })
+        .await?;
+        Ok(all)
     }
 
     /// One grant and what is cached for it.
@@ -145,20 +166,23 @@ impl Operator {
     }
 
     /// Counts over every grant.
-    pub async fn stats(&self, on_page: impl FnMut(usize)) -> Result<Stats, StoreError> {
-        let grants = self.list(None, on_page).await?;
+    pub async fn stats(&self, mut on_page: impl FnMut(usize)) -> Result<Stats, StoreError> {
         let mut stats = Stats {
             by_status: GrantStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
             ..Stats::default()
         };
-        for g in &grants {
-            stats.grants += 1;
-            *stats.by_status.entry(g.status.as_str()).or_default() += 1;
-            stats.failing += u64::from(g.status == GrantStatus::Active && g.failure_count > 0);
-            stats.flagged += u64::from(!g.review_flags.is_empty());
-            stats.time_limited += u64::from(g.refresh_expires_at.is_some());
-            stats.without_token_digests += u64::from(g.refresh_token.is_some() && g.token_digests.is_none());
-        }
+        self.each_page(None, |page| {
+            for g in &page {
+                stats.grants += 1;
+                *stats.by_status.entry(g.status.as_str()).or_default() += 1;
+                stats.failing += u64::from(g.status == GrantStatus::Active && g.failure_count > 0);
+                stats.flagged += u64::from(!g.review_flags.is_empty());
+                stats.time_limited += u64::from(g.refresh_expires_at.is_some());
+                stats.without_token_digests += u64::from(g.refresh_token.is_some() && g.token_digests.is_none());
+            }
+            on_page(usize::try_from(stats.grants).unwrap_or(usize::MAX));
+        })
+        .await?;
         Ok(stats)
     }
 
@@ -246,22 +270,30 @@ impl Operator {
             for grant in &page.grants {
                 progress.scanned += 1;
                 if let Some(old) = &grant.refresh_token {
-                    let token = open_refresh.open(old, self.binding(grant)).await?;
-                    let new = seal_refresh.seal(&token, self.binding(grant)).await?;
-                    if self.store.rewrap_refresh_token(&grant.sub, old, &new).await? {
-                        progress.refresh_tokens += 1;
-                    } else {
-                        progress.changed_meanwhile += 1;
+                    match open_refresh.open(old, self.binding(grant)).await {
+                        Ok(token) => {
+                            let new = seal_refresh.seal(&token, self.binding(grant)).await?;
+                            if self.store.rewrap_refresh_token(&grant.sub, old, &new).await? {
+                                progress.refresh_tokens += 1;
+                            } else {
+                                progress.changed_meanwhile += 1;
+                            }
+                        }
+                        Err(e) => unopened(&mut progress, &grant.sub, &e)?,
                     }
                 }
                 let cached = self.store.cached_access_token(&grant.sub).await?;
                 if let Some(cached) = cached.filter(|c| c.expires_at > now) {
-                    let token = open_access.open(&cached.token, self.binding(grant)).await?;
-                    let new = seal_access.seal(&token, self.binding(grant)).await?;
-                    if self.store.rewrap_access_token(&grant.sub, &cached.token, &new).await? {
-                        progress.access_tokens += 1;
-                    } else {
-                        progress.changed_meanwhile += 1;
+                    match open_access.open(&cached.token, self.binding(grant)).await {
+                        Ok(token) => {
+                            let new = seal_access.seal(&token, self.binding(grant)).await?;
+                            if self.store.rewrap_access_token(&grant.sub, &cached.token, &new).await? {
+                                progress.access_tokens += 1;
+                            } else {
+                                progress.changed_meanwhile += 1;
+                            }
+                        }
+                        Err(e) => unopened(&mut progress, &grant.sub, &e)?,
                     }
                 }
                 progress.after = Some(grant.sub.as_str().to_owned());

@@ -310,6 +310,14 @@ async fn risc(
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Warnings (a token that did not open, a refetch that failed) to stderr, by `sub` only.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

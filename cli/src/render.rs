@@ -175,6 +175,7 @@ pub fn reencrypted(c: &ReencryptCheckpoint, json: bool) {
         "refresh_tokens_rewrapped": c.refresh_tokens,
         "access_tokens_rewrapped": c.access_tokens,
         "changed_meanwhile": c.changed_meanwhile,
+        "unopened": c.unopened,
     });
     if json {
         println!("{j}");

@@ -23,6 +23,9 @@ pub struct ReencryptCheckpoint {
     pub refresh_tokens: u64,
     pub access_tokens: u64,
     pub changed_meanwhile: u64,
+    /// Tokens that did not open (tampered, or under a key not configured): left as they
+    /// are, and logged by `sub`.
+    pub unopened: u64,
 }
 
 /// The operator's store operations.

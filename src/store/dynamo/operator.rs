@@ -123,6 +123,7 @@ impl OperatorStore for DynamoStore {
                 refresh_tokens: count(state::REFRESH_TOKENS),
                 access_tokens: count(state::ACCESS_TOKENS),
                 changed_meanwhile: count(state::CHANGED_MEANWHILE),
+                unopened: count(state::UNOPENED),
             }
         }))
     }
@@ -137,7 +138,8 @@ impl OperatorStore for DynamoStore {
             .item(state::SCANNED, n(c.scanned))
             .item(state::REFRESH_TOKENS, n(c.refresh_tokens))
             .item(state::ACCESS_TOKENS, n(c.access_tokens))
-            .item(state::CHANGED_MEANWHILE, n(c.changed_meanwhile));
+            .item(state::CHANGED_MEANWHILE, n(c.changed_meanwhile))
+            .item(state::UNOPENED, n(c.unopened));
         if let Some(after) = &c.after {
             put = put.item(state::AFTER, AttributeValue::S(after.clone()));
         }

@@ -145,6 +145,7 @@ pub(super) mod state {
     pub const REFRESH_TOKENS: &str = "refresh_tokens";
     pub const ACCESS_TOKENS: &str = "access_tokens";
     pub const CHANGED_MEANWHILE: &str = "changed_meanwhile";
+    pub const UNOPENED: &str = "unopened";
 }
 
 /// The state-table key of the operator's re-encryption checkpoint.
