@@ -429,10 +429,14 @@ pub async fn serve<H: SignInHandler, D: DeletionHandler, R: RiscHandler, B: AsRe
     request: &http::Request<B>,
 ) -> Response<String> {
     match request.uri().path().trim_end_matches('/') {
-        GRANTS_ME_PATH => {}
-        RISC_PATH => return receive_security_event(risc, request).await,
-        _ => return handle(sign_in, request).await,
+        GRANTS_ME_PATH => delete_own_grant(deletion, request).await,
+        RISC_PATH => receive_security_event(risc, request).await,
+        _ => handle(sign_in, request).await,
     }
+}
+
+/// `DELETE /grants/me`: 200 `{"sub", "google"}`, or the error table's answer.
+pub async fn delete_own_grant<D: DeletionHandler, B>(deletion: &D, request: &http::Request<B>) -> Response<String> {
     if request.method() != Method::DELETE {
         return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use DELETE").into_response();
     }
