@@ -153,6 +153,18 @@ impl Operator {
         Ok(all)
     }
 
+    /// How many grants DynamoDB last counted (it recounts about every six hours): the
+    /// length of a progress bar, not a figure to rely on.
+    pub async fn approximate_grants(&self) -> Option<u64> {
+        let described = aws_sdk_dynamodb::Client::new(&self.aws)
+            .describe_table()
+            .table_name(&self.common.grants_table)
+            .send()
+            .await
+            .ok()?;
+        described.table()?.item_count().and_then(|n| u64::try_from(n).ok())
+    }
+
     /// One grant and what is cached for it.
     pub async fn show(&self, sub: &GoogleSubject) -> Result<Option<GrantDetails>, StoreError> {
         let Some(grant) = self.store.load(sub).await? else {

@@ -155,15 +155,19 @@ enum Toggle {
     Disable,
 }
 
-/// A spinner on stderr when both streams are a terminal; nothing when piped.
-fn progress(what: &str) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
+/// A progress bar over about `total` grants (a spinner when the count is unknown) on
+/// stderr when both streams are a terminal; nothing when piped.
+fn progress(what: &str, total: Option<u64>) -> ProgressBar {
+    let (bar, template) = match total {
+        Some(n) if n > 0 => (
+            ProgressBar::new(n),
+            "{bar:30} {pos}/~{len} grants {msg} ({elapsed}, about {eta} left)",
+        ),
+        _ => (ProgressBar::new_spinner(), "{spinner} {pos} grants {msg} ({elapsed})"),
+    };
     if std::io::stdout().is_terminal() && std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
+        bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
         bar.enable_steady_tick(Duration::from_millis(120));
         bar.set_message(what.to_owned());
     } else {
@@ -206,9 +210,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Grants { command } => match command {
             Grants::List { status } => {
-                let bar = progress("reading grants");
+                let bar = progress("read", operator.approximate_grants().await);
                 let grants = operator
-                    .list(status.map(Into::into), |n| bar.set_message(format!("{n} grants read")))
+                    .list(status.map(Into::into), |n| bar.set_position(n as u64))
                     .await?;
                 bar.finish_and_clear();
                 render::grants(&grants, json);
@@ -228,18 +232,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Stats => {
-            let bar = progress("counting grants");
-            let stats = operator.stats(|n| bar.set_message(format!("{n} grants read"))).await?;
+            let bar = progress("counted", operator.approximate_grants().await);
+            let stats = operator.stats(|n| bar.set_position(n as u64)).await?;
             bar.finish_and_clear();
             render::stats(&stats, json);
         }
         Command::Reencrypt { to_key, restart } => {
-            let bar = progress("re-encrypting");
+            let bar = progress("re-encrypting", operator.approximate_grants().await);
             let done = operator
                 .reencrypt(to_key.as_deref(), restart, |p| {
+                    bar.set_position(p.scanned);
                     bar.set_message(format!(
-                        "{} grants, {} refresh and {} access tokens re-wrapped",
-                        p.scanned, p.refresh_tokens, p.access_tokens
+                        "({} refresh and {} access tokens re-wrapped)",
+                        p.refresh_tokens, p.access_tokens
                     ));
                 })
                 .await?;
@@ -258,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             .map_err(|e| anyhow::anyhow!("--cycle: {}", e.0))?;
-            let bar = progress(&format!("running cycle {}", cycle.as_str()));
+            let bar = progress(&format!("running cycle {}", cycle.as_str()), None);
             let report = operator
                 .run_job(&job_config, &cycle, Duration::from_secs(14 * 60))
                 .await?;

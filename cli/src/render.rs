@@ -12,9 +12,12 @@ use serde_json::{Value, json};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.to_vec());
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    // Wrap to the terminal when there is one of a usable width; else (piped, or a
+    // terminal that reports no size) rows stay whole.
+    if t.width().is_some_and(|w| w >= 60) {
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+    }
     t
 }
 
