@@ -185,13 +185,23 @@ impl RefreshToken {
 /// What Google's `token-revoked` events name a refresh token by, kept beside the sealed
 /// token so an event finds its grant with one index lookup: one-way digests only, never
 /// a character of the token. Google sends either the token's first 16 characters
-/// (`prefix`), kept here as their SHA-256, or `hash_base64_sha512_sha512`, kept as is.
+/// (`prefix`), kept here as the first 16 bytes of their SHA-256, or
+/// `hash_base64_sha512_sha512`, kept as its 64 bytes. Bytes, not text: every byte of a
+/// grant item is billed on each of the job's writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenDigests {
-    /// Hex SHA-256 of the token's first 16 characters.
-    pub prefix_sha256: String,
-    /// Standard, padded base64 of SHA-512(SHA-512(token)).
-    pub sha512_sha512: String,
+    /// The first [`PREFIX_DIGEST_BYTES`] of SHA-256(the token's first 16 characters).
+    pub prefix: Vec<u8>,
+    /// SHA-512(SHA-512(token)): the 64 bytes Google's identifier is the base64 of.
+    pub double_sha512: Vec<u8>,
+}
+
+/// How much of the prefix's SHA-256 is kept: 128 bits, which no two tokens share by chance.
+pub const PREFIX_DIGEST_BYTES: usize = 16;
+
+fn prefix_digest(prefix: &str) -> Vec<u8> {
+    use aws_lc_rs::digest::{SHA256, digest};
+    digest(&SHA256, prefix.as_bytes()).as_ref()[..PREFIX_DIGEST_BYTES].to_vec()
 }
 
 /// How many leading characters Google's `prefix` identifier holds.
@@ -199,15 +209,13 @@ pub const TOKEN_PREFIX_CHARS: usize = 16;
 
 impl TokenDigests {
     pub fn of(token: &RefreshToken) -> Self {
-        use aws_lc_rs::digest::{SHA256, SHA512, digest};
-        use base64::Engine as _;
+        use aws_lc_rs::digest::{SHA512, digest};
         let raw = token.expose_secret();
         let prefix: String = raw.chars().take(TOKEN_PREFIX_CHARS).collect();
         let inner = digest(&SHA512, raw.as_bytes());
-        let outer = digest(&SHA512, inner.as_ref());
         Self {
-            prefix_sha256: hex::encode(digest(&SHA256, prefix.as_bytes())),
-            sha512_sha512: base64::engine::general_purpose::STANDARD.encode(outer.as_ref()),
+            prefix: prefix_digest(&prefix),
+            double_sha512: digest(&SHA512, inner.as_ref()).as_ref().to_vec(),
         }
     }
 }
@@ -215,30 +223,27 @@ impl TokenDigests {
 /// A `token-revoked` event's identifier, as the digest it is looked up by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenLookup {
-    /// [`TokenDigests::prefix_sha256`] of the prefix Google sent.
-    PrefixSha256(String),
-    /// [`TokenDigests::sha512_sha512`], in our spelling.
-    Sha512Sha512(String),
+    /// [`TokenDigests::prefix`] of the prefix Google sent.
+    Prefix(Vec<u8>),
+    /// [`TokenDigests::double_sha512`]: the bytes Google's base64 spells.
+    DoubleSha512(Vec<u8>),
 }
 
 impl TokenLookup {
     /// Reads Google's `token_identifier_alg` and `token`; `None` for an algorithm we do
     /// not know or an identifier that cannot be one of its kind.
     pub fn from_identifier(alg: &str, token: &str) -> Option<Self> {
-        use aws_lc_rs::digest::{SHA256, digest};
         use base64::Engine as _;
         use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
         match alg {
-            "prefix" if token.chars().count() == TOKEN_PREFIX_CHARS => {
-                Some(Self::PrefixSha256(hex::encode(digest(&SHA256, token.as_bytes()))))
-            }
+            "prefix" if token.chars().count() == TOKEN_PREFIX_CHARS => Some(Self::Prefix(prefix_digest(token))),
             "hash_base64_sha512_sha512" => {
                 // Any base64 spelling of the 64 bytes names the same token.
                 let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
                     .iter()
                     .find_map(|engine| engine.decode(token.trim()).ok())
                     .filter(|b| b.len() == 64)?;
-                Some(Self::Sha512Sha512(STANDARD.encode(bytes)))
+                Some(Self::DoubleSha512(bytes))
             }
             _ => None,
         }

@@ -391,8 +391,8 @@ mod tests {
         assert_eq!(
             indexes,
             [
-                ("by-token-prefix", "token_prefix_sha256", "KEYS_ONLY"),
-                ("by-token-hash", "token_sha512_sha512", "KEYS_ONLY"),
+                ("by-token-prefix", "t_prefix", "KEYS_ONLY"),
+                ("by-token-hash", "t_hash", "KEYS_ONLY"),
             ]
         );
         let state = tables

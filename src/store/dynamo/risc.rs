@@ -25,10 +25,10 @@ impl From<Updated> for Applied {
 }
 
 /// The index and digest a lookup reads.
-fn index_of(lookup: &TokenLookup) -> (&'static str, &'static str, &str) {
+fn index_of(lookup: &TokenLookup) -> (&'static str, &'static str, &[u8]) {
     match lookup {
-        TokenLookup::PrefixSha256(d) => (grant::BY_TOKEN_PREFIX, grant::TOKEN_PREFIX_SHA256, d),
-        TokenLookup::Sha512Sha512(d) => (grant::BY_TOKEN_HASH, grant::TOKEN_SHA512_SHA512, d),
+        TokenLookup::Prefix(d) => (grant::BY_TOKEN_PREFIX, grant::TOKEN_PREFIX_DIGEST, d),
+        TokenLookup::DoubleSha512(d) => (grant::BY_TOKEN_HASH, grant::TOKEN_HASH, d),
     }
 }
 
@@ -76,7 +76,7 @@ impl RiscStore for DynamoStore {
             .index_name(index)
             .key_condition_expression("#d = :d")
             .expression_attribute_names("#d", attr)
-            .expression_attribute_values(":d", s(digest))
+            .expression_attribute_values(":d", schema::bytes(digest))
             .into_paginator()
             .items()
             .send()
@@ -108,7 +108,7 @@ impl RiscStore for DynamoStore {
         u.condition(format!("attribute_exists({key}) AND {left_alone}"));
         if let Some(lookup) = only_if {
             let (_, attr, digest) = index_of(lookup);
-            let (a, d) = (u.p.name(attr), u.p.value(s(digest)));
+            let (a, d) = (u.p.name(attr), u.p.value(schema::bytes(digest)));
             u.condition(format!("{a} = {d}"));
         }
         schema::remove_token(&mut u)
