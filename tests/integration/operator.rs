@@ -517,3 +517,58 @@ async fn the_stack_is_found_from_its_cloudformation_outputs_and_job_run_runs_a_c
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn a_stopped_reencrypt_resumes_after_the_last_grant_it_did() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(10, SCOPES, 0).await;
+    let mut subs: Vec<String> = seeded.iter().map(|s| s.sub.clone()).collect();
+    let store = offline_access::wiring::store(&stack.config.common, aws_sdk_dynamodb::Client::new(&stack.aws));
+    // A run that stopped after the first page: the grants in scan order up to `done`.
+    let order = store.grants_page(None, None, 100).await.expect("scan").grants;
+    subs.sort_by_key(|s| order.iter().position(|g| g.sub.as_str() == s));
+    let done = &subs[3];
+    let before: HashMap<String, Vec<u8>> = {
+        let mut m = HashMap::new();
+        for s in &subs {
+            let sealed = stack.grant(s).await.expect("grant").refresh_token.expect("sealed");
+            m.insert(s.clone(), sealed.to_bytes());
+        }
+        m
+    };
+    store
+        .save_reencrypt_checkpoint(&offline_access::store::ReencryptCheckpoint {
+            target_key: stack.config.common.token_key_id.clone(),
+            after: Some(done.clone()),
+            scanned: 4,
+            refresh_tokens: 4,
+            ..Default::default()
+        })
+        .await
+        .expect("checkpoint");
+    let file = env_file(&stack, &[]);
+    let resumed = json_of(&cli(&file, &["reencrypt", "--json"]).await);
+    assert_eq!(
+        (
+            resumed["grants_scanned"].clone(),
+            resumed["refresh_tokens_rewrapped"].clone()
+        ),
+        (json!(10), json!(10)),
+        "four counted before, six now: {resumed}"
+    );
+    for (i, s) in subs.iter().enumerate() {
+        let now = stack
+            .grant(s)
+            .await
+            .expect("grant")
+            .refresh_token
+            .expect("sealed")
+            .to_bytes();
+        assert_eq!(
+            now != before[s],
+            i > 3,
+            "grant {i} re-wrapped only if after the checkpoint"
+        );
+    }
+    assert_eq!(store.reencrypt_checkpoint().await.expect("read"), None);
+}
