@@ -237,13 +237,6 @@ where
     P: ClientSecrets,
     C: Clock + Clone,
 {
-    /// Loads Google's RISC keys during init; a failure is retried on the first event.
-    pub async fn warm_up(&self) {
-        if let Err(e) = self.verifier.prefetch().await {
-            tracing::warn!(error = %e, "RISC keys could not be loaded ahead; the first event will try again");
-        }
-    }
-
     /// Receives one Security Event Token.
     #[tracing::instrument(name = "risc", skip_all)]
     pub async fn receive(&self, set: &str) -> Result<Receipt, RiscError> {

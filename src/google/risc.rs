@@ -15,11 +15,10 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::keys::{self, Jwks, JwksFetcher, KeyCache, KeyMiss, parse_header};
+use super::keys::{self, Jwks, JwksFetcher, KeyCache, KeyMiss, parse_header, signature_only};
 use crate::clock::Clock;
 use crate::upstream::Upstream;
 
@@ -240,11 +239,6 @@ impl<C: Clock + Clone> SetVerifier<C> {
         }
     }
 
-    /// Loads the discovery document and keys ahead of the first event (Lambda init).
-    pub async fn prefetch(&self) -> Result<(), Upstream> {
-        self.keys.prefetch().await
-    }
-
     /// Verifies `set` for any of `audiences` (our client ids).
     pub async fn verify(&self, set: &str, audiences: &[&str]) -> Result<SecurityEventToken, SetError> {
         use SetErrorCode::*;
@@ -259,12 +253,7 @@ impl<C: Clock + Clone> SetVerifier<C> {
             KeyMiss::Unavailable(e) => SetError::Unavailable(e),
         })?;
         // jsonwebtoken checks the signature; every claim is checked below.
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        let claims = jsonwebtoken::decode::<Claims>(set, &key, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(set, &key, &signature_only())
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                     invalid(AuthenticationFailed, "the SET's signature does not verify")

@@ -435,13 +435,10 @@ async fn risc_register_verify_and_status_drive_googles_stream_end_to_end() {
         Some(202),
         "the receiver took the verification event"
     );
-    let state = stack.scan(&stack.config.common.state_table).await;
-    let kept = state
-        .iter()
-        .find(|i| i.get("pk") == Some(&AttributeValue::S("risc-verification".into())))
-        .and_then(|i| i.get("verification_state"))
-        .cloned();
-    assert_eq!(kept, Some(AttributeValue::S("checked by the test".into())));
+    assert_eq!(
+        stack.risc_verification_state().await.as_deref(),
+        Some("checked by the test")
+    );
 
     assert_eq!(
         json_of(&run(risc(&["status", "--json"])).await),

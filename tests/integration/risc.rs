@@ -166,13 +166,10 @@ async fn each_event_of_the_table_acts_on_its_grant() {
         ..SecurityEventSpec::default()
     };
     assert_eq!(deliver(&stack, &routes, &verification).await.status, 202);
-    let state = stack.scan(&stack.config.common.state_table).await;
-    let kept = state
-        .iter()
-        .find(|i| i.get("pk") == Some(&AttributeValue::S("risc-verification".into())))
-        .and_then(|i| i.get("verification_state"))
-        .cloned();
-    assert_eq!(kept, Some(AttributeValue::S("set up on 2026-11-26".into())));
+    assert_eq!(
+        stack.risc_verification_state().await.as_deref(),
+        Some("set up on 2026-11-26")
+    );
 
     // A user we do not know, and an event type we do not know: accepted, nothing done.
     let before = stack.grants().await;

@@ -3,11 +3,10 @@
 use std::time::Duration;
 
 use super::expr::Update;
-use super::schema::{self, grant, n, s, state};
-use super::{DynamoStore, Updated, holds_either_way};
+use super::schema::{self, grant, n, s};
+use super::{DynamoStore, Updated};
 use crate::domain::GoogleSubject;
 use crate::store::{DeletionStart, DeletionStore, Grant, GrantStatus, StoreError, reasons};
-use crate::upstream::classify_aws;
 
 /// What turns a grant into a tombstone kept until `now + keep`. The writer adds the
 /// version's condition and increment, `updated_at`, and the lease's removal.
@@ -36,15 +35,7 @@ impl DeletionStore for DynamoStore {
             Updated::Refused(None) => DeletionStart::NotFound,
         };
         // The cached access token goes at once: nothing of the user's is served again.
-        let dropped = self
-            .client
-            .delete_item()
-            .table_name(&self.state_table)
-            .key(state::PK, s(schema::access_key(sub.as_str())))
-            .send()
-            .await
-            .map_err(|e| StoreError::from(classify_aws("dynamodb", &e)));
-        holds_either_way(dropped)?;
+        self.drop_cached_access_token(sub).await?;
         Ok(started)
     }
 

@@ -98,6 +98,19 @@ impl DynamoStore {
         }
     }
 
+    /// Deletes the grant's cached access token (gone already is as good).
+    async fn drop_cached_access_token(&self, sub: &GoogleSubject) -> Result<(), StoreError> {
+        let dropped = self
+            .client
+            .delete_item()
+            .table_name(&self.state_table)
+            .key(schema::state::PK, s(schema::access_key(sub.as_str())))
+            .send()
+            .await
+            .map_err(|e| StoreError::from(classify_aws("dynamodb", &e)));
+        holds_either_way(dropped)
+    }
+
     /// Applies `update` to the grant; `false` when its condition failed.
     async fn update_grant(&self, sub: &str, update: &expr::Update) -> Result<bool, StoreError> {
         match self.update_grant_item(sub, update).send().await.map_err(conflict_or) {

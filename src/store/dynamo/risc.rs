@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::expr::Update;
 use super::schema::{self, grant, n, s, state};
-use super::{DynamoStore, Updated, holds_either_way};
+use super::{DynamoStore, Updated};
 use crate::domain::{GoogleSubject, TokenLookup};
 use crate::store::{AccountState, Applied, GrantStatus, RiscStore, StoreError};
 use crate::upstream::classify_aws;
@@ -29,20 +29,6 @@ fn index_of(lookup: &TokenLookup) -> (&'static str, &'static str, &[u8]) {
     match lookup {
         TokenLookup::Prefix(d) => (grant::BY_TOKEN_PREFIX, grant::TOKEN_PREFIX_DIGEST, d),
         TokenLookup::DoubleSha512(d) => (grant::BY_TOKEN_HASH, grant::TOKEN_HASH, d),
-    }
-}
-
-impl DynamoStore {
-    async fn drop_cached_access_token(&self, sub: &GoogleSubject) -> Result<(), StoreError> {
-        let dropped = self
-            .client
-            .delete_item()
-            .table_name(&self.state_table)
-            .key(state::PK, s(schema::access_key(sub.as_str())))
-            .send()
-            .await
-            .map_err(|e| StoreError::from(classify_aws("dynamodb", &e)));
-        holds_either_way(dropped)
     }
 }
 

@@ -585,6 +585,16 @@ impl Stack {
             .expect("set attributes");
     }
 
+    /// The `state` of the last RISC verification event the receiver kept.
+    pub async fn risc_verification_state(&self) -> Option<String> {
+        let items = self.scan(&self.config.common.state_table).await;
+        items
+            .iter()
+            .find(|i| i.get("pk") == Some(&aws_sdk_dynamodb::types::AttributeValue::S("risc-verification".into())))
+            .and_then(|i| i.get("verification_state"))
+            .and_then(|v| v.as_s().ok().cloned())
+    }
+
     /// A raw attribute of a grant item (for fields the product's `Grant` does not carry).
     pub async fn grant_attribute(&self, sub: &str, name: &str) -> Option<aws_sdk_dynamodb::types::AttributeValue> {
         let out = self
