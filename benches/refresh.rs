@@ -69,7 +69,7 @@ fn main() {
         for (k, v) in [
             ("REFRESH_CONCURRENCY", in_flight.to_string()),
             ("REFRESH_SEGMENTS", segments.to_string()),
-            ("GOOGLE_RATE_PER_SEC", "0".into()),
+            ("GOOGLE_QUOTA_UNITS_PER_MIN", "0".into()),
             ("SCAN_PAGE_SIZE", "100".into()),
         ] {
             env.insert(k.into(), v);
@@ -105,7 +105,7 @@ fn main() {
         let config = stack.job_config(&[
             ("REFRESH_CONCURRENCY", &in_flight.to_string()),
             ("REFRESH_SEGMENTS", &segments.to_string()),
-            ("GOOGLE_RATE_PER_SEC", "0"),
+            ("GOOGLE_QUOTA_UNITS_PER_MIN", "0"),
         ]);
         let job = offline_access::wiring::JobBuilder::new(&config, &stack.aws)
             .store(test_support::MemoryJobStore::with(grants.clone()))

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use crate::job::{DriveSync, QuotaCosts};
+
 /// A configuration problem, naming the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -47,6 +49,8 @@ impl<const N: usize> Env for [(&str, &str); N] {
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 pub const DEFAULT_CERTS_URI: &str = "https://www.googleapis.com/oauth2/v3/certs";
 pub const DEFAULT_REVOKE_URI: &str = "https://oauth2.googleapis.com/revoke";
+/// Google's quota day starts at midnight Pacific time.
+pub const GOOGLE_QUOTA_DAY_TZ: &str = "PST8PDT,M3.2.0,M11.1.0";
 pub const DEFAULT_DRIVE_API: &str = "https://www.googleapis.com/drive/v3";
 
 /// Configuration shared by every function.
@@ -134,8 +138,24 @@ pub struct JobConfig {
     pub segments: u32,
     /// `REFRESH_CONCURRENCY` (64): grants in flight at once.
     pub concurrency: usize,
-    /// `GOOGLE_RATE_PER_SEC` (100): Google calls per second across the run (0 = no limit).
-    pub google_rate_per_sec: u32,
+    /// `GOOGLE_QUOTA_UNITS_PER_MIN` (200000): Google quota units the run may spend per
+    /// minute, every call paced by its units (0 = no limit). A fifth of a new project's
+    /// Drive quota (1,000,000 a minute): the rest is the customer's app's.
+    pub quota_units_per_min: u64,
+    /// `GOOGLE_DAILY_UNIT_BUDGET` (200000000): units the job may spend per quota day,
+    /// counted across invocations; when they are spent the run stops (checkpointed) and
+    /// the cycle resumes the next day (0 = no daily budget). Half of Google's daily
+    /// threshold past which it bills (400,000,000).
+    pub daily_unit_budget: u64,
+    /// `GOOGLE_QUOTA_DAY_TZ` (`PST8PDT,M3.2.0,M11.1.0`): the POSIX time zone whose
+    /// midnight starts a quota day (Google's is Pacific time).
+    pub quota_day_zone: jiff::tz::TimeZone,
+    /// `DRIVE_SYNC` (`get`): the Drive work each grant with `drive.appdata` gets per
+    /// cycle: `get` (`files.get` of the `appDataFolder`), `list` (every page) or `off`.
+    pub drive_sync: DriveSync,
+    /// `GOOGLE_UNITS_REFRESH` (1), `GOOGLE_UNITS_REVOKE` (1), `GOOGLE_UNITS_FILES_GET`
+    /// (5), `GOOGLE_UNITS_FILES_LIST` (100): what each call costs.
+    pub quota_costs: QuotaCosts,
     /// `LEASE_SECS` (120): how long a grant is held by one invocation.
     pub lease: Duration,
     /// `DEADLINE_MARGIN_MS` (10000): stop taking work this long before the Lambda deadline.
@@ -219,6 +239,15 @@ impl JobConfig {
         let small = |name: &'static str, default: u64| -> Result<u32, ConfigError> {
             u32::try_from(positive(name, default)?).map_err(|_| ConfigError::Invalid { name, why: "too large" })
         };
+        let units = |name: &'static str, default: u64| -> Result<u32, ConfigError> {
+            u32::try_from(number(env, name, default)?).map_err(|_| ConfigError::Invalid { name, why: "too large" })
+        };
+        if env.get("GOOGLE_RATE_PER_SEC").is_some() {
+            return Err(ConfigError::Invalid {
+                name: "GOOGLE_RATE_PER_SEC",
+                why: "replaced by GOOGLE_QUOTA_UNITS_PER_MIN (Google counts quota in units, not calls): remove it",
+            });
+        }
         Ok(Self {
             common: CommonConfig::from_env(env)?,
             segments: small("REFRESH_SEGMENTS", 4)?,
@@ -226,12 +255,30 @@ impl JobConfig {
                 name: "REFRESH_CONCURRENCY",
                 why: "too large",
             })?,
-            google_rate_per_sec: u32::try_from(number(env, "GOOGLE_RATE_PER_SEC", 100)?).map_err(|_| {
-                ConfigError::Invalid {
-                    name: "GOOGLE_RATE_PER_SEC",
-                    why: "too large",
+            quota_units_per_min: number(env, "GOOGLE_QUOTA_UNITS_PER_MIN", 200_000)?,
+            daily_unit_budget: number(env, "GOOGLE_DAILY_UNIT_BUDGET", 200_000_000)?,
+            quota_day_zone: match env.get("GOOGLE_QUOTA_DAY_TZ") {
+                Some(v) if !v.trim().is_empty() => {
+                    jiff::tz::TimeZone::posix(v.trim()).map_err(|_| ConfigError::Invalid {
+                        name: "GOOGLE_QUOTA_DAY_TZ",
+                        why: "not a POSIX time zone such as PST8PDT,M3.2.0,M11.1.0 or UTC0",
+                    })?
                 }
-            })?,
+                _ => jiff::tz::TimeZone::posix(GOOGLE_QUOTA_DAY_TZ).unwrap_or(jiff::tz::TimeZone::UTC),
+            },
+            drive_sync: match env.get("DRIVE_SYNC") {
+                None => DriveSync::default(),
+                Some(v) => v.parse().map_err(|()| ConfigError::Invalid {
+                    name: "DRIVE_SYNC",
+                    why: "must be get, list or off",
+                })?,
+            },
+            quota_costs: QuotaCosts {
+                refresh: units("GOOGLE_UNITS_REFRESH", 1)?,
+                revoke: units("GOOGLE_UNITS_REVOKE", 1)?,
+                files_get: units("GOOGLE_UNITS_FILES_GET", 5)?,
+                files_list: units("GOOGLE_UNITS_FILES_LIST", 100)?,
+            },
             lease: seconds(env, "LEASE_SECS", 120)?,
             deadline_margin: Duration::from_millis(number(env, "DEADLINE_MARGIN_MS", 10_000)?),
             retry_max_attempts: small("RETRY_MAX_ATTEMPTS", 4)?,
@@ -395,7 +442,14 @@ pub const ACCESS_TOKEN_VARIABLES: &[&str] = &[
 pub const JOB_VARIABLES: &[&str] = &[
     "REFRESH_SEGMENTS",
     "REFRESH_CONCURRENCY",
-    "GOOGLE_RATE_PER_SEC",
+    "GOOGLE_QUOTA_UNITS_PER_MIN",
+    "GOOGLE_DAILY_UNIT_BUDGET",
+    "GOOGLE_QUOTA_DAY_TZ",
+    "DRIVE_SYNC",
+    "GOOGLE_UNITS_REFRESH",
+    "GOOGLE_UNITS_REVOKE",
+    "GOOGLE_UNITS_FILES_GET",
+    "GOOGLE_UNITS_FILES_LIST",
     "LEASE_SECS",
     "DEADLINE_MARGIN_MS",
     "RETRY_MAX_ATTEMPTS",
@@ -410,6 +464,9 @@ pub const JOB_VARIABLES: &[&str] = &[
     "OPEN_FAILURE_LIMIT",
     "JOB_STATE_TTL_SECS",
 ];
+
+/// Variables a config still reads only to refuse them, naming what replaced them.
+pub const RETIRED_VARIABLES: &[&str] = &["GOOGLE_RATE_PER_SEC"];
 
 /// A trimmed comma list; absent or empty is none.
 fn list(env: &impl Env, name: &'static str) -> Vec<String> {
@@ -535,7 +592,7 @@ mod tests {
         let job = read_by(|env| {
             let _ = JobConfig::from_env(env);
         });
-        assert_eq!(job, listed(&[COMMON_VARIABLES, JOB_VARIABLES]));
+        assert_eq!(job, listed(&[COMMON_VARIABLES, JOB_VARIABLES, RETIRED_VARIABLES]));
         let access = read_by(|env| {
             let _ = AccessTokenConfig::from_env(env);
         });
@@ -549,6 +606,29 @@ mod tests {
         let err = AccessTokenConfig::from_env(&env).err().map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("ACCESS_TOKEN_LEASE_SECS")));
         assert!(AccessTokenConfig::from_env(&BASE).is_ok());
+    }
+
+    #[test]
+    fn the_jobs_quota_settings_are_checked() {
+        let [a, b, c, d] = BASE;
+        let job = JobConfig::from_env(&BASE).map_err(|e| e.to_string());
+        let job = job
+            .as_ref()
+            .map(|j| (j.quota_units_per_min, j.daily_unit_budget, j.drive_sync));
+        assert_eq!(job, Ok((200_000, 200_000_000, DriveSync::Get)));
+        for (name, value) in [
+            ("DRIVE_SYNC", "everything"),
+            ("GOOGLE_QUOTA_DAY_TZ", "Mars/Olympus"),
+            ("GOOGLE_UNITS_FILES_LIST", "-1"),
+            ("GOOGLE_RATE_PER_SEC", "100"),
+        ] {
+            let err = JobConfig::from_env(&[a, b, c, d, (name, value)])
+                .err()
+                .map(|e| e.to_string());
+            assert!(err.as_ref().is_some_and(|e| e.contains(name)), "{name}: {err:?}");
+        }
+        let utc = JobConfig::from_env(&[a, b, c, d, ("GOOGLE_QUOTA_DAY_TZ", "UTC0"), ("DRIVE_SYNC", "list")]);
+        assert!(utc.is_ok_and(|j| j.drive_sync == DriveSync::List));
     }
 
     #[test]

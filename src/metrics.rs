@@ -21,6 +21,7 @@ pub fn job_report_emf(report: &Report, timestamp_ms: u64) -> Value {
         .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
         .collect();
     metrics.push(json!({"Name": "Duration", "Unit": "Milliseconds"}));
+    metrics.push(json!({"Name": "BudgetExhausted", "Unit": "Count"}));
     let mut doc = Map::new();
     doc.insert(
         "_aws".into(),
@@ -34,9 +35,24 @@ pub fn job_report_emf(report: &Report, timestamp_ms: u64) -> Value {
         doc.insert(name.into(), json!(value));
     }
     doc.insert("Duration".into(), json!(report.duration_ms));
+    doc.insert("BudgetExhausted".into(), json!(u8::from(report.budget_exhausted)));
     doc.insert("Cycle".into(), json!(report.cycle));
     doc.insert("Complete".into(), json!(report.complete));
     Value::Object(doc)
+}
+
+/// The Google quota units the job spent since the last such line: emitted each minute of
+/// a run and at its end, so `QuotaUnits` summed per minute is the units spent per minute.
+pub fn quota_units_emf(units: u64, timestamp_ms: u64) -> Value {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Function"]],
+                                   "Metrics": [{"Name": "QuotaUnits", "Unit": "Count"}]}],
+        },
+        "Function": "refresher",
+        "QuotaUnits": units,
+    })
 }
 
 /// Writes the document as one line on stdout, where the Lambda agent reads EMF.
@@ -63,7 +79,7 @@ mod tests {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        assert_eq!(declared.len(), 14);
+        assert_eq!(declared.len(), 15);
         for metric in declared {
             let name = metric["Name"].as_str().unwrap_or_default();
             assert!(doc[name].is_number(), "{name}");

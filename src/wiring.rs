@@ -318,6 +318,18 @@ impl<S: JobStore + AccessTokenCache, K: KeyProvider + Clone> JobBuilder<S, K> {
         >,
         reqwest::Error,
     > {
+        self.build_with_clock(SystemClock)
+    }
+
+    /// The job on another clock (tests turn the quota day over).
+    #[allow(clippy::type_complexity, reason = "the job over its ports, spelled out once")]
+    pub fn build_with_clock<C: Clock>(
+        self,
+        clock: C,
+    ) -> Result<
+        OfflineJob<HttpTokenEndpoint, HttpDrive, S, K, CachedClientSecret<SecretsManagerSource, SystemClock>, C>,
+        reqwest::Error,
+    > {
         let config = &self.config;
         let common = &config.common;
         // One HTTP client, and so one connection pool, serves every grant of a run.
@@ -334,7 +346,7 @@ impl<S: JobStore + AccessTokenCache, K: KeyProvider + Clone> JobBuilder<S, K> {
             access_cipher: cipher(common, self.keys.clone()),
             cipher: cipher(common, self.keys),
             secrets: secrets(common, &self.aws, SystemClock),
-            clock: SystemClock,
+            clock,
             settings: JobSettings {
                 token_binding: common.token_binding.clone(),
                 token_uri_override: common.token_uri.clone(),
@@ -353,8 +365,15 @@ impl<S: JobStore + AccessTokenCache, K: KeyProvider + Clone> JobBuilder<S, K> {
                 open_failure_limit: config.open_failure_limit,
                 revoke_uri: common.revoke_uri.clone(),
                 tombstone_ttl: common.tombstone_ttl,
+                drive_sync: config.drive_sync,
+                quota_costs: config.quota_costs,
+                daily_unit_budget: config.daily_unit_budget,
+                quota_day_zone: config.quota_day_zone.clone(),
+                // Ten seconds of the per-minute budget (at least 1,000 units): one write
+                // to the state table per block.
+                budget_block: (config.quota_units_per_min / 6).max(1_000),
             },
-            pacer: Pacer::per_second(config.google_rate_per_sec),
+            pacer: Pacer::units_per_minute(config.quota_units_per_min, config.quota_costs.largest()),
         })
     }
 }

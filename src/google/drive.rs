@@ -1,7 +1,12 @@
-//! Google Drive v3, the calls the offline job makes on a user's behalf: list the app's
-//! hidden `appDataFolder` (`files.list` with `spaces=appDataFolder`, page after page, within
-//! the bounds the job sets).
+//! Google Drive v3, the calls the offline job makes on a user's behalf: get the app's
+//! hidden `appDataFolder` (`files.get`, 5 quota units), or list it (`files.list` with
+//! `spaces=appDataFolder`, 100 units a page, page after page within the bounds the job
+//! sets).
 //! <https://developers.google.com/drive/api/guides/appdata>
+//!
+//! Drive's rate-limit answers — 429, and 403 with `userRateLimitExceeded` or
+//! `rateLimitExceeded` — are an unavailable service to retry (honouring `Retry-After`),
+//! never a refusal: a 403 that is a refusal means the user took the scope away.
 
 use serde::Deserialize;
 
@@ -18,10 +23,15 @@ pub struct DriveListing {
     pub truncated: bool,
 }
 
+/// The `reason`s of a 403 that mean "slow down", not "not allowed".
+/// <https://developers.google.com/workspace/drive/api/guides/limits>
+const RATE_LIMIT_REASONS: &[&str] = &["userRateLimitExceeded", "rateLimitExceeded"];
+
 /// Why Drive refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DriveError {
-    /// 401/403: the token or its scopes do not allow the call. Not retried.
+    /// 401/403 (not a rate limit), 404: the token or its scopes do not allow the call.
+    /// Not retried.
     #[error("Drive refused the call: HTTP {status} {reason}")]
     Refused { status: u16, reason: String },
     #[error(transparent)]
@@ -32,6 +42,10 @@ pub enum DriveError {
 /// says whether to make it: `false` (the run's deadline is near) ends the listing there,
 /// as truncated.
 pub trait DriveApi: Send + Sync {
+    /// `files.get` of the `appDataFolder`: one call that shows the grant reaches the
+    /// user's Drive.
+    fn app_data_folder(&self, token: &AccessToken) -> impl Future<Output = Result<(), DriveError>> + Send;
+
     fn list_app_data<F, Fut>(
         &self,
         token: &AccessToken,
@@ -65,7 +79,43 @@ impl HttpDrive {
     }
 }
 
+/// A Drive answer that is not a success, as the error it means.
+fn refusal(status: http::StatusCode, retry_after: Option<std::time::Duration>, json: &serde_json::Value) -> DriveError {
+    let reason = json
+        .pointer("/error/errors/0/reason")
+        .and_then(|r| r.as_str())
+        .unwrap_or("unknown");
+    if status == http::StatusCode::FORBIDDEN && RATE_LIMIT_REASONS.contains(&reason) {
+        return DriveError::Upstream(Upstream::Unavailable {
+            service: "google-drive",
+            throttled: true,
+            retry_after,
+            detail: format!("HTTP 403 {reason}"),
+        });
+    }
+    DriveError::Refused {
+        status: status.as_u16(),
+        reason: reason.to_owned(),
+    }
+}
+
 impl DriveApi for HttpDrive {
+    async fn app_data_folder(&self, token: &AccessToken) -> Result<(), DriveError> {
+        let response = self
+            .http
+            .get(format!("{}/files/appDataFolder", self.base))
+            .query(&[("fields", "id")])
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await;
+        let (status, retry_after, json) = super::read_small_json_answer("google-drive", response).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(refusal(status, retry_after, &json))
+        }
+    }
+
     async fn list_app_data<F, Fut>(&self, token: &AccessToken, on_call: F) -> Result<DriveListing, DriveError>
     where
         F: Fn() -> Fut + Send + Sync,
@@ -101,7 +151,7 @@ impl DriveApi for HttpDrive {
                 .bearer_auth(token.expose_secret())
                 .send()
                 .await;
-            let Some((status, _, json)) =
+            let Some((status, retry_after, json)) =
                 super::read_json_answer("google-drive", response, self.max_page_bytes).await?
             else {
                 // A page this large is not a page of an app's own files: stop here, and
@@ -111,15 +161,7 @@ impl DriveApi for HttpDrive {
                 return Ok(listing);
             };
             if !status.is_success() {
-                let reason = json
-                    .pointer("/error/errors/0/reason")
-                    .and_then(|r| r.as_str())
-                    .unwrap_or("unknown")
-                    .to_owned();
-                return Err(DriveError::Refused {
-                    status: status.as_u16(),
-                    reason,
-                });
+                return Err(refusal(status, retry_after, &json));
             }
             let page: Page = serde_json::from_value(json)
                 .map_err(|_| Upstream::unavailable("google-drive", "unexpected files.list answer"))?;

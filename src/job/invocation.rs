@@ -11,6 +11,15 @@ use crate::google::{ClientSecrets, DriveApi, TokenEndpoint};
 use crate::metrics;
 use crate::store::{AccessTokenCache, JobStore};
 
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
 /// One invocation as Lambda hands it over.
 #[derive(Debug, Clone, Copy)]
 pub struct Invocation<'a> {
@@ -69,14 +78,19 @@ where
             "job run starting"
         );
         // Boxed: the run is a deep future; the runtime loop holds only a pointer to it.
-        let report = Box::pin(self.run(&cycle, invocation.request_id, stop_at)).await?;
+        let mut run = Box::pin(self.run(&cycle, invocation.request_id, stop_at));
+        // The units spent, each minute: what the dashboard sets against the budget.
+        let mut minute = tokio::time::interval_at(tokio::time::Instant::now() + MINUTE, MINUTE);
+        let report = loop {
+            tokio::select! {
+                report = &mut run => break report?,
+                _ = minute.tick() => metrics::emit(&metrics::quota_units_emf(self.pacer.take_spent(), now_ms())),
+            }
+        };
         let line = serde_json::to_string(&report).unwrap_or_default();
         tracing::info!(report = %line, "job run finished");
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or_default();
-        metrics::emit(&metrics::job_report_emf(&report, now_ms));
+        metrics::emit(&metrics::quota_units_emf(self.pacer.take_spent(), now_ms()));
+        metrics::emit(&metrics::job_report_emf(&report, now_ms()));
         Ok(report)
     }
 }

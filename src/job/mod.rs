@@ -1,13 +1,17 @@
 //! The offline job (DESIGN §8): for every active grant, take a lease, open the refresh
-//! token, get a fresh access token, list the user's Drive `appDataFolder`, and record
-//! the outcome. It knows nothing of Lambda ([`invocation`] is the Lambda side).
+//! token, get a fresh access token, reach the user's Drive `appDataFolder` as
+//! `DRIVE_SYNC` says, and record the outcome. It knows nothing of Lambda
+//! ([`invocation`] is the Lambda side).
 //!
 //! - A *cycle* ([`CycleId`]) is named by the schedule's time. A grant is done at most
 //!   once a cycle (the lease's conditional write checks it), so a duplicate delivery or
 //!   an overlapping invocation refreshes nothing twice.
 //! - The table is read by a parallel scan (`segments`), with at most `concurrency` grants
-//!   in flight and one [`Pacer`] for every Google call, because Google's quota — not
-//!   Lambda — bounds the run.
+//!   in flight and one [`Pacer`] that every Google call spends its quota units from,
+//!   because Google's quota — not Lambda — bounds the run (DESIGN §15).
+//! - Each grant reserves what its calls will cost from the day's budget ([`DailyBudget`])
+//!   before it is leased. When the day's budget is spent the run stops taking work as at
+//!   its deadline: no grant is deferred for it, and the cycle resumes the next day.
 //! - Failures are decided once ([`decide::disposition`]): `invalid_grant` revokes the
 //!   grant and deletes its token; our misconfiguration stops the run; transient failures
 //!   are retried ([`RetryPolicy`]), then the grant is deferred.
@@ -25,10 +29,12 @@ mod cycle;
 pub mod decide;
 pub mod invocation;
 mod pacing;
+mod quota;
 mod report;
 
 pub use cycle::CycleId;
 pub use pacing::{Pacer, RetryPolicy};
+pub use quota::{DailyBudget, DriveSync, GoogleCall, QuotaCosts, quota_day};
 pub use report::{Count, Report};
 
 use crate::access_token::sealed_for_cache;
@@ -36,7 +42,8 @@ use crate::clock::Clock;
 use crate::crypto::{Binding, KeyProvider, TokenCipher};
 use crate::domain::{AccessToken, DRIVE_APPDATA_SCOPE};
 use crate::google::{
-    ClientCredentials, ClientSecrets, DriveApi, GoogleTokenError, TokenEndpoint, TokenRefresh, TokenRevocation, Tokens,
+    ClientCredentials, ClientSecrets, DriveApi, DriveError, GoogleTokenError, TokenEndpoint, TokenRefresh,
+    TokenRevocation, Tokens,
 };
 use crate::store::{
     AccessTokenCache, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded,
@@ -69,6 +76,16 @@ pub struct JobSettings {
     pub revoke_uri: String,
     /// How long a deleted grant's tombstone is kept.
     pub tombstone_ttl: Duration,
+    /// `DRIVE_SYNC`: the Drive work of a grant with `drive.appdata`.
+    pub drive_sync: DriveSync,
+    /// What each Google call costs in quota units.
+    pub quota_costs: QuotaCosts,
+    /// `GOOGLE_DAILY_UNIT_BUDGET` (0: none) and the time zone of Google's quota day.
+    pub daily_unit_budget: u64,
+    pub quota_day_zone: jiff::tz::TimeZone,
+    /// Units one claim on the day's budget takes at a time (a write to the state table
+    /// per block, not per call).
+    pub budget_block: u64,
 }
 
 /// Why a run failed as a whole.
@@ -118,11 +135,14 @@ struct Run<'a> {
     /// Stored tokens opened, and not opened, in this run: the circuit breaker's inputs.
     opened: AtomicU64,
     opens_failed: AtomicU64,
+    budget: DailyBudget,
+    /// The day's budget is spent: take no more work.
+    budget_spent: AtomicBool,
 }
 
 impl Run<'_> {
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || Instant::now() >= self.stop_at
+        self.stop.load(Ordering::SeqCst) || self.budget_spent.load(Ordering::SeqCst) || Instant::now() >= self.stop_at
     }
 
     fn stop_for(&self, cause: Upstream) {
@@ -134,6 +154,26 @@ impl Run<'_> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         slot.get_or_insert(cause);
     }
+}
+
+/// Units a grant reserved from the day's budget for the calls it will make first; what
+/// it does not spend goes back to the run's share when it is done.
+#[derive(Debug, Default)]
+struct Prepaid(AtomicU64);
+
+impl Prepaid {
+    fn spend(&self, units: u64) -> bool {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(units))
+            .is_ok()
+    }
+}
+
+/// A Google call that failed, or that the day's budget could not pay for.
+#[derive(Debug)]
+enum Attempt<E> {
+    Failed(E),
+    OverBudget,
 }
 
 /// How one grant went, for the segment's bookkeeping.
@@ -184,13 +224,26 @@ where
             counters: Counters::default(),
             opened: AtomicU64::new(0),
             opens_failed: AtomicU64::new(0),
+            budget: DailyBudget::new(
+                self.settings.daily_unit_budget,
+                self.settings.budget_block,
+                self.settings.quota_day_zone.clone(),
+            ),
+            budget_spent: AtomicBool::new(false),
         };
-        let checkpoints = self.store.checkpoints(cycle.as_str(), self.settings.segments).await?;
-        let segments = join_all(checkpoints.into_iter().map(|c| self.segment(&run, c))).await;
-        let mut complete = true;
-        for segment in segments {
-            complete &= segment?;
+        let mut complete = false;
+        // A run on a day whose budget is spent does nothing, not even a scan.
+        if run.budget.take(&self.store, 0, self.clock.now_unix()).await? {
+            let checkpoints = self.store.checkpoints(cycle.as_str(), self.settings.segments).await?;
+            let segments = join_all(checkpoints.into_iter().map(|c| self.segment(&run, c))).await;
+            complete = true;
+            for segment in segments {
+                complete &= segment?;
+            }
+        } else {
+            run.budget_spent.store(true, Ordering::SeqCst);
         }
+        run.budget.settle(&self.store).await?;
         if let Some(cause) = run
             .misconfiguration
             .lock()
@@ -206,7 +259,14 @@ where
         }
         run.counters.fill(&mut report);
         report.complete = complete;
-        report.stopped_at_deadline = !complete && Instant::now() >= stop_at;
+        report.budget_exhausted = !complete && run.budget_spent.load(Ordering::SeqCst);
+        report.stopped_at_deadline = !complete && !report.budget_exhausted && Instant::now() >= stop_at;
+        if report.budget_exhausted {
+            tracing::warn!(
+                budget = self.settings.daily_unit_budget,
+                "the day's Google quota budget is spent: the cycle resumes when the quota day turns over"
+            );
+        }
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
     }
@@ -260,6 +320,25 @@ where
             return Ok(Worked::NotStarted);
         }
         let now = self.clock.now_unix();
+        let planned = if grant.status == GrantStatus::Revoking {
+            u64::from(self.settings.quota_costs.revoke)
+        } else {
+            self.settings
+                .quota_costs
+                .per_grant(self.settings.drive_sync, grant.scopes.contains(DRIVE_APPDATA_SCOPE))
+        };
+        if !run.budget.take(&self.store, planned, now).await? {
+            run.budget_spent.store(true, Ordering::SeqCst);
+            return Ok(Worked::NotStarted);
+        }
+        let prepaid = Prepaid(AtomicU64::new(planned));
+        let worked = self.leased(run, grant, now, &prepaid).await;
+        run.budget.give_back(prepaid.0.load(Ordering::SeqCst)).await;
+        worked
+    }
+
+    /// Leases `grant`, works it, and records the outcome.
+    async fn leased(&self, run: &Run<'_>, grant: Grant, now: u64, prepaid: &Prepaid) -> Result<Worked, RunError> {
         let lease = Lease {
             owner: run.owner,
             cycle: run.cycle.as_str(),
@@ -270,7 +349,7 @@ where
             run.counters.bump(Count::skipped);
             return Ok(Worked::Skipped);
         };
-        let outcome = self.work(run, &leased, lease).await;
+        let outcome = self.work(run, &leased, lease, prepaid).await;
         let now = self.clock.now_unix();
         let recorded = self.store.record(&leased, Lease { now, ..lease }, &outcome).await?;
         let c = &run.counters;
@@ -290,7 +369,7 @@ where
                 }
                 c.bump(match drive {
                     DriveOutcome::Synced { truncated: true, .. } => Count::drive_truncated,
-                    DriveOutcome::Synced { .. } => Count::drive_synced,
+                    DriveOutcome::Synced { .. } | DriveOutcome::Reached => Count::drive_synced,
                     DriveOutcome::NotGranted => Count::refresh_only,
                     DriveOutcome::Failed { .. } => Count::drive_deferred,
                 });
@@ -307,9 +386,9 @@ where
 
     /// Works one leased grant and decides how it ends this cycle. Never fails: every
     /// failure becomes an outcome to record.
-    async fn work(&self, run: &Run<'_>, grant: &Grant, lease: Lease<'_>) -> GrantOutcome {
+    async fn work(&self, run: &Run<'_>, grant: &Grant, lease: Lease<'_>, prepaid: &Prepaid) -> GrantOutcome {
         if grant.status == GrantStatus::Revoking {
-            return self.finish_deletion(run, grant).await;
+            return self.finish_deletion(run, grant, prepaid).await;
         }
         if grant.refresh_expires_at.is_some_and(|at| at <= lease.now) {
             // Time-based access ran out: Google would refuse the token; call nothing.
@@ -338,8 +417,8 @@ where
         let refreshed = self
             .retrying(
                 run,
+                Some((GoogleCall::Refresh, prepaid)),
                 || async {
-                    self.google_call(run).await;
                     self.token_endpoint
                         .refresh(TokenRefresh {
                             token_uri: run.token_uri,
@@ -353,7 +432,8 @@ where
             .await;
         let tokens = match refreshed {
             Ok(tokens) => tokens,
-            Err(e) => return self.settle(run, grant, disposition(Failure::Refresh(&e))),
+            Err(Attempt::Failed(e)) => return self.settle(run, grant, disposition(Failure::Refresh(&e))),
+            Err(Attempt::OverBudget) => return GrantOutcome::Released,
         };
         let refresh_expires_at = tokens
             .refresh_token_lifetime
@@ -369,7 +449,7 @@ where
             },
             None => None,
         };
-        let drive_next = grant.scopes.contains(DRIVE_APPDATA_SCOPE);
+        let drive_next = grant.scopes.contains(DRIVE_APPDATA_SCOPE) && self.settings.drive_sync != DriveSync::Off;
         if let (Some(token), true) = (&new_token, drive_next) {
             // Google retired the old token: keep the new one before Drive, whose listing
             // may take long or meet the deadline.
@@ -409,34 +489,15 @@ where
                 drive: DriveOutcome::NotGranted,
             };
         }
-        let listed = self
-            .retrying(
-                run,
-                || {
-                    self.drive.list_app_data(&tokens.access_token, || async {
-                        // Each grant's work ends with the run: no page past the deadline.
-                        if run.stopping() {
-                            return false;
-                        }
-                        run.counters.bump(Count::drive_calls);
-                        self.google_call(run).await;
-                        true
-                    })
-                },
-                |e| disposition(Failure::Drive(e)),
-            )
-            .await;
-        let drive = match listed {
-            Ok(listing) => {
-                if listing.truncated {
-                    tracing::warn!(sub = %grant.sub, pages = listing.pages, "Drive listing truncated");
-                }
-                DriveOutcome::Synced {
-                    files: listing.files,
-                    truncated: listing.truncated,
-                }
-            }
-            Err(e) => match disposition(Failure::Drive(&e)) {
+        let drive = match self.settings.drive_sync {
+            DriveSync::List => self.list_drive(run, grant, &tokens.access_token, prepaid).await,
+            DriveSync::Get | DriveSync::Off => self.reach_drive(run, &tokens.access_token, prepaid).await,
+        };
+        let drive = match drive {
+            Ok(drive) => drive,
+            // Paid for with the refresh: cannot happen, but let go rather than guess.
+            Err(Attempt::OverBudget) => DriveOutcome::NotGranted,
+            Err(Attempt::Failed(e)) => match disposition(Failure::Drive(&e)) {
                 Disposition::RefreshOnly => DriveOutcome::NotGranted,
                 Disposition::StopRun(cause) => {
                     run.stop_for(cause);
@@ -459,9 +520,65 @@ where
         }
     }
 
+    /// `DRIVE_SYNC=get`: one `files.get` of the `appDataFolder`.
+    async fn reach_drive(
+        &self,
+        run: &Run<'_>,
+        token: &AccessToken,
+        prepaid: &Prepaid,
+    ) -> Result<DriveOutcome, Attempt<DriveError>> {
+        self.retrying(
+            run,
+            Some((GoogleCall::FilesGet, prepaid)),
+            || {
+                run.counters.bump(Count::drive_calls);
+                self.drive.app_data_folder(token)
+            },
+            |e| disposition(Failure::Drive(e)),
+        )
+        .await?;
+        Ok(DriveOutcome::Reached)
+    }
+
+    /// `DRIVE_SYNC=list`: `files.list` of the `appDataFolder`, every page, each paid for
+    /// as it is asked.
+    async fn list_drive(
+        &self,
+        run: &Run<'_>,
+        grant: &Grant,
+        token: &AccessToken,
+        prepaid: &Prepaid,
+    ) -> Result<DriveOutcome, Attempt<DriveError>> {
+        let listing = self
+            .retrying(
+                run,
+                None,
+                || {
+                    self.drive.list_app_data(token, || async {
+                        // Each grant's work ends with the run: no page past the deadline
+                        // or the day's budget.
+                        if run.stopping() {
+                            return false;
+                        }
+                        run.counters.bump(Count::drive_calls);
+                        self.google_call(run, GoogleCall::FilesList, prepaid).await
+                    })
+                },
+                |e| disposition(Failure::Drive(e)),
+            )
+            .await?;
+        if listing.truncated {
+            tracing::warn!(sub = %grant.sub, pages = listing.pages, "Drive listing truncated");
+        }
+        Ok(DriveOutcome::Synced {
+            files: listing.files,
+            truncated: listing.truncated,
+        })
+    }
+
     /// A grant the user asked to delete while Google was unreachable: revoke its token
     /// (never refresh it), then it becomes a tombstone. A transient failure defers it.
-    async fn finish_deletion(&self, run: &Run<'_>, grant: &Grant) -> GrantOutcome {
+    async fn finish_deletion(&self, run: &Run<'_>, grant: &Grant, prepaid: &Prepaid) -> GrantOutcome {
         let deleted = GrantOutcome::Deleted {
             tombstone_ttl: self.settings.tombstone_ttl,
         };
@@ -481,8 +598,8 @@ where
         let revoked = self
             .retrying(
                 run,
+                Some((GoogleCall::Revoke, prepaid)),
                 || async {
-                    self.google_call(run).await;
                     self.token_endpoint
                         .revoke(TokenRevocation {
                             revoke_uri: &self.settings.revoke_uri,
@@ -499,7 +616,8 @@ where
                 tracing::info!(sub = %grant.sub, google = ?at_google, "deletion finished: revoked at Google");
                 deleted
             }
-            Err(e) => self.settle(run, grant, disposition(Failure::Refresh(&e))),
+            Err(Attempt::Failed(e)) => self.settle(run, grant, disposition(Failure::Refresh(&e))),
+            Err(Attempt::OverBudget) => GrantOutcome::Released,
         }
     }
 
@@ -583,41 +701,73 @@ where
         self.clock.now_unix() + wait.as_secs()
     }
 
-    /// Every HTTP call to Google goes through here: counted, and given a slot by the
-    /// run's pacer.
-    async fn google_call(&self, run: &Run<'_>) {
+    /// Every HTTP call to Google goes through here: paid for from the grant's
+    /// reservation or the day's budget (`false`: the budget is spent, make no call),
+    /// counted, and given its units' slot by the run's pacer.
+    async fn google_call(&self, run: &Run<'_>, call: GoogleCall, prepaid: &Prepaid) -> bool {
+        let units = self.settings.quota_costs.units(call);
+        if !prepaid.spend(u64::from(units)) {
+            match run
+                .budget
+                .take(&self.store, u64::from(units), self.clock.now_unix())
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    run.budget_spent.store(true, Ordering::SeqCst);
+                    return false;
+                }
+                Err(e) => {
+                    // The count cannot be read: spend nothing more than was reserved.
+                    tracing::warn!(error = %e, "the day's quota count could not be claimed");
+                    return false;
+                }
+            }
+        }
         run.counters.bump(Count::google_calls);
-        self.pacer.acquire().await;
+        run.counters.add(Count::quota_units, u64::from(units));
+        self.pacer.acquire(units).await;
+        true
     }
 
     /// Calls `call` until it succeeds, fails for good, runs out of attempts, or the next
-    /// wait would pass the deadline.
+    /// wait would pass the deadline. With `paid`, each attempt is first paid for as that
+    /// Google call; an attempt the day's budget cannot pay for is not made (the failure
+    /// before it stands, or `OverBudget` if there was none).
     async fn retrying<R, E, F, Fut>(
         &self,
         run: &Run<'_>,
+        paid: Option<(GoogleCall, &Prepaid)>,
         mut call: F,
         decide: impl Fn(&E) -> Disposition,
-    ) -> Result<R, E>
+    ) -> Result<R, Attempt<E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<R, E>>,
     {
         let mut attempt = 0;
+        let mut last = None;
         loop {
+            if let Some((google_call, prepaid)) = paid
+                && !self.google_call(run, google_call, prepaid).await
+            {
+                return Err(last.map_or(Attempt::OverBudget, Attempt::Failed));
+            }
             let error = match call().await {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
             attempt += 1;
             let Disposition::Transient { retry_after, .. } = decide(&error) else {
-                return Err(error);
+                return Err(Attempt::Failed(error));
             };
             let wait = self.settings.retry.delay(attempt - 1, retry_after);
             if attempt >= self.settings.retry.max_attempts || Instant::now() + wait >= run.stop_at {
-                return Err(error);
+                return Err(Attempt::Failed(error));
             }
             run.counters.bump(Count::retries);
             tokio::time::sleep(wait).await;
+            last = Some(error);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `governor`), and retries with capped exponential backoff and full jitter.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, ReasonablyRealtime};
@@ -26,28 +27,65 @@ impl ReasonablyRealtime for TokioClock {}
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
 
-/// A global rate limit on Google calls: evenly spaced slots, no burst.
+/// The run's one budget of Google quota units per minute (`GOOGLE_QUOTA_UNITS_PER_MIN`),
+/// which every call spends its units from: a GCRA from `governor` whose cells are units.
+///
+/// The burst is the dearest call (a call must fit in it), and the rate is what is left of
+/// the minute after it, so that no 60-second window — however it falls — spends more than
+/// the budget: a window holds at most one burst plus a minute's replenishment.
 #[derive(Debug)]
 pub struct Pacer {
     limiter: Option<Limiter>,
+    /// Units spent since [`Pacer::take_spent`] last read them (the per-minute metric).
+    spent: AtomicU64,
 }
 
 impl Pacer {
-    /// `rate` calls per second across the run; 0 means no limit.
-    pub fn per_second(rate: u32) -> Self {
-        let limiter = NonZeroU32::new(rate)
-            .and_then(|rate| Quota::with_period(Duration::from_secs(1) / rate.get()))
+    /// `units_per_min` across the run, no call costing more than `largest_call`; 0 means
+    /// no limit.
+    pub fn units_per_minute(units_per_min: u64, largest_call: u32) -> Self {
+        let burst = largest_call.max(1);
+        let steady = units_per_min.saturating_sub(u64::from(burst));
+        let limiter = (units_per_min > 0)
+            .then(|| {
+                let per_unit = Duration::from_secs(60).div_f64(steady.max(1) as f64);
+                Quota::with_period(per_unit).map(|q| q.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
+            })
+            .flatten()
             .map(|quota| RateLimiter::direct_with_clock(quota, TokioClock));
-        Self { limiter }
+        Self {
+            limiter,
+            spent: AtomicU64::new(0),
+        }
     }
 
-    /// Waits for the next slot.
-    pub async fn acquire(&self) {
-        let Some(limiter) = &self.limiter else {
+    /// No limit.
+    pub fn unlimited() -> Self {
+        Self::units_per_minute(0, 1)
+    }
+
+    /// The units spent since the last call.
+    pub fn take_spent(&self) -> u64 {
+        self.spent.swap(0, Ordering::Relaxed)
+    }
+
+    /// Waits until `units` may be spent, and spends them.
+    pub async fn acquire(&self, units: u32) {
+        self.spent.fetch_add(u64::from(units), Ordering::Relaxed);
+        let (Some(limiter), Some(units)) = (&self.limiter, NonZeroU32::new(units)) else {
             return;
         };
-        while let Err(not_until) = limiter.check() {
-            tokio::time::sleep(not_until.wait_time_from(TokioClock.now())).await;
+        loop {
+            match limiter.check_n(units) {
+                Ok(Ok(())) => return,
+                Ok(Err(not_until)) => tokio::time::sleep(not_until.wait_time_from(TokioClock.now())).await,
+                // Larger than the burst: cannot happen, as the burst is the dearest call;
+                // spend what fits rather than never call.
+                Err(_) => {
+                    let _ = limiter.check();
+                    return;
+                }
+            }
         }
     }
 }
@@ -99,22 +137,50 @@ mod tests {
         assert!(policy.delay(0, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
     }
 
+    /// Units spent per sliding 60-second window never exceed the budget, and the run
+    /// keeps close to it: a mix of calls at their costs, on tokio's paused (virtual) clock.
     #[tokio::test(start_paused = true)]
-    async fn the_pacer_spaces_calls_evenly() {
-        let pacer = Pacer::per_second(10);
+    async fn units_per_window_never_exceed_the_budget() {
+        const BUDGET: u64 = 12_000;
+        let pacer = Pacer::units_per_minute(BUDGET, 100);
         let start = Instant::now();
-        for _ in 0..21 {
-            pacer.acquire().await;
+        let costs = [1u32, 5, 100, 1, 100, 5, 100, 1, 5, 100];
+        let mut spent: Vec<(Duration, u64)> = Vec::new();
+        for i in 0..2_000 {
+            let units = costs[i % costs.len()];
+            pacer.acquire(units).await;
+            spent.push((start.elapsed(), u64::from(units)));
         }
-        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        let total: u64 = spent.iter().map(|(_, u)| u).sum();
+        let elapsed = spent.last().map(|(at, _)| *at).unwrap_or_default();
+        // Every window starting at a call.
+        let mut end = 0;
+        let mut in_window = 0u64;
+        for begin in 0..spent.len() {
+            while end < spent.len() && spent[end].0 < spent[begin].0 + Duration::from_secs(60) {
+                in_window += spent[end].1;
+                end += 1;
+            }
+            assert!(
+                in_window <= BUDGET,
+                "{in_window} units in the minute from {:?}",
+                spent[begin].0
+            );
+            in_window -= spent[begin].1;
+        }
+        let per_minute = total as f64 / elapsed.as_secs_f64() * 60.0;
+        assert!(
+            per_minute >= 0.95 * BUDGET as f64,
+            "only {per_minute:.0} units a minute"
+        );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_rate_of_zero_never_waits() {
-        let pacer = Pacer::per_second(0);
+    async fn a_budget_of_zero_never_waits() {
+        let pacer = Pacer::units_per_minute(0, 100);
         let start = Instant::now();
         for _ in 0..1_000 {
-            pacer.acquire().await;
+            pacer.acquire(100).await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
     }

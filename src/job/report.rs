@@ -18,6 +18,9 @@ macro_rules! counters {
             pub complete: bool,
             /// The run stopped taking work because the deadline was near.
             pub stopped_at_deadline: bool,
+            /// The run stopped taking work because the day's Google quota budget
+            /// (`GOOGLE_DAILY_UNIT_BUDGET`) is spent; the cycle resumes the next day.
+            pub budget_exhausted: bool,
             $( $(#[$doc])* pub $field: u64, )*
             pub duration_ms: u64,
         }
@@ -76,6 +79,9 @@ counters! {
     /// Leased by another invocation at the same moment.
     skipped => Some("Skipped"),
     google_calls => None,
+    /// Google quota units spent (emitted each minute as `QuotaUnits`, beside the run's
+    /// other metrics).
+    quota_units => None,
     retries => Some("Retries"),
     errors => Some("Errors"),
 }

@@ -91,7 +91,10 @@ pub enum DriveOutcome {
     /// Listed; `truncated` when the listing stopped before its end (page cap or a page
     /// loop): recorded as such, not as a full sync.
     Synced { files: u64, truncated: bool },
-    /// The grant lacks `drive.appdata`: refreshed only, as a keep-alive.
+    /// `files.get` of the `appDataFolder` answered (`DRIVE_SYNC=get`).
+    Reached,
+    /// No Drive work: the grant lacks `drive.appdata` (or lost it), or `DRIVE_SYNC=off`:
+    /// refreshed only, as a keep-alive.
     NotGranted,
     /// Drive failed after retries: the grant is retried at `next_attempt_at`.
     Failed {
@@ -150,6 +153,18 @@ pub trait JobStore: Send + Sync {
         lease: Lease<'_>,
         token: &NewRefreshToken,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+    /// Claims up to `want` units of the quota day `day`, whose budget is `limit`: the
+    /// units granted (fewer than `want` when the day's budget has fewer left, 0 when it is
+    /// spent). The day's count is kept until `keep_until` (Unix seconds).
+    fn claim_units(
+        &self,
+        day: &str,
+        want: u64,
+        limit: u64,
+        keep_until: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Gives back claimed units that were not spent.
+    fn return_units(&self, day: &str, units: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records how a leased grant ended this cycle and lets go of the lease.
     fn record(
         &self,

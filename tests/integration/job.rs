@@ -39,7 +39,11 @@ async fn one_run_refreshes_every_grant_lists_drive_where_granted_and_uses_each_f
     let stack = spawn_stack().await;
     let with_drive = stack.seed_grants(1_500, DRIVE, 150).await;
     let without = stack.seed_grants(500, NO_DRIVE, 0).await;
-    let (job, kms_decrypts) = stack.counting_job(&[("REFRESH_CONCURRENCY", "64"), ("REFRESH_SEGMENTS", "4")]);
+    let (job, kms_decrypts) = stack.counting_job(&[
+        ("REFRESH_CONCURRENCY", "64"),
+        ("REFRESH_SEGMENTS", "4"),
+        ("DRIVE_SYNC", "list"),
+    ]);
 
     let report = job
         .run(&cycle("2026-11-26T10:00:00Z"), "run-1", no_deadline())
@@ -450,7 +454,7 @@ async fn a_malformed_row_is_skipped_counted_and_the_rest_are_refreshed() {
 async fn a_long_or_looping_drive_listing_stops_at_the_cap_and_is_recorded_as_truncated() {
     let stack = spawn_stack().await;
     let long = stack.seed_grants(2, DRIVE, 10_000).await;
-    let job = stack.job(&[("DRIVE_MAX_PAGES", "3")]);
+    let job = stack.job(&[("DRIVE_MAX_PAGES", "3"), ("DRIVE_SYNC", "list")]);
 
     // 10,000 files are 100 pages of 100: the listing stops at the third.
     let report = job
@@ -488,7 +492,7 @@ async fn a_long_or_looping_drive_listing_stops_at_the_cap_and_is_recorded_as_tru
 async fn an_oversized_drive_page_ends_the_listing_as_truncated_and_an_oversized_token_answer_defers() {
     let stack = spawn_stack().await;
     let seeded = stack.seed_grants(1, DRIVE, 3).await;
-    let job = stack.job(&[("DRIVE_MAX_PAGE_BYTES", "65536")]);
+    let job = stack.job(&[("DRIVE_MAX_PAGE_BYTES", "65536"), ("DRIVE_SYNC", "list")]);
     // A 2 MiB page of valid JSON: read no further than 64 KiB.
     let files: Vec<String> = (0..50_000)
         .map(|i| format!(r#"{{"id":"file-{i:08}","name":"state-{i:08}.json"}}"#))
@@ -665,7 +669,7 @@ async fn a_listing_that_outlasts_the_deadline_stops_with_it_and_a_rotated_token_
             ..Fault::default()
         },
     );
-    let job = stack.job(&[("DRIVE_MAX_PAGES", "1000")]);
+    let job = stack.job(&[("DRIVE_MAX_PAGES", "1000"), ("DRIVE_SYNC", "list")]);
     // Long enough for the run to lease every grant on a busy machine; far shorter than
     // the 100 s each listing would take.
     let stop_at = tokio::time::Instant::now() + Duration::from_secs(15);

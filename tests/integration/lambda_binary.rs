@@ -117,7 +117,7 @@ async fn the_built_refresher_runs_a_cycle_from_an_eventbridge_event_and_emits_me
         .seed_grants(5, "openid https://www.googleapis.com/auth/drive.appdata", 2)
         .await;
     let mut env = stack.env.clone();
-    env.insert("GOOGLE_RATE_PER_SEC".into(), "0".into());
+    env.insert("GOOGLE_QUOTA_UNITS_PER_MIN".into(), "0".into());
     let mut function = Function::start(binary("refresher"), &env).await;
     let event = scheduled_event();
 
@@ -182,7 +182,7 @@ async fn the_built_refresher_stops_at_an_oversized_drive_page_without_holding_it
         },
     );
     let mut env = stack.env.clone();
-    env.insert("GOOGLE_RATE_PER_SEC".into(), "0".into());
+    env.insert("GOOGLE_QUOTA_UNITS_PER_MIN".into(), "0".into());
     let mut function = Function::start(binary("refresher"), &env).await;
     let event = scheduled_event();
 

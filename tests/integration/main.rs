@@ -10,6 +10,7 @@ mod job;
 mod lambda_binary;
 mod logs;
 mod operator;
+mod quota;
 mod risc;
 mod sign_in;
 mod template;

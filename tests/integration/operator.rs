@@ -506,7 +506,7 @@ async fn the_stack_is_found_from_its_cloudformation_outputs_and_job_run_runs_a_c
     let listed = json_of(&cli(&bare, &["--stack", &name, "grants", "list", "--json"]).await);
     assert_eq!(listed.as_array().map(Vec::len), Some(3));
 
-    let file = env_file(&stack, &[("GOOGLE_RATE_PER_SEC", "0")]);
+    let file = env_file(&stack, &[("GOOGLE_QUOTA_UNITS_PER_MIN", "0")]);
     let report = json_of(&cli(&file, &["job", "run", "--cycle", "2026-11-26T18:00:00Z", "--json"]).await);
     assert_eq!(
         (report["refreshed"].clone(), report["errors"].clone()),

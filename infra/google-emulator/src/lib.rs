@@ -139,6 +139,29 @@ pub struct Fault {
     pub probability: Option<f64>,
 }
 
+/// A project's per-minute quota, as Google counts it: every call spends its units, and a
+/// call that would take the last 60 seconds past `units_per_min` is refused (Drive: 403
+/// `rateLimitExceeded`; the token endpoint: 429) and spends nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub struct UnitQuota {
+    pub units_per_min: u64,
+    pub refresh: u32,
+    pub files_get: u32,
+    pub files_list: u32,
+}
+
+impl UnitQuota {
+    /// Drive's costs on projects created since May 2026, and 1 for a refresh.
+    pub fn per_minute(units_per_min: u64) -> Self {
+        Self {
+            units_per_min,
+            refresh: 1,
+            files_get: 5,
+            files_list: 100,
+        }
+    }
+}
+
 /// Call counts, for tests and the benchmark.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -146,7 +169,15 @@ pub struct Stats {
     pub refreshes: u64,
     pub certs: u64,
     pub revokes: u64,
+    /// Drive calls of any kind.
     pub drive: u64,
+    /// `files.list` pages answered, and `files.get` calls answered.
+    pub drive_lists: u64,
+    pub drive_gets: u64,
+    /// Calls refused because the per-minute unit quota was spent.
+    pub quota_refusals: u64,
+    /// The most units spent in any 60 seconds.
+    pub peak_units_per_min: u64,
     /// Fetches of the RISC discovery document.
     pub risc_config: u64,
     pub faults_served: u64,
@@ -216,6 +247,10 @@ struct State {
     /// Drive's `files.list` answers every page with the same `nextPageToken` (a broken
     /// pagination loop, which a client must detect).
     drive_page_loop: bool,
+    /// The per-minute unit quota, if one is set, and the calls that spent it (when, units).
+    quota: Option<UnitQuota>,
+    spent: VecDeque<(std::time::Instant, u32)>,
+    spent_in_window: u64,
     /// `expires_in` of every access token issued (Google's: 3599 s).
     access_token_lifetime: u64,
     /// Service accounts whose tokens the RISC management API accepts.
@@ -283,6 +318,9 @@ impl Emulator {
             refreshed_access_tokens: HashMap::new(),
             rotate_refresh_tokens: false,
             drive_page_loop: false,
+            quota: None,
+            spent: VecDeque::new(),
+            spent_in_window: 0,
             access_token_lifetime: 3_599,
             service_accounts: Vec::new(),
             risc_stream: risc_api::Stream::default(),
@@ -371,6 +409,15 @@ impl Emulator {
     }
 
     /// Changes the client secret the token endpoint accepts (a rotation in the console).
+    /// Sets (or, with `None`, lifts) a per-minute unit quota.
+    pub fn set_quota(&self, quota: Option<UnitQuota>) {
+        self.shared.with(|s| {
+            s.quota = quota;
+            s.spent.clear();
+            s.spent_in_window = 0;
+        });
+    }
+
     /// Makes Drive's listing loop: every page names the same next page.
     pub fn set_drive_page_loop(&self, on: bool) {
         self.shared.with(|s| s.drive_page_loop = on);
@@ -575,6 +622,31 @@ impl State {
     }
 
     /// The fault to apply to this call, if any.
+    /// Spends `units` of the per-minute quota, if there is one: `false` (and nothing
+    /// spent) when the last 60 seconds would go past it.
+    pub(crate) fn spend_units(&mut self, units: impl Fn(&UnitQuota) -> u32) -> bool {
+        let Some(quota) = self.quota else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        while let Some(&(at, spent)) = self.spent.front() {
+            if now.duration_since(at) < Duration::from_secs(60) {
+                break;
+            }
+            self.spent.pop_front();
+            self.spent_in_window -= u64::from(spent);
+        }
+        let units = units(&quota);
+        if self.spent_in_window + u64::from(units) > quota.units_per_min {
+            self.stats.quota_refusals += 1;
+            return false;
+        }
+        self.spent.push_back((now, units));
+        self.spent_in_window += u64::from(units);
+        self.stats.peak_units_per_min = self.stats.peak_units_per_min.max(self.spent_in_window);
+        true
+    }
+
     fn take_fault(&mut self, endpoint: Endpoint) -> Option<Fault> {
         let queue = self.faults.get_mut(&endpoint)?;
         let active = queue.front_mut()?;

@@ -112,6 +112,11 @@ async fn token(AxumState(shared): AxumState<Shared>, headers: HeaderMap, body: S
         }
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => s.exchange_code(&form),
+            Some("refresh_token") if !s.spend_units(|q| q.refresh) => oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                "Rate limit exceeded",
+            ),
             Some("refresh_token") => s.refresh(&form),
             _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid grant_type"),
         }
@@ -403,10 +408,14 @@ async fn drive_list(
         return faulted;
     }
     shared.with(|s| {
+        if !s.spend_units(|q| q.files_list) {
+            return drive_error(StatusCode::FORBIDDEN, "rateLimitExceeded", "Rate Limit Exceeded");
+        }
         let (sub, files) = match drive_caller(s, &headers) {
             Ok(caller) => caller,
             Err((status, reason, message)) => return drive_error(status, reason, message),
         };
+        s.stats.drive_lists += 1;
         if query.get("spaces").map(String::as_str) != Some("appDataFolder") {
             return drive_error(StatusCode::FORBIDDEN, "insufficientScopes", "The granted scopes do not allow use of the Drive space.");
         }
@@ -431,10 +440,14 @@ async fn drive_get(AxumState(shared): AxumState<Shared>, headers: HeaderMap, Pat
         return faulted;
     }
     shared.with(|s| {
+        if !s.spend_units(|q| q.files_get) {
+            return drive_error(StatusCode::FORBIDDEN, "rateLimitExceeded", "Rate Limit Exceeded");
+        }
         let (sub, _) = match drive_caller(s, &headers) {
             Ok(caller) => caller,
             Err((status, reason, message)) => return drive_error(status, reason, message),
         };
+        s.stats.drive_gets += 1;
         if id == "appDataFolder" || id == "appdata" {
             return axum::Json(json!({"kind": "drive#file", "id": format!("{sub}-appdata"), "name": "Application Data", "mimeType": "application/vnd.google-apps.folder"})).into_response();
         }

@@ -70,11 +70,14 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
                     next_attempt_at,
                     reason,
                 } => record_deferral(&mut u, *failure_count, *next_attempt_at, reason),
-                DriveOutcome::Synced { .. } | DriveOutcome::NotGranted => {
+                DriveOutcome::Synced { .. } | DriveOutcome::Reached | DriveOutcome::NotGranted => {
                     u.set(grant::FAILURE_COUNT, n(0))
                         .remove(grant::NEXT_ATTEMPT_AT)
                         .remove(grant::LAST_ERROR);
                 }
+            }
+            if let DriveOutcome::Reached = drive {
+                u.set(grant::LAST_SYNC_AT, n(lease.now));
             }
             if let DriveOutcome::Synced { files, truncated } = drive {
                 u.set(grant::DRIVE_FILES, n(files))
@@ -266,6 +269,68 @@ impl JobStore for DynamoStore {
         } else {
             Ok(Recorded::Superseded)
         }
+    }
+
+    async fn claim_units(&self, day: &str, want: u64, limit: u64, keep_until: u64) -> Result<u64, StoreError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+        let mut want = want.min(limit);
+        // Claims race only with other invocations' claims: a few tries settle it.
+        for _ in 0..5 {
+            if want == 0 {
+                return Ok(0);
+            }
+            let mut u = Update::default();
+            let (units, most) = (u.p.name(state::UNITS), u.p.value(n(limit - want)));
+            u.condition(format!("attribute_not_exists({units}) OR {units} <= {most}"));
+            u.add(state::UNITS, n(want)).set_once(state::EXPIRES_AT, n(keep_until));
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.state_table)
+                .key(state::PK, s(schema::quota_key(day)))
+                .update_expression(u.expression())
+                .set_condition_expression(u.condition_expression())
+                .set_expression_attribute_names(u.p.names())
+                .set_expression_attribute_values(u.p.values())
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(want),
+                Err(e) => match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                        let spent = refused
+                            .item()
+                            .and_then(|item| schema::number(item, state::UNITS))
+                            .unwrap_or(limit);
+                        want = want.min(limit.saturating_sub(spent));
+                    }
+                    _ => return Err(classify_aws("dynamodb", &e).into()),
+                },
+            }
+        }
+        Ok(0)
+    }
+
+    async fn return_units(&self, day: &str, units: u64) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        let key = u.p.name(state::UNITS);
+        u.condition(format!("attribute_exists({key})"));
+        u.add(state::UNITS, AttributeValue::N(format!("-{units}")));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.state_table)
+            .key(state::PK, s(schema::quota_key(day)))
+            .update_expression(u.expression())
+            .set_condition_expression(u.condition_expression())
+            .set_expression_attribute_names(u.p.names())
+            .set_expression_attribute_values(u.p.values())
+            .send()
+            .await;
+        // A count already gone (its TTL) needs nothing given back.
+        holds_either_way(result.map_err(conflict_or))
     }
 
     async fn record(&self, leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome) -> Result<Recorded, StoreError> {

@@ -148,6 +148,8 @@ pub(super) mod state {
     pub const ACCESS_TOKENS: &str = "access_tokens";
     pub const CHANGED_MEANWHILE: &str = "changed_meanwhile";
     pub const UNOPENED: &str = "unopened";
+    /// Google quota units claimed on one quota day (`quota#<day>`).
+    pub const UNITS: &str = "units";
 }
 
 /// The state-table key of the operator's re-encryption checkpoint.
@@ -173,6 +175,11 @@ pub(super) fn cycle_key(cycle: &str) -> String {
 /// The state-table key of a grant's cached access token.
 pub(super) fn access_key(sub: &str) -> String {
     format!("access#{sub}")
+}
+
+/// The state-table key of a quota day's count of units.
+pub(super) fn quota_key(day: &str) -> String {
+    format!("quota#{day}")
 }
 
 pub(super) fn checkpoint_key(cycle: &str, segment: u32) -> String {

@@ -455,7 +455,7 @@ impl Stack {
     /// The offline job's config: this stack's resources plus `extra`.
     pub fn job_config(&self, extra: &[(&str, &str)]) -> JobConfig {
         let mut env = self.env.clone();
-        env.insert("GOOGLE_RATE_PER_SEC".into(), "0".into());
+        env.insert("GOOGLE_QUOTA_UNITS_PER_MIN".into(), "0".into());
         env.insert("RETRY_BASE_MS".into(), "20".into());
         env.insert("RETRY_CAP_MS".into(), "200".into());
         for (k, v) in extra {
@@ -607,6 +607,23 @@ impl Stack {
             .await
             .expect("get item");
         out.item().and_then(|i| i.get(name)).cloned()
+    }
+
+    /// A number attribute of a state-table item (`pk`).
+    pub async fn state_number(&self, pk: &str, name: &str) -> Option<u64> {
+        let out = self
+            .dynamo()
+            .get_item()
+            .table_name(&self.config.common.state_table)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get item");
+        out.item()
+            .and_then(|i| i.get(name))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
     }
 }
 

@@ -28,6 +28,8 @@ pub struct MemoryJobStore {
     checkpoints: Mutex<HashMap<(String, u32), Checkpoint>>,
     done: Mutex<Vec<String>>,
     access_tokens: Mutex<HashMap<String, CachedToken>>,
+    /// Google quota units claimed per quota day.
+    units: Mutex<HashMap<String, u64>>,
 }
 
 impl MemoryJobStore {
@@ -59,7 +61,35 @@ impl MemoryJobStore {
     }
 }
 
+impl MemoryJobStore {
+    /// Units claimed on `day` and not given back.
+    pub fn units_claimed(&self, day: &str) -> u64 {
+        self.units
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(day)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
 impl JobStore for MemoryJobStore {
+    async fn claim_units(&self, day: &str, want: u64, limit: u64, _keep_until: u64) -> Result<u64, StoreError> {
+        let mut units = self.units.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let spent = units.entry(day.to_owned()).or_default();
+        let granted = want.min(limit.saturating_sub(*spent));
+        *spent += granted;
+        Ok(granted)
+    }
+
+    async fn return_units(&self, day: &str, returned: u64) -> Result<(), StoreError> {
+        let mut units = self.units.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(spent) = units.get_mut(day) {
+            *spent = spent.saturating_sub(returned);
+        }
+        Ok(())
+    }
+
     async fn cycle_done(&self, cycle: &str) -> Result<bool, StoreError> {
         Ok(self.done.lock().expect("done").iter().any(|c| c == cycle))
     }
@@ -196,12 +226,12 @@ impl JobStore for MemoryJobStore {
                         g.failure_count = *failure_count;
                         g.next_attempt_at = Some(*next_attempt_at);
                     }
-                    DriveOutcome::Synced { .. } | DriveOutcome::NotGranted => {
+                    DriveOutcome::Synced { .. } | DriveOutcome::Reached | DriveOutcome::NotGranted => {
                         g.failure_count = 0;
                         g.next_attempt_at = None;
                     }
                 }
-                if let DriveOutcome::Synced { .. } = drive {
+                if let DriveOutcome::Synced { .. } | DriveOutcome::Reached = drive {
                     g.last_sync_at = Some(lease.now);
                 }
                 if let Some(token) = new_token {
