@@ -13,7 +13,8 @@
 //!   table's two token indexes, UpdateItem on grants; GetItem and PutItem on state for
 //!   the events applied, DeleteItem of a revoked grant's cached token).
 //! - the offline job: `store::DynamoStore` as `JobStore` (Scan and UpdateItem on grants; GetItem
-//!   and PutItem on state, which also caches the access tokens it obtains); `crypto` opens
+//!   and PutItem on state, which also caches the access tokens it obtains; UpdateItem on
+//!   state to claim and give back the day's Google quota units); `crypto` opens
 //!   and re-seals rotated tokens and seals access tokens (Decrypt, GenerateDataKey); the
 //!   secret; and Lambda's on-failure destination (SendMessage).
 //! - access tokens: `store::DynamoStore` as `AccessStore` (GetItem and UpdateItem on
@@ -56,6 +57,7 @@ pub const JOB: &[Permission] = &[
     allow("GrantsTable", "dynamodb:UpdateItem"),
     allow("StateTable", "dynamodb:GetItem"),
     allow("StateTable", "dynamodb:PutItem"),
+    allow("StateTable", "dynamodb:UpdateItem"),
     allow("TokenKey", "kms:Decrypt"),
     allow("TokenKey", "kms:GenerateDataKey"),
     allow("ClientSecret", "secretsmanager:GetSecretValue"),

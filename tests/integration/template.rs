@@ -278,3 +278,53 @@ fn cors_is_off_unless_origins_are_listed_and_then_allows_only_the_two_routes_met
     assert_eq!(headers, ["authorization", "content-type", "x-requested-with"]);
     assert_eq!(referenced(branches[2]), "AWS::NoValue");
 }
+
+/// The job dashboard is valid JSON once CloudFormation substitutes it, and shows only
+/// metrics the job emits: a metric renamed in code would otherwise leave an empty graph.
+#[test]
+fn the_job_dashboard_parses_and_shows_only_metrics_the_job_emits() {
+    use offline_access::job::{Count, Report};
+    let template = template();
+    let body = function(&template, "JobDashboard")["DashboardBody"].clone();
+    let Value::Tagged(sub) = body else {
+        panic!("DashboardBody is a !Sub")
+    };
+    let mut json = sub.value.as_str().expect("a string").to_owned();
+    for (name, stand_in) in [
+        ("${AWS::Region}", "eu-west-1"),
+        ("${GoogleQuotaUnitsPerMin}", "200000"),
+        ("${AuthCodeFunction}", "auth-code"),
+        ("${RefresherFunction}", "refresher"),
+    ] {
+        json = json.replace(name, stand_in);
+    }
+    assert!(!json.contains("${"), "an unknown substitution: {json}");
+    let dashboard: serde_json::Value = serde_json::from_str(&json).expect("the dashboard is JSON");
+
+    let report = offline_access::metrics::job_report_emf(&Report::default(), 0);
+    let minute = offline_access::metrics::quota_units_emf(0, 0);
+    let emitted: BTreeSet<String> = [report, minute]
+        .iter()
+        .flat_map(|doc| doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m["Name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(emitted.contains("QuotaUnits") && emitted.contains("BudgetExhausted"));
+    assert!(Count::ALL.iter().filter_map(|c| c.metric()).all(|m| emitted.contains(m)));
+    let mut shown = 0;
+    for widget in dashboard["widgets"].as_array().expect("widgets") {
+        let mut namespace = String::new();
+        for metric in widget["properties"]["metrics"].as_array().expect("metrics") {
+            let row = metric.as_array().expect("a metric row");
+            if let Some(ns) = row[0].as_str().filter(|ns| *ns != ".") {
+                namespace = ns.to_owned();
+            }
+            if namespace == "OfflineAccess" {
+                let name = row[1].as_str().expect("a metric name");
+                assert!(emitted.contains(name), "the dashboard shows {name}, which the job never emits");
+                shown += 1;
+            }
+        }
+    }
+    assert!(shown >= 12, "{shown}");
+    assert!(json.contains(r#""value": 200000"#), "units per minute are drawn against the budget");
+}
