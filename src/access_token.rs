@@ -250,7 +250,13 @@ where
             if view.leased_until.is_none_or(|until| until < now) {
                 match self
                     .store
-                    .take_lease(&request.sub, &owner, now, now + self.settings.lease.as_secs())
+                    .take_lease(
+                        &request.sub,
+                        &owner,
+                        now,
+                        now + self.settings.lease.as_secs(),
+                        view.cache.released_lease.as_deref(),
+                    )
                     .await?
                 {
                     RefreshLease::Taken(leased) => {

@@ -349,6 +349,11 @@ mod tests {
             last_sync_at: None,
             failure_count: 0,
             next_attempt_at: None,
+            last_cycle: None,
+            drive_files: None,
+            drive_truncated: false,
+            lease_owner: None,
+            lease_until: None,
             version,
         }
     }

@@ -46,8 +46,8 @@ use crate::google::{
     TokenRevocation, Tokens,
 };
 use crate::store::{
-    AccessTokenCache, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded,
-    ScanRequest, StoreError, reasons,
+    AccessTokenCache, CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease,
+    Recorded, ScanRequest, StoreError, reasons,
 };
 use crate::upstream::Upstream;
 use decide::{Disposition, Failure, disposition, likely_cause};
@@ -339,20 +339,36 @@ where
 
     /// Leases `grant`, works it, and records the outcome.
     async fn leased(&self, run: &Run<'_>, grant: Grant, now: u64, prepaid: &Prepaid) -> Result<Worked, RunError> {
+        // Held, as scanned: a routine record may have ended the lease in the cached
+        // token's item (the grant itself is not written then).
+        let released = if grant.lease_until.is_some_and(|until| until >= now) {
+            self.store.released_lease(&grant.sub).await?
+        } else {
+            None
+        };
         let lease = Lease {
             owner: run.owner,
             cycle: run.cycle.as_str(),
             now,
             until: now + self.settings.lease.as_secs(),
+            drive_planned: grant.status == GrantStatus::Active && self.drive_planned(&grant),
+            released: released.as_deref().filter(|r| grant.lease_owner.as_deref() == Some(*r)),
         };
         let Some(leased) = self.store.lease(&grant.sub, lease).await? else {
             run.counters.bump(Count::skipped);
             return Ok(Worked::Skipped);
         };
-        let outcome = self.work(run, &leased, lease, prepaid).await;
+        let mut cached = None;
+        let outcome = self.work(run, &leased, lease, prepaid, &mut cached).await;
         let now = self.clock.now_unix();
-        let recorded = self.store.record(&leased, Lease { now, ..lease }, &outcome).await?;
+        let (recorded, was_cached) = self
+            .store
+            .record(&leased, Lease { now, ..lease }, &outcome, cached.as_ref())
+            .await?;
         let c = &run.counters;
+        if was_cached {
+            c.bump(Count::access_tokens_cached);
+        }
         match recorded {
             Recorded::Written => {}
             Recorded::Superseded => c.bump(Count::superseded),
@@ -384,9 +400,22 @@ where
         Ok(Worked::Done)
     }
 
+    /// Whether `grant` gets Drive work this cycle.
+    fn drive_planned(&self, grant: &Grant) -> bool {
+        grant.scopes.contains(DRIVE_APPDATA_SCOPE) && self.settings.drive_sync != DriveSync::Off
+    }
+
     /// Works one leased grant and decides how it ends this cycle. Never fails: every
-    /// failure becomes an outcome to record.
-    async fn work(&self, run: &Run<'_>, grant: &Grant, lease: Lease<'_>, prepaid: &Prepaid) -> GrantOutcome {
+    /// failure becomes an outcome to record. The access token it obtains, sealed for the
+    /// cache, is left in `cached`: the outcome's record stores it.
+    async fn work(
+        &self,
+        run: &Run<'_>,
+        grant: &Grant,
+        lease: Lease<'_>,
+        prepaid: &Prepaid,
+        cached: &mut Option<CachedToken>,
+    ) -> GrantOutcome {
         if grant.status == GrantStatus::Revoking {
             return self.finish_deletion(run, grant, prepaid).await;
         }
@@ -438,7 +467,7 @@ where
         let refresh_expires_at = tokens
             .refresh_token_lifetime
             .map(|limit| self.clock.now_unix() + limit.as_secs());
-        self.cache_access_token(run, grant, binding, &tokens).await;
+        *cached = self.sealed_for_cache(grant, binding, &tokens).await;
         let mut new_token = match &tokens.refresh_token {
             Some(rotated) => match self.cipher.seal_new(rotated, binding).await {
                 Ok(sealed) => Some(sealed),
@@ -449,7 +478,7 @@ where
             },
             None => None,
         };
-        let drive_next = grant.scopes.contains(DRIVE_APPDATA_SCOPE) && self.settings.drive_sync != DriveSync::Off;
+        let drive_next = self.drive_planned(grant);
         if let (Some(token), true) = (&new_token, drive_next) {
             // Google retired the old token: keep the new one before Drive, whose listing
             // may take long or meet the deadline.
@@ -621,20 +650,16 @@ where
         }
     }
 
-    /// Caches the access token just obtained, so the access-token function serves it
-    /// without Google. A failure costs only a later refresh: logged, never fatal.
-    async fn cache_access_token(&self, run: &Run<'_>, grant: &Grant, binding: Binding<'_>, tokens: &Tokens) {
+    /// The access token just obtained, sealed for the cache, so the access-token function
+    /// serves it without Google. A failure costs only a later refresh: logged, never fatal.
+    async fn sealed_for_cache(&self, grant: &Grant, binding: Binding<'_>, tokens: &Tokens) -> Option<CachedToken> {
         let now = self.clock.now_unix();
-        let cached = match sealed_for_cache(&self.access_cipher, binding, grant, tokens, now).await {
-            Ok(cached) => cached,
+        match sealed_for_cache(&self.access_cipher, binding, grant, tokens, now).await {
+            Ok(cached) => Some(cached),
             Err(e) => {
                 tracing::warn!(sub = %grant.sub, error = %e, "access token not cached: sealing failed");
-                return;
+                None
             }
-        };
-        match self.store.cache_token(&grant.sub, &cached).await {
-            Ok(()) => run.counters.bump(Count::access_tokens_cached),
-            Err(e) => tracing::warn!(sub = %grant.sub, error = %e, "access token not cached"),
         }
     }
 

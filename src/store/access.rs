@@ -30,6 +30,9 @@ pub struct CacheEntry {
     pub token: Option<CachedToken>,
     /// When a user-facing refresh last failed for a reason that may pass (Unix seconds).
     pub failed_at: Option<u64>,
+    /// The offline job's lease this item ended: the job records a routine refresh here
+    /// alone, so a grant whose `lease_owner` is this one is not held.
+    pub released_lease: Option<String>,
 }
 
 /// A grant, its lease and its cached access token, read together.
@@ -83,13 +86,15 @@ pub trait AccessStore: AccessTokenCache {
     /// The grant (with its lease) and its cache item, read consistently.
     fn read(&self, sub: &GoogleSubject) -> impl Future<Output = Result<AccessView, StoreError>> + Send;
     /// Takes the grant's lease for `owner` until `until`, if it is active, holds a refresh
-    /// token and nobody holds its lease at `now`.
+    /// token and nobody holds its lease at `now` (a lease the cache item names as ended,
+    /// `released`, is nobody's).
     fn take_lease(
         &self,
         sub: &GoogleSubject,
         owner: &str,
         now: u64,
         until: u64,
+        released: Option<&str>,
     ) -> impl Future<Output = Result<RefreshLease, StoreError>> + Send;
     /// Notes that a refresh failed transiently at `now`, so the next attempt waits for the
     /// floor; the note outlives at least `keep` seconds.

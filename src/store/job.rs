@@ -1,14 +1,21 @@
 //! The offline job's side of the grants table (DESIGN §8), as a port.
 //!
 //! A grant is worked under a lease: a conditional write that succeeds only for an active
-//! grant that nobody else holds, that is due, and that this cycle has not done yet. The
-//! outcome is recorded on condition of still holding the lease, and — when it replaces
-//! or deletes the refresh token — of the version read at lease time, so a sign-in that
-//! stored a newer token meanwhile is never overwritten.
+//! grant that nobody else holds, that is due, and that this cycle has not done yet.
+//!
+//! Two writes a grant a cycle, each one write unit. The lease records up front what a
+//! routine cycle ends with (this cycle took the grant; it was refreshed, and synced if
+//! Drive work is planned, now). A routine outcome — refreshed, Drive as planned, nothing
+//! about the grant changed — is then recorded by the cached access token's own small item
+//! alone, which also names the lease it ends ([`GrantOutcome::is_routine`]). Any other
+//! outcome is recorded on the grant, on condition of still holding the lease, and — when
+//! it replaces or deletes the refresh token — of the version read at lease time, so a
+//! sign-in that stored a newer token meanwhile is never overwritten; it puts back what
+//! the lease assumed and did not happen.
 
 use std::time::Duration;
 
-use super::{Grant, StoreError};
+use super::{CachedToken, Grant, StoreError};
 use crate::crypto::NewRefreshToken;
 use crate::domain::GoogleSubject;
 
@@ -49,6 +56,11 @@ pub struct Lease<'a> {
     pub cycle: &'a str,
     pub now: u64,
     pub until: u64,
+    /// The grant gets Drive work this cycle (it has `drive.appdata` and `DRIVE_SYNC` is
+    /// not `off`): the lease records it as synced now, as a routine cycle ends.
+    pub drive_planned: bool,
+    /// The lease the grant's cached-token item says a routine record ended: nobody's.
+    pub released: Option<&'a str>,
 }
 
 /// How a leased grant ends this cycle.
@@ -104,6 +116,38 @@ pub enum DriveOutcome {
     },
 }
 
+impl GrantOutcome {
+    /// Whether the outcome is what the lease already recorded: refreshed with no new token
+    /// or time limit, Drive done as planned with the same findings, on a grant with no
+    /// failure to clear. Its record is then the cached access token's item alone.
+    pub fn is_routine(&self, leased: &Grant, lease: &Lease<'_>) -> bool {
+        let GrantOutcome::Refreshed {
+            new_token: None,
+            refresh_expires_at,
+            drive,
+        } = self
+        else {
+            return false;
+        };
+        let healthy = leased.failure_count == 0 && leased.next_attempt_at.is_none();
+        // Google states the time left each time: the same limit, give or take a minute.
+        let same_limit = match (refresh_expires_at, leased.refresh_expires_at) {
+            (None, _) => true,
+            (Some(new), Some(old)) => new.abs_diff(old) <= 60,
+            (Some(_), None) => false,
+        };
+        let as_planned = match drive {
+            DriveOutcome::Reached => lease.drive_planned,
+            DriveOutcome::Synced { files, truncated } => {
+                lease.drive_planned && !truncated && !leased.drive_truncated && leased.drive_files == Some(*files)
+            }
+            DriveOutcome::NotGranted => !lease.drive_planned,
+            DriveOutcome::Failed { .. } => false,
+        };
+        healthy && same_limit && as_planned
+    }
+}
+
 /// What recording an outcome did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -153,6 +197,8 @@ pub trait JobStore: Send + Sync {
         lease: Lease<'_>,
         token: &NewRefreshToken,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+    /// The job lease that `sub`'s cached-token item says a routine record ended.
+    fn released_lease(&self, sub: &GoogleSubject) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// Claims up to `want` units of the quota day `day`, whose budget is `limit`: the
     /// units granted (fewer than `want` when the day's budget has fewer left, 0 when it is
     /// spent). The day's count is kept until `keep_until` (Unix seconds).
@@ -165,11 +211,15 @@ pub trait JobStore: Send + Sync {
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Gives back claimed units that were not spent.
     fn return_units(&self, day: &str, units: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records how a leased grant ended this cycle and lets go of the lease.
+    /// Records how a leased grant ended this cycle, caches the access token the job
+    /// obtained (`cached`), and lets go of the lease. `leased` is the grant as it was
+    /// before the lease. A routine outcome is one write: the cached token's item, naming
+    /// the lease it ends. Returns what was recorded, and whether the token was cached.
     fn record(
         &self,
         leased: &Grant,
         lease: Lease<'_>,
         outcome: &GrantOutcome,
-    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+        cached: Option<&CachedToken>,
+    ) -> impl Future<Output = Result<(Recorded, bool), StoreError>> + Send;
 }

@@ -119,6 +119,14 @@ pub struct Grant {
     pub last_sync_at: Option<u64>,
     pub failure_count: u32,
     pub next_attempt_at: Option<u64>,
+    /// What the offline job last recorded: the cycle that took the grant, and what the
+    /// last Drive listing found (`DRIVE_SYNC=list`).
+    pub last_cycle: Option<String>,
+    pub drive_files: Option<u64>,
+    pub drive_truncated: bool,
+    /// Who holds the grant's lease, and until when (Unix seconds), as read.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<u64>,
     /// Optimistic-concurrency version, owned by the store: read it, never set it.
     pub version: u64,
 }
@@ -154,6 +162,11 @@ impl Grant {
             last_sync_at: None,
             failure_count: 0,
             next_attempt_at: None,
+            last_cycle: None,
+            drive_files: None,
+            drive_truncated: false,
+            lease_owner: None,
+            lease_until: None,
             version: 1,
         }
     }

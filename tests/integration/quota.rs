@@ -192,3 +192,98 @@ async fn drives_rate_limit_answers_are_retried_and_a_missing_scope_is_not() {
         "one call, refused, not retried"
     );
 }
+
+/// The job's writes per grant per cycle, by the writes it sends: how many go to the
+/// grant's item and to its cached token's item.
+fn writes_per_grant(log: &test_support::WriteLog, grants: &str, grants_count: usize) -> (f64, f64) {
+    let writes = log.take();
+    let on_grants = writes.iter().filter(|w| w.table == grants).count();
+    let on_cache = writes.iter().filter(|w| w.key.starts_with("access#")).count();
+    (
+        on_grants as f64 / grants_count as f64,
+        on_cache as f64 / grants_count as f64,
+    )
+}
+
+#[tokio::test]
+async fn a_routine_cycle_costs_each_grant_two_writes_of_one_write_unit() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let stack = spawn_stack().await;
+    const GRANTS: usize = 20;
+    let seeded = stack.seed_grants(GRANTS, DRIVE, 150).await;
+    let grants_table = stack.config.common.grants_table.clone();
+    let log = test_support::WriteLog::default();
+    let job_with = |mode: &str| {
+        let config = stack.job_config(&[("DRIVE_SYNC", mode)]);
+        JobBuilder::new(&config, &stack.aws)
+            .store(offline_access::wiring::store(&config.common, log.dynamodb(&stack.aws)))
+            .build()
+            .expect("job")
+    };
+
+    // DRIVE_SYNC=get: every cycle is routine, the first one too. One write to the grant
+    // (the lease) and one to its cached token (which also ends the lease).
+    let job = job_with("get");
+    for name in ["get-1", "get-2"] {
+        let report = job.run(&cycle(name), "run", no_deadline()).await.expect("run");
+        assert_eq!((report.refreshed, report.skipped), (GRANTS as u64, 0), "{report:?}");
+        assert_eq!(writes_per_grant(&log, &grants_table, GRANTS), (1.0, 1.0), "{name}");
+    }
+    // An access-token call right after is served from what the job cached, and a forced
+    // one is not held up by the job's lease, which the cached token's item ended.
+    let seeded_sub = seeded[0].sub.clone();
+    let service = stack.access_tokens(&[]);
+    let cached = test_support::ask_for_token(&service, &serde_json::json!({"sub": seeded_sub})).await;
+    assert_eq!(cached["status"], 200, "{cached}");
+    let refreshes = stack.emulator.stats().refreshes;
+    let forced = test_support::ask_for_token(
+        &stack.access_tokens(&[("FORCE_REFRESH_MIN_SECS", "0")]),
+        &serde_json::json!({"sub": seeded_sub, "force_refresh": true}),
+    )
+    .await;
+    assert_eq!(forced["status"], 200, "{forced}");
+    assert_eq!(
+        stack.emulator.stats().refreshes,
+        refreshes + 1,
+        "a forced refresh took the lease at once"
+    );
+
+    // DRIVE_SYNC=list: the first listing records what it found on the grant (a third
+    // write); from then on the cycle is routine again.
+    let job = job_with("list");
+    let report = job.run(&cycle("list-1"), "run", no_deadline()).await.expect("run");
+    assert_eq!(report.drive_synced, GRANTS as u64, "{report:?}");
+    assert_eq!(writes_per_grant(&log, &grants_table, GRANTS), (2.0, 1.0), "list-1");
+    let report = job.run(&cycle("list-2"), "run", no_deadline()).await.expect("run");
+    assert_eq!(report.drive_synced, GRANTS as u64, "{report:?}");
+    assert_eq!(writes_per_grant(&log, &grants_table, GRANTS), (1.0, 1.0), "list-2");
+
+    // Each write is billed on its item, and every item is under the 1 KB of one unit.
+    for (table, prefix) in [
+        (grants_table.as_str(), ""),
+        (stack.config.common.state_table.as_str(), "access#"),
+    ] {
+        let items = stack.scan(table).await;
+        let sizes: Vec<usize> = items
+            .iter()
+            .filter(|i| {
+                i.get("pk")
+                    .or_else(|| i.get("sub"))
+                    .and_then(|k| k.as_s().ok())
+                    .is_some_and(|k| k.starts_with(prefix))
+            })
+            .map(test_support::item_size)
+            .collect();
+        assert!(!sizes.is_empty(), "{table}");
+        let largest = sizes.iter().max().copied().unwrap_or_default();
+        assert!(
+            largest <= 1024,
+            "{table}: an item of {largest} bytes costs two write units"
+        );
+    }
+    let lease = stack.grant_attribute(&seeded_sub, "lease_owner").await;
+    assert!(
+        matches!(lease, Some(AttributeValue::S(_))),
+        "a routine cycle leaves its ended lease on the grant"
+    );
+}

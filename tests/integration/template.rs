@@ -305,11 +305,21 @@ fn the_job_dashboard_parses_and_shows_only_metrics_the_job_emits() {
     let minute = offline_access::metrics::quota_units_emf(0, 0);
     let emitted: BTreeSet<String> = [report, minute]
         .iter()
-        .flat_map(|doc| doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().cloned().unwrap_or_default())
+        .flat_map(|doc| {
+            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter_map(|m| m["Name"].as_str().map(str::to_owned))
         .collect();
     assert!(emitted.contains("QuotaUnits") && emitted.contains("BudgetExhausted"));
-    assert!(Count::ALL.iter().filter_map(|c| c.metric()).all(|m| emitted.contains(m)));
+    assert!(
+        Count::ALL
+            .iter()
+            .filter_map(|c| c.metric())
+            .all(|m| emitted.contains(m))
+    );
     let mut shown = 0;
     for widget in dashboard["widgets"].as_array().expect("widgets") {
         let mut namespace = String::new();
@@ -320,11 +330,17 @@ fn the_job_dashboard_parses_and_shows_only_metrics_the_job_emits() {
             }
             if namespace == "OfflineAccess" {
                 let name = row[1].as_str().expect("a metric name");
-                assert!(emitted.contains(name), "the dashboard shows {name}, which the job never emits");
+                assert!(
+                    emitted.contains(name),
+                    "the dashboard shows {name}, which the job never emits"
+                );
                 shown += 1;
             }
         }
     }
     assert!(shown >= 12, "{shown}");
-    assert!(json.contains(r#""value": 200000"#), "units per minute are drawn against the budget");
+    assert!(
+        json.contains(r#""value": 200000"#),
+        "units per minute are drawn against the budget"
+    );
 }

@@ -37,13 +37,21 @@ pub(super) fn cache_entry(item: &Item) -> Result<CacheEntry, StoreError> {
     Ok(CacheEntry {
         token,
         failed_at: schema::number(item, state::FAILED_AT),
+        released_lease: schema::text(item, state::RELEASED_LEASE),
     })
 }
 
-/// The clause "nobody holds the lease at `now`".
-fn lease_free(p: &mut Placeholders, now: u64) -> String {
+/// The clause "nobody holds the lease at `now`": none, expired, or the job's lease that
+/// the cache item says it ended (`released`).
+fn lease_free(p: &mut Placeholders, now: u64, released: Option<&str>) -> String {
     let (until, now) = (p.name(grant::LEASE_UNTIL), p.value(n(now)));
-    format!("(attribute_not_exists({until}) OR {until} < {now})")
+    match released {
+        None => format!("(attribute_not_exists({until}) OR {until} < {now})"),
+        Some(released) => {
+            let (owner, released) = (p.name(grant::LEASE_OWNER), p.value(s(released)));
+            format!("(attribute_not_exists({until}) OR {until} < {now} OR {owner} = {released})")
+        }
+    }
 }
 
 /// The update that ends a user-facing lease; `with_version` also writes what a newer
@@ -97,14 +105,21 @@ impl DynamoStore {
     }
 }
 
-impl AccessTokenCache for DynamoStore {
-    async fn cache_token(&self, sub: &GoogleSubject, token: &CachedToken) -> Result<(), StoreError> {
+impl DynamoStore {
+    /// Puts `token` in `sub`'s cache item unless one Google issued later is there
+    /// (`Conflict`), naming the job's lease the write ends, if it ends one.
+    pub(super) async fn put_cached(
+        &self,
+        sub: &GoogleSubject,
+        token: &CachedToken,
+        ends_lease: Option<&str>,
+    ) -> Result<(), StoreError> {
         let mut p = Placeholders::default();
         let (obtained, new_obtained) = (p.name(state::OBTAINED_AT), p.value(n(token.obtained_at)));
         // The token Google issued last wins, even if it lives shorter: a forced refresh is
         // often asked because the cached token was refused.
         let condition = format!("attribute_not_exists({obtained}) OR {obtained} <= {new_obtained}");
-        let result = self
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.state_table)
@@ -116,13 +131,23 @@ impl AccessTokenCache for DynamoStore {
             .item(state::TOKEN_EXPIRES_AT, n(token.expires_at))
             .item(state::SCOPES, schema::scopes(&token.scopes))
             .item(state::OBTAINED_AT, n(token.obtained_at))
-            .item(state::EXPIRES_AT, n(token.expires_at))
+            .item(state::EXPIRES_AT, n(token.expires_at));
+        if let Some(lease) = ends_lease {
+            put = put.item(state::RELEASED_LEASE, s(lease));
+        }
+        let result = put
             .condition_expression(condition)
             .set_expression_attribute_names(p.names())
             .set_expression_attribute_values(p.values())
             .send()
             .await;
-        holds_either_way(result.map_err(conflict_or))
+        result.map(|_| ()).map_err(conflict_or)
+    }
+}
+
+impl AccessTokenCache for DynamoStore {
+    async fn cache_token(&self, sub: &GoogleSubject, token: &CachedToken) -> Result<(), StoreError> {
+        holds_either_way(self.put_cached(sub, token, None).await)
     }
 }
 
@@ -133,11 +158,18 @@ impl AccessStore for DynamoStore {
             self.get(&self.grants_table, (grant::SUB, sub.as_str().to_owned())),
             self.cache_item(sub)
         );
-        let grant = grant?;
+        let (grant, cache) = (grant?, cache?);
+        // A lease the cache item says the job ended is nobody's.
+        let ended = grant.as_ref().is_some_and(|g| {
+            schema::text(g, grant::LEASE_OWNER).is_some_and(|owner| cache.released_lease.as_deref() == Some(&owner))
+        });
         Ok(AccessView {
-            leased_until: grant.as_ref().and_then(|g| schema::number(g, grant::LEASE_UNTIL)),
+            leased_until: grant
+                .as_ref()
+                .and_then(|g| schema::number(g, grant::LEASE_UNTIL))
+                .filter(|_| !ended),
             grant: grant.as_ref().map(schema::grant_from_item).transpose()?,
-            cache: cache?,
+            cache,
         })
     }
 
@@ -147,11 +179,12 @@ impl AccessStore for DynamoStore {
         owner: &str,
         now: u64,
         until: u64,
+        released: Option<&str>,
     ) -> Result<RefreshLease, StoreError> {
         let mut u = Update::default();
         let (status, active) = (u.p.name(grant::STATUS), u.p.value(schema::status(GrantStatus::Active)));
         let token = u.p.name(grant::REFRESH_TOKEN);
-        let free = lease_free(&mut u.p, now);
+        let free = lease_free(&mut u.p, now, released);
         u.condition(format!("{status} = {active} AND attribute_exists({token}) AND {free}"));
         u.set(grant::LEASE_OWNER, s(owner)).set(grant::LEASE_UNTIL, n(until));
         // A refusal says why in the same round trip: gone, not usable, or held.

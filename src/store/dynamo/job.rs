@@ -15,8 +15,8 @@ use super::{DynamoStore, conflict_or, holds_either_way};
 use crate::crypto::NewRefreshToken;
 use crate::domain::GoogleSubject;
 use crate::store::{
-    Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanPage, ScanRequest,
-    StoreError,
+    CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanPage,
+    ScanRequest, StoreError,
 };
 use crate::upstream::classify_aws;
 
@@ -42,17 +42,38 @@ fn record_deferral(u: &mut Update, failure_count: u32, next_attempt_at: u64, rea
         .set(grant::LAST_ERROR, s(reason));
 }
 
-/// The update that records `outcome`; `with_version` also writes what a newer sign-in
-/// would own (token, status), conditioned on the leased version.
+/// The update that records a non-routine `outcome` and gives the lease back; `leased` is
+/// the grant as it was before the lease, whose fields it puts back where the lease assumed
+/// what did not happen. `with_version` also writes what a newer sign-in would own (token,
+/// status), conditioned on the leased version.
 fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with_version: bool) -> Update {
     let mut u = Update::default();
     let (owner, me) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(lease.owner)));
     u.condition(format!("{owner} = {me}"));
     u.remove(grant::LEASE_OWNER).remove(grant::LEASE_UNTIL);
-    // Let go, or a token that does not open: only the lease is given back.
-    if !matches!(outcome, GrantOutcome::Released | GrantOutcome::Unopened { .. }) {
-        u.set(grant::LAST_CYCLE, s(lease.cycle))
-            .set(grant::UPDATED_AT, n(lease.now));
+    // A tombstone removes these itself.
+    let tombstoned = with_version && matches!(outcome, GrantOutcome::Deleted { .. });
+    let refreshed = matches!(outcome, GrantOutcome::Refreshed { .. });
+    if !refreshed && !tombstoned {
+        u.set_or_remove(grant::LAST_REFRESH_AT, leased.last_refresh_at.map(n));
+    }
+    let synced = matches!(
+        outcome,
+        GrantOutcome::Refreshed {
+            drive: DriveOutcome::Reached | DriveOutcome::Synced { truncated: false, .. },
+            ..
+        }
+    );
+    if synced {
+        u.set(grant::LAST_SYNC_AT, n(lease.now));
+    } else if lease.drive_planned && !tombstoned {
+        u.set_or_remove(grant::LAST_SYNC_AT, leased.last_sync_at.map(n));
+    }
+    if matches!(outcome, GrantOutcome::Released | GrantOutcome::Unopened { .. }) {
+        // Let go, or a token that does not open: the cycle has not done this grant.
+        u.set_or_remove(grant::LAST_CYCLE, leased.last_cycle.clone().map(s));
+    } else {
+        u.set(grant::UPDATED_AT, n(lease.now));
     }
     match outcome {
         GrantOutcome::Refreshed {
@@ -76,15 +97,9 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
                         .remove(grant::LAST_ERROR);
                 }
             }
-            if let DriveOutcome::Reached = drive {
-                u.set(grant::LAST_SYNC_AT, n(lease.now));
-            }
             if let DriveOutcome::Synced { files, truncated } = drive {
-                u.set(grant::DRIVE_FILES, n(files))
+                u.set(grant::DRIVE_FILES, n(*files))
                     .set(grant::DRIVE_TRUNCATED, AttributeValue::Bool(*truncated));
-                if !truncated {
-                    u.set(grant::LAST_SYNC_AT, n(lease.now));
-                }
             }
             if let (Some(token), true) = (new_token, with_version) {
                 schema::set_token(&mut u, token).set(grant::TOKEN_ISSUED_AT, n(lease.now));
@@ -235,12 +250,27 @@ impl JobStore for DynamoStore {
         let mut u = Update::default();
         let due = due_this_cycle(&mut u.p, lease.cycle, lease.now);
         let (until, now) = (u.p.name(grant::LEASE_UNTIL), u.p.value(n(lease.now)));
-        u.condition(format!("{due} AND (attribute_not_exists({until}) OR {until} < {now})"));
+        let free = match lease.released {
+            None => format!("(attribute_not_exists({until}) OR {until} < {now})"),
+            // A lease a routine record ended in the cached token's item is nobody's.
+            Some(released) => {
+                let (owner, released) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(released)));
+                format!("(attribute_not_exists({until}) OR {until} < {now} OR {owner} = {released})")
+            }
+        };
+        u.condition(format!("{due} AND {free}"));
         u.set(grant::LEASE_OWNER, s(lease.owner))
-            .set(grant::LEASE_UNTIL, n(lease.until));
+            .set(grant::LEASE_UNTIL, n(lease.until))
+            // What a routine cycle ends with, so that its record is the cached token alone.
+            .set(grant::LAST_CYCLE, s(lease.cycle))
+            .set(grant::LAST_REFRESH_AT, n(lease.now));
+        if lease.drive_planned {
+            u.set(grant::LAST_SYNC_AT, n(lease.now));
+        }
         let result = self
             .update_grant_item(sub.as_str(), &u)
-            .return_values(ReturnValue::AllNew)
+            // The grant as it was: what a non-routine record puts back.
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match result.map_err(conflict_or) {
@@ -269,6 +299,11 @@ impl JobStore for DynamoStore {
         } else {
             Ok(Recorded::Superseded)
         }
+    }
+
+    async fn released_lease(&self, sub: &GoogleSubject) -> Result<Option<String>, StoreError> {
+        let item = self.state_item(schema::access_key(sub.as_str())).await?;
+        Ok(item.and_then(|i| schema::text(&i, state::RELEASED_LEASE)))
     }
 
     async fn claim_units(&self, day: &str, want: u64, limit: u64, keep_until: u64) -> Result<u64, StoreError> {
@@ -333,7 +368,49 @@ impl JobStore for DynamoStore {
         holds_either_way(result.map_err(conflict_or))
     }
 
-    async fn record(&self, leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome) -> Result<Recorded, StoreError> {
+    async fn record(
+        &self,
+        leased: &Grant,
+        lease: Lease<'_>,
+        outcome: &GrantOutcome,
+        cached: Option<&CachedToken>,
+    ) -> Result<(Recorded, bool), StoreError> {
+        if let Some(token) = cached
+            && outcome.is_routine(leased, &lease)
+        {
+            // One write: the cached token, naming the lease it ends.
+            return match self.put_cached(&leased.sub, token, Some(lease.owner)).await {
+                Ok(()) => Ok((Recorded::Written, true)),
+                // A newer token is cached (an access-token call refreshed meanwhile): give
+                // the lease back on the grant instead.
+                Err(StoreError::Conflict) => self.record_on_grant(leased, lease, outcome).await.map(|r| (r, false)),
+                Err(e) => Err(e),
+            };
+        }
+        let cached = match cached {
+            None => false,
+            Some(token) => match self.put_cached(&leased.sub, token, None).await {
+                Ok(()) => true,
+                Err(StoreError::Conflict) => false,
+                // The cache costs only a later refresh: the outcome is what must not be lost.
+                Err(e) => {
+                    tracing::warn!(sub = %leased.sub, error = %e, "access token not cached");
+                    false
+                }
+            },
+        };
+        Ok((self.record_on_grant(leased, lease, outcome).await?, cached))
+    }
+}
+
+impl DynamoStore {
+    /// Records a non-routine outcome on the grant, and gives the lease back.
+    async fn record_on_grant(
+        &self,
+        leased: &Grant,
+        lease: Lease<'_>,
+        outcome: &GrantOutcome,
+    ) -> Result<Recorded, StoreError> {
         let touches_token = match outcome {
             GrantOutcome::Refreshed { new_token, .. } => new_token.is_some(),
             GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Deleted { .. } => {

@@ -132,6 +132,8 @@ pub(super) mod state {
     /// Space-delimited, sorted, as on a grant.
     pub const SCOPES: &str = "scopes";
     pub const OBTAINED_AT: &str = "obtained_at";
+    /// The offline job's lease that the cached token's write ended (a routine refresh).
+    pub const RELEASED_LEASE: &str = "released_lease";
     /// The last user-facing refresh that failed transiently.
     pub const FAILED_AT: &str = "failed_at";
     /// A security event applied (`risc#<sha-256 of its jti>`), and when.
@@ -319,6 +321,11 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or_default(),
         next_attempt_at: number(item, NEXT_ATTEMPT_AT),
+        last_cycle: text(item, LAST_CYCLE),
+        drive_files: number(item, DRIVE_FILES),
+        drive_truncated: flag(item, DRIVE_TRUNCATED),
+        lease_owner: text(item, LEASE_OWNER),
+        lease_until: number(item, LEASE_UNTIL),
         version: number(item, VERSION).ok_or(StoreError::Corrupt(VERSION))?,
     })
 }

@@ -382,6 +382,110 @@ impl aws_sdk_dynamodb::config::Intercept for CountRequests {
     }
 }
 
+/// Logs every DynamoDB write request (operation, table, key) on its way out: the
+/// write-unit figures and tests count a grant's writes with it.
+#[derive(Debug, Clone, Default)]
+pub struct WriteLog(pub std::sync::Arc<std::sync::Mutex<Vec<Write>>>);
+
+/// One write request: `PutItem`, `UpdateItem`, `DeleteItem`, ...; the table; the item's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub operation: String,
+    pub table: String,
+    pub key: String,
+}
+
+impl WriteLog {
+    /// A DynamoDB client on `aws` whose writes are logged here.
+    pub fn dynamodb(&self, aws: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(aws)
+                .interceptor(self.clone())
+                .build(),
+        )
+    }
+
+    /// Takes the writes logged so far.
+    pub fn take(&self) -> Vec<Write> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for WriteLog {
+    fn name(&self) -> &'static str {
+        "WriteLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request();
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or_default()
+            .to_owned();
+        if ![
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "BatchWriteItem",
+            "TransactWriteItems",
+        ]
+        .contains(&operation.as_str())
+        {
+            return Ok(());
+        }
+        let body: serde_json::Value = request
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default();
+        let key = body.get("Key").or_else(|| body.get("Item"));
+        let key = ["sub", "pk"]
+            .iter()
+            .find_map(|k| key.and_then(|key| key[*k]["S"].as_str()))
+            .unwrap_or_default()
+            .to_owned();
+        let table = body["TableName"].as_str().unwrap_or_default().to_owned();
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Write { operation, table, key });
+        Ok(())
+    }
+}
+
+/// An item's size as DynamoDB bills it: each attribute's name plus its value (strings and
+/// binaries their bytes, numbers about one byte per two digits plus one, booleans one,
+/// sets the sum of their members, lists and maps three bytes plus a byte and the size of
+/// each element).
+pub fn item_size(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    fn value(v: &V) -> usize {
+        match v {
+            V::S(s) => s.len(),
+            V::N(n) => {
+                let digits = n.trim_start_matches('-').replace('.', "");
+                let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+                significant.div_ceil(2) + 1
+            }
+            V::B(b) => b.as_ref().len(),
+            V::Ss(ss) => ss.iter().map(String::len).sum(),
+            V::Ns(ns) => ns.iter().map(|n| value(&V::N(n.clone()))).sum(),
+            V::Bs(bs) => bs.iter().map(|b| b.as_ref().len()).sum(),
+            V::L(list) => 3 + list.iter().map(|v| 1 + value(v)).sum::<usize>(),
+            V::M(map) => 3 + map.iter().map(|(k, v)| 1 + k.len() + value(v)).sum::<usize>(),
+            _ => 1,
+        }
+    }
+    item.iter().map(|(name, v)| name.len() + value(v)).sum()
+}
+
 /// Counts KMS calls on their way through (tests and benchmarks); clones share the counts.
 #[derive(Debug, Clone)]
 pub struct CountingKeys {

@@ -74,6 +74,11 @@ impl MemoryJobStore {
 }
 
 impl JobStore for MemoryJobStore {
+    async fn released_lease(&self, _sub: &GoogleSubject) -> Result<Option<String>, StoreError> {
+        // A routine record lets go of the lease here at once.
+        Ok(None)
+    }
+
     async fn claim_units(&self, day: &str, want: u64, limit: u64, _keep_until: u64) -> Result<u64, StoreError> {
         let mut units = self.units.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let spent = units.entry(day.to_owned()).or_default();
@@ -171,7 +176,10 @@ impl JobStore for MemoryJobStore {
             return Ok(None);
         }
         row.lease = Some((lease.owner.to_owned(), lease.until));
-        Ok(Some(row.grant.clone()))
+        // As the DynamoDB adapter: the grant as it was, and the cycle taken up front.
+        let mut before = row.grant.clone();
+        before.last_cycle = row.last_cycle.replace(lease.cycle.to_owned());
+        Ok(Some(before))
     }
 
     async fn save_token(
@@ -194,20 +202,57 @@ impl JobStore for MemoryJobStore {
         Ok(Recorded::Written)
     }
 
-    async fn record(&self, leased: &Grant, lease: Lease<'_>, finish: &GrantOutcome) -> Result<Recorded, StoreError> {
+    async fn record(
+        &self,
+        leased: &Grant,
+        lease: Lease<'_>,
+        finish: &GrantOutcome,
+        cached: Option<&CachedToken>,
+    ) -> Result<(Recorded, bool), StoreError> {
+        if let Some(token) = cached {
+            self.cache_token(&leased.sub, token).await?;
+        }
+        let routine = cached.is_some() && finish.is_routine(leased, &lease);
         let mut rows = self.rows.lock().expect("rows");
+        if routine {
+            // The cached token's write ends the lease (the grant itself is not written).
+            if let Some(row) = rows.get_mut(leased.sub.as_str())
+                && row.lease.as_ref().map(|(owner, _)| owner.as_str()) == Some(lease.owner)
+            {
+                row.lease = None;
+                row.grant.last_refresh_at = Some(lease.now);
+            }
+            return Ok((Recorded::Written, true));
+        }
+        Ok((
+            Self::record_on_grant(&mut rows, leased, lease, finish),
+            cached.is_some(),
+        ))
+    }
+}
+
+impl MemoryJobStore {
+    fn record_on_grant(
+        rows: &mut BTreeMap<String, Row>,
+        leased: &Grant,
+        lease: Lease<'_>,
+        finish: &GrantOutcome,
+    ) -> Recorded {
         let Some(row) = rows.get_mut(leased.sub.as_str()) else {
-            return Ok(Recorded::LeaseLost);
+            return Recorded::LeaseLost;
         };
         if row.lease.as_ref().map(|(owner, _)| owner.as_str()) != Some(lease.owner) {
-            return Ok(Recorded::LeaseLost);
+            return Recorded::LeaseLost;
         }
         let same_version = row.grant.version == leased.version;
         row.lease = None;
         let g = &mut row.grant;
         let mut result = Recorded::Written;
         match finish {
-            GrantOutcome::Released | GrantOutcome::Unopened { .. } => return Ok(result),
+            GrantOutcome::Released | GrantOutcome::Unopened { .. } => {
+                row.last_cycle = leased.last_cycle.clone();
+                return result;
+            }
             GrantOutcome::Refreshed {
                 new_token,
                 refresh_expires_at,
@@ -233,6 +278,10 @@ impl JobStore for MemoryJobStore {
                 }
                 if let DriveOutcome::Synced { .. } | DriveOutcome::Reached = drive {
                     g.last_sync_at = Some(lease.now);
+                }
+                if let DriveOutcome::Synced { files, truncated } = drive {
+                    g.drive_files = Some(*files);
+                    g.drive_truncated = *truncated;
                 }
                 if let Some(token) = new_token {
                     if same_version {
@@ -277,7 +326,7 @@ impl JobStore for MemoryJobStore {
             }
         }
         row.last_cycle = Some(lease.cycle.to_owned());
-        Ok(result)
+        result
     }
 }
 
