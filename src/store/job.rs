@@ -223,3 +223,105 @@ pub trait JobStore: Send + Sync {
         cached: Option<&CachedToken>,
     ) -> impl Future<Output = Result<(Recorded, bool), StoreError>> + Send;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SealedToken;
+    use crate::domain::{Profile, Scopes};
+
+    fn grant() -> Grant {
+        // Version 1, a one-byte wrapped key, a nonce and a tag's worth of ciphertext.
+        let bytes: Vec<u8> = [1, 0, 1, 7].into_iter().chain([0; 12 + 16]).collect();
+        let sealed = SealedToken::from_bytes(&bytes).expect("sealed");
+        let token = NewRefreshToken {
+            sealed,
+            digests: crate::domain::TokenDigests {
+                prefix: vec![0; 16],
+                double_sha512: vec![0; 64],
+            },
+        };
+        let sub = GoogleSubject::parse("1234").expect("sub");
+        let mut grant = Grant::new_active(
+            sub,
+            "web".into(),
+            Scopes::from_space_delimited("openid"),
+            token,
+            Profile::default(),
+            true,
+            1,
+        );
+        grant.drive_files = Some(3);
+        grant
+    }
+
+    fn lease(drive_planned: bool) -> Lease<'static> {
+        Lease {
+            owner: "run",
+            cycle: "c",
+            now: 100,
+            until: 200,
+            drive_planned,
+            released: None,
+        }
+    }
+
+    fn refreshed(drive: DriveOutcome) -> GrantOutcome {
+        GrantOutcome::Refreshed {
+            new_token: None,
+            refresh_expires_at: None,
+            drive,
+        }
+    }
+
+    #[test]
+    fn only_what_the_lease_already_recorded_is_routine() {
+        let g = grant();
+        let synced = |files, truncated| refreshed(DriveOutcome::Synced { files, truncated });
+        let failed = refreshed(DriveOutcome::Failed {
+            failure_count: 1,
+            next_attempt_at: 1,
+            reason: "x".into(),
+        });
+        for (outcome, planned, routine) in [
+            (refreshed(DriveOutcome::Reached), true, true),
+            (refreshed(DriveOutcome::NotGranted), false, true),
+            (synced(3, false), true, true),
+            // The lease assumed the other way round.
+            (refreshed(DriveOutcome::Reached), false, false),
+            (refreshed(DriveOutcome::NotGranted), true, false),
+            // A listing that found something else, or stopped short.
+            (synced(4, false), true, false),
+            (synced(3, true), true, false),
+            (failed, true, false),
+            (GrantOutcome::Released, true, false),
+            (
+                GrantOutcome::Deferred {
+                    failure_count: 1,
+                    next_attempt_at: 1,
+                    reason: "x".into(),
+                },
+                true,
+                false,
+            ),
+        ] {
+            assert_eq!(outcome.is_routine(&g, &lease(planned)), routine, "{outcome:?} planned={planned}");
+        }
+
+        // A failure to clear, a time limit Google now states, or one that moved.
+        let mut failing = grant();
+        failing.failure_count = 2;
+        assert!(!refreshed(DriveOutcome::Reached).is_routine(&failing, &lease(true)));
+        let limited = GrantOutcome::Refreshed {
+            new_token: None,
+            refresh_expires_at: Some(5_000),
+            drive: DriveOutcome::Reached,
+        };
+        assert!(!limited.is_routine(&g, &lease(true)));
+        let mut timed = grant();
+        timed.refresh_expires_at = Some(5_030);
+        assert!(limited.is_routine(&timed, &lease(true)), "the same limit, a few seconds apart");
+        timed.refresh_expires_at = Some(9_000);
+        assert!(!limited.is_routine(&timed, &lease(true)));
+    }
+}
