@@ -78,9 +78,9 @@ lint-infra: $(STAMP) $(CHECKOV_STAMP) ## Check template.yaml: sam validate --lin
 
 ci: lint lint-infra dev-check test ## What CI runs (dev-check first: on a fresh clone it is the first build)
 
-bench: $(STAMP) ## Sign-in, offline-job, access-token and RISC benchmarks (release build) against the local stack
+bench: $(STAMP) ## Sign-in, offline-job, access-token, RISC and quota benchmarks (release build) against the local stack
 	cargo build --release --workspace --bins
-	FUNCTION_PROFILE=release infra/local/with-moto cargo bench --bench sign_in --bench refresh --bench access_token --bench risc
+	FUNCTION_PROFILE=release infra/local/with-moto cargo bench --bench sign_in --bench refresh --bench access_token --bench risc --bench quota
 
 fuzz: ## Fuzz the request parser (needs cargo-fuzz; see README)
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse_request -- -max_total_time=60

@@ -369,9 +369,11 @@ impl<S: JobStore + AccessTokenCache, K: KeyProvider + Clone> JobBuilder<S, K> {
                 quota_costs: config.quota_costs,
                 daily_unit_budget: config.daily_unit_budget,
                 quota_day_zone: config.quota_day_zone.clone(),
-                // Ten seconds of the per-minute budget (at least 1,000 units): one write
-                // to the state table per block.
-                budget_block: (config.quota_units_per_min / 6).max(1_000),
+                // A thousandth of the day's budget, or ten seconds of the per-minute one
+                // if more (at least 1,000 units): one write to the state table a block.
+                budget_block: (config.quota_units_per_min / 6)
+                    .max(config.daily_unit_budget / 1_000)
+                    .max(1_000),
             },
             pacer: Pacer::units_per_minute(config.quota_units_per_min, config.quota_costs.largest()),
         })

@@ -141,8 +141,16 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Take no more work: the deadline is near, the run must stop, or the day's budget
+    /// is spent.
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || self.budget_spent.load(Ordering::SeqCst) || Instant::now() >= self.stop_at
+        self.interrupted() || self.budget_spent.load(Ordering::SeqCst)
+    }
+
+    /// Work in progress ends too: the deadline is near, or the run must stop. (A spent
+    /// budget lets a grant make the calls it reserved.)
+    fn interrupted(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || Instant::now() >= self.stop_at
     }
 
     fn stop_for(&self, cause: Upstream) {
@@ -234,16 +242,13 @@ where
         let mut complete = false;
         // A run on a day whose budget is spent does nothing, not even a scan.
         if run.budget.take(&self.store, 0, self.clock.now_unix()).await? {
-            let checkpoints = self.store.checkpoints(cycle.as_str(), self.settings.segments).await?;
-            let segments = join_all(checkpoints.into_iter().map(|c| self.segment(&run, c))).await;
-            complete = true;
-            for segment in segments {
-                complete &= segment?;
-            }
+            let worked = self.segments(&run).await;
+            // Units claimed and not spent go back, whatever stopped the run.
+            run.budget.settle(&self.store).await?;
+            complete = worked?;
         } else {
             run.budget_spent.store(true, Ordering::SeqCst);
         }
-        run.budget.settle(&self.store).await?;
         if let Some(cause) = run
             .misconfiguration
             .lock()
@@ -269,6 +274,20 @@ where
         }
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
+    }
+
+    /// Works through every scan segment from its checkpoint; `Ok(true)` when all are done.
+    async fn segments(&self, run: &Run<'_>) -> Result<bool, RunError> {
+        let checkpoints = self
+            .store
+            .checkpoints(run.cycle.as_str(), self.settings.segments)
+            .await?;
+        let segments = join_all(checkpoints.into_iter().map(|c| self.segment(run, c))).await;
+        let mut complete = true;
+        for segment in segments {
+            complete &= segment?;
+        }
+        Ok(complete)
     }
 
     /// Works through one scan segment from its checkpoint; `Ok(true)` when it is done.
@@ -584,9 +603,9 @@ where
                 None,
                 || {
                     self.drive.list_app_data(token, || async {
-                        // Each grant's work ends with the run: no page past the deadline
-                        // or the day's budget.
-                        if run.stopping() {
+                        // Each grant's work ends with the run: no page past the deadline,
+                        // nor one the day's budget cannot pay for.
+                        if run.interrupted() {
                             return false;
                         }
                         run.counters.bump(Count::drive_calls);

@@ -305,7 +305,11 @@ mod tests {
                 false,
             ),
         ] {
-            assert_eq!(outcome.is_routine(&g, &lease(planned)), routine, "{outcome:?} planned={planned}");
+            assert_eq!(
+                outcome.is_routine(&g, &lease(planned)),
+                routine,
+                "{outcome:?} planned={planned}"
+            );
         }
 
         // A failure to clear, a time limit Google now states, or one that moved.
@@ -320,7 +324,10 @@ mod tests {
         assert!(!limited.is_routine(&g, &lease(true)));
         let mut timed = grant();
         timed.refresh_expires_at = Some(5_030);
-        assert!(limited.is_routine(&timed, &lease(true)), "the same limit, a few seconds apart");
+        assert!(
+            limited.is_routine(&timed, &lease(true)),
+            "the same limit, a few seconds apart"
+        );
         timed.refresh_expires_at = Some(9_000);
         assert!(!limited.is_routine(&timed, &lease(true)));
     }

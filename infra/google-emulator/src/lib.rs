@@ -176,8 +176,9 @@ pub struct Stats {
     pub drive_gets: u64,
     /// Calls refused because the per-minute unit quota was spent.
     pub quota_refusals: u64,
-    /// The most units spent in any 60 seconds.
+    /// The most units spent in any 60 seconds, and all units spent.
     pub peak_units_per_min: u64,
+    pub units: u64,
     /// Fetches of the RISC discovery document.
     pub risc_config: u64,
     pub faults_served: u64,
@@ -415,6 +416,7 @@ impl Emulator {
             s.quota = quota;
             s.spent.clear();
             s.spent_in_window = 0;
+            s.stats.peak_units_per_min = 0;
         });
     }
 
@@ -643,6 +645,7 @@ impl State {
         }
         self.spent.push_back((now, units));
         self.spent_in_window += u64::from(units);
+        self.stats.units += u64::from(units);
         self.stats.peak_units_per_min = self.stats.peak_units_per_min.max(self.spent_in_window);
         true
     }
