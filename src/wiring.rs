@@ -16,7 +16,7 @@ use crate::google::{
 use crate::job::{JobSettings, OfflineJob, Pacer, RetryPolicy};
 use crate::risc::{RiscReceiver, RiscSettings};
 use crate::sign_in::{SignIn, SignInSettings};
-use crate::store::{AccessTokenCache, DynamoStore, JobStore};
+use crate::store::{DynamoStore, JobStore};
 
 /// The sign-in use case with its production adapters.
 pub type ProductionSignIn = SignIn<
@@ -283,9 +283,9 @@ impl JobBuilder<DynamoStore, KmsKeyProvider> {
     }
 }
 
-impl<S: JobStore + AccessTokenCache, K: KeyProvider + Clone> JobBuilder<S, K> {
+impl<S: JobStore, K: KeyProvider + Clone> JobBuilder<S, K> {
     /// Another store (benchmarks use an in-memory one to measure the job itself).
-    pub fn store<S2: JobStore + AccessTokenCache>(self, store: S2) -> JobBuilder<S2, K> {
+    pub fn store<S2: JobStore>(self, store: S2) -> JobBuilder<S2, K> {
         JobBuilder {
             config: self.config,
             aws: self.aws,

@@ -9,7 +9,7 @@ use crate::crypto::KeyProvider;
 use crate::domain::ParseError;
 use crate::google::{ClientSecrets, DriveApi, TokenEndpoint};
 use crate::metrics;
-use crate::store::{AccessTokenCache, JobStore};
+use crate::store::JobStore;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -56,7 +56,7 @@ impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
 where
     T: TokenEndpoint,
     D: DriveApi,
-    S: JobStore + AccessTokenCache,
+    S: JobStore,
     K: KeyProvider,
     P: ClientSecrets,
     C: Clock,

@@ -46,8 +46,8 @@ use crate::google::{
     TokenRevocation, Tokens,
 };
 use crate::store::{
-    AccessTokenCache, CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease,
-    Recorded, ScanRequest, StoreError, reasons,
+    CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanRequest,
+    StoreError, reasons,
 };
 use crate::upstream::Upstream;
 use decide::{Disposition, Failure, disposition, likely_cause};
@@ -197,7 +197,7 @@ impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
 where
     T: TokenEndpoint,
     D: DriveApi,
-    S: JobStore + AccessTokenCache,
+    S: JobStore,
     K: KeyProvider,
     P: ClientSecrets,
     C: Clock,

@@ -70,8 +70,8 @@ pub enum LeaseEnd {
     Released,
 }
 
-/// Caching access tokens: both the access-token use case and the offline job store the
-/// tokens they obtain.
+/// Caching access tokens: the access-token use case stores the tokens it obtains (the
+/// offline job's are stored with its outcome: [`crate::store::JobStore::record`]).
 pub trait AccessTokenCache: Send + Sync {
     /// Stores `token` for `sub`, unless one Google issued later is already cached.
     fn cache_token(
