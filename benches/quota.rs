@@ -165,12 +165,14 @@ fn write_units(rt: &tokio::runtime::Runtime, stack: &test_support::Stack) {
             .store(offline_access::wiring::store(&config.common, log.dynamodb(&stack.aws)))
             .build()
             .expect("job");
-        log.take();
+        log.take_all();
         let cycle = CycleId::parse(&format!("writes-{}", name.replace(' ', "-"))).expect("cycle");
         let report = rt
             .block_on(job.run(&cycle, "bench", test_support::no_deadline()))
             .expect("run");
-        let writes = log.take();
+        let requests = log.take_all();
+        let reads = requests.iter().filter(|r| !r.is_write()).count();
+        let writes: Vec<_> = requests.into_iter().filter(test_support::Write::is_write).collect();
         let sizes: HashMap<String, usize> = rt
             .block_on(stack.scan(&grants_table))
             .into_iter()
@@ -206,5 +208,6 @@ fn write_units(rt: &tokio::runtime::Runtime, stack: &test_support::Stack) {
             mine.len() as f64 / SEEDED as f64,
             billed as f64 / SEEDED as f64,
         );
+        println!("                 {reads} reads in all ({:.2} a grant)", reads as f64 / SEEDED as f64);
     }
 }

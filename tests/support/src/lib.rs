@@ -382,17 +382,24 @@ impl aws_sdk_dynamodb::config::Intercept for CountRequests {
     }
 }
 
-/// Logs every DynamoDB write request (operation, table, key) on its way out: the
-/// write-unit figures and tests count a grant's writes with it.
+/// Logs every DynamoDB request (operation, table, key) on its way out: the write-unit
+/// figures and tests count a grant's writes (and its round trips) with it.
 #[derive(Debug, Clone, Default)]
 pub struct WriteLog(pub std::sync::Arc<std::sync::Mutex<Vec<Write>>>);
 
-/// One write request: `PutItem`, `UpdateItem`, `DeleteItem`, ...; the table; the item's key.
+/// One request: `PutItem`, `UpdateItem`, `GetItem`, `Scan`, ...; the table; the item's key
+/// (empty for a scan or query).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {
     pub operation: String,
     pub table: String,
     pub key: String,
+}
+
+impl Write {
+    pub fn is_write(&self) -> bool {
+        ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"].contains(&self.operation.as_str())
+    }
 }
 
 impl WriteLog {
@@ -405,8 +412,13 @@ impl WriteLog {
         )
     }
 
-    /// Takes the writes logged so far.
+    /// Takes the writes logged so far (and forgets the reads).
     pub fn take(&self) -> Vec<Write> {
+        self.take_all().into_iter().filter(Write::is_write).collect()
+    }
+
+    /// Takes every request logged so far.
+    pub fn take_all(&self) -> Vec<Write> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
@@ -429,17 +441,6 @@ impl aws_sdk_dynamodb::config::Intercept for WriteLog {
             .and_then(|t| t.rsplit('.').next())
             .unwrap_or_default()
             .to_owned();
-        if ![
-            "PutItem",
-            "UpdateItem",
-            "DeleteItem",
-            "BatchWriteItem",
-            "TransactWriteItems",
-        ]
-        .contains(&operation.as_str())
-        {
-            return Ok(());
-        }
         let body: serde_json::Value = request
             .body()
             .bytes()
