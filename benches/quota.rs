@@ -208,6 +208,9 @@ fn write_units(rt: &tokio::runtime::Runtime, stack: &test_support::Stack) {
             mine.len() as f64 / SEEDED as f64,
             billed as f64 / SEEDED as f64,
         );
-        println!("                 {reads} reads in all ({:.2} a grant)", reads as f64 / SEEDED as f64);
+        println!(
+            "                 {reads} reads in all ({:.2} a grant)",
+            reads as f64 / SEEDED as f64
+        );
     }
 }

@@ -398,7 +398,14 @@ pub struct Write {
 
 impl Write {
     pub fn is_write(&self) -> bool {
-        ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"].contains(&self.operation.as_str())
+        [
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "BatchWriteItem",
+            "TransactWriteItems",
+        ]
+        .contains(&self.operation.as_str())
     }
 }
 
