@@ -145,12 +145,20 @@ async fn the_built_refresher_runs_a_cycle_from_an_eventbridge_event_and_emits_me
     );
 
     let logs = function.logs();
-    let emf = logs
+    let emf: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l.get("_aws").is_some())
-        .expect("an Embedded Metric Format line");
-    assert_eq!(emf["Refreshed"].as_u64(), Some(5));
+        .filter(|l| l.get("_aws").is_some())
+        .collect();
+    let counters = emf
+        .iter()
+        .find(|l| l.get("Refreshed").is_some())
+        .expect("the report's Embedded Metric Format line");
+    assert_eq!(counters["Refreshed"].as_u64(), Some(5));
+    assert_eq!(counters["BudgetExhausted"].as_u64(), Some(0));
+    // A refresh and a files.get a grant: 6 units each, summed over the run's unit lines.
+    let units: u64 = emf.iter().filter_map(|l| l["QuotaUnits"].as_u64()).sum();
+    assert_eq!(units, 30);
     for s in &seeded {
         assert!(!logs.contains(&s.token), "the job's logs contain a refresh token");
     }
@@ -183,6 +191,7 @@ async fn the_built_refresher_stops_at_an_oversized_drive_page_without_holding_it
     );
     let mut env = stack.env.clone();
     env.insert("GOOGLE_QUOTA_UNITS_PER_MIN".into(), "0".into());
+    env.insert("DRIVE_SYNC".into(), "list".into());
     let mut function = Function::start(binary("refresher"), &env).await;
     let event = scheduled_event();
 
