@@ -59,11 +59,6 @@ impl Pacer {
         }
     }
 
-    /// No limit.
-    pub fn unlimited() -> Self {
-        Self::units_per_minute(0, 1)
-    }
-
     /// The units spent since the last call.
     pub fn take_spent(&self) -> u64 {
         self.spent.swap(0, Ordering::Relaxed)

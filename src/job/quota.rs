@@ -153,15 +153,6 @@ impl DailyBudget {
         }
     }
 
-    /// No daily budget.
-    pub fn unlimited() -> Self {
-        Self::new(0, 1, TimeZone::UTC)
-    }
-
-    pub fn limited(&self) -> bool {
-        self.limit > 0
-    }
-
     /// Takes `units` from the day's budget at `now`; `Ok(false)` when the day's budget
     /// cannot cover them (nothing is taken then). Taking 0 asks whether anything is left.
     pub async fn take(&self, store: &impl JobStore, units: u64, now: u64) -> Result<bool, StoreError> {
@@ -205,11 +196,6 @@ impl DailyBudget {
         if self.limit > 0 && units > 0 {
             self.held.lock().await.left += units;
         }
-    }
-
-    /// Whether the budget refused work on the day of `now`.
-    pub async fn exhausted(&self, now: u64) -> bool {
-        self.held.lock().await.exhausted_day.as_deref() == Some(quota_day(now, &self.zone).as_str())
     }
 
     /// Gives back what was claimed and not spent — unless the budget refused work today:
