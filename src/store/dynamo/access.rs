@@ -206,13 +206,7 @@ impl AccessStore for DynamoStore {
         let mut u = Update::default();
         u.set(state::FAILED_AT, n(now))
             .set_once(state::EXPIRES_AT, n(now + keep));
-        self.client
-            .update_item()
-            .table_name(&self.state_table)
-            .key(state::PK, s(schema::access_key(sub.as_str())))
-            .update_expression(u.expression())
-            .set_expression_attribute_names(u.p.names())
-            .set_expression_attribute_values(u.p.values())
+        self.update_state_item(schema::access_key(sub.as_str()), &u)
             .send()
             .await
             .map_err(|e| classify_aws("dynamodb", &e))?;

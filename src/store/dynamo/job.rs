@@ -320,14 +320,7 @@ impl JobStore for DynamoStore {
             u.condition(format!("attribute_not_exists({units}) OR {units} <= {most}"));
             u.add(state::UNITS, n(want)).set_once(state::EXPIRES_AT, n(keep_until));
             let result = self
-                .client
-                .update_item()
-                .table_name(&self.state_table)
-                .key(state::PK, s(schema::quota_key(day)))
-                .update_expression(u.expression())
-                .set_condition_expression(u.condition_expression())
-                .set_expression_attribute_names(u.p.names())
-                .set_expression_attribute_values(u.p.values())
+                .update_state_item(schema::quota_key(day), &u)
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                 .send()
                 .await;
@@ -353,17 +346,7 @@ impl JobStore for DynamoStore {
         let key = u.p.name(state::UNITS);
         u.condition(format!("attribute_exists({key})"));
         u.add(state::UNITS, AttributeValue::N(format!("-{units}")));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.state_table)
-            .key(state::PK, s(schema::quota_key(day)))
-            .update_expression(u.expression())
-            .set_condition_expression(u.condition_expression())
-            .set_expression_attribute_names(u.p.names())
-            .set_expression_attribute_values(u.p.values())
-            .send()
-            .await;
+        let result = self.update_state_item(schema::quota_key(day), &u).send().await;
         // A count already gone (its TTL) needs nothing given back.
         holds_either_way(result.map_err(conflict_or))
     }

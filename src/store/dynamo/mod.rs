@@ -41,20 +41,40 @@ impl DynamoStore {
         &self.grants_table
     }
 
-    /// An `UpdateItem` of `sub`'s grant with `update`'s expressions, ready to send.
+    /// An `UpdateItem` of the item `key` of `table` with `update`'s expressions, ready to
+    /// send.
+    fn update_in(
+        &self,
+        table: &str,
+        key: (&str, String),
+        update: &expr::Update,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(table)
+            .key(key.0, s(key.1))
+            .update_expression(update.expression())
+            .set_condition_expression(update.condition_expression())
+            .set_expression_attribute_names(update.p.names())
+            .set_expression_attribute_values(update.p.values())
+    }
+
+    /// An `UpdateItem` of `sub`'s grant.
     fn update_grant_item(
         &self,
         sub: &str,
         update: &expr::Update,
     ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
-            .table_name(&self.grants_table)
-            .key(grant::SUB, s(sub))
-            .update_expression(update.expression())
-            .set_condition_expression(update.condition_expression())
-            .set_expression_attribute_names(update.p.names())
-            .set_expression_attribute_values(update.p.values())
+        self.update_in(&self.grants_table, (grant::SUB, sub.to_owned()), update)
+    }
+
+    /// An `UpdateItem` of the state table's item `pk`.
+    fn update_state_item(
+        &self,
+        pk: String,
+        update: &expr::Update,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.update_in(&self.state_table, (schema::state::PK, pk), update)
     }
 }
 

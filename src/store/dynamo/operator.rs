@@ -24,17 +24,7 @@ impl DynamoStore {
         let (a, was) = (u.p.name(attr), u.p.value(schema::sealed(old)));
         u.condition(format!("{a} = {was}"));
         u.set(attr, schema::sealed(new));
-        let sent = self
-            .client
-            .update_item()
-            .table_name(table)
-            .key(key.0, s(key.1))
-            .update_expression(u.expression())
-            .set_condition_expression(u.condition_expression())
-            .set_expression_attribute_names(u.p.names())
-            .set_expression_attribute_values(u.p.values())
-            .send()
-            .await;
+        let sent = self.update_in(table, key, &u).send().await;
         match sent.map_err(super::conflict_or) {
             Ok(_) => Ok(true),
             Err(StoreError::Conflict) => Ok(false),

@@ -370,19 +370,12 @@ impl SignInStore for DynamoStore {
         let (owner, me) = (u.p.name(state::OWNER), u.p.value(s(claim.owner.clone())));
         // Only the holder lets go, and only of a claim still in progress.
         u.condition(format!("{st} = {in_progress} AND {owner} = {me}"));
-        let key = s(schema::sign_in_key(&claim.code));
+        let key = schema::sign_in_key(&claim.code);
         let result = if code_sent {
             // Keep the record, free to take over at once, saying the code went to Google.
             u.set(state::LEASE_UNTIL, n(0))
                 .set(state::CODE_SENT, AttributeValue::Bool(true));
-            self.client
-                .update_item()
-                .table_name(&self.state_table)
-                .key(state::PK, key)
-                .update_expression(u.expression())
-                .set_condition_expression(u.condition_expression())
-                .set_expression_attribute_names(u.p.names())
-                .set_expression_attribute_values(u.p.values())
+            self.update_state_item(key, &u)
                 .send()
                 .await
                 .map(|_| ())
@@ -391,7 +384,7 @@ impl SignInStore for DynamoStore {
             self.client
                 .delete_item()
                 .table_name(&self.state_table)
-                .key(state::PK, key)
+                .key(state::PK, s(key))
                 .set_condition_expression(u.condition_expression())
                 .set_expression_attribute_names(u.p.names())
                 .set_expression_attribute_values(u.p.values())
