@@ -1,10 +1,14 @@
 //! The AWS actions each function's code calls, by the template resource they act on.
 //! `template.yaml`'s policies must allow exactly these; `tests/template.rs` checks it.
+//! That the code asks for nothing else is proven from its requests: every test runs the
+//! functions' code through an IAM proxy that refuses, as AWS does, what the role in the
+//! template does not allow (`tests/support/src/iam.rs`, `tests/integration/iam.rs`).
 //!
 //! Where each comes from:
 //! - sign-in: `store::DynamoStore` as `SignInStore`: the claim (PutItem on state, which
-//!   returns a recorded outcome itself), one TransactWriteItems (UpdateItem on grants,
-//!   PutItem on state: IAM authorizes a transaction by its items' actions), a refusal's
+//!   returns a recorded outcome itself), one TransactWriteItems (PutItem on grants for a
+//!   new user, UpdateItem for a known one, PutItem on state: IAM authorizes a transaction
+//!   by its items' actions), a refusal's
 //!   record (PutItem) and a release (DeleteItem on state, or UpdateItem when the code went
 //!   to Google); `crypto::KmsKeyProvider` seals (GenerateDataKey) and, for a deletion,
 //!   opens (Decrypt); `google::SecretsManagerSource` (GetSecretValue). The same function
@@ -39,6 +43,7 @@ const fn allow(resource: &'static str, action: &'static str) -> Permission {
 
 /// What the sign-in function calls.
 pub const SIGN_IN: &[Permission] = &[
+    allow("GrantsTable", "dynamodb:PutItem"),
     allow("GrantsTable", "dynamodb:UpdateItem"),
     allow("GrantsTable/index/by-token-prefix", "dynamodb:Query"),
     allow("GrantsTable/index/by-token-hash", "dynamodb:Query"),

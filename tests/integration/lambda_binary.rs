@@ -9,7 +9,7 @@
 
 use google_emulator::CodeSpec;
 use test_support::runtime_api::{Function, Outcome, binary};
-use test_support::{android_form_event, apigw_event, risc_event, spawn_stack};
+use test_support::{Role, android_form_event, apigw_event, risc_event, spawn_stack};
 
 fn http_answer(outcome: Outcome) -> (u16, serde_json::Value) {
     let Outcome::Response(response) = outcome else {
@@ -26,7 +26,7 @@ fn http_answer(outcome: Outcome) -> (u16, serde_json::Value) {
 #[tokio::test]
 async fn the_built_binary_signs_in_from_an_api_gateway_event_and_logs_no_secret() {
     let stack = spawn_stack().await;
-    let mut function = Function::start(binary("auth-code"), &stack.env).await;
+    let mut function = Function::start(binary("auth-code"), &stack.function_env(Role::SignIn)).await;
     let ada = stack.mint(CodeSpec {
         email: Some("ada.binary@example.com".into()),
         ..CodeSpec::default()
@@ -93,7 +93,7 @@ async fn the_built_binary_signs_in_from_an_api_gateway_event_and_logs_no_secret(
 #[tokio::test]
 async fn the_binary_fails_init_naming_a_missing_variable() {
     let stack = spawn_stack().await;
-    let mut env = stack.env.clone();
+    let mut env = stack.function_env(Role::SignIn);
     env.remove("GRANTS_TABLE");
     let mut function = Function::start(binary("auth-code"), &env).await;
     let status = function.wait().await;
@@ -116,7 +116,7 @@ async fn the_built_refresher_runs_a_cycle_from_an_eventbridge_event_and_emits_me
     let seeded = stack
         .seed_grants(5, "openid https://www.googleapis.com/auth/drive.appdata", 2)
         .await;
-    let mut env = stack.env.clone();
+    let mut env = stack.function_env(Role::Job);
     env.insert("GOOGLE_QUOTA_UNITS_PER_MIN".into(), "0".into());
     let mut function = Function::start(binary("refresher"), &env).await;
     let event = scheduled_event();
@@ -168,7 +168,7 @@ async fn the_built_refresher_runs_a_cycle_from_an_eventbridge_event_and_emits_me
 #[tokio::test]
 async fn the_refresher_fails_the_invocation_on_an_event_without_a_scheduled_time() {
     let stack = spawn_stack().await;
-    let mut function = Function::start(binary("refresher"), &stack.env).await;
+    let mut function = Function::start(binary("refresher"), &stack.function_env(Role::Job)).await;
     let outcome = function.invoke(r#"{"source": "aws.events"}"#).await;
     assert!(matches!(outcome, Outcome::Error(_)), "{outcome:?}");
 }
@@ -189,7 +189,7 @@ async fn the_built_refresher_stops_at_an_oversized_drive_page_without_holding_it
             ..google_emulator::Fault::default()
         },
     );
-    let mut env = stack.env.clone();
+    let mut env = stack.function_env(Role::Job);
     env.insert("GOOGLE_QUOTA_UNITS_PER_MIN".into(), "0".into());
     env.insert("DRIVE_SYNC".into(), "list".into());
     let mut function = Function::start(binary("refresher"), &env).await;
@@ -228,7 +228,7 @@ async fn the_built_access_token_binary_answers_an_invoke_with_a_token_then_from_
         Some(user.sub.as_str()),
         "the committed event names the seeded user"
     );
-    let mut function = Function::start(binary("access-token"), &stack.env).await;
+    let mut function = Function::start(binary("access-token"), &stack.function_env(Role::AccessToken)).await;
 
     let Outcome::Response(first) = function.invoke(ACCESS_TOKEN_EVENT).await else {
         panic!("the function failed")

@@ -6,6 +6,7 @@ mod access_token;
 mod ending_access;
 mod errors;
 mod events;
+mod iam;
 mod job;
 mod lambda_binary;
 mod logs;

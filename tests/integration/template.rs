@@ -15,45 +15,13 @@ use offline_access::config::{
 use offline_access::crypto::{Purpose, encryption_context};
 use offline_access::permissions::{self, Permission};
 use serde_yaml_ng::Value;
-
-fn template() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml");
-    serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("template.yaml")).expect("YAML")
-}
+use test_support::iam::{list, referenced, template};
 
 fn function<'a>(template: &'a Value, id: &str) -> &'a Value {
     template["Resources"]
         .get(id)
         .and_then(|r| r.get("Properties"))
         .unwrap_or_else(|| panic!("{id} in template"))
-}
-
-/// The logical id a `!Ref X` or `!GetAtt X.Arn` points at, or `X/index/I` for
-/// `!Sub ${X.Arn}/index/I`.
-fn referenced(value: &Value) -> String {
-    match value {
-        Value::Tagged(tagged) if tagged.tag == "Sub" => {
-            let inner = tagged.value.as_str().expect("a simple substitution");
-            let (arn, rest) = inner
-                .strip_prefix("${")
-                .and_then(|s| s.split_once(".Arn}"))
-                .expect("${X.Arn}/...");
-            format!("{arn}{rest}")
-        }
-        Value::Tagged(tagged) => {
-            let inner = tagged.value.as_str().expect("a simple reference");
-            inner.split('.').next().unwrap_or(inner).to_owned()
-        }
-        other => panic!("a policy resource that is not a reference: {other:?}"),
-    }
-}
-
-fn list(value: &Value) -> Vec<&Value> {
-    match value {
-        Value::Sequence(items) => items.iter().collect(),
-        Value::Null => Vec::new(),
-        one => vec![one],
-    }
 }
 
 /// Every (resource, action) the function's inline policies allow, checking on the way

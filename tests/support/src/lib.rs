@@ -31,9 +31,11 @@ use offline_access::store::DynamoStore;
 use offline_access::wiring::{JobBuilder, SignInBuilder};
 
 pub mod bench;
+pub mod iam;
 pub mod memory_store;
 pub mod runtime_api;
 
+pub use iam::Role;
 pub use memory_store::MemoryJobStore;
 
 /// The repository's root (this crate lives in `tests/support`).
@@ -53,7 +55,10 @@ pub type TestSignIn = SignIn<
 /// A per-test stack: its emulator, AWS resources, configuration and sign-in service.
 pub struct Stack {
     pub emulator: Emulator,
+    /// The harness's own access to moto (set-up, and what a test reads): no IAM.
     pub aws: aws_config::SdkConfig,
+    /// In front of moto: each function's requests checked against its role in the template.
+    pub iam: iam::IamProxy,
     pub env: HashMap<String, String>,
     pub config: SignInConfig,
     pub service: TestSignIn,
@@ -111,6 +116,21 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
     let resources = local_stack::bootstrap(&aws, &plan)
         .await
         .expect("bootstrap the local AWS");
+    let tables = local_stack::tables_from_template(&plan.template)
+        .expect("the template's tables")
+        .into_iter()
+        .map(|t| (local_stack::local_table_name(&plan.prefix, &t.logical_id), t.logical_id))
+        .collect();
+    let iam = iam::IamProxy::start(
+        &aws_endpoint(),
+        iam::Names {
+            tables,
+            token_key_id: resources.token_key_id.clone(),
+            client_secret_id: resources.client_secret_id.clone(),
+            event_bus_name: resources.event_bus_name.clone(),
+        },
+    )
+    .await;
     let mut env: HashMap<String, String> = resources.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     env.insert("GOOGLE_CERTS_URI".into(), emulator.certs_uri());
     env.insert("GOOGLE_REVOKE_URI".into(), emulator.revoke_uri());
@@ -122,16 +142,27 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
     }
     let config = SignInConfig::from_env(&env).expect("valid test config");
     let secret_clock = ManualClock::at(SystemClock.now_unix());
-    let service = build_service(&config, &aws, secret_clock.clone());
+    let service = build_service(&config, &aws_as(&aws, &iam, Role::SignIn), secret_clock.clone());
     Stack {
         emulator,
         aws,
+        iam,
         env,
         config,
         service,
         secret_clock,
         seeded: AtomicU32::new(0),
     }
+}
+
+/// `aws` signed as `role`, through `iam`: what that function's code runs on in tests.
+fn aws_as(aws: &aws_config::SdkConfig, iam: &iam::IamProxy, role: Role) -> aws_config::SdkConfig {
+    aws.to_builder()
+        .endpoint_url(&iam.url)
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            aws_sdk_dynamodb::config::Credentials::new(role.access_key(), "test", None, None, "role"),
+        ))
+        .build()
 }
 
 /// The production wiring, with the secret cache on `secret_clock`.
@@ -204,6 +235,21 @@ pub fn json_event(code: &str, platform: &str) -> String {
 }
 
 impl Stack {
+    /// The AWS config a function's code runs on: signed as its role, every request
+    /// checked against that role's policy in `template.yaml` (see [`iam`]).
+    pub fn aws_as(&self, role: Role) -> aws_config::SdkConfig {
+        aws_as(&self.aws, &self.iam, role)
+    }
+
+    /// A function binary's environment: this stack's, with AWS reached through the IAM
+    /// proxy as `role`.
+    pub fn function_env(&self, role: Role) -> HashMap<String, String> {
+        let mut env = self.env.clone();
+        env.insert("AWS_ENDPOINT_URL".into(), self.iam.url.clone());
+        env.insert("AWS_ACCESS_KEY_ID".into(), role.access_key().into());
+        env
+    }
+
     pub fn mint(&self, spec: CodeSpec) -> MintedCode {
         self.emulator.mint_code(spec)
     }
@@ -231,7 +277,9 @@ impl Stack {
     pub async fn grant(&self, sub: &str) -> Option<offline_access::store::Grant> {
         use offline_access::store::GrantStore;
         let sub = offline_access::domain::GoogleSubject::parse(sub).expect("sub");
-        self.service.store.load(&sub).await.expect("load grant")
+        // The harness's own read, not the sign-in function's.
+        let store = offline_access::wiring::store(&self.config.common, self.dynamo());
+        store.load(&sub).await.expect("load grant")
     }
 
     /// The plaintext of `sub`'s stored refresh token, opened through the product's cipher.
@@ -317,8 +365,8 @@ impl Stack {
     /// The deletion and RISC use cases as the auth-code function builds them.
     pub fn routes(&self) -> Routes {
         Routes {
-            deletion: offline_access::wiring::delete_grant(&self.config, &self.aws).expect("wiring"),
-            risc: offline_access::wiring::risc_receiver(&self.config, &self.aws).expect("wiring"),
+            deletion: offline_access::wiring::delete_grant(&self.config, &self.aws_as(Role::SignIn)).expect("wiring"),
+            risc: offline_access::wiring::risc_receiver(&self.config, &self.aws_as(Role::SignIn)).expect("wiring"),
         }
     }
 
@@ -503,9 +551,13 @@ pub struct CountingKeys {
 }
 
 impl CountingKeys {
-    pub fn new(stack: &Stack) -> Self {
+    /// KMS as `role` calls it.
+    pub fn new(stack: &Stack, role: Role) -> Self {
         Self {
-            inner: offline_access::wiring::kms_keys(&stack.config.common, aws_sdk_kms::Client::new(&stack.aws)),
+            inner: offline_access::wiring::kms_keys(
+                &stack.config.common,
+                aws_sdk_kms::Client::new(&stack.aws_as(role)),
+            ),
             generated: std::sync::Arc::default(),
             decrypted: std::sync::Arc::default(),
         }
@@ -561,7 +613,8 @@ impl Stack {
     /// The production access-token use case for this stack: one per simulated Lambda
     /// instance (each has its own caches, as separate instances do).
     pub fn access_tokens(&self, extra: &[(&str, &str)]) -> offline_access::wiring::ProductionAccessTokens {
-        offline_access::wiring::access_tokens(&self.access_config(extra), &self.aws).expect("access tokens")
+        offline_access::wiring::access_tokens(&self.access_config(extra), &self.aws_as(Role::AccessToken))
+            .expect("access tokens")
     }
 
     /// The offline job's config: this stack's resources plus `extra`.
@@ -578,7 +631,7 @@ impl Stack {
 
     /// The production offline job for this stack.
     pub fn job(&self, extra: &[(&str, &str)]) -> offline_access::wiring::ProductionJob {
-        offline_access::wiring::offline_job(&self.job_config(extra), &self.aws).expect("job")
+        offline_access::wiring::offline_job(&self.job_config(extra), &self.aws_as(Role::Job)).expect("job")
     }
 
     /// The production offline job with its KMS calls counted.
@@ -586,9 +639,9 @@ impl Stack {
         &self,
         extra: &[(&str, &str)],
     ) -> (TestJob<CountingKeys>, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-        let keys = CountingKeys::new(self);
+        let keys = CountingKeys::new(self, Role::Job);
         let decrypted = std::sync::Arc::clone(&keys.decrypted);
-        let job = JobBuilder::new(&self.job_config(extra), &self.aws)
+        let job = JobBuilder::new(&self.job_config(extra), &self.aws_as(Role::Job))
             .keys(keys)
             .build()
             .expect("job");
@@ -606,6 +659,7 @@ impl Stack {
             .seeded
             .fetch_add(u32::try_from(count).expect("count"), Ordering::SeqCst);
         let subs: Vec<String> = (first..first + count as u32).map(|i| format!("9{i:020}")).collect();
+        let store = &offline_access::wiring::store(&self.config.common, self.dynamo());
         for chunk in subs.chunks(64) {
             let writes = chunk.iter().map(|sub| {
                 let token = self.emulator.seed_grant(sub, scopes, drive_files);
@@ -627,7 +681,8 @@ impl Stack {
                         false,
                         SystemClock.now_unix(),
                     );
-                    self.service.store.insert(&grant).await.expect("insert grant");
+                    // Set-up, not a function's call: the harness's own access.
+                    store.insert(&grant).await.expect("insert grant");
                     Seeded {
                         sub: sub.clone(),
                         token,

@@ -100,7 +100,6 @@ impl Function {
         let started = Instant::now();
         let mut child = tokio::process::Command::new(binary)
             .env_clear()
-            .envs(env)
             .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", "auth-code")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
@@ -111,6 +110,9 @@ impl Function {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_ENDPOINT_URL", super::aws_endpoint())
+            // The caller's environment wins (`Stack::function_env` reaches AWS through
+            // the IAM proxy, as the function's role).
+            .envs(env)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -1,0 +1,249 @@
+//! Each function's AWS calls against its role in `template.yaml`. Every test's stack runs
+//! the functions' code through the harness's IAM proxy, which refuses what the role does
+//! not allow as AWS would (`test_support::iam`); these tests show that the proxy derives
+//! what a request needs from the request (a transaction's items included), that it does
+//! refuse, and that each function's main paths need only what its role allows.
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a panic is a failed test"
+)]
+
+use std::collections::BTreeSet;
+
+use google_emulator::{CodeSpec, Consent, Forgery, SecurityEventSpec};
+use offline_access::clock::{Clock, SystemClock};
+use offline_access::permissions::{self, Permission};
+use serde_json::json;
+use test_support::iam::{Names, Need, needs};
+use test_support::{
+    Role, Stack, android_form_event, ask_for_token, delete_event, no_deadline, risc_event, spawn_stack,
+};
+
+fn names() -> Names {
+    Names {
+        tables: [("p-grants", "GrantsTable"), ("p-state", "StateTable")]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect(),
+        token_key_id: "alias/p-tokens".into(),
+        client_secret_id: "p/google-client".into(),
+        event_bus_name: "p-bus".into(),
+    }
+}
+
+fn need(action: &str, resource: &str) -> Need {
+    Need {
+        action: action.into(),
+        resource: resource.into(),
+        purpose: None,
+    }
+}
+
+#[test]
+fn a_transaction_needs_the_action_of_each_of_its_items_on_that_items_table() {
+    let body = json!({"TransactItems": [
+        {"Put": {"TableName": "p-grants", "Item": {}}},
+        {"Update": {"TableName": "p-grants", "Key": {}}},
+        {"Put": {"TableName": "p-state", "Item": {}}},
+        {"Delete": {"TableName": "p-state", "Key": {}}},
+        {"ConditionCheck": {"TableName": "other", "Key": {}}},
+    ]});
+    assert_eq!(
+        needs("DynamoDB_20120810.TransactWriteItems", &body, &names()),
+        vec![
+            need("dynamodb:PutItem", "GrantsTable"),
+            need("dynamodb:UpdateItem", "GrantsTable"),
+            need("dynamodb:PutItem", "StateTable"),
+            need("dynamodb:DeleteItem", "StateTable"),
+            need("dynamodb:ConditionCheckItem", "?other"),
+        ]
+    );
+}
+
+#[test]
+fn a_query_on_an_index_needs_the_index_and_kms_calls_carry_their_purpose() {
+    let query = json!({"TableName": "p-grants", "IndexName": "by-token-hash"});
+    assert_eq!(
+        needs("DynamoDB_20120810.Query", &query, &names()),
+        vec![need("dynamodb:Query", "GrantsTable/index/by-token-hash")]
+    );
+    let batch = json!({"RequestItems": {"p-grants": {}, "p-state": {}}});
+    assert_eq!(
+        needs("DynamoDB_20120810.BatchGetItem", &batch, &names()),
+        vec![
+            need("dynamodb:BatchGetItem", "GrantsTable"),
+            need("dynamodb:BatchGetItem", "StateTable")
+        ]
+    );
+    let decrypt = json!({"CiphertextBlob": "", "EncryptionContext": {"purpose": "offline-access/access-token"}});
+    assert_eq!(
+        needs("TrentService.Decrypt", &decrypt, &names()),
+        vec![Need {
+            action: "kms:Decrypt".into(),
+            resource: "TokenKey".into(),
+            purpose: Some("offline-access/access-token".into()),
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_call_the_role_does_not_allow_is_refused_as_aws_refuses_it() {
+    let stack = spawn_stack().await;
+    // The access-token function may read a grant, never scan the table.
+    let client = aws_sdk_dynamodb::Client::new(&stack.aws_as(Role::AccessToken));
+    let err = client
+        .scan()
+        .table_name(&stack.config.common.grants_table)
+        .send()
+        .await
+        .expect_err("refused");
+    let code = err.as_service_error().and_then(|e| e.meta().code().map(str::to_owned));
+    assert_eq!(code.as_deref(), Some("AccessDeniedException"), "{err:?}");
+    // Nor decrypt under a purpose its key grant does not name.
+    let kms = aws_sdk_kms::Client::new(&stack.aws_as(Role::AccessToken));
+    let err = kms
+        .generate_data_key()
+        .key_id(&stack.config.common.token_key_id)
+        .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
+        .encryption_context("purpose", "offline-access/something-else")
+        .send()
+        .await
+        .expect_err("refused");
+    let code = err.as_service_error().and_then(|e| e.meta().code().map(str::to_owned));
+    assert_eq!(code.as_deref(), Some("AccessDeniedException"), "{err:?}");
+    let refused = stack.iam.checked().iter().filter(|c| !c.allowed).count();
+    assert_eq!(refused, 2);
+}
+
+/// What `role` asked of AWS so far, as (resource, action), after checking that none of it
+/// was refused.
+fn asked(stack: &Stack, role: Role) -> BTreeSet<(String, String)> {
+    let checked: Vec<_> = stack.iam.checked().into_iter().filter(|c| c.role == role).collect();
+    let refused: Vec<_> = checked.iter().filter(|c| !c.allowed).collect();
+    assert!(refused.is_empty(), "{role:?} was refused: {refused:?}");
+    checked
+        .into_iter()
+        .flat_map(|c| c.needs)
+        .map(|n| (n.resource, n.action))
+        .collect()
+}
+
+fn declared(permissions: &[Permission]) -> BTreeSet<(String, String)> {
+    permissions
+        .iter()
+        .map(|p| (p.resource.to_owned(), p.action.to_owned()))
+        .collect()
+}
+
+fn id_token(stack: &Stack, sub: &str) -> String {
+    let settings = stack.emulator_settings();
+    let now = SystemClock.now_unix();
+    let claims = json!({
+        "iss": "https://accounts.google.com", "aud": settings.client_id, "azp": settings.android_client_id,
+        "sub": sub, "email_verified": false, "iat": now, "exp": now + 3_600,
+    });
+    stack.emulator.sign_id_token(&claims, Forgery::None).expect("signed")
+}
+
+#[tokio::test]
+async fn a_first_sign_in_puts_the_grant_in_its_transaction_and_the_role_allows_it() {
+    let stack = spawn_stack().await;
+    let first = stack.mint(CodeSpec::default());
+    let answer = stack.invoke(&android_form_event(&first.code)).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+
+    let asked = asked(&stack, Role::SignIn);
+    assert!(
+        asked.contains(&("GrantsTable".into(), "dynamodb:PutItem".into())),
+        "a new user's grant is put whole, inside the transaction: {asked:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_sign_in_functions_routes_ask_only_what_its_role_allows() {
+    let stack = spawn_stack().await;
+    let routes = stack.routes();
+    let first = stack.mint(CodeSpec::default());
+    assert_eq!(stack.invoke(&android_form_event(&first.code)).await.status, 200);
+    // The same code again (the recorded outcome), a sign-in without a refresh token,
+    // a forced consent, a refused code.
+    assert_eq!(stack.invoke(&android_form_event(&first.code)).await.status, 200);
+    for consent in [Consent::Repeat, Consent::Forced] {
+        let code = stack.mint(CodeSpec {
+            sub: Some(first.sub.clone()),
+            consent,
+            ..CodeSpec::default()
+        });
+        assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    }
+    assert_eq!(stack.invoke(&android_form_event("4/not-a-code")).await.status, 400);
+    // Google's security events, by token and by account.
+    let seeded = stack.seed_grants(2, "openid", 0).await;
+    for (kind, sub) in [("account-disabled", &seeded[0].sub), ("tokens-revoked", &seeded[1].sub)] {
+        let (set, _) = stack
+            .emulator
+            .security_event(&SecurityEventSpec {
+                event: kind.into(),
+                sub: Some(sub.clone()),
+                ..SecurityEventSpec::default()
+            })
+            .expect("a signed SET");
+        let answer = stack
+            .invoke_api(&routes, &risc_event(&set, "application/secevent+jwt"))
+            .await;
+        assert_eq!(answer.status, 202, "{kind}: {}", answer.json);
+    }
+    // The user deletes their data.
+    let answer = stack
+        .invoke_api(&routes, &delete_event(Some(&id_token(&stack, &first.sub)), &[]))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+
+    let asked = asked(&stack, Role::SignIn);
+    let declared = declared(permissions::SIGN_IN);
+    assert!(
+        asked.is_subset(&declared),
+        "{:?}",
+        asked.difference(&declared).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn the_job_and_the_access_token_function_ask_only_what_their_roles_allow() {
+    let stack = spawn_stack().await;
+    let seeded = stack
+        .seed_grants(3, "openid https://www.googleapis.com/auth/drive.appdata", 1)
+        .await;
+    let tokens = stack.access_tokens(&[]);
+    for (i, user) in seeded.iter().enumerate() {
+        let force = i == 0;
+        let answer = ask_for_token(&tokens, &json!({"sub": user.sub, "force_refresh": force})).await;
+        assert_eq!(answer["status"], json!(200), "{answer}");
+    }
+    assert_eq!(
+        ask_for_token(&tokens, &json!({"sub": "123"})).await["status"],
+        json!(404)
+    );
+    let cycle = offline_access::job::CycleId::parse("2026-12-03T06:00:00Z").expect("cycle");
+    let report = stack.job(&[]).run(&cycle, "job", no_deadline()).await.expect("run");
+    assert_eq!(report.refreshed, 3, "{report:?}");
+    // A grant Google revoked meanwhile: the job records it.
+    stack.emulator.revoke_refresh_token(&seeded[1].token, None);
+    let next = offline_access::job::CycleId::parse("2026-12-03T12:00:00Z").expect("cycle");
+    let report = stack.job(&[]).run(&next, "job", no_deadline()).await.expect("run");
+    assert_eq!(report.revoked, 1, "{report:?}");
+
+    for (role, permissions) in [
+        (Role::AccessToken, permissions::ACCESS_TOKEN),
+        (Role::Job, permissions::JOB),
+    ] {
+        let asked = asked(&stack, role);
+        let declared = declared(permissions);
+        assert!(
+            asked.is_subset(&declared),
+            "{role:?}: {:?}",
+            asked.difference(&declared).collect::<Vec<_>>()
+        );
+    }
+}
