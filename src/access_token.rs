@@ -24,7 +24,8 @@ use crate::clock::Clock;
 use crate::crypto::{Binding, CryptoError, KeyProvider, TokenCipher};
 use crate::domain::{AccessToken, GoogleSubject, RefreshToken, Scopes};
 use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
-use crate::job::decide::{Disposition, Failure, disposition, likely_cause};
+use crate::grant::decide::{Disposition, Failure, disposition, likely_cause};
+use crate::grant::seal_rotated;
 use crate::store::{
     AccessStore, AccessView, CacheEntry, CachedToken, Grant, GrantStatus, LeaseEnd, Recorded, RefreshLease, StoreError,
     random_owner, reasons,
@@ -264,7 +265,7 @@ where
                         // its token may be cached by now.
                         let reread = waited || leased.last_refresh_at.is_some_and(|at| at >= started);
                         return self
-                            .refresh_under_lease(leased, request, &owner, accepted, reread)
+                            .refresh_under_lease(leased, request, &owner, accepted, reread, deadline)
                             .await;
                     }
                     RefreshLease::Unusable(grant) => {
@@ -365,6 +366,7 @@ where
         owner: &str,
         accepted: Option<u64>,
         reread: bool,
+        deadline: Instant,
     ) -> Result<IssuedToken, AccessError> {
         // Re-read when the caller before us may have cached a token just before letting
         // go; otherwise the lease's own write returned the grant as it is.
@@ -382,7 +384,7 @@ where
         };
         let (result, end, holder) = match cached {
             Some(token) => (Ok(token), LeaseEnd::Released, leased),
-            None => self.refresh(leased, request).await,
+            None => self.refresh(leased, request, deadline).await,
         };
         match self.store.end_lease(&holder, owner, self.clock.now_unix(), &end).await {
             Ok(Recorded::Written | Recorded::Superseded) => {}
@@ -404,6 +406,7 @@ where
         &self,
         mut grant: Grant,
         request: &AccessRequest,
+        deadline: Instant,
     ) -> (Result<IssuedToken, AccessError>, LeaseEnd, Grant) {
         let credentials = match self.secrets.current().await {
             Ok(c) => c,
@@ -448,18 +451,27 @@ where
                 .await;
             let error = match refreshed {
                 Ok(tokens) => {
-                    let now = self.clock.now_unix();
-                    self.cache(&grant, &tokens, now).await;
                     let new_token = match &tokens.refresh_token {
-                        Some(rotated) => match self.refresh_cipher.seal_new(rotated, self.binding(&grant)).await {
-                            Ok(sealed) => Some(sealed),
-                            Err(e) => {
-                                tracing::error!(error = %e, "a rotated refresh token could not be sealed and is lost");
-                                None
+                        Some(rotated) => {
+                            match seal_rotated(&self.refresh_cipher, sealed, rotated, self.binding(&grant), deadline)
+                                .await
+                            {
+                                Ok(sealed) => Some(sealed),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "MISCONFIGURATION: a rotated refresh token could not be sealed; the stored token is kept and the caller told to retry");
+                                    let reason = match disposition(Failure::Seal(&e)) {
+                                        Disposition::Defer { reason } => reason,
+                                        other => format!("{other:?}"),
+                                    };
+                                    let answer = unavailable(self.settings.force_refresh_floor, reason);
+                                    return (Err(answer), LeaseEnd::Released, grant);
+                                }
                             }
-                        },
+                        }
                         None => None,
                     };
+                    let now = self.clock.now_unix();
+                    self.cache(&grant, &tokens, now).await;
                     let issued = IssuedToken {
                         expires_at: now + tokens.expires_in.as_secs(),
                         scopes: token_scopes(&tokens, &grant),

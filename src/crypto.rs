@@ -410,6 +410,48 @@ impl<K: KeyProvider> TokenCipher<K, RefreshToken> {
             digests: crate::domain::TokenDigests::of(token),
         })
     }
+
+    /// Seals a refresh token under the data key of `beside` (the grant's current token,
+    /// just opened, so its key is in the unwrap cache): no KMS call while the key is
+    /// cached. A rotated token replaces one Google has retired; sealing it must not
+    /// depend on KMS answering.
+    pub async fn seal_beside(
+        &self,
+        token: &RefreshToken,
+        beside: &SealedToken,
+        binding: Binding<'_>,
+    ) -> Result<NewRefreshToken, CryptoError> {
+        let key = self.decryption_key(&beside.wrapped_key).await?;
+        Ok(NewRefreshToken {
+            sealed: seal_with(&key, beside.wrapped_key.clone(), token, binding)?,
+            digests: crate::domain::TokenDigests::of(token),
+        })
+    }
+}
+
+/// Seals `token` under `key` (whose KMS-wrapped form is `wrapped`) with a fresh random
+/// nonce.
+fn seal_with<T: Sealable>(
+    key: &LessSafeKey,
+    wrapped: Vec<u8>,
+    token: &T,
+    binding: Binding<'_>,
+) -> Result<SealedToken, CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
+    let mut in_out = token.expose_secret().as_bytes().to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(binding.aad(T::PURPOSE, FORMAT_VERSION)),
+        &mut in_out,
+    )
+    .map_err(|_| CryptoError::Random)?;
+    Ok(SealedToken {
+        version: FORMAT_VERSION,
+        wrapped_key: wrapped,
+        nonce,
+        ciphertext: in_out,
+    })
 }
 
 impl<K: KeyProvider, T: Sealable> TokenCipher<K, T> {
@@ -432,21 +474,7 @@ impl<K: KeyProvider, T: Sealable> TokenCipher<K, T> {
     /// Seals a token for one grant.
     pub async fn seal(&self, token: &T, binding: Binding<'_>) -> Result<SealedToken, CryptoError> {
         let (key, wrapped) = self.encryption_key().await?;
-        let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
-        let mut in_out = token.expose_secret().as_bytes().to_vec();
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(binding.aad(T::PURPOSE, FORMAT_VERSION)),
-            &mut in_out,
-        )
-        .map_err(|_| CryptoError::Random)?;
-        Ok(SealedToken {
-            version: FORMAT_VERSION,
-            wrapped_key: wrapped,
-            nonce,
-            ciphertext: in_out,
-        })
+        seal_with(&key, wrapped, token, binding)
     }
 
     /// Opens a sealed token; fails with [`CryptoError::Tampered`] if any byte or the

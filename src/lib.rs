@@ -25,6 +25,7 @@ pub mod deletion;
 pub mod domain;
 pub mod events;
 pub mod google;
+pub mod grant;
 pub mod http_api;
 pub mod http_client;
 pub mod job;

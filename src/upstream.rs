@@ -95,3 +95,51 @@ where
         _ => Upstream::misconfigured(service, "request could not be built"),
     }
 }
+
+/// Retries of a transient failure (a Google call, a seal): capped exponential backoff
+/// with full jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl RetryPolicy {
+    /// Full jitter (a random wait in `0..=min(cap, base·2^attempt)`, as in AWS's
+    /// "Exponential Backoff And Jitter"), but never sooner than the server's
+    /// `Retry-After`.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let ceiling = self.base.saturating_mul(1u32 << attempt.min(16)).min(self.cap);
+        let jitter = ceiling.mul_f64(random_unit());
+        retry_after.map_or(jitter, |floor| jitter.max(floor))
+    }
+}
+
+/// A uniform random number in `[0, 1)` from the system's CSPRNG (aws-lc, already linked).
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_be_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_jittered_and_honours_retry_after() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+        };
+        for attempt in 0..10 {
+            let d = policy.delay(attempt, None);
+            assert!(d <= Duration::from_millis(100 * (1 << attempt)).min(Duration::from_secs(1)));
+        }
+        assert!(policy.delay(0, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    }
+}

@@ -13,10 +13,11 @@ use crate::google::risc::SetVerifier;
 use crate::google::{
     CachedClientSecret, GoogleIdTokenVerifier, HttpDrive, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
 };
-use crate::job::{JobSettings, OfflineJob, Pacer, RetryPolicy};
+use crate::job::{JobSettings, OfflineJob, Pacer};
 use crate::risc::{RiscReceiver, RiscSettings};
 use crate::sign_in::{SignIn, SignInSettings};
 use crate::store::{DynamoStore, JobStore};
+use crate::upstream::RetryPolicy;
 
 /// The sign-in use case with its production adapters.
 pub type ProductionSignIn = SignIn<

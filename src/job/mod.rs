@@ -12,7 +12,7 @@
 //! - Each grant reserves what its calls will cost from the day's budget ([`DailyBudget`])
 //!   before it is leased. When the day's budget is spent the run stops taking work as at
 //!   its deadline: no grant is deferred for it, and the cycle resumes the next day.
-//! - Failures are decided once ([`decide::disposition`]): `invalid_grant` revokes the
+//! - Failures are decided once ([`crate::grant::decide::disposition`]): `invalid_grant` revokes the
 //!   grant and deletes its token; our misconfiguration stops the run; transient failures
 //!   are retried ([`RetryPolicy`]), then the grant is deferred.
 //! - The run stops taking work before `stop_at`, checkpoints each segment, and the next
@@ -26,14 +26,13 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 mod cycle;
-pub mod decide;
 pub mod invocation;
 mod pacing;
 mod quota;
 mod report;
 
 pub use cycle::CycleId;
-pub use pacing::{Pacer, RetryPolicy};
+pub use pacing::Pacer;
 pub use quota::{DailyBudget, DriveSync, GoogleCall, QuotaCosts, quota_day};
 pub use report::{Count, Report};
 
@@ -45,12 +44,13 @@ use crate::google::{
     ClientCredentials, ClientSecrets, DriveApi, DriveError, GoogleTokenError, TokenEndpoint, TokenRefresh,
     TokenRevocation, Tokens,
 };
+use crate::grant::decide::{Disposition, Failure, disposition, likely_cause};
+use crate::grant::seal_rotated;
 use crate::store::{
     CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanRequest,
     StoreError, reasons,
 };
-use crate::upstream::Upstream;
-use decide::{Disposition, Failure, disposition, likely_cause};
+use crate::upstream::{RetryPolicy, Upstream};
 use report::Counters;
 
 /// Tunables of the job.
@@ -486,17 +486,18 @@ where
         let refresh_expires_at = tokens
             .refresh_token_lifetime
             .map(|limit| self.clock.now_unix() + limit.as_secs());
-        *cached = self.sealed_for_cache(grant, binding, &tokens).await;
         let mut new_token = match &tokens.refresh_token {
-            Some(rotated) => match self.cipher.seal_new(rotated, binding).await {
+            Some(rotated) => match seal_rotated(&self.cipher, sealed, rotated, binding, run.stop_at).await {
                 Ok(sealed) => Some(sealed),
                 Err(e) => {
-                    tracing::error!(sub = %grant.sub, error = %e, "rotated refresh token could not be sealed");
+                    tracing::error!(sub = %grant.sub, error = %e, "MISCONFIGURATION: a rotated refresh token could not be sealed; the grant is deferred, its stored token as it was");
+                    run.counters.bump(Count::rotated_unsealed);
                     return self.settle(run, grant, disposition(Failure::Seal(&e)));
                 }
             },
             None => None,
         };
+        *cached = self.sealed_for_cache(grant, binding, &tokens).await;
         let drive_next = self.drive_planned(grant);
         if let (Some(token), true) = (&new_token, drive_next) {
             // Google retired the old token: keep the new one before Drive, whose listing

@@ -72,6 +72,9 @@ counters! {
     /// Grants whose stored token did not open: left as they were, logged by `sub`.
     undecryptable => Some("Undecryptable"),
     rotated_tokens => None,
+    /// Refresh answers whose rotated refresh token could not be sealed, even under the
+    /// opened key and after retries: the grant is deferred (logged `MISCONFIGURATION`).
+    rotated_unsealed => None,
     /// Access tokens cached for the access-token function, so a call after the job is
     /// served without Google.
     access_tokens_cached => None,

@@ -94,7 +94,7 @@ pub struct Grant {
     pub status: GrantStatus,
     pub status_reason: Option<String>,
     /// For a grant Google revoked: what most likely caused it
-    /// ([`crate::job::decide::LikelyCause`]).
+    /// ([`crate::grant::decide::LikelyCause`]).
     pub likely_cause: Option<String>,
     pub profile: Profile,
     pub email_verified: bool,

@@ -13,5 +13,6 @@ mod logs;
 mod operator;
 mod quota;
 mod risc;
+mod rotation;
 mod sign_in;
 mod template;

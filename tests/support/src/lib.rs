@@ -542,12 +542,17 @@ pub fn item_size(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>
     item.iter().map(|(name, v)| name.len() + value(v)).sum()
 }
 
-/// Counts KMS calls on their way through (tests and benchmarks); clones share the counts.
+/// Counts KMS calls on their way through (tests and benchmarks), and refuses them once
+/// a test says so; clones share the counts.
 #[derive(Debug, Clone)]
 pub struct CountingKeys {
     pub inner: offline_access::crypto::KmsKeyProvider,
     pub generated: std::sync::Arc<std::sync::atomic::AtomicU64>,
     pub decrypted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Every call, by purpose, refused or not.
+    pub calls: std::sync::Arc<std::sync::Mutex<Vec<offline_access::crypto::Purpose>>>,
+    /// How many more calls KMS answers; after that it refuses (`AccessDeniedException`).
+    allowed: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl CountingKeys {
@@ -560,7 +565,33 @@ impl CountingKeys {
             ),
             generated: std::sync::Arc::default(),
             decrypted: std::sync::Arc::default(),
+            calls: std::sync::Arc::default(),
+            allowed: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
         }
+    }
+
+    /// KMS answers `calls` more calls, then refuses every one.
+    pub fn refuse_after(&self, calls: i64) {
+        self.allowed.store(calls, Ordering::SeqCst);
+    }
+
+    /// The calls made for `purpose` so far.
+    pub fn calls_for(&self, purpose: offline_access::crypto::Purpose) -> usize {
+        let calls = self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        calls.iter().filter(|p| **p == purpose).count()
+    }
+
+    fn admit(&self, purpose: offline_access::crypto::Purpose) -> Result<(), offline_access::crypto::KeyError> {
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(purpose);
+        if self.allowed.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(offline_access::crypto::KeyError::Upstream(
+                offline_access::upstream::Upstream::misconfigured("kms", "AccessDeniedException"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -570,6 +601,7 @@ impl offline_access::crypto::KeyProvider for CountingKeys {
         purpose: offline_access::crypto::Purpose,
     ) -> Result<offline_access::crypto::DataKey, offline_access::crypto::KeyError> {
         self.generated.fetch_add(1, Ordering::SeqCst);
+        self.admit(purpose)?;
         self.inner.generate_data_key(purpose).await
     }
     async fn decrypt_data_key(
@@ -578,6 +610,7 @@ impl offline_access::crypto::KeyProvider for CountingKeys {
         purpose: offline_access::crypto::Purpose,
     ) -> Result<secrecy::SecretBox<[u8; 32]>, offline_access::crypto::KeyError> {
         self.decrypted.fetch_add(1, Ordering::SeqCst);
+        self.admit(purpose)?;
         self.inner.decrypt_data_key(wrapped, purpose).await
     }
 }
@@ -795,8 +828,14 @@ impl Stack {
 }
 
 /// Invokes the access-token handler with `payload`, as the function's runtime loop does.
-pub async fn ask_for_token(
-    service: &offline_access::wiring::ProductionAccessTokens,
+pub async fn ask_for_token<K: offline_access::crypto::KeyProvider>(
+    service: &offline_access::access_token::AccessTokens<
+        HttpTokenEndpoint,
+        DynamoStore,
+        K,
+        CachedClientSecret<SecretsManagerSource, SystemClock>,
+        SystemClock,
+    >,
     payload: &serde_json::Value,
 ) -> serde_json::Value {
     let bytes = serde_json::to_vec(payload).expect("payload");

@@ -1,5 +1,6 @@
-//! What the offline job does with a failure (DESIGN §8), as one pure function with a
-//! table test: the run loop acts on the [`Disposition`], it does not re-decide.
+//! What is done with a failure while a grant is worked (DESIGN §8), as one pure function
+//! with a table test: the offline job and the access-token function act on the
+//! [`Disposition`], they do not re-decide.
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ pub enum Failure<'a> {
     Open(&'a CryptoError),
     /// The refresh call failed.
     Refresh(&'a GoogleTokenError),
-    /// A rotated refresh token could not be sealed.
+    /// A rotated refresh token could not be sealed, even after retries.
     Seal(&'a CryptoError),
     /// The Drive call failed (after the refresh succeeded).
     Drive(&'a DriveError),
@@ -55,11 +56,15 @@ fn upstream(error: &Upstream) -> Disposition {
 /// The one decision.
 pub fn disposition(failure: Failure<'_>) -> Disposition {
     match failure {
-        Failure::Open(CryptoError::Upstream(u)) | Failure::Seal(CryptoError::Upstream(u)) => upstream(u),
+        Failure::Open(CryptoError::Upstream(u)) => upstream(u),
         Failure::Open(e) => Disposition::Unopenable {
             reason: format!("stored token does not open: {e}"),
         },
-        Failure::Seal(_) => Disposition::StopRun(Upstream::misconfigured("crypto", "seal failed")),
+        // Already tried until the deadline (`grant::seal_rotated`). Google retired the
+        // stored token, but it is all we hold: keep it, and try the grant again later.
+        Failure::Seal(e) => Disposition::Defer {
+            reason: format!("a rotated refresh token could not be sealed: {e}"),
+        },
         Failure::Refresh(GoogleTokenError::InvalidGrant { subtype }) => Disposition::Revoke {
             reason: subtype
                 .as_ref()
@@ -180,8 +185,9 @@ mod tests {
             (Failure::Open(&CryptoError::Malformed), "unopenable"),
             (Failure::Open(&kms_down), "transient"),
             (Failure::Open(&kms_denied), "stop"),
-            (Failure::Seal(&kms_down), "transient"),
-            (Failure::Seal(&CryptoError::Random), "stop"),
+            (Failure::Seal(&kms_down), "defer"),
+            (Failure::Seal(&kms_denied), "defer"),
+            (Failure::Seal(&CryptoError::Random), "defer"),
         ];
         for (failure, expected) in rows {
             let got = match disposition(failure) {

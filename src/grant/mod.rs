@@ -1,0 +1,165 @@
+//! The grant core: what every path that works a grant under its lease shares — the
+//! offline job ([`crate::job`]) and the access-token function ([`crate::access_token`]).
+//! Neither imports the other; both come here.
+//!
+//! - [`decide`]: what is done with a failure (one pure function, one table test).
+//! - [`seal_rotated`]: how a rotated refresh token is kept.
+
+use tokio::time::Instant;
+
+use crate::crypto::{Binding, CryptoError, KeyProvider, NewRefreshToken, SealedToken, TokenCipher};
+use crate::domain::RefreshToken;
+use crate::upstream::RetryPolicy;
+
+pub mod decide;
+
+/// How often, and how far apart, a rotated token's seal is tried.
+const SEAL_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    base: std::time::Duration::from_millis(50),
+    cap: std::time::Duration::from_secs(1),
+};
+
+/// Seals a refresh token Google rotated in a refresh answer, so it can replace `current`
+/// (the sealed token that was just opened to make that refresh).
+///
+/// Google retired `current` when it answered with a new token, so losing the new one
+/// loses the grant. It is sealed under `current`'s own data key — unwrapped moments ago
+/// and still in the cipher's cache — so sealing needs no KMS call (no `GenerateDataKey`
+/// that KMS could refuse or throttle). Should even that fail, it is tried again with
+/// capped, jittered backoff until `deadline` (the request's or the run's); the last error
+/// is returned then, and the caller leaves the stored token as it is and says so
+/// ([`decide::Failure::Seal`]) — never a success.
+///
+/// Google does not rotate refresh tokens on `grant_type=refresh_token` today: this path
+/// is defensive, and adds nothing to a refresh without a new token.
+pub async fn seal_rotated<K: KeyProvider>(
+    cipher: &TokenCipher<K, RefreshToken>,
+    current: &SealedToken,
+    rotated: &RefreshToken,
+    binding: Binding<'_>,
+    deadline: Instant,
+) -> Result<NewRefreshToken, CryptoError> {
+    let mut attempt = 0;
+    loop {
+        let error = match cipher.seal_beside(rotated, current, binding).await {
+            Ok(sealed) => return Ok(sealed),
+            Err(e) => e,
+        };
+        let wait = SEAL_RETRY.delay(attempt, None);
+        if Instant::now() + wait >= deadline {
+            return Err(error);
+        }
+        tracing::warn!(error = %error, attempt, "a rotated refresh token could not be sealed yet; trying again");
+        tokio::time::sleep(wait).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use secrecy::SecretBox;
+
+    use super::*;
+    use crate::crypto::{DataKey, KeyCacheLimits, KeyError, Purpose};
+    use crate::upstream::Upstream;
+
+    /// Wraps by prefixing a byte; refuses every call once `down` is set.
+    #[derive(Clone, Default)]
+    struct Kms {
+        down: Arc<AtomicBool>,
+        calls: Arc<AtomicU64>,
+    }
+
+    impl KeyProvider for Kms {
+        async fn generate_data_key(&self, _: Purpose) -> Result<DataKey, KeyError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(KeyError::Upstream(Upstream::unavailable("kms", "down")));
+            }
+            Ok(DataKey {
+                plaintext: SecretBox::new(Box::new([7; 32])),
+                wrapped: vec![1, 7],
+            })
+        }
+        async fn decrypt_data_key(&self, wrapped: &[u8], _: Purpose) -> Result<SecretBox<[u8; 32]>, KeyError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Err(KeyError::Upstream(Upstream::unavailable("kms", "down")));
+            }
+            Ok(SecretBox::new(Box::new([wrapped[1]; 32])))
+        }
+    }
+
+    fn binding() -> Binding<'static> {
+        Binding {
+            store: "t",
+            sub: "1",
+            client_id: "c",
+        }
+    }
+
+    /// A grant's stored token, sealed by another process (not in this cipher's caches),
+    /// then opened by this one.
+    async fn opened(kms: &Kms, limits: KeyCacheLimits) -> (TokenCipher<Kms, RefreshToken>, SealedToken) {
+        let other = TokenCipher::new(kms.clone(), KeyCacheLimits::default());
+        let current = other
+            .seal(&RefreshToken::new("1//old".into()), binding())
+            .await
+            .expect("seal");
+        let cipher = TokenCipher::new(kms.clone(), limits);
+        cipher.open(&current, binding()).await.expect("opens");
+        (cipher, current)
+    }
+
+    #[tokio::test]
+    async fn a_rotated_token_is_sealed_under_the_opened_key_without_kms() {
+        let kms = Kms::default();
+        let (cipher, current) = opened(&kms, KeyCacheLimits::default()).await;
+        kms.down.store(true, Ordering::SeqCst);
+        let calls = kms.calls.load(Ordering::SeqCst);
+
+        let rotated = RefreshToken::new("1//new".into());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let sealed = seal_rotated(&cipher, &current, &rotated, binding(), deadline)
+            .await
+            .expect("sealed with KMS down");
+
+        assert_eq!(kms.calls.load(Ordering::SeqCst), calls, "no KMS call");
+        assert_eq!(sealed.sealed.wrapped_key(), current.wrapped_key());
+        let back = cipher.open(&sealed.sealed, binding()).await.expect("opens");
+        assert_eq!(back.expose_secret(), "1//new");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_key_gone_from_the_cache_and_kms_down_it_fails_at_the_deadline() {
+        let kms = Kms::default();
+        // No cache at all: every seal and open must ask KMS.
+        let no_cache = KeyCacheLimits {
+            max_age: Duration::ZERO,
+            ..KeyCacheLimits::default()
+        };
+        let (cipher, current) = opened(&kms, no_cache).await;
+        kms.down.store(true, Ordering::SeqCst);
+        let calls = kms.calls.load(Ordering::SeqCst);
+
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(3);
+        let result = seal_rotated(
+            &cipher,
+            &current,
+            &RefreshToken::new("1//new".into()),
+            binding(),
+            deadline,
+        )
+        .await;
+
+        assert!(matches!(result, Err(CryptoError::Upstream(_))), "{result:?}");
+        assert!(Instant::now() <= deadline, "no wait outlives the deadline");
+        assert!(kms.calls.load(Ordering::SeqCst) - calls > 1, "tried again meanwhile");
+    }
+}
