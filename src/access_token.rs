@@ -21,13 +21,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::crypto::{Binding, CryptoError, KeyProvider, TokenCipher};
+use crate::crypto::{Binding, KeyProvider, TokenCipher};
 use crate::domain::{AccessToken, GoogleSubject, RefreshToken, Scopes};
 use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
 use crate::grant::decide::{Disposition, Failure, disposition, likely_cause};
-use crate::grant::seal_rotated;
+use crate::grant::{seal_rotated, sealed_for_cache, token_scopes};
 use crate::store::{
-    AccessStore, AccessView, CacheEntry, CachedToken, Grant, GrantStatus, LeaseEnd, Recorded, RefreshLease, StoreError,
+    AccessStore, AccessView, CacheEntry, Grant, GrantStatus, LeaseEnd, Recorded, RefreshLease, StoreError,
     random_owner, reasons,
 };
 use crate::upstream::Upstream;
@@ -134,33 +134,6 @@ impl<T, S, K, P, C> std::fmt::Debug for AccessTokens<T, S, K, P, C> {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
-}
-
-/// What a refresh answer's access token may be used for: Google's `scope`, else the
-/// grant's.
-fn token_scopes(tokens: &Tokens, grant: &Grant) -> Scopes {
-    if tokens.scopes.is_empty() {
-        grant.scopes.clone()
-    } else {
-        tokens.scopes.clone()
-    }
-}
-
-/// The cache entry for an access token just obtained for `grant`, sealed under its own
-/// purpose. The offline job caches what it obtains the same way.
-pub async fn sealed_for_cache<K: KeyProvider>(
-    cipher: &TokenCipher<K, AccessToken>,
-    binding: Binding<'_>,
-    grant: &Grant,
-    tokens: &Tokens,
-    now: u64,
-) -> Result<CachedToken, CryptoError> {
-    Ok(CachedToken {
-        token: cipher.seal(&tokens.access_token, binding).await?,
-        expires_at: now + tokens.expires_in.as_secs(),
-        scopes: token_scopes(tokens, grant),
-        obtained_at: now,
-    })
 }
 
 /// How long a waiting caller sleeps between reads, doubling up to the last.

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::google::{DEFAULT_CERTS_URI, DEFAULT_DRIVE_API, DEFAULT_REVOKE_URI};
 use crate::job::{DriveSync, QuotaCosts};
 
 /// A configuration problem, naming the variable.
@@ -45,13 +46,8 @@ impl<const N: usize> Env for [(&str, &str); N] {
     }
 }
 
-/// Google's production endpoints (DESIGN §3 defaults).
-pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
-pub const DEFAULT_CERTS_URI: &str = "https://www.googleapis.com/oauth2/v3/certs";
-pub const DEFAULT_REVOKE_URI: &str = "https://oauth2.googleapis.com/revoke";
 /// Google's quota day starts at midnight Pacific time.
 pub const GOOGLE_QUOTA_DAY_TZ: &str = "PST8PDT,M3.2.0,M11.1.0";
-pub const DEFAULT_DRIVE_API: &str = "https://www.googleapis.com/drive/v3";
 
 /// Configuration shared by every function.
 #[derive(Debug, Clone)]

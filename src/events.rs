@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 
-use crate::store::{Grant, GrantStatus};
+use crate::store::{Change, Grant, GrantStatus};
 use crate::upstream::Upstream;
 
 /// Every event's `source`.
@@ -215,14 +215,6 @@ impl EventPublisher for EventBridgePublisher {
         }
         Ok(taken)
     }
-}
-
-/// One stream record: its position and the grant before and after (`None`: no item).
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub sequence_number: String,
-    pub old: Option<Grant>,
-    pub new: Option<Grant>,
 }
 
 /// What publishing a batch came to.

@@ -29,7 +29,6 @@ pub mod grant;
 pub mod http_api;
 pub mod http_client;
 pub mod job;
-pub mod metrics;
 pub mod operator;
 pub mod permissions;
 pub mod risc;

@@ -33,7 +33,7 @@ impl ClientCredentials {
     pub fn token_uri<'a>(&'a self, configured: Option<&'a str>) -> &'a str {
         configured
             .or(self.token_uri.as_deref())
-            .unwrap_or(crate::config::DEFAULT_TOKEN_URI)
+            .unwrap_or(super::DEFAULT_TOKEN_URI)
     }
 
     pub fn client_secret(&self) -> &SecretString {

@@ -15,6 +15,12 @@ pub use id_token::{GoogleIdTokenVerifier, HttpJwksFetcher, IdTokenError, JwksFet
 pub use revoke::{Revocation, TokenRevocation};
 pub use token::{CodeExchange, GoogleTokenError, HttpTokenEndpoint, TokenEndpoint, TokenRefresh, Tokens};
 
+/// Google's production endpoints (DESIGN §3 defaults).
+pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+pub const DEFAULT_CERTS_URI: &str = "https://www.googleapis.com/oauth2/v3/certs";
+pub const DEFAULT_REVOKE_URI: &str = "https://oauth2.googleapis.com/revoke";
+pub const DEFAULT_DRIVE_API: &str = "https://www.googleapis.com/drive/v3";
+
 /// The largest token or key-set answer read: Google's are a few KiB.
 pub(crate) const MAX_SMALL_ANSWER_BYTES: usize = 64 * 1024;
 

@@ -4,11 +4,14 @@
 //!
 //! - [`decide`]: what is done with a failure (one pure function, one table test).
 //! - [`seal_rotated`]: how a rotated refresh token is kept.
+//! - [`sealed_for_cache`]: an access token just obtained, sealed for the cache.
 
 use tokio::time::Instant;
 
 use crate::crypto::{Binding, CryptoError, KeyProvider, NewRefreshToken, SealedToken, TokenCipher};
-use crate::domain::RefreshToken;
+use crate::domain::{AccessToken, RefreshToken, Scopes};
+use crate::google::Tokens;
+use crate::store::{CachedToken, Grant};
 use crate::upstream::RetryPolicy;
 
 pub mod decide;
@@ -54,6 +57,34 @@ pub async fn seal_rotated<K: KeyProvider>(
         tokio::time::sleep(wait).await;
         attempt = attempt.saturating_add(1);
     }
+}
+
+/// What a refresh answer's access token may be used for: Google's `scope`, else the
+/// grant's.
+pub fn token_scopes(tokens: &Tokens, grant: &Grant) -> Scopes {
+    if tokens.scopes.is_empty() {
+        grant.scopes.clone()
+    } else {
+        tokens.scopes.clone()
+    }
+}
+
+/// The cache entry for an access token just obtained for `grant`, sealed under its own
+/// purpose.
+/// The offline job and the access-token function both cache what they obtain this way.
+pub async fn sealed_for_cache<K: KeyProvider>(
+    cipher: &TokenCipher<K, AccessToken>,
+    binding: Binding<'_>,
+    grant: &Grant,
+    tokens: &Tokens,
+    now: u64,
+) -> Result<CachedToken, CryptoError> {
+    Ok(CachedToken {
+        token: cipher.seal(&tokens.access_token, binding).await?,
+        expires_at: now + tokens.expires_in.as_secs(),
+        scopes: token_scopes(tokens, grant),
+        obtained_at: now,
+    })
 }
 
 #[cfg(test)]

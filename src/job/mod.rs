@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 mod cycle;
 pub mod invocation;
+pub mod metrics;
 mod pacing;
 mod quota;
 mod report;
@@ -36,7 +37,6 @@ pub use pacing::Pacer;
 pub use quota::{DailyBudget, DriveSync, GoogleCall, QuotaCosts, quota_day};
 pub use report::{Count, Report};
 
-use crate::access_token::sealed_for_cache;
 use crate::clock::Clock;
 use crate::crypto::{Binding, KeyProvider, TokenCipher};
 use crate::domain::{AccessToken, DRIVE_APPDATA_SCOPE};
@@ -45,7 +45,7 @@ use crate::google::{
     TokenRevocation, Tokens,
 };
 use crate::grant::decide::{Disposition, Failure, disposition, likely_cause};
-use crate::grant::seal_rotated;
+use crate::grant::{seal_rotated, sealed_for_cache};
 use crate::store::{
     CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanRequest,
     StoreError, reasons,

@@ -304,3 +304,12 @@ pub trait SignInStore: Send + Sync {
     /// went to Google, which the retry's claim will then say.
     fn release(&self, claim: &ClaimKey, code_sent: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// One committed change of a grant, as the table's stream records it: its position and
+/// the grant before and after (`None`: no item).
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub sequence_number: String,
+    pub old: Option<Grant>,
+    pub new: Option<Grant>,
+}

@@ -269,8 +269,8 @@ fn the_job_dashboard_parses_and_shows_only_metrics_the_job_emits() {
     assert!(!json.contains("${"), "an unknown substitution: {json}");
     let dashboard: serde_json::Value = serde_json::from_str(&json).expect("the dashboard is JSON");
 
-    let report = offline_access::metrics::job_report_emf(&Report::default(), 0);
-    let minute = offline_access::metrics::quota_units_emf(0, 0);
+    let report = offline_access::job::metrics::job_report_emf(&Report::default(), 0);
+    let minute = offline_access::job::metrics::quota_units_emf(0, 0);
     let emitted: BTreeSet<String> = [report, minute]
         .iter()
         .flat_map(|doc| {

@@ -4,8 +4,7 @@
 use aws_lambda_events::event::dynamodb::EventRecord;
 
 use super::schema;
-use crate::events::Change;
-use crate::store::{Grant, StoreError};
+use crate::store::{Change, Grant, StoreError};
 
 fn image(item: &serde_dynamo::Item) -> Result<Option<Grant>, StoreError> {
     if item.is_empty() {

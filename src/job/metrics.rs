@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::job::{Count, Report};
+use super::{Count, Report};
 
 /// The namespace of every metric.
 pub const NAMESPACE: &str = "OfflineAccess";
