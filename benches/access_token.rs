@@ -62,12 +62,13 @@ fn main() {
     let users = rt.block_on(stack.seed_grants(USERS + WARM_UP, DRIVE, 0));
     let (dynamodb, kms) = (CountRequests::default(), CountRequests::default());
     let config = stack.access_config(&[]);
-    // The production wiring, with its AWS clients counting their requests.
-    let service = offline_access::wiring::AccessTokensBuilder::new(&config, &stack.aws)
+    // The production App, with its AWS clients counting their requests.
+    let service = offline_access::app::AppBuilder::new(&config.common, &stack.aws)
         .dynamodb(dynamodb.dynamodb(&stack.aws))
-        .keys(offline_access::wiring::kms_keys(&config.common, kms.kms(&stack.aws)))
+        .keys(offline_access::app::kms_keys(&config.common, kms.kms(&stack.aws)))
         .build()
-        .expect("wiring");
+        .expect("app")
+        .access_tokens(&config);
     for user in &users[USERS..] {
         let answer = rt.block_on(ask_for_token(&service, &json!({"sub": user.sub})));
         assert_eq!(answer["status"], 200, "{answer}");

@@ -104,10 +104,14 @@ fn pacing(rt: &tokio::runtime::Runtime, stack: &test_support::Stack, secs: u64) 
         ];
         extra.extend(settings.iter().copied());
         let config = stack.job_config(&extra);
-        let job = offline_access::wiring::JobBuilder::new(&config, &stack.aws)
-            .store(test_support::MemoryJobStore::with(grants.clone()))
+        let app = offline_access::app::AppBuilder::new(&config.common, &stack.aws)
             .build()
-            .expect("job");
+            .expect("app");
+        let job = app.offline_job_on(
+            &config,
+            test_support::MemoryJobStore::with(grants.clone()),
+            offline_access::clock::SystemClock,
+        );
         let cycle = CycleId::parse(&format!("pacing-{i}")).expect("cycle");
         let stop_at = tokio::time::Instant::now() + Duration::from_secs(secs);
         let report = rt.block_on(job.run(&cycle, "bench", stop_at)).expect("run");
@@ -161,10 +165,11 @@ fn write_units(rt: &tokio::runtime::Runtime, stack: &test_support::Stack) {
         ("first listing", "list"),
     ] {
         let config = stack.job_config(&[("DRIVE_SYNC", mode), ("GOOGLE_QUOTA_UNITS_PER_MIN", "0")]);
-        let job = offline_access::wiring::JobBuilder::new(&config, &stack.aws)
-            .store(offline_access::wiring::store(&config.common, log.dynamodb(&stack.aws)))
+        let job = offline_access::app::AppBuilder::new(&config.common, &stack.aws)
+            .dynamodb(log.dynamodb(&stack.aws))
             .build()
-            .expect("job");
+            .expect("app")
+            .offline_job(&config);
         log.take_all();
         let cycle = CycleId::parse(&format!("writes-{}", name.replace(' ', "-"))).expect("cycle");
         let report = rt

@@ -107,10 +107,14 @@ fn main() {
             ("REFRESH_SEGMENTS", &segments.to_string()),
             ("GOOGLE_QUOTA_UNITS_PER_MIN", "0"),
         ]);
-        let job = offline_access::wiring::JobBuilder::new(&config, &stack.aws)
-            .store(test_support::MemoryJobStore::with(grants.clone()))
+        let app = offline_access::app::AppBuilder::new(&config.common, &stack.aws)
             .build()
-            .expect("job");
+            .expect("app");
+        let job = app.offline_job_on(
+            &config,
+            test_support::MemoryJobStore::with(grants.clone()),
+            offline_access::clock::SystemClock,
+        );
         let cycle = offline_access::job::CycleId::parse(&format!("memory-{in_flight}")).expect("cycle");
         let report = rt
             .block_on(job.run(&cycle, "bench", test_support::no_deadline()))

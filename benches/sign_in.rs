@@ -23,7 +23,7 @@
 use std::time::{Duration, Instant};
 
 use google_emulator::CodeSpec;
-use offline_access::wiring::SignInBuilder;
+use offline_access::app::AppBuilder;
 use test_support::bench::{percentile, run_python, thread_cpu};
 
 const SIGN_INS: usize = 400;
@@ -68,13 +68,14 @@ fn main() {
     let kms_requests = test_support::CountRequests::default();
     let counted_dynamodb = dynamodb_requests.dynamodb(&stack.aws);
     let counted_kms = kms_requests.kms(&stack.aws);
-    // The production wiring, with its AWS clients counting their requests.
-    let service = SignInBuilder::new(&stack.config, &stack.aws)
+    // The production App, with its AWS clients counting their requests.
+    let service = AppBuilder::new(&stack.config.common, &stack.aws)
         .dynamodb(counted_dynamodb)
-        .keys(offline_access::wiring::kms_keys(&stack.config.common, counted_kms))
+        .keys(offline_access::app::kms_keys(&stack.config.common, counted_kms))
         .secret_clock(stack.secret_clock.clone())
         .build()
-        .expect("wiring");
+        .expect("app")
+        .sign_in(&stack.config);
 
     let minted: Vec<_> = (0..SIGN_INS + 20).map(|_| stack.mint(CodeSpec::default())).collect();
     let events: Vec<String> = minted

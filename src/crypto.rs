@@ -365,11 +365,26 @@ pub struct TokenCipher<K, T = RefreshToken> {
     kind: std::marker::PhantomData<fn() -> T>,
     keys: K,
     limits: KeyCacheLimits,
-    current: tokio::sync::Mutex<Option<CurrentKey>>,
-    unwrapped: std::sync::Mutex<HashMap<[u8; 32], UnwrappedKey>>,
+    current: Arc<tokio::sync::Mutex<Option<CurrentKey>>>,
+    unwrapped: Arc<std::sync::Mutex<HashMap<[u8; 32], UnwrappedKey>>>,
     /// Makes unwrapping single-flight: many grants sealed under one data key, opened
     /// concurrently, cost one KMS `Decrypt`.
-    unwrapping: tokio::sync::Mutex<()>,
+    unwrapping: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A clone shares the data-key caches: one per purpose per process, whatever seals or
+/// opens.
+impl<K: Clone, T> Clone for TokenCipher<K, T> {
+    fn clone(&self) -> Self {
+        Self {
+            kind: std::marker::PhantomData,
+            keys: self.keys.clone(),
+            limits: self.limits,
+            current: Arc::clone(&self.current),
+            unwrapped: Arc::clone(&self.unwrapped),
+            unwrapping: Arc::clone(&self.unwrapping),
+        }
+    }
 }
 
 impl<K, T: Sealable> std::fmt::Debug for TokenCipher<K, T> {
@@ -460,9 +475,9 @@ impl<K: KeyProvider, T: Sealable> TokenCipher<K, T> {
             kind: std::marker::PhantomData,
             keys,
             limits,
-            current: tokio::sync::Mutex::new(None),
-            unwrapped: std::sync::Mutex::new(HashMap::new()),
-            unwrapping: tokio::sync::Mutex::new(()),
+            current: Arc::default(),
+            unwrapped: Arc::default(),
+            unwrapping: Arc::default(),
         }
     }
 

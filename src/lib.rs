@@ -14,10 +14,11 @@
 //! service that embeds this crate), cached sealed and refreshed once per grant at a time.
 //!
 //! Outside capabilities are small ports (traits) returning our own types; the
-//! production adapters are built once per cold start by [`wiring`].
+//! production adapters are built once per cold start by [`app`].
 
 pub mod access_api;
 pub mod access_token;
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -36,4 +37,9 @@ pub mod sign_in;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;
-pub mod wiring;
+
+/// The README's Rust examples, compiled with the doc-tests so that what it shows a
+/// newcomer cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::app::{App, ProductionDeletion};
 use crate::clock::{Clock, SystemClock};
 use crate::config::CommonConfig;
 use crate::crypto::{Binding, CryptoError, KeyCacheLimits, KmsKeyProvider, TokenCipher};
@@ -18,7 +19,6 @@ use crate::store::{
     StoreError, reasons,
 };
 use crate::upstream::Upstream;
-use crate::wiring::{self, ProductionDeletion};
 
 /// Grants read per page.
 const PAGE: i32 = 200;
@@ -95,12 +95,12 @@ pub struct Operator {
 impl Operator {
     /// The production adapters for the stack `common` names.
     pub fn new(config: &crate::config::SignInConfig, aws: &aws_config::SdkConfig) -> Result<Self, reqwest::Error> {
-        let common = config.common.clone();
+        let app = App::production(&config.common, aws)?;
         Ok(Self {
-            store: wiring::store(&common, aws_sdk_dynamodb::Client::new(aws)),
-            keys: wiring::kms_keys(&common, aws_sdk_kms::Client::new(aws)),
-            deletion: wiring::delete_grant(config, aws)?,
-            common,
+            store: app.store.clone(),
+            keys: app.keys.clone(),
+            deletion: app.deletion(config),
+            common: config.common.clone(),
             aws: aws.clone(),
         })
     }
@@ -326,14 +326,16 @@ impl Operator {
         }
     }
 
-    /// Runs one cycle of the offline job here, with the production job's wiring.
+    /// Runs one cycle of the offline job here, built as the refresher function builds it.
     pub async fn run_job(
         &self,
         config: &crate::config::JobConfig,
         cycle: &crate::job::CycleId,
         budget: Duration,
     ) -> Result<crate::job::Report, OperatorError> {
-        let job = wiring::offline_job(config, &self.aws).map_err(|e| Upstream::misconfigured("http", e.to_string()))?;
+        let job = App::production(&config.common, &self.aws)
+            .map_err(|e| Upstream::misconfigured("http", e.to_string()))?
+            .offline_job(config);
         let deadline = tokio::time::Instant::now() + budget;
         job.run(cycle, &crate::store::random_owner(), deadline)
             .await

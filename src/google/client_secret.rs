@@ -111,15 +111,19 @@ impl SecretSource for SecretsManagerSource {
     }
 }
 
+/// The credentials and when they were fetched (Unix seconds).
+type Fetched = Option<(Arc<ClientCredentials>, u64)>;
+
 /// Caches the parsed credentials for `ttl`. One caller refreshes at a time; the others
-/// keep using the previous value until it expires, then wait for the refresh.
-#[derive(Debug)]
+/// keep using the previous value until it expires, then wait for the refresh. A clone
+/// shares the cache: one per process, whatever uses it.
+#[derive(Debug, Clone)]
 pub struct CachedClientSecret<S, C> {
     source: S,
     clock: C,
     ttl: Duration,
-    cached: RwLock<Option<(Arc<ClientCredentials>, u64)>>,
-    refresh: tokio::sync::Mutex<()>,
+    cached: Arc<RwLock<Fetched>>,
+    refresh: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<S: SecretSource, C: Clock> CachedClientSecret<S, C> {
@@ -128,8 +132,8 @@ impl<S: SecretSource, C: Clock> CachedClientSecret<S, C> {
             source,
             clock,
             ttl,
-            cached: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(()),
+            cached: Arc::default(),
+            refresh: Arc::default(),
         }
     }
 

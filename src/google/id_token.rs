@@ -5,6 +5,7 @@
 //! injectable clock with a small leeway.
 //! The keys come from [`super::keys`]' cache.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -70,9 +71,20 @@ pub trait VerifyIdToken: Send + Sync {
 
 /// Google's ID-token verifier with its JWKS cache.
 pub struct GoogleIdTokenVerifier<F, C> {
-    keys: KeyCache<F, C>,
+    keys: Arc<KeyCache<F, C>>,
     allowed_azp: Vec<String>,
     leeway: u64,
+}
+
+/// A clone shares the key cache: one per process, whatever verifies ID tokens.
+impl<F, C> Clone for GoogleIdTokenVerifier<F, C> {
+    fn clone(&self) -> Self {
+        Self {
+            keys: Arc::clone(&self.keys),
+            allowed_azp: self.allowed_azp.clone(),
+            leeway: self.leeway,
+        }
+    }
 }
 
 impl<F, C> std::fmt::Debug for GoogleIdTokenVerifier<F, C> {
@@ -86,7 +98,7 @@ impl<F, C> std::fmt::Debug for GoogleIdTokenVerifier<F, C> {
 impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
     pub fn new(fetcher: F, clock: C, allowed_azp: Vec<String>, leeway: Duration, min_refetch: Duration) -> Self {
         Self {
-            keys: KeyCache::new(fetcher, clock, min_refetch),
+            keys: Arc::new(KeyCache::new(fetcher, clock, min_refetch)),
             allowed_azp,
             leeway: leeway.as_secs(),
         }

@@ -485,10 +485,12 @@ async fn a_cached_token_costs_two_parallel_reads_and_a_refresh_five_dynamodb_req
     let stack = spawn_stack().await;
     let user = &stack.seed_grants(1, DRIVE, 0).await[0];
     let requests = test_support::CountRequests::default();
-    let service = offline_access::wiring::AccessTokensBuilder::new(&stack.access_config(&[]), &stack.aws)
-        .dynamodb(requests.dynamodb(&stack.aws))
+    let config = stack.access_config(&[]);
+    let service = offline_access::app::AppBuilder::new(&config.common, &stack.aws_as(test_support::Role::AccessToken))
+        .dynamodb(requests.dynamodb(&stack.aws_as(test_support::Role::AccessToken)))
         .build()
-        .expect("wiring");
+        .expect("app")
+        .access_tokens(&config);
 
     // A refresh: read the grant and its cache (in parallel), take the lease, cache the new
     // token, let go of the lease.

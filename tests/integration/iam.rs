@@ -27,6 +27,7 @@ fn names() -> Names {
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
             .collect(),
         token_key_id: "alias/p-tokens".into(),
+        other_token_keys: Vec::new(),
         client_secret_id: "p/google-client".into(),
         event_bus_name: "p-bus".into(),
     }

@@ -3,6 +3,7 @@
 //! through the harness in `tests/support` (`spawn_stack()`).
 
 mod access_token;
+mod app;
 mod ending_access;
 mod errors;
 mod events;

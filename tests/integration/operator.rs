@@ -262,7 +262,7 @@ async fn reencrypt_under_a_second_key_leaves_every_token_opening_to_the_same_pla
         (json!(12), json!(12), json!(4)),
         "{done}"
     );
-    let store = offline_access::wiring::store(&stack.config.common, aws_sdk_dynamodb::Client::new(&stack.aws));
+    let store = offline_access::app::store(&stack.config.common, aws_sdk_dynamodb::Client::new(&stack.aws));
     assert_eq!(
         store.reencrypt_checkpoint().await.expect("read"),
         None,
@@ -298,12 +298,15 @@ async fn reencrypt_under_a_second_key_leaves_every_token_opening_to_the_same_pla
         }
     }
     // The functions, told of the change (TOKEN_KEY_ID the new key, the old one previous),
-    // keep serving.
+    // and their roles granted the new key, keep serving.
+    stack.iam.grant_key_as_token_key(&new_key);
     let mut env = stack.env.clone();
     let old_key = env.insert("TOKEN_KEY_ID".into(), new_key).expect("old key");
     env.insert("PREVIOUS_TOKEN_KEY_IDS".into(), old_key);
     let config = offline_access::config::AccessTokenConfig::from_env(&env).expect("config");
-    let after = offline_access::wiring::access_tokens(&config, &stack.aws).expect("wiring");
+    let after = offline_access::app::App::production(&config.common, &stack.aws_as(test_support::Role::AccessToken))
+        .expect("app")
+        .access_tokens(&config);
     for user in &seeded[..4] {
         let answer = ask_for_token(&after, &json!({"sub": user.sub})).await;
         assert_eq!(
@@ -323,7 +326,7 @@ async fn a_sign_in_during_reencrypt_is_never_overwritten() {
         users.push(code.sub);
     }
     // The conditional write itself: a token a sign-in replaced is not re-wrapped over it.
-    let store = offline_access::wiring::store(&stack.config.common, aws_sdk_dynamodb::Client::new(&stack.aws));
+    let store = offline_access::app::store(&stack.config.common, aws_sdk_dynamodb::Client::new(&stack.aws));
     let first = GoogleSubject::parse(&users[0]).expect("sub");
     let before = stack
         .grant(&users[0])
@@ -520,7 +523,7 @@ async fn a_stopped_reencrypt_resumes_after_the_last_grant_it_did() {
     let stack = spawn_stack().await;
     let seeded = stack.seed_grants(10, SCOPES, 0).await;
     let mut subs: Vec<String> = seeded.iter().map(|s| s.sub.clone()).collect();
-    let store = offline_access::wiring::store(&stack.config.common, aws_sdk_dynamodb::Client::new(&stack.aws));
+    let store = offline_access::app::store(&stack.config.common, aws_sdk_dynamodb::Client::new(&stack.aws));
     // A run that stopped after the first page: the grants in scan order up to `done`.
     let order = store.grants_page(None, None, 100).await.expect("scan").grants;
     subs.sort_by_key(|s| order.iter().position(|g| g.sub.as_str() == s));

@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use google_emulator::{Endpoint, Fault};
+use offline_access::app::AppBuilder;
 use offline_access::clock::{Clock, ManualClock, SystemClock};
 use offline_access::job::CycleId;
-use offline_access::wiring::JobBuilder;
 use test_support::{Stack, no_deadline, spawn_stack};
 
 const DRIVE: &str = "openid https://www.googleapis.com/auth/drive.appdata";
@@ -73,9 +73,10 @@ async fn the_days_budget_stops_the_run_cleanly_and_the_next_day_finishes_the_cyc
         ("DRIVE_SYNC", "get"),
     ]);
     let clock = ManualClock::at(SystemClock.now_unix());
-    let job = JobBuilder::new(&config, &stack.aws)
-        .build_with_clock(clock.clone())
-        .expect("job");
+    let app = AppBuilder::new(&config.common, &stack.aws_as(test_support::Role::Job))
+        .build()
+        .expect("app");
+    let job = app.offline_job_on(&config, app.store.clone(), clock.clone());
     let cycle = cycle("2026-11-27T00:00:00Z");
 
     let first = job.run(&cycle, "first", no_deadline()).await.expect("run");
@@ -215,10 +216,11 @@ async fn a_routine_cycle_costs_each_grant_two_writes_of_one_write_unit() {
     let log = test_support::WriteLog::default();
     let job_with = |mode: &str| {
         let config = stack.job_config(&[("DRIVE_SYNC", mode)]);
-        JobBuilder::new(&config, &stack.aws)
-            .store(offline_access::wiring::store(&config.common, log.dynamodb(&stack.aws)))
+        AppBuilder::new(&config.common, &stack.aws_as(test_support::Role::Job))
+            .dynamodb(log.dynamodb(&stack.aws_as(test_support::Role::Job)))
             .build()
-            .expect("job")
+            .expect("app")
+            .offline_job(&config)
     };
 
     // DRIVE_SYNC=get: every cycle is routine, the first one too. One write to the grant

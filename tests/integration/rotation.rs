@@ -46,10 +46,12 @@ fn access_tokens(
     >,
     offline_access::clock::SystemClock,
 > {
-    offline_access::wiring::AccessTokensBuilder::new(&stack.access_config(extra), &stack.aws_as(Role::AccessToken))
+    let config = stack.access_config(extra);
+    offline_access::app::AppBuilder::new(&config.common, &stack.aws_as(Role::AccessToken))
         .keys(keys.clone())
         .build()
-        .expect("access tokens")
+        .expect("app")
+        .access_tokens(&config)
 }
 
 async fn cached_token_item(stack: &Stack, sub: &str) -> bool {
@@ -74,10 +76,12 @@ async fn the_job_keeps_a_rotated_token_sealed_under_the_opened_key_with_kms_refu
     let user = &stack.seed_grants(1, SCOPES, 0).await[0];
     stack.emulator.set_refresh_token_rotation(true);
     let keys = CountingKeys::new(&stack, Role::Job);
-    let job = offline_access::wiring::JobBuilder::new(&stack.job_config(&[]), &stack.aws_as(Role::Job))
+    let config = stack.job_config(&[]);
+    let job = offline_access::app::AppBuilder::new(&config.common, &stack.aws_as(Role::Job))
         .keys(keys.clone())
         .build()
-        .expect("job");
+        .expect("app")
+        .offline_job(&config);
     // Only the open of the stored token reaches KMS; then KMS refuses everything.
     keys.refuse_after(1);
 
@@ -106,13 +110,12 @@ async fn the_job_defers_a_grant_whose_rotated_token_cannot_be_sealed_and_keeps_t
     let keys = CountingKeys::new(&stack, Role::Job);
     // No data key is cached for a moment: the seal needs KMS again, and KMS refuses after
     // the open.
-    let job = offline_access::wiring::JobBuilder::new(
-        &stack.job_config(&[("DATA_KEY_MAX_AGE_SECS", "0")]),
-        &stack.aws_as(Role::Job),
-    )
-    .keys(keys.clone())
-    .build()
-    .expect("job");
+    let config = stack.job_config(&[("DATA_KEY_MAX_AGE_SECS", "0")]);
+    let job = offline_access::app::AppBuilder::new(&config.common, &stack.aws_as(Role::Job))
+        .keys(keys.clone())
+        .build()
+        .expect("app")
+        .offline_job(&config);
     keys.refuse_after(1);
 
     let report = job

@@ -201,10 +201,11 @@ async fn a_first_sign_in_without_a_refresh_token_answers_reconsent_required() {
 async fn a_sign_in_costs_two_dynamodb_round_trips_first_time_and_again() {
     let stack = spawn_stack().await;
     let requests = test_support::CountRequests::default();
-    let service = offline_access::wiring::SignInBuilder::new(&stack.config, &stack.aws)
-        .dynamodb(requests.dynamodb(&stack.aws))
+    let service = offline_access::app::AppBuilder::new(&stack.config.common, &stack.aws_as(test_support::Role::SignIn))
+        .dynamodb(requests.dynamodb(&stack.aws_as(test_support::Role::SignIn)))
         .build()
-        .expect("wiring");
+        .expect("app")
+        .sign_in(&stack.config);
     let first = stack.mint(CodeSpec::default());
     let again = stack.mint(CodeSpec {
         sub: Some(first.sub.clone()),
@@ -423,7 +424,7 @@ async fn a_retry_of_a_code_an_unfinished_attempt_spent_answers_reconsent_require
     let mut env = stack.env.clone();
     env.insert("GRANTS_TABLE".into(), "no-such-table".into());
     let config = offline_access::config::SignInConfig::from_env(&env).expect("config");
-    let broken = test_support::build_service(&config, &stack.aws, stack.secret_clock.clone());
+    let broken = test_support::build_app(&config, &stack.aws, stack.secret_clock.clone()).sign_in(&config);
     let minted = stack.mint(CodeSpec::default());
     let event = android_form_event(&minted.code);
 

@@ -1,19 +1,19 @@
 //! `access-token`: a fresh Google access token for one user, for the customer's backend,
 //! which invokes this function directly with Lambda `Invoke` (IAM is the authentication).
 //!
-//! Only wiring: telemetry, typed config, clients built once per cold start, then the
+//! Only wiring: telemetry, typed config, the App built once per cold start, then the
 //! runtime loop. The use case and the request/answer contract live in the library.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use offline_access::app::{self, App};
 use offline_access::config::{AccessTokenConfig, ProcessEnv};
-use offline_access::{access_api, telemetry, wiring};
+use offline_access::{access_api, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = AccessTokenConfig::from_env(&ProcessEnv)?;
-    let aws = wiring::aws_config().await;
-    let service = wiring::access_tokens(&config, &aws)?;
+    let service = App::production(&config.common, &app::aws_config().await)?.access_tokens(&config);
     service.warm_up().await;
     let service = &service;
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {

@@ -6,14 +6,13 @@
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use offline_access::config::{EventsConfig, ProcessEnv};
-use offline_access::{events, telemetry, wiring};
+use offline_access::{app, events, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = EventsConfig::from_env(&ProcessEnv)?;
-    let aws = wiring::aws_config().await;
-    let publisher = wiring::event_publisher(&config, &aws);
+    let publisher = app::event_publisher(&config, &app::aws_config().await);
     let (publisher, failing_after) = (&publisher, config.refresh_failing_after);
     run(service_fn(move |event: LambdaEvent<Event>| async move {
         Ok::<_, Error>(events::handle(&event.payload, publisher, failing_after).await)

@@ -209,6 +209,8 @@ pub struct Checked {
 pub struct Names {
     pub tables: HashMap<String, String>,
     pub token_key_id: String,
+    /// Other KMS keys the roles were granted as they are `TokenKey` (a move to a new key).
+    pub other_token_keys: Vec<String>,
     pub client_secret_id: String,
     pub event_bus_name: String,
 }
@@ -269,7 +271,13 @@ pub fn needs(target: &str, body: &Json, names: &Names) -> Vec<Need> {
             // has one.
             let resource = match key {
                 None => "TokenKey".to_owned(),
-                Some(k) if k == names.token_key_id || k.ends_with(&names.token_key_id) => "TokenKey".to_owned(),
+                Some(k)
+                    if std::iter::once(&names.token_key_id)
+                        .chain(&names.other_token_keys)
+                        .any(|id| k == id || k.ends_with(id.as_str())) =>
+                {
+                    "TokenKey".to_owned()
+                }
                 Some(k) => format!("?{k}"),
             };
             vec![Need {
@@ -351,6 +359,16 @@ impl IamProxy {
             let _ = axum::serve(listener, app).await;
         });
         IamProxy { url, log, names }
+    }
+
+    /// The operator granted the roles the KMS key `key_id` wherever they have `TokenKey`
+    /// (a move to another key, as `reencrypt --to-key` makes).
+    pub fn grant_key_as_token_key(&self, key_id: &str) {
+        self.names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .other_token_keys
+            .push(key_id.to_owned());
     }
 
     /// The operator granted the roles `table` wherever they have `logical_id` (a restored

@@ -1,6 +1,6 @@
 //! The one integration-test harness (`spawn_stack()`), shared by `tests/integration`
 //! and the benchmarks: a per-test local stack, and the services built by the product's
-//! own wiring with only the overrides a test needs.
+//! own application core (`offline_access::app`) with only the overrides a test needs.
 //!
 //! AWS is moto's server at `AWS_ENDPOINT_URL` (started once for the whole run by
 //! `make test` through `infra/local/with-moto`). Each test gets its own Google emulator
@@ -20,15 +20,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use google_emulator::{CodeSpec, Emulator, MintedCode, Settings};
+use offline_access::app::{App, AppBuilder};
 use offline_access::clock::{Clock, ManualClock, SystemClock};
 use offline_access::config::{AccessTokenConfig, JobConfig, SignInConfig};
 use offline_access::crypto::KmsKeyProvider;
-use offline_access::google::{
-    CachedClientSecret, GoogleIdTokenVerifier, HttpJwksFetcher, HttpTokenEndpoint, SecretsManagerSource,
-};
-use offline_access::sign_in::SignIn;
-use offline_access::store::DynamoStore;
-use offline_access::wiring::{JobBuilder, SignInBuilder};
 
 pub mod bench;
 pub mod iam;
@@ -43,14 +38,11 @@ pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// The sign-in service as tests build it: production adapters, with the client-secret
 /// cache on a clock the test moves.
-pub type TestSignIn = SignIn<
-    HttpTokenEndpoint,
-    GoogleIdTokenVerifier<HttpJwksFetcher, SystemClock>,
-    DynamoStore,
-    KmsKeyProvider,
-    CachedClientSecret<SecretsManagerSource, ManualClock>,
-    SystemClock,
->;
+pub type TestSignIn = offline_access::app::SignInOf<KmsKeyProvider, ManualClock>;
+
+/// The App as the sign-in function's code runs in tests: its role, the secret on a clock
+/// the test moves.
+pub type TestApp = App<KmsKeyProvider, ManualClock>;
 
 /// A per-test stack: its emulator, AWS resources, configuration and sign-in service.
 pub struct Stack {
@@ -61,6 +53,8 @@ pub struct Stack {
     pub iam: iam::IamProxy,
     pub env: HashMap<String, String>,
     pub config: SignInConfig,
+    /// The sign-in function's App (its role, the secret cache on `secret_clock`).
+    pub app: TestApp,
     pub service: TestSignIn,
     pub secret_clock: ManualClock,
     seeded: AtomicU32,
@@ -126,6 +120,7 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
         iam::Names {
             tables,
             token_key_id: resources.token_key_id.clone(),
+            other_token_keys: Vec::new(),
             client_secret_id: resources.client_secret_id.clone(),
             event_bus_name: resources.event_bus_name.clone(),
         },
@@ -142,13 +137,15 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
     }
     let config = SignInConfig::from_env(&env).expect("valid test config");
     let secret_clock = ManualClock::at(SystemClock.now_unix());
-    let service = build_service(&config, &aws_as(&aws, &iam, Role::SignIn), secret_clock.clone());
+    let app = build_app(&config, &aws_as(&aws, &iam, Role::SignIn), secret_clock.clone());
+    let service = app.sign_in(&config);
     Stack {
         emulator,
         aws,
         iam,
         env,
         config,
+        app,
         service,
         secret_clock,
         seeded: AtomicU32::new(0),
@@ -165,9 +162,9 @@ fn aws_as(aws: &aws_config::SdkConfig, iam: &iam::IamProxy, role: Role) -> aws_c
         .build()
 }
 
-/// The production wiring, with the secret cache on `secret_clock`.
-pub fn build_service(config: &SignInConfig, aws: &aws_config::SdkConfig, secret_clock: ManualClock) -> TestSignIn {
-    SignInBuilder::new(config, aws)
+/// The production App, with the secret cache on `secret_clock`.
+pub fn build_app(config: &SignInConfig, aws: &aws_config::SdkConfig, secret_clock: ManualClock) -> TestApp {
+    AppBuilder::new(&config.common, aws)
         .secret_clock(secret_clock)
         .build()
         .expect("wiring")
@@ -278,7 +275,7 @@ impl Stack {
         use offline_access::store::GrantStore;
         let sub = offline_access::domain::GoogleSubject::parse(sub).expect("sub");
         // The harness's own read, not the sign-in function's.
-        let store = offline_access::wiring::store(&self.config.common, self.dynamo());
+        let store = offline_access::app::store(&self.config.common, self.dynamo());
         store.load(&sub).await.expect("load grant")
     }
 
@@ -346,8 +343,8 @@ pub fn delete_event(id_token: Option<&str>, drop_headers: &[&str]) -> String {
 /// The HTTP API's routes besides sign-in, as the auth-code function builds them.
 #[derive(Debug)]
 pub struct Routes {
-    pub deletion: offline_access::wiring::ProductionDeletion,
-    pub risc: offline_access::wiring::ProductionRisc,
+    pub deletion: offline_access::app::DeletionOf<KmsKeyProvider, ManualClock>,
+    pub risc: offline_access::app::RiscOf<ManualClock>,
 }
 
 /// `POST /risc` as API Gateway delivers it (the committed event), carrying `body` with
@@ -364,9 +361,10 @@ pub fn risc_event(body: &str, content_type: &str) -> String {
 impl Stack {
     /// The deletion and RISC use cases as the auth-code function builds them.
     pub fn routes(&self) -> Routes {
+        let api = self.app.http_api(&self.config);
         Routes {
-            deletion: offline_access::wiring::delete_grant(&self.config, &self.aws_as(Role::SignIn)).expect("wiring"),
-            risc: offline_access::wiring::risc_receiver(&self.config, &self.aws_as(Role::SignIn)).expect("wiring"),
+            deletion: api.deletion,
+            risc: api.risc,
         }
     }
 
@@ -559,10 +557,7 @@ impl CountingKeys {
     /// KMS as `role` calls it.
     pub fn new(stack: &Stack, role: Role) -> Self {
         Self {
-            inner: offline_access::wiring::kms_keys(
-                &stack.config.common,
-                aws_sdk_kms::Client::new(&stack.aws_as(role)),
-            ),
+            inner: offline_access::app::kms_keys(&stack.config.common, aws_sdk_kms::Client::new(&stack.aws_as(role))),
             generated: std::sync::Arc::default(),
             decrypted: std::sync::Arc::default(),
             calls: std::sync::Arc::default(),
@@ -616,14 +611,7 @@ impl offline_access::crypto::KeyProvider for CountingKeys {
 }
 
 /// The offline job as the tests build it: production adapters, any KMS key provider.
-pub type TestJob<K> = offline_access::job::OfflineJob<
-    HttpTokenEndpoint,
-    offline_access::google::HttpDrive,
-    DynamoStore,
-    K,
-    CachedClientSecret<SecretsManagerSource, SystemClock>,
-    SystemClock,
->;
+pub type TestJob<K> = offline_access::app::JobOf<K, SystemClock>;
 
 /// A seeded grant: the user, the refresh token Google issued, and the grant as stored.
 #[derive(Debug, Clone)]
@@ -645,9 +633,11 @@ impl Stack {
 
     /// The production access-token use case for this stack: one per simulated Lambda
     /// instance (each has its own caches, as separate instances do).
-    pub fn access_tokens(&self, extra: &[(&str, &str)]) -> offline_access::wiring::ProductionAccessTokens {
-        offline_access::wiring::access_tokens(&self.access_config(extra), &self.aws_as(Role::AccessToken))
-            .expect("access tokens")
+    pub fn access_tokens(&self, extra: &[(&str, &str)]) -> offline_access::app::ProductionAccessTokens {
+        let config = self.access_config(extra);
+        App::production(&config.common, &self.aws_as(Role::AccessToken))
+            .expect("app")
+            .access_tokens(&config)
     }
 
     /// The offline job's config: this stack's resources plus `extra`.
@@ -663,8 +653,11 @@ impl Stack {
     }
 
     /// The production offline job for this stack.
-    pub fn job(&self, extra: &[(&str, &str)]) -> offline_access::wiring::ProductionJob {
-        offline_access::wiring::offline_job(&self.job_config(extra), &self.aws_as(Role::Job)).expect("job")
+    pub fn job(&self, extra: &[(&str, &str)]) -> offline_access::app::ProductionJob {
+        let config = self.job_config(extra);
+        App::production(&config.common, &self.aws_as(Role::Job))
+            .expect("app")
+            .offline_job(&config)
     }
 
     /// The production offline job with its KMS calls counted.
@@ -674,10 +667,12 @@ impl Stack {
     ) -> (TestJob<CountingKeys>, std::sync::Arc<std::sync::atomic::AtomicU64>) {
         let keys = CountingKeys::new(self, Role::Job);
         let decrypted = std::sync::Arc::clone(&keys.decrypted);
-        let job = JobBuilder::new(&self.job_config(extra), &self.aws_as(Role::Job))
+        let config = self.job_config(extra);
+        let job = AppBuilder::new(&config.common, &self.aws_as(Role::Job))
             .keys(keys)
             .build()
-            .expect("job");
+            .expect("app")
+            .offline_job(&config);
         (job, decrypted)
     }
 
@@ -692,7 +687,7 @@ impl Stack {
             .seeded
             .fetch_add(u32::try_from(count).expect("count"), Ordering::SeqCst);
         let subs: Vec<String> = (first..first + count as u32).map(|i| format!("9{i:020}")).collect();
-        let store = &offline_access::wiring::store(&self.config.common, self.dynamo());
+        let store = &offline_access::app::store(&self.config.common, self.dynamo());
         for chunk in subs.chunks(64) {
             let writes = chunk.iter().map(|sub| {
                 let token = self.emulator.seed_grant(sub, scopes, drive_files);
@@ -829,13 +824,7 @@ impl Stack {
 
 /// Invokes the access-token handler with `payload`, as the function's runtime loop does.
 pub async fn ask_for_token<K: offline_access::crypto::KeyProvider>(
-    service: &offline_access::access_token::AccessTokens<
-        HttpTokenEndpoint,
-        DynamoStore,
-        K,
-        CachedClientSecret<SecretsManagerSource, SystemClock>,
-        SystemClock,
-    >,
+    service: &offline_access::app::AccessTokensOf<K, SystemClock>,
     payload: &serde_json::Value,
 ) -> serde_json::Value {
     let bytes = serde_json::to_vec(payload).expect("payload");
