@@ -7,9 +7,11 @@
 //!    Unknown, unusable, or lacking a requested scope: answer at once, no Google call.
 //! 2. A cached token with at least `min_ttl` left is served as it is.
 //! 3. Otherwise one caller refreshes: it takes the grant's lease (the offline job's, so
-//!    the two never refresh one grant at the same time), re-reads, refreshes, caches the
-//!    token sealed under its own purpose, and lets go. Everyone else waits a bounded time
-//!    and reads its token.
+//!    the two never refresh one grant at the same time), refreshes, and caches the token
+//!    sealed under its own purpose — a write that also ends the lease when the refresh
+//!    changed nothing on the grant (three DynamoDB requests in all); otherwise it records
+//!    the change on the grant as it lets go. Everyone else waits a bounded time and reads
+//!    its token.
 //! 4. `invalid_grant` revokes the grant only when a re-read shows the token we used is
 //!    still the stored one; if a sign-in replaced it, the new one is tried.
 //! 5. A per-grant floor keeps a user-facing caller from spending Google's quota: a forced
@@ -356,15 +358,18 @@ where
             None => None,
         };
         let (result, end, holder) = match cached {
-            Some(token) => (Ok(token), LeaseEnd::Released, leased),
-            None => self.refresh(leased, request, deadline).await,
+            Some(token) => (Ok(token), Some(LeaseEnd::Released), leased),
+            None => self.refresh(leased, request, owner, deadline).await,
         };
-        match self.store.end_lease(&holder, owner, self.clock.now_unix(), &end).await {
-            Ok(Recorded::Written | Recorded::Superseded) => {}
-            Ok(Recorded::LeaseLost) => tracing::warn!("the lease ran out before the refresh was recorded"),
-            // The lease runs out by itself; a rotated token would be lost, so say so.
-            Err(e) => {
-                tracing::error!(error = %e, rotated = matches!(end, LeaseEnd::Refreshed { new_token: Some(_), .. }), "letting go of the lease failed")
+        // A routine refresh's cached token already ended the lease.
+        if let Some(end) = end {
+            match self.store.end_lease(&holder, owner, self.clock.now_unix(), &end).await {
+                Ok(Recorded::Written | Recorded::Superseded) => {}
+                Ok(Recorded::LeaseLost) => tracing::warn!("the lease ran out before the refresh was recorded"),
+                // The lease runs out by itself; a rotated token would be lost, so say so.
+                Err(e) => {
+                    tracing::error!(error = %e, rotated = matches!(end, LeaseEnd::Refreshed { new_token: Some(_), .. }), "letting go of the lease failed")
+                }
             }
         }
         if result.is_ok() {
@@ -373,17 +378,19 @@ where
         result
     }
 
-    /// One refresh under the lease: the answer, what to record as the lease ends, and the
-    /// grant as last read (a sign-in may have replaced the token meanwhile).
+    /// One refresh under `owner`'s lease: the answer, what to record as the lease ends
+    /// (`None`: the cached token's write ended it, a routine refresh), and the grant as
+    /// last read (a sign-in may have replaced the token meanwhile).
     async fn refresh(
         &self,
         mut grant: Grant,
         request: &AccessRequest,
+        owner: &str,
         deadline: Instant,
-    ) -> (Result<IssuedToken, AccessError>, LeaseEnd, Grant) {
+    ) -> (Result<IssuedToken, AccessError>, Option<LeaseEnd>, Grant) {
         let credentials = match self.secrets.current().await {
             Ok(c) => c,
-            Err(e) => return (Err(self.upstream(e)), LeaseEnd::Released, grant),
+            Err(e) => return (Err(self.upstream(e)), Some(LeaseEnd::Released), grant),
         };
         let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
         let mut tried = 0;
@@ -395,7 +402,7 @@ where
                         reason: reasons::NO_REFRESH_TOKEN.into(),
                         likely_cause: None,
                     }),
-                    LeaseEnd::Released,
+                    Some(LeaseEnd::Released),
                     grant,
                 );
             };
@@ -411,7 +418,7 @@ where
                             AccessError::Misconfigured(e.to_string())
                         }
                     };
-                    return (Err(answer), LeaseEnd::Released, grant);
+                    return (Err(answer), Some(LeaseEnd::Released), grant);
                 }
             };
             let refreshed = self
@@ -437,23 +444,23 @@ where
                                         other => format!("{other:?}"),
                                     };
                                     let answer = unavailable(self.settings.force_refresh_floor, reason);
-                                    return (Err(answer), LeaseEnd::Released, grant);
+                                    return (Err(answer), Some(LeaseEnd::Released), grant);
                                 }
                             }
                         }
                         None => None,
                     };
                     let now = self.clock.now_unix();
-                    self.cache(&grant, &tokens, now).await;
-                    let issued = IssuedToken {
-                        expires_at: now + tokens.expires_in.as_secs(),
-                        scopes: token_scopes(&tokens, &grant),
-                        access_token: tokens.access_token,
-                    };
                     let refresh_expires_at = tokens.refresh_token_lifetime.map(|limit| now + limit.as_secs());
                     let end = LeaseEnd::Refreshed {
                         new_token,
                         refresh_expires_at,
+                    };
+                    let end = self.cache(&grant, &tokens, now, owner, end).await;
+                    let issued = IssuedToken {
+                        expires_at: now + tokens.expires_in.as_secs(),
+                        scopes: token_scopes(&tokens, &grant),
+                        access_token: tokens.access_token,
                     };
                     return (Ok(issued), end, grant);
                 }
@@ -476,7 +483,7 @@ where
                             continue;
                         }
                         Ok(_) => {}
-                        Err(e) => return (Err(e.into()), LeaseEnd::Released, grant),
+                        Err(e) => return (Err(e.into()), Some(LeaseEnd::Released), grant),
                     }
                     let cause = likely_cause(
                         subtype.as_deref(),
@@ -492,10 +499,10 @@ where
                             reason: reason.clone(),
                             likely_cause: Some(cause.clone()),
                         }),
-                        LeaseEnd::Revoked {
+                        Some(LeaseEnd::Revoked {
                             reason,
                             likely_cause: cause,
-                        },
+                        }),
                         grant,
                     );
                 }
@@ -507,13 +514,13 @@ where
                     }
                     tracing::warn!(error = %reason, "refresh failed; the caller is told to retry");
                     let retry_after = retry_after.unwrap_or_default().max(floor);
-                    return (Err(unavailable(retry_after, reason)), LeaseEnd::Released, grant);
+                    return (Err(unavailable(retry_after, reason)), Some(LeaseEnd::Released), grant);
                 }
                 other => {
                     tracing::error!(error = %error, disposition = ?other, "MISCONFIGURATION: the refresh was refused");
                     return (
                         Err(AccessError::Misconfigured(error.to_string())),
-                        LeaseEnd::Released,
+                        Some(LeaseEnd::Released),
                         grant,
                     );
                 }
@@ -521,18 +528,27 @@ where
         }
     }
 
-    /// Caches a fresh token, sealed; a failure costs only a later refresh.
-    async fn cache(&self, grant: &Grant, tokens: &Tokens, now: u64) {
+    /// Caches a fresh token, sealed; a failure costs only a later refresh. A routine
+    /// refresh ([`LeaseEnd::is_routine`]) is recorded by that write alone, which ends the
+    /// lease (`None`); anything else is left for the grant's write.
+    async fn cache(&self, grant: &Grant, tokens: &Tokens, now: u64, owner: &str, end: LeaseEnd) -> Option<LeaseEnd> {
         let cached = match sealed_for_cache(&self.access_cipher, self.binding(grant), grant, tokens, now).await {
             Ok(cached) => cached,
             Err(e) => {
                 tracing::warn!(error = %e, "the access token could not be sealed for the cache");
-                return;
+                return Some(end);
             }
         };
-        if let Err(e) = self.store.cache_token(&grant.sub, &cached).await {
+        if end.is_routine(grant) {
+            match self.store.cache_and_release(&grant.sub, &cached, owner).await {
+                Ok(true) => return None,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "the access token could not be cached"),
+            }
+        } else if let Err(e) = self.store.cache_token(&grant.sub, &cached).await {
             tracing::warn!(error = %e, "the access token could not be cached");
         }
+        Some(end)
     }
 
     fn upstream(&self, e: Upstream) -> AccessError {

@@ -21,9 +21,11 @@
 //!   state to claim and give back the day's Google quota units); `crypto` opens
 //!   and re-seals rotated tokens and seals access tokens (Decrypt, GenerateDataKey); the
 //!   secret; and Lambda's on-failure destination (SendMessage).
-//! - access tokens: `store::DynamoStore` as `AccessStore` (GetItem and UpdateItem on
-//!   grants: the read and the lease; GetItem, PutItem and UpdateItem on state: the cached
-//!   token and a failed refresh's note); `crypto` for both purposes; the secret.
+//! - access tokens: `store::DynamoStore` as `AccessStore` (one BatchGetItem of the grant
+//!   and its cached token; UpdateItem on grants: the lease, and the record of a refresh
+//!   that changes the grant; PutItem and UpdateItem on state: the cached token, which
+//!   ends a routine refresh's lease, and a failed refresh's note); `crypto` for both
+//!   purposes; the secret.
 //! - both: `kms:Decrypt` through DynamoDB and Secrets Manager only (`kms:ViaService`),
 //!   because the tables and the secret are encrypted with the same customer key.
 
@@ -71,9 +73,9 @@ pub const JOB: &[Permission] = &[
 
 /// What the access-token function calls.
 pub const ACCESS_TOKEN: &[Permission] = &[
-    allow("GrantsTable", "dynamodb:GetItem"),
+    allow("GrantsTable", "dynamodb:BatchGetItem"),
     allow("GrantsTable", "dynamodb:UpdateItem"),
-    allow("StateTable", "dynamodb:GetItem"),
+    allow("StateTable", "dynamodb:BatchGetItem"),
     allow("StateTable", "dynamodb:PutItem"),
     allow("StateTable", "dynamodb:UpdateItem"),
     allow("TokenKey", "kms:Decrypt"),

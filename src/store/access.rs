@@ -70,6 +70,16 @@ pub enum LeaseEnd {
     Released,
 }
 
+impl LeaseEnd {
+    /// A refresh that changes nothing on the grant — no rotated token, the same time
+    /// limit — is recorded by the cached token's item alone, which names the lease it ends
+    /// (as the offline job's routine cycle is): one write, not two.
+    pub fn is_routine(&self, leased: &Grant) -> bool {
+        matches!(self, LeaseEnd::Refreshed { new_token: None, refresh_expires_at }
+            if super::same_time_limit(*refresh_expires_at, leased.refresh_expires_at))
+    }
+}
+
 /// Caching access tokens: the access-token use case stores the tokens it obtains (the
 /// offline job's are stored with its outcome: [`crate::store::JobStore::record`]).
 pub trait AccessTokenCache: Send + Sync {
@@ -104,6 +114,16 @@ pub trait AccessStore: AccessTokenCache {
         now: u64,
         keep: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Caches `token` and, in the same write, ends `owner`'s lease on the grant: the item
+    /// names the lease it ends, and every reader of the lease takes it as let go. `false`:
+    /// a token Google issued later is cached already; nothing was written, and the lease
+    /// is still held ([`AccessStore::end_lease`] lets go of it).
+    fn cache_and_release(
+        &self,
+        sub: &GoogleSubject,
+        token: &CachedToken,
+        owner: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Records how the refresh ended and lets go of the lease. A rotated token or a
     /// revocation is written only if the grant's version is still the one leased:
     /// otherwise a sign-in stored a newer token, which wins (`Superseded`; the lease is let

@@ -130,12 +130,7 @@ impl GrantOutcome {
             return false;
         };
         let healthy = leased.failure_count == 0 && leased.next_attempt_at.is_none();
-        // Google states the time left each time: the same limit, give or take a minute.
-        let same_limit = match (refresh_expires_at, leased.refresh_expires_at) {
-            (None, _) => true,
-            (Some(new), Some(old)) => new.abs_diff(old) <= 60,
-            (Some(_), None) => false,
-        };
+        let same_limit = super::same_time_limit(*refresh_expires_at, leased.refresh_expires_at);
         let as_planned = match drive {
             DriveOutcome::Reached => lease.drive_planned,
             DriveOutcome::Synced { files, truncated } => {

@@ -313,3 +313,14 @@ pub struct Change {
     pub old: Option<Grant>,
     pub new: Option<Grant>,
 }
+
+/// Whether a refresh answer's time limit (`refresh_expires_at` it implies, if any) is the
+/// one the grant holds. Google states the time left each time: the same limit, give or
+/// take a minute.
+pub fn same_time_limit(answered: Option<u64>, stored: Option<u64>) -> bool {
+    match (answered, stored) {
+        (None, _) => true,
+        (Some(new), Some(old)) => new.abs_diff(old) <= 60,
+        (Some(_), None) => false,
+    }
+}

@@ -119,11 +119,7 @@ async fn twenty_concurrent_calls_on_an_expired_cache_reach_google_once_and_get_o
     let tokens: std::collections::BTreeSet<&str> = answers.iter().map(token_of).collect();
     assert_eq!(tokens.len(), 1, "one token for all twenty");
     assert!(!tokens.contains(stale.as_str()));
-    assert_eq!(
-        stack.grant_attribute(&user.sub, "lease_owner").await,
-        None,
-        "the lease was let go"
-    );
+    assert!(!stack.lease_held(&user.sub).await, "the lease was let go");
 }
 
 #[tokio::test]
@@ -333,7 +329,7 @@ async fn google_unavailable_answers_503_with_retry_after_and_loses_nothing() {
             Some(user.token.as_str())
         );
         assert!(stack.emulator.refresh_token_is_live(&user.token));
-        assert_eq!(stack.grant_attribute(&user.sub, "lease_owner").await, None);
+        assert!(!stack.lease_held(&user.sub).await, "the lease was let go");
     }
     // Within the floor after a failure, the next caller is told to wait, not sent to Google.
     let refreshes = stack.emulator.stats().refreshes;
@@ -364,7 +360,7 @@ async fn invalid_grant_revokes_the_grant_as_the_job_would() {
         (GrantStatus::Revoked, Some("invalid_grant:invalid_rapt"), true)
     );
     assert_eq!(grant.version, user.grant.version + 1);
-    assert_eq!(stack.grant_attribute(&user.sub, "lease_owner").await, None);
+    assert!(!stack.lease_held(&user.sub).await, "the lease was let go");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -403,7 +399,7 @@ async fn a_sign_in_that_replaces_the_token_during_a_refresh_is_not_revoked_and_i
     let grant = stack.grant(&user.sub).await.expect("grant");
     assert_eq!(grant.status, GrantStatus::Active, "no false revocation");
     assert_eq!(stack.stored_refresh_token(&user.sub).await, Some(new_token));
-    assert_eq!(stack.grant_attribute(&user.sub, "lease_owner").await, None);
+    assert!(!stack.lease_held(&user.sub).await, "the lease was let go");
 }
 
 #[tokio::test]
@@ -477,11 +473,11 @@ async fn no_access_token_is_readable_at_rest_nor_opens_anywhere_but_its_own_plac
     assert_eq!(answer["error"], json!("server_misconfigured"));
     let grant = stack.grant(&ada.sub).await.expect("grant");
     assert_eq!(grant.status, GrantStatus::Active);
-    assert_eq!(stack.grant_attribute(&ada.sub, "lease_owner").await, None);
+    assert!(!stack.lease_held(&ada.sub).await, "the lease was let go");
 }
 
 #[tokio::test]
-async fn a_cached_token_costs_two_parallel_reads_and_a_refresh_five_dynamodb_requests() {
+async fn a_cached_token_costs_one_dynamodb_request_and_a_refresh_three() {
     let stack = spawn_stack().await;
     let user = &stack.seed_grants(1, DRIVE, 0).await[0];
     let requests = test_support::CountRequests::default();
@@ -492,13 +488,24 @@ async fn a_cached_token_costs_two_parallel_reads_and_a_refresh_five_dynamodb_req
         .expect("app")
         .access_tokens(&config);
 
-    // A refresh: read the grant and its cache (in parallel), take the lease, cache the new
-    // token, let go of the lease.
+    // A refresh: read the grant and its cache (one BatchGetItem), take the lease, cache
+    // the new token, which lets go of the lease.
     token_of(&ask_for_token(&service, &json!({"sub": user.sub})).await);
-    assert_eq!(requests.count(), 5);
-    // From the cache: the two parallel reads alone.
+    assert_eq!(requests.count(), 3);
+    // From the cache: the one read alone.
     token_of(&ask_for_token(&service, &json!({"sub": user.sub})).await);
-    assert_eq!(requests.count(), 5 + 2);
+    assert_eq!(requests.count(), 3 + 1);
+    // The lease is let go: a forced refresh past the floor takes it at once.
+    stack
+        .set_cached_token_attributes(&user.sub, &[("obtained_at", Some(AttributeValue::N("1".into())))])
+        .await;
+    stack
+        .set_grant_attributes(&user.sub, &[("last_refresh_at", None)])
+        .await;
+    let refreshes = stack.emulator.stats().refreshes;
+    token_of(&ask_for_token(&service, &json!({"sub": user.sub, "force_refresh": true})).await);
+    assert_eq!(stack.emulator.stats().refreshes, refreshes + 1);
+    assert_eq!(requests.count(), 3 + 1 + 3, "no wait for a lease held");
 }
 
 #[tokio::test]

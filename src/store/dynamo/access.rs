@@ -93,15 +93,52 @@ fn end_update(leased: &Grant, owner: &str, now: u64, end: &LeaseEnd, with_versio
     u
 }
 
+/// How often keys DynamoDB left unprocessed (under throttling) are asked for again.
+const BATCH_GET_ATTEMPTS: u32 = 4;
+
 impl DynamoStore {
-    async fn cache_item(&self, sub: &GoogleSubject) -> Result<CacheEntry, StoreError> {
-        let item = self
-            .get(&self.state_table, (state::PK, schema::access_key(sub.as_str())))
-            .await?;
-        item.as_ref()
-            .map(cache_entry)
-            .transpose()
-            .map(Option::unwrap_or_default)
+    /// The grant item and its cache item, strongly consistent, in one `BatchGetItem`.
+    async fn grant_and_cache_items(&self, sub: &GoogleSubject) -> Result<(Option<Item>, Option<Item>), StoreError> {
+        use aws_sdk_dynamodb::types::KeysAndAttributes;
+        let keys = |name: &str, value: String| {
+            KeysAndAttributes::builder()
+                .keys(std::collections::HashMap::from([(name.to_owned(), s(value))]))
+                .consistent_read(true)
+                .build()
+                .map_err(|_| StoreError::Corrupt("batch keys"))
+        };
+        let mut request = std::collections::HashMap::from([
+            (self.grants_table.clone(), keys(grant::SUB, sub.as_str().to_owned())?),
+            (
+                self.state_table.clone(),
+                keys(state::PK, schema::access_key(sub.as_str()))?,
+            ),
+        ]);
+        let (mut grant, mut cache) = (None, None);
+        for attempt in 0..BATCH_GET_ATTEMPTS {
+            let out = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(request))
+                .send()
+                .await
+                .map_err(|e| classify_aws("dynamodb", &e))?;
+            for (table, items) in out.responses().into_iter().flatten() {
+                let slot = if *table == self.grants_table {
+                    &mut grant
+                } else {
+                    &mut cache
+                };
+                *slot = items.first().cloned();
+            }
+            match out.unprocessed_keys() {
+                Some(left) if !left.is_empty() => request = left.clone(),
+                _ => return Ok((grant, cache)),
+            }
+            // DynamoDB's advice for unprocessed keys: back off, then ask again.
+            tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+        }
+        Err(crate::upstream::Upstream::unavailable("dynamodb", "keys left unprocessed").into())
     }
 }
 
@@ -153,12 +190,9 @@ impl AccessTokenCache for DynamoStore {
 
 impl AccessStore for DynamoStore {
     async fn read(&self, sub: &GoogleSubject) -> Result<AccessView, StoreError> {
-        // Two reads at once: one round trip's wait.
-        let (grant, cache) = tokio::join!(
-            self.get(&self.grants_table, (grant::SUB, sub.as_str().to_owned())),
-            self.cache_item(sub)
-        );
-        let (grant, cache) = (grant?, cache?);
+        // One request for both items.
+        let (grant, cache) = self.grant_and_cache_items(sub).await?;
+        let cache = cache.as_ref().map(cache_entry).transpose()?.unwrap_or_default();
         // A lease the cache item says the job ended is nobody's.
         let ended = grant.as_ref().is_some_and(|g| {
             schema::text(g, grant::LEASE_OWNER).is_some_and(|owner| cache.released_lease.as_deref() == Some(&owner))
@@ -211,6 +245,19 @@ impl AccessStore for DynamoStore {
             .await
             .map_err(|e| classify_aws("dynamodb", &e))?;
         Ok(())
+    }
+
+    async fn cache_and_release(
+        &self,
+        sub: &GoogleSubject,
+        token: &CachedToken,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        match self.put_cached(sub, token, Some(owner)).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn end_lease(&self, leased: &Grant, owner: &str, now: u64, end: &LeaseEnd) -> Result<Recorded, StoreError> {

@@ -804,6 +804,40 @@ impl Stack {
         out.item().and_then(|i| i.get(name)).cloned()
     }
 
+    /// Whether someone holds `sub`'s lease now: the grant names an owner whose lease has
+    /// not run out, and the cached token's item does not name that lease as ended (a
+    /// routine refresh ends its lease there, as the product's readers take it).
+    pub async fn lease_held(&self, sub: &str) -> bool {
+        let owner = self.grant_attribute(sub, "lease_owner").await;
+        let until = self
+            .grant_attribute(sub, "lease_until")
+            .await
+            .and_then(|v| v.as_n().ok().and_then(|n| n.parse::<u64>().ok()));
+        let Some(owner) = owner.and_then(|o| o.as_s().ok().cloned()) else {
+            return false;
+        };
+        if until.is_none_or(|until| until < SystemClock.now_unix()) {
+            return false;
+        }
+        let out = self
+            .dynamo()
+            .get_item()
+            .table_name(&self.config.common.state_table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("access#{sub}")),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get item");
+        let released = out
+            .item()
+            .and_then(|i| i.get("released_lease"))
+            .and_then(|v| v.as_s().ok().cloned());
+        released.as_deref() != Some(owner.as_str())
+    }
+
     /// A number attribute of a state-table item (`pk`).
     pub async fn state_number(&self, pk: &str, name: &str) -> Option<u64> {
         let out = self
