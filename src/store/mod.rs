@@ -236,6 +236,48 @@ pub struct SignInGrant {
     pub refresh_expires_at: Option<u64>,
 }
 
+/// One write of a sign-in's grant, as the sign-in rule (`sign_in::rule`) decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantWrite {
+    /// The whole grant with the new token, on condition that none is stored.
+    PutNew,
+    /// The new token over the stored grant, unconditionally: it becomes active with this
+    /// code's scopes, no failures and no end of life.
+    ReplaceToken,
+    /// The stored token kept: the profile refreshed and `scopes` recorded, on condition
+    /// that the grant is active, holds a token, and is as `expect` says.
+    KeepToken { expect: Expect, scopes: Scopes },
+}
+
+/// What a [`GrantWrite::KeepToken`] expects of the stored grant besides being active with
+/// a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Its scopes are exactly these.
+    Scopes(Scopes),
+    /// It is still at this version.
+    Version(u64),
+}
+
+/// How the last write went, when it did not.
+#[derive(Debug, Clone)]
+pub enum Refused {
+    /// Its condition failed; the stored grant as it was (`None`: there is none).
+    Condition(Option<Box<Grant>>),
+    /// Another write touched the grant at the same moment: try the same again.
+    Conflict,
+}
+
+impl GrantWrite {
+    /// The scopes the grant holds once this write is made.
+    pub fn scopes<'a>(&'a self, grant: &'a SignInGrant) -> &'a Scopes {
+        match self {
+            GrantWrite::KeepToken { scopes, .. } => scopes,
+            GrantWrite::PutNew | GrantWrite::ReplaceToken => &grant.scopes,
+        }
+    }
+}
+
 /// How storing a sign-in went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignInStored {
@@ -283,15 +325,17 @@ pub trait SignInStore: Send + Sync {
         lease: Duration,
         window: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
-    /// Stores the grant and records the successful outcome on the claim, in one write.
-    /// Should the claim be another's by then, the grant is stored all the same.
-    fn store_grant(
+    /// Makes one write of the sign-in rule and records the successful outcome on the
+    /// claim, in one round trip; `Err(Refused)` says why the write was not made. Should
+    /// the claim be another's by then, the grant is written all the same.
+    fn write_grant(
         &self,
         claim: &ClaimKey,
+        write: &GrantWrite,
         grant: &SignInGrant,
         now: u64,
         window: Duration,
-    ) -> impl Future<Output = Result<SignInStored, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Result<(), Refused>, StoreError>> + Send;
     /// Records a final refusal (the code is spent) for replays.
     fn record_refusal(
         &self,

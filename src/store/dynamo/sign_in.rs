@@ -27,20 +27,10 @@ use super::{DynamoStore, conflict_or, holds_either_way};
 use crate::crypto::NewRefreshToken;
 use crate::domain::Scopes;
 use crate::store::{
-    Claim, ClaimKey, Grant, GrantStatus, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError,
+    Claim, ClaimKey, Expect, Grant, GrantStatus, GrantWrite, RecordedOutcome, Refused, SignInGrant, SignInStore,
+    StoreError,
 };
 use crate::upstream::classify_aws;
-
-/// How often a write without a token is tried when the grant keeps changing under it.
-const CONFLICT_RETRIES: usize = 5;
-
-/// What the write without a token expects of the stored grant.
-enum Expect {
-    /// Its scopes are exactly these (then the union is these).
-    Scopes,
-    /// It is still at this version; record this union of scopes.
-    Version { version: u64, union: Scopes },
-}
 
 /// Why the transaction was cancelled.
 enum Cancelled {
@@ -104,6 +94,62 @@ impl DynamoStore {
             .build()
             .map_err(|_| StoreError::Corrupt("grant update"))?;
         Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// One write of the sign-in rule as the grant's part of the transaction.
+    fn grant_write(&self, write: &GrantWrite, new: &SignInGrant, now: u64) -> Result<TransactWriteItem, StoreError> {
+        let sub = new.sub.as_str();
+        match write {
+            GrantWrite::PutNew => {
+                let token = new
+                    .refresh_token
+                    .as_ref()
+                    .ok_or(StoreError::Corrupt("no token to put"))?;
+                self.put_new_item(new, token, now)
+            }
+            GrantWrite::ReplaceToken => {
+                let token = new
+                    .refresh_token
+                    .as_ref()
+                    .ok_or(StoreError::Corrupt("no token to store"))?;
+                let mut u = self.grant_update(new, now);
+                schema::set_token(&mut u, token)
+                    .set_or_remove(grant::REFRESH_EXPIRES_AT, new.refresh_expires_at.map(n))
+                    .set(grant::TOKEN_ISSUED_AT, n(now))
+                    .remove(grant::LIKELY_CAUSE)
+                    // Over a tombstone: a new grant, which no TTL may delete.
+                    .remove(grant::EXPIRES_AT)
+                    .set(grant::CLIENT_ID, s(new.client_id.clone()))
+                    .set(grant::SCOPES, schema::scopes(&new.scopes))
+                    .set(grant::STATUS, schema::status(GrantStatus::Active))
+                    .remove(grant::STATUS_REASON)
+                    .set(grant::FAILURE_COUNT, n(0))
+                    .remove(grant::NEXT_ATTEMPT_AT)
+                    .set_once(grant::CREATED_AT, n(now));
+                self.update_item(&u, sub)
+            }
+            GrantWrite::KeepToken { expect, scopes } => {
+                let mut u = self.grant_update(new, now);
+                let (token, status, active) = (
+                    u.p.name(grant::REFRESH_TOKEN),
+                    u.p.name(grant::STATUS),
+                    u.p.value(schema::status(GrantStatus::Active)),
+                );
+                u.condition(format!("attribute_exists({token}) AND {status} = {active}"));
+                match expect {
+                    Expect::Scopes(expected) => {
+                        let (attr, value) = (u.p.name(grant::SCOPES), u.p.value(schema::scopes(expected)));
+                        u.condition(format!("{attr} = {value}"));
+                    }
+                    Expect::Version(version) => {
+                        let (attr, value) = (u.p.name(grant::VERSION), u.p.value(n(*version)));
+                        u.condition(format!("{attr} = {value}"));
+                        u.set(grant::SCOPES, schema::scopes(scopes));
+                    }
+                }
+                self.update_item(&u, sub)
+            }
+        }
     }
 
     /// The grant's part as a whole new item, on condition that there is none yet.
@@ -253,93 +299,24 @@ impl SignInStore for DynamoStore {
         }
     }
 
-    async fn store_grant(
+    async fn write_grant(
         &self,
         claim: &ClaimKey,
+        write: &GrantWrite,
         new: &SignInGrant,
         now: u64,
         window: Duration,
-    ) -> Result<SignInStored, StoreError> {
-        let sub = new.sub.as_str();
-        if let Some(token) = &new.refresh_token {
-            // A refresh token comes with a first consent, so the grant is usually new:
-            // put it whole. When one is stored already (a forced consent), update it.
-            let outcome = self.outcome_put(claim, &signed_in(new, &new.scopes), now, window)?;
-            match self.transact(self.put_new_item(new, token, now)?, outcome).await? {
-                Ok(()) => {
-                    let scopes = new.scopes.clone();
-                    return Ok(SignInStored::Stored { scopes });
-                }
-                Err(Cancelled::Condition(_) | Cancelled::Conflict | Cancelled::ClaimLost) => {}
-            }
-            for _ in 0..CONFLICT_RETRIES {
-                let mut u = self.grant_update(new, now);
-                schema::set_token(&mut u, token)
-                    .set_or_remove(grant::REFRESH_EXPIRES_AT, new.refresh_expires_at.map(n))
-                    .set(grant::TOKEN_ISSUED_AT, n(now))
-                    .remove(grant::LIKELY_CAUSE)
-                    // Over a tombstone: a new grant, which no TTL may delete.
-                    .remove(grant::EXPIRES_AT)
-                    .set(grant::CLIENT_ID, s(new.client_id.clone()))
-                    .set(grant::SCOPES, schema::scopes(&new.scopes))
-                    .set(grant::STATUS, schema::status(GrantStatus::Active))
-                    .remove(grant::STATUS_REASON)
-                    .set(grant::FAILURE_COUNT, n(0))
-                    .remove(grant::NEXT_ATTEMPT_AT)
-                    .set_once(grant::CREATED_AT, n(now));
-                let outcome = self.outcome_put(claim, &signed_in(new, &new.scopes), now, window)?;
-                // Unconditional: only a concurrent transaction on the item cancels it.
-                if self.transact(self.update_item(&u, sub)?, outcome).await?.is_ok() {
-                    let scopes = new.scopes.clone();
-                    return Ok(SignInStored::Stored { scopes });
-                }
-            }
-            return Err(StoreError::Conflict);
-        }
-
-        let mut expect = Expect::Scopes;
-        for _ in 0..CONFLICT_RETRIES {
-            let mut u = self.grant_update(new, now);
-            let (token, status, active) = (
-                u.p.name(grant::REFRESH_TOKEN),
-                u.p.name(grant::STATUS),
-                u.p.value(schema::status(GrantStatus::Active)),
-            );
-            u.condition(format!("attribute_exists({token}) AND {status} = {active}"));
-            let scopes = match &expect {
-                Expect::Scopes => {
-                    let (attr, value) = (u.p.name(grant::SCOPES), u.p.value(schema::scopes(&new.scopes)));
-                    u.condition(format!("{attr} = {value}"));
-                    new.scopes.clone()
-                }
-                Expect::Version { version, union } => {
-                    let (attr, value) = (u.p.name(grant::VERSION), u.p.value(n(*version)));
-                    u.condition(format!("{attr} = {value}"));
-                    u.set(grant::SCOPES, schema::scopes(union));
-                    union.clone()
-                }
-            };
-            let outcome = self.outcome_put(claim, &signed_in(new, &scopes), now, window)?;
-            match self.transact(self.update_item(&u, sub)?, outcome).await? {
-                Ok(()) => return Ok(SignInStored::Stored { scopes }),
-                Err(Cancelled::Conflict | Cancelled::ClaimLost) => continue,
-                Err(Cancelled::Condition(None)) => return Ok(SignInStored::NoRefreshToken),
-                Err(Cancelled::Condition(Some(item))) => {
-                    let stored = schema::grant_from_item(&item)?;
-                    if stored.refresh_token.is_none() || stored.status != GrantStatus::Active {
-                        return Ok(SignInStored::NoRefreshToken);
-                    }
-                    // Never overwrite a stored refresh token with an absent one. Google's
-                    // scope list for a repeat consent may name only what this request
-                    // asked for: keep the union with what the stored token carries.
-                    expect = Expect::Version {
-                        version: stored.version,
-                        union: stored.scopes.union(&new.scopes),
-                    };
-                }
-            }
-        }
-        Err(StoreError::Conflict)
+    ) -> Result<Result<(), Refused>, StoreError> {
+        let outcome = self.outcome_put(claim, &signed_in(new, write.scopes(new)), now, window)?;
+        Ok(
+            match self.transact(self.grant_write(write, new, now)?, outcome).await? {
+                Ok(()) => Ok(()),
+                Err(Cancelled::Conflict | Cancelled::ClaimLost) => Err(Refused::Conflict),
+                Err(Cancelled::Condition(item)) => Err(Refused::Condition(
+                    item.as_ref().map(schema::grant_from_item).transpose()?.map(Box::new),
+                )),
+            },
+        )
     }
 
     async fn record_refusal(

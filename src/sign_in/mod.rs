@@ -9,6 +9,8 @@
 //!    and last round trip). A code that brings no refresh token keeps the stored one;
 //!    with none stored the user must consent again.
 
+pub mod rule;
+
 use std::time::Duration;
 
 use aws_lc_rs::digest::{SHA256, digest};
@@ -334,8 +336,7 @@ where
             call,
             || {
                 let now = self.clock.now_unix();
-                self.store
-                    .store_grant(key, &grant, now, self.settings.idempotency_window)
+                rule::store_grant(&self.store, key, &grant, now, self.settings.idempotency_window)
             },
             |e| matches!(e, StoreError::Upstream(u) if unavailable(u)),
         );
