@@ -1,6 +1,6 @@
 //! Access tokens for the customer's backend (DESIGN §11): the stored grants made usable
 //! for any Google API the user granted. It knows nothing of Lambda; the `access-token`
-//! function is a thin wrapper ([`crate::access_api`]), and a Rust service that embeds
+//! function is a thin wrapper ([`crate::lambda::invoke`]), and a Rust service that embeds
 //! this crate calls [`AccessTokens::access_token`] itself.
 //!
 //! 1. Read the grant and its cached access token together (one round trip's wait).

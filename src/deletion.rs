@@ -1,5 +1,5 @@
 //! Deleting a user's data at their request (DESIGN §12): `DELETE /grants/me` with the
-//! user's Google ID token. It knows nothing of HTTP ([`crate::http_api`] is the HTTP side).
+//! user's Google ID token. It knows nothing of HTTP ([`crate::lambda::http`] is the HTTP side).
 //!
 //! 1. Verify the ID token exactly as sign-in does; `sub` comes from it.
 //! 2. Mark the grant `revoking`: unusable at once (the access-token function answers 404,

@@ -284,31 +284,6 @@ pub async fn publish_batch<P: EventPublisher>(
     published
 }
 
-/// One invocation of the `events` function: a batch of the grants table's stream in, the
-/// record to deliver again (if any) out, as Lambda's `ReportBatchItemFailures` reads it.
-pub async fn handle<P: EventPublisher>(
-    event: &aws_lambda_events::event::dynamodb::Event,
-    publisher: &P,
-    failing_after: u32,
-) -> aws_lambda_events::event::streams::DynamoDbEventResponse {
-    use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-    let changes = event.records.iter().map(crate::store::change_from_record).collect();
-    let published = publish_batch(changes, publisher, failing_after).await;
-    tracing::info!(
-        records = event.records.len(),
-        events = published.events,
-        retry_from = published.retry_from.as_deref(),
-        "stream batch done"
-    );
-    let mut response = DynamoDbEventResponse::default();
-    if let Some(sequence_number) = published.retry_from {
-        let mut failure = DynamoDbBatchItemFailure::default();
-        failure.item_identifier = Some(sequence_number);
-        response.batch_item_failures.push(failure);
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! Google's Cross-Account Protection (RISC, DESIGN §12): `POST /risc` receives Security
-//! Event Tokens. It knows nothing of HTTP ([`crate::http_api`] is the HTTP side).
+//! Event Tokens. It knows nothing of HTTP ([`crate::lambda::http`] is the HTTP side).
 //!
 //! 1. Verify the SET ([`crate::google::risc`]): Google's RISC keys, issuer, and one of our
 //!    client ids (the web client's, from the secret, and `ALLOWED_AZP`) as audience.

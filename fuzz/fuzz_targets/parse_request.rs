@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    offline_access::http_api::check_parse_invariants(data);
+    offline_access::lambda::http::check_parse_invariants(data);
 });

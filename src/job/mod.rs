@@ -1,7 +1,7 @@
 //! The offline job (DESIGN §8): for every active grant, take a lease, open the refresh
 //! token, get a fresh access token, reach the user's Drive `appDataFolder` as
 //! `DRIVE_SYNC` says, and record the outcome. It knows nothing of Lambda
-//! ([`invocation`] is the Lambda side).
+//! ([`crate::lambda::schedule`] is the Lambda side).
 //!
 //! - A *cycle* ([`CycleId`]) is named by the schedule's time. A grant is done at most
 //!   once a cycle (the lease's conditional write checks it), so a duplicate delivery or
@@ -26,7 +26,6 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 mod cycle;
-pub mod invocation;
 pub mod metrics;
 mod pacing;
 mod quota;

@@ -15,7 +15,7 @@ use test_support::{Role, Stack, android_form_event, build_app, delete_event, ris
 
 async fn serve(api: &HttpApi<offline_access::crypto::KmsKeyProvider, ManualClock>, event: &str) -> u16 {
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
-    offline_access::http_api::serve(&api.sign_in, &api.deletion, &api.risc, &request)
+    offline_access::lambda::http::serve(&api.sign_in, &api.deletion, &api.risc, &request)
         .await
         .status()
         .as_u16()

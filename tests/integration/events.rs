@@ -112,7 +112,7 @@ async fn pump<P: EventPublisher>(reader: &mut StreamReader, publisher: &P) -> (u
     let records = reader.drain().await.expect("stream");
     let event: aws_lambda_events::event::dynamodb::Event =
         serde_json::from_value(lambda_event(&records)).expect("Lambda's DynamoDB event");
-    let answer = offline_access::events::handle(&event, publisher, 3).await;
+    let answer = offline_access::lambda::stream::handle(&event, publisher, 3).await;
     let retry = answer
         .batch_item_failures
         .first()
@@ -350,7 +350,7 @@ async fn an_event_not_taken_is_delivered_again_from_its_record_and_every_event_a
     };
     let event: aws_lambda_events::event::dynamodb::Event =
         serde_json::from_value(lambda_event(&records)).expect("event");
-    let answer = offline_access::events::handle(&event, &flaky, 3).await;
+    let answer = offline_access::lambda::stream::handle(&event, &flaky, 3).await;
     let failed: Vec<Option<String>> = answer
         .batch_item_failures
         .iter()
@@ -370,7 +370,7 @@ async fn an_event_not_taken_is_delivered_again_from_its_record_and_every_event_a
         .expect("position");
     let again: aws_lambda_events::event::dynamodb::Event =
         serde_json::from_value(lambda_event(&records[from..])).expect("event");
-    let answer = offline_access::events::handle(&again, &flaky, 3).await;
+    let answer = offline_access::lambda::stream::handle(&again, &flaky, 3).await;
     assert!(answer.batch_item_failures.is_empty());
     let users = by_user(&consumer.take().await);
     // Each user's GrantCreated arrived; the third's at most twice (it went out in the

@@ -392,7 +392,7 @@ async fn serve_api(stack: Arc<Stack>) -> String {
             let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
             let request = http::Request::from_parts(parts, bytes);
             let response =
-                offline_access::http_api::serve(&stack.service, &routes.deletion, &routes.risc, &request).await;
+                offline_access::lambda::http::serve(&stack.service, &routes.deletion, &routes.risc, &request).await;
             response.map(axum::body::Body::from)
         }
     });

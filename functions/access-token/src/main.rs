@@ -7,7 +7,7 @@
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use offline_access::app::{self, App};
 use offline_access::config::{AccessTokenConfig, ProcessEnv};
-use offline_access::{access_api, telemetry};
+use offline_access::{lambda, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
         // Invoke guarantees JSON; the library reads it field by field with its own errors.
         let payload = serde_json::to_vec(&event.payload)?;
-        Ok::<_, Error>(access_api::handle(service, &payload).await)
+        Ok::<_, Error>(lambda::invoke::handle(service, &payload).await)
     }))
     .await
 }

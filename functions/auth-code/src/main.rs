@@ -8,7 +8,7 @@
 use lambda_http::{Body, Error, Request, run, service_fn};
 use offline_access::app::{self, App};
 use offline_access::config::{ProcessEnv, SignInConfig};
-use offline_access::{http_api, telemetry};
+use offline_access::{lambda, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     api.warm_up().await;
     let api = &api;
     run(service_fn(move |request: Request| async move {
-        let response = http_api::serve(&api.sign_in, &api.deletion, &api.risc, &request).await;
+        let response = lambda::http::serve(&api.sign_in, &api.deletion, &api.risc, &request).await;
         Ok::<_, Error>(response.map(Body::from))
     }))
     .await

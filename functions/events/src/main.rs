@@ -6,7 +6,7 @@
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use offline_access::config::{EventsConfig, ProcessEnv};
-use offline_access::{app, events, telemetry};
+use offline_access::{app, lambda, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let publisher = app::event_publisher(&config, &app::aws_config().await);
     let (publisher, failing_after) = (&publisher, config.refresh_failing_after);
     run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<_, Error>(events::handle(&event.payload, publisher, failing_after).await)
+        Ok::<_, Error>(lambda::stream::handle(&event.payload, publisher, failing_after).await)
     }))
     .await
 }

@@ -6,7 +6,7 @@
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use offline_access::app::{self, App};
 use offline_access::config::{JobConfig, ProcessEnv};
-use offline_access::job::invocation::Invocation;
+use offline_access::lambda::schedule::Invocation;
 use offline_access::telemetry;
 
 #[tokio::main]

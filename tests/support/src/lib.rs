@@ -313,9 +313,9 @@ impl Stack {
     }
 }
 
-pub async fn invoke_service<H: offline_access::http_api::SignInHandler>(service: &H, event: &str) -> Answer {
+pub async fn invoke_service<H: offline_access::lambda::http::SignInHandler>(service: &H, event: &str) -> Answer {
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
-    let response = offline_access::http_api::handle(service, &request).await;
+    let response = offline_access::lambda::http::handle(service, &request).await;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let json = serde_json::from_str(response.body()).expect("every answer is JSON");
@@ -371,7 +371,8 @@ impl Stack {
     /// Drives the whole HTTP API (sign-in, deletion, RISC) with an API Gateway v2 event.
     pub async fn invoke_api(&self, routes: &Routes, event: &str) -> Answer {
         let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
-        let response = offline_access::http_api::serve(&self.service, &routes.deletion, &routes.risc, &request).await;
+        let response =
+            offline_access::lambda::http::serve(&self.service, &routes.deletion, &routes.risc, &request).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let json = if response.body().is_empty() {
@@ -862,7 +863,7 @@ pub async fn ask_for_token<K: offline_access::crypto::KeyProvider>(
     payload: &serde_json::Value,
 ) -> serde_json::Value {
     let bytes = serde_json::to_vec(payload).expect("payload");
-    offline_access::access_api::handle(service, &bytes).await
+    offline_access::lambda::invoke::handle(service, &bytes).await
 }
 
 /// A stop time far enough away that a test run is never cut short.

@@ -3,12 +3,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::metrics;
-use super::{CycleId, OfflineJob, Report, RunError};
 use crate::clock::Clock;
 use crate::crypto::KeyProvider;
 use crate::domain::ParseError;
 use crate::google::{ClientSecrets, DriveApi, TokenEndpoint};
+use crate::job::{CycleId, OfflineJob, Report, RunError, metrics};
 use crate::store::JobStore;
 
 const MINUTE: Duration = Duration::from_secs(60);

@@ -1,17 +1,11 @@
-//! `POST /authcode`: HTTP request → [`SignInRequest`], and outcome → HTTP response
-//! (DESIGN §7). Errors are JSON `{"error": "<stable code>", "message": "<text>"}`;
-//! no body ever carries a token, a code, a secret or an internal detail.
-
-use std::borrow::Cow;
+//! `POST /authcode`: HTTP request → [`SignInRequest`], and outcome → HTTP response.
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::deletion::{Deleted, DeletionError};
+use super::{ApiError, json_response, media_type, require_requested_with};
 use crate::domain::{AuthCode, Platform};
-use crate::google::risc::{SetError, SetErrorCode};
-use crate::risc::{Receipt, RiscError};
 use crate::sign_in::{SignInError, SignInRequest, SignedIn};
 use crate::upstream::Upstream;
 
@@ -19,78 +13,6 @@ use crate::upstream::Upstream;
 pub const AUTHCODE_PATH: &str = "/authcode";
 /// The largest body accepted. A form with a Google code is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
-
-/// An error answer: status, stable code, safe message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: Cow<'static, str>,
-    pub retry_after_secs: Option<u64>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-        }
-    }
-
-    fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-    }
-
-    /// A dependency failed transiently: 503 when it throttled, else 502; `Retry-After`
-    /// always (at least 1 s).
-    fn unavailable(throttled: bool, retry_after: Option<std::time::Duration>) -> Self {
-        Self {
-            retry_after_secs: Some(retry_after.map_or(1, |d| d.as_secs().max(1))),
-            ..Self::new(
-                if throttled {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::BAD_GATEWAY
-                },
-                "upstream_unavailable",
-                "a service we depend on is unavailable; retry later",
-            )
-        }
-    }
-
-    fn misconfigured() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_misconfigured",
-            "the server is misconfigured; the operator has been alerted",
-        )
-    }
-
-    /// Logs a refusal by its code and cause chain (loudly when it is ours), then answers.
-    fn logged(self, what: &str, cause: Option<&dyn std::error::Error>) -> Response<String> {
-        let cause = cause.map(error_chain);
-        if self.code == "server_misconfigured" {
-            tracing::error!(
-                status = self.status.as_u16(),
-                code = self.code,
-                cause,
-                "{} failed: MISCONFIGURATION",
-                what
-            );
-        } else {
-            tracing::warn!(
-                status = self.status.as_u16(),
-                code = self.code,
-                cause,
-                "{} refused",
-                what
-            );
-        }
-        self.into_response()
-    }
-}
 
 enum Body {
     Form,
@@ -144,26 +66,6 @@ pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap, body: &[u
         None => Platform::default(),
     };
     Ok(SignInRequest { code, platform })
-}
-
-/// Google's server-side sign-in guide: require X-Requested-With so a cross-site form
-/// cannot forge the request (a browser cannot add it without a CORS preflight). An empty
-/// value is no header: a proxy or a careless client must not make it count.
-fn require_requested_with(headers: &HeaderMap) -> Result<(), ApiError> {
-    let requested_with = headers.get("x-requested-with").map(|v| v.as_bytes().trim_ascii());
-    if requested_with.is_none_or(<[u8]>::is_empty) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the X-Requested-With header is required",
-        ));
-    }
-    Ok(())
-}
-
-fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
 }
 
 fn parse_form(text: &str) -> Result<(Option<String>, Option<String>), ApiError> {
@@ -234,26 +136,6 @@ pub fn error_for(error: &SignInError) -> ApiError {
     }
 }
 
-fn json_response(status: StatusCode, body: String, retry_after: Option<u64>) -> Response<String> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    // The answer carries personal data: no cache may keep it.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(secs) = retry_after {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
-}
-
-impl ApiError {
-    pub fn into_response(self) -> Response<String> {
-        let body = json!({"error": self.code, "message": self.message}).to_string();
-        json_response(self.status, body, self.retry_after_secs)
-    }
-}
-
 /// `200` with `{"sub", "email", "scopes", "offline_access"}`.
 pub fn success(done: &SignedIn) -> Response<String> {
     let body = json!({
@@ -263,197 +145,6 @@ pub fn success(done: &SignedIn) -> Response<String> {
         "offline_access": done.offline_access,
     });
     json_response(StatusCode::OK, body.to_string(), None)
-}
-
-/// The route of the user's own grant.
-pub const GRANTS_ME_PATH: &str = "/grants/me";
-/// The longest ID token accepted; Google's are about 1.2 KiB.
-const MAX_ID_TOKEN_BYTES: usize = 8 * 1024;
-
-/// Reads a `DELETE /grants/me`: the ID token from `Authorization: Bearer`, or the error.
-pub fn parse_deletion(headers: &HeaderMap) -> Result<String, ApiError> {
-    require_requested_with(headers)?;
-    let unauthorized = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_id_token",
-            "send Authorization: Bearer <the user's Google ID token for this app>",
-        )
-    };
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(unauthorized)?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(unauthorized)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer")
-        || token.is_empty()
-        || token.len() > MAX_ID_TOKEN_BYTES
-        || !token.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(unauthorized());
-    }
-    Ok(token.to_owned())
-}
-
-/// The one mapping from a deletion failure to an HTTP answer.
-pub fn deletion_error_for(error: &DeletionError) -> ApiError {
-    match error {
-        DeletionError::InvalidIdToken(_) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_id_token",
-            "the ID token failed verification",
-        ),
-        DeletionError::Upstream(Upstream::Unavailable {
-            throttled, retry_after, ..
-        }) => ApiError::unavailable(*throttled, *retry_after),
-        DeletionError::Upstream(Upstream::Misconfigured { .. })
-        | DeletionError::Store(_)
-        | DeletionError::Crypto(_) => ApiError::misconfigured(),
-    }
-}
-
-/// Anything that deletes a user's grant; the production [`crate::deletion::DeleteGrant`]
-/// does.
-pub trait DeletionHandler: Send + Sync {
-    fn delete(&self, id_token: &str) -> impl Future<Output = Result<Deleted, DeletionError>> + Send;
-}
-
-impl<T, V, S, K, P, C> DeletionHandler for crate::deletion::DeleteGrant<T, V, S, K, P, C>
-where
-    T: crate::google::TokenEndpoint,
-    V: crate::google::VerifyIdToken,
-    S: crate::store::DeletionStore,
-    K: crate::crypto::KeyProvider,
-    P: crate::google::ClientSecrets,
-    C: crate::clock::Clock,
-{
-    fn delete(&self, id_token: &str) -> impl Future<Output = Result<Deleted, DeletionError>> + Send {
-        crate::deletion::DeleteGrant::delete(self, id_token)
-    }
-}
-
-/// The RISC receiver's route (Google's Security Event Tokens).
-pub const RISC_PATH: &str = "/risc";
-/// The largest SET accepted; Google's are under 2 KiB.
-const MAX_SET_BYTES: usize = 16 * 1024;
-
-/// Anything that receives Security Event Tokens; the production
-/// [`crate::risc::RiscReceiver`] does.
-pub trait RiscHandler: Send + Sync {
-    fn receive(&self, set: &str) -> impl Future<Output = Result<Receipt, RiscError>> + Send;
-}
-
-impl<S, P, C> RiscHandler for crate::risc::RiscReceiver<S, P, C>
-where
-    S: crate::store::RiscStore,
-    P: crate::google::ClientSecrets,
-    C: crate::clock::Clock + Clone,
-{
-    fn receive(&self, set: &str) -> impl Future<Output = Result<Receipt, RiscError>> + Send {
-        crate::risc::RiscReceiver::receive(self, set)
-    }
-}
-
-/// An RFC 8935 refusal: 400 `{"err", "description"}`.
-fn set_refusal(code: SetErrorCode, description: &str) -> Response<String> {
-    let body = json!({"err": code.as_str(), "description": description}).to_string();
-    json_response(StatusCode::BAD_REQUEST, body, None)
-}
-
-/// Reads a `POST /risc`: the SET in an `application/secevent+jwt` body (RFC 8935 §2).
-pub fn parse_security_event<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<&'b str, &'static str> {
-    if media_type(headers).as_deref() != Some("application/secevent+jwt") {
-        return Err("send the SET as application/secevent+jwt");
-    }
-    if body.len() > MAX_SET_BYTES {
-        return Err("the SET is over 16 KiB");
-    }
-    std::str::from_utf8(body)
-        .ok()
-        .map(str::trim)
-        .filter(|set| !set.is_empty() && set.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or("the body is not a compact JWT")
-}
-
-/// `POST /risc`: 202 and no body when the SET is taken; 400 with RFC 8935's error codes
-/// when it is refused; 503 with `Retry-After` when Google's keys or our store cannot be
-/// reached now (Google delivers again).
-pub async fn receive_security_event<R: RiscHandler, B: AsRef<[u8]>>(
-    risc: &R,
-    request: &http::Request<B>,
-) -> Response<String> {
-    if request.method() != Method::POST {
-        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST").into_response();
-    }
-    let set = match parse_security_event(request.headers(), request.body().as_ref()) {
-        Ok(set) => set,
-        Err(description) => {
-            tracing::warn!(
-                status = 400,
-                err = "invalid_request",
-                description,
-                "security event refused"
-            );
-            return set_refusal(SetErrorCode::InvalidRequest, description);
-        }
-    };
-    match risc.receive(set).await {
-        Ok(_) => {
-            let mut response = Response::new(String::new());
-            *response.status_mut() = StatusCode::ACCEPTED;
-            response
-        }
-        Err(RiscError::Refused(SetError::Invalid { code, description })) => {
-            tracing::warn!(status = 400, err = code.as_str(), description, "security event refused");
-            set_refusal(code, description)
-        }
-        Err(e) => {
-            let api = match &e {
-                RiscError::Upstream(Upstream::Unavailable { retry_after, .. }) => {
-                    ApiError::unavailable(true, *retry_after)
-                }
-                _ => ApiError::misconfigured(),
-            };
-            api.logged("security event", Some(&e))
-        }
-    }
-}
-
-/// Serves every route of the HTTP API: `POST /authcode`, `DELETE /grants/me` and
-/// `POST /risc`.
-pub async fn serve<H: SignInHandler, D: DeletionHandler, R: RiscHandler, B: AsRef<[u8]>>(
-    sign_in: &H,
-    deletion: &D,
-    risc: &R,
-    request: &http::Request<B>,
-) -> Response<String> {
-    match request.uri().path().trim_end_matches('/') {
-        GRANTS_ME_PATH => delete_own_grant(deletion, request).await,
-        RISC_PATH => receive_security_event(risc, request).await,
-        _ => handle(sign_in, request).await,
-    }
-}
-
-/// `DELETE /grants/me`: 200 `{"sub", "google"}`, or the error table's answer.
-pub async fn delete_own_grant<D: DeletionHandler, B>(deletion: &D, request: &http::Request<B>) -> Response<String> {
-    if request.method() != Method::DELETE {
-        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use DELETE").into_response();
-    }
-    let outcome = match parse_deletion(request.headers()) {
-        Ok(id_token) => deletion
-            .delete(&id_token)
-            .await
-            .map_err(|e| (deletion_error_for(&e), Some(e))),
-        Err(api) => Err((api, None)),
-    };
-    match outcome {
-        Ok(done) => {
-            let body = json!({"sub": done.sub, "google": done.google.as_str()});
-            json_response(StatusCode::OK, body.to_string(), None)
-        }
-        Err((api, cause)) => api.logged("deletion", cause.as_ref().map(|e| e as &dyn std::error::Error)),
-    }
 }
 
 /// Anything that performs sign-ins; the production [`crate::sign_in::SignIn`] does.
@@ -494,18 +185,6 @@ pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(handler: &H, request: &htt
         }
         Err((api, cause)) => api.logged("sign-in", cause.as_ref().map(|e| e as &dyn std::error::Error)),
     }
-}
-
-/// The cause chain of an error for the log. Our errors carry only codes and classes.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        chain.push_str(": ");
-        chain.push_str(&e.to_string());
-        source = e.source();
-    }
-    chain
 }
 
 /// The parser's invariants over arbitrary input, for the fuzz target (`fuzz/`) and the
