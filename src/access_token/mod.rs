@@ -1,0 +1,282 @@
+//! Access tokens for the customer's backend (DESIGN §11): the stored grants made usable
+//! for any Google API the user granted. It knows nothing of Lambda; the `access-token`
+//! function is a thin wrapper ([`crate::lambda::invoke`]), and a Rust service that embeds
+//! this crate calls [`AccessTokens::access_token`] itself.
+//!
+//! 1. Read the grant and its cached access token together (one round trip's wait).
+//!    Unknown, unusable, or lacking a requested scope: answer at once, no Google call.
+//! 2. A cached token with at least `min_ttl` left is served as it is.
+//! 3. Otherwise one caller refreshes: it takes the grant's lease (the offline job's, so
+//!    the two never refresh one grant at the same time), refreshes, and caches the token
+//!    sealed under its own purpose — a write that also ends the lease when the refresh
+//!    changed nothing on the grant (three DynamoDB requests in all); otherwise it records
+//!    the change on the grant as it lets go. Everyone else waits a bounded time and reads
+//!    its token.
+//! 4. `invalid_grant` revokes the grant only when a re-read shows the token we used is
+//!    still the stored one; if a sign-in replaced it, the new one is tried.
+//! 5. A per-grant floor keeps a user-facing caller from spending Google's quota: a forced
+//!    refresh no sooner than `force_refresh_floor` after the last one, and after a failed
+//!    refresh, no new attempt within the floor.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::crypto::{Binding, KeyProvider, TokenCipher};
+use crate::domain::{AccessToken, GoogleSubject, RefreshToken, Scopes};
+use crate::google::{ClientSecrets, TokenEndpoint};
+use crate::store::{AccessStore, CacheEntry, Grant, RefreshLease, StoreError, random_owner};
+use crate::upstream::Upstream;
+
+mod policy;
+mod refresh;
+
+use policy::{floor, usable};
+
+/// The most `min_ttl` a caller may ask for: a fresh Google token lives 3599 s, so any
+/// request can be met by one refresh.
+pub const MAX_MIN_TTL: Duration = Duration::from_secs(3_000);
+/// The `min_ttl` of a request that names none.
+pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(300);
+
+/// What the caller asks for.
+#[derive(Debug, Clone)]
+pub struct AccessRequest {
+    pub sub: GoogleSubject,
+    /// The token must have at least this long left (at most [`MAX_MIN_TTL`]).
+    pub min_ttl: Duration,
+    /// The scopes the caller needs; each must have been granted.
+    pub scopes: Scopes,
+    /// Refresh even if the cached token would do (no sooner than the per-grant floor).
+    pub force_refresh: bool,
+}
+
+/// A token for the caller.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: AccessToken,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub scopes: Scopes,
+}
+
+/// Why no token was issued. Every case is an answer the caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error("no grant is stored for this user")]
+    GrantNotFound,
+    /// Revoked, expired, or holding no refresh token: the user must sign in again.
+    #[error("the grant cannot be used ({reason}): the user must authorize again")]
+    ReauthorizationRequired {
+        reason: String,
+        /// For a grant Google revoked: what most likely caused it.
+        likely_cause: Option<String>,
+    },
+    /// Google disabled the account (Cross-Account Protection): no token until it is
+    /// enabled again.
+    #[error("Google disabled this account")]
+    Suspended,
+    #[error("the user did not grant every requested scope")]
+    ScopeNotGranted { missing: Vec<String> },
+    #[error("a forced refresh came too soon after the last refresh")]
+    RefreshBackoff { retry_after: Duration },
+    #[error("Google or AWS is unavailable: {cause}")]
+    Unavailable { retry_after: Duration, cause: String },
+    #[error("the service is misconfigured: {0}")]
+    Misconfigured(String),
+}
+
+impl From<StoreError> for AccessError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Upstream(Upstream::Misconfigured { .. }) => Self::Misconfigured(e.to_string()),
+            StoreError::Upstream(Upstream::Unavailable { retry_after, .. }) => Self::Unavailable {
+                retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
+                cause: e.to_string(),
+            },
+            StoreError::Conflict => Self::Unavailable {
+                retry_after: Duration::from_secs(1),
+                cause: e.to_string(),
+            },
+            StoreError::Corrupt(_) => Self::Misconfigured(e.to_string()),
+        }
+    }
+}
+
+/// Tunables of the use case.
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    /// `TOKEN_BINDING`: what sealed tokens are bound to.
+    pub token_binding: String,
+    pub token_uri_override: Option<String>,
+    /// `FORCE_REFRESH_MIN_SECS`: the per-grant floor between user-facing refreshes.
+    pub force_refresh_floor: Duration,
+    /// How long a refreshing caller holds the grant's lease: the longest a caller that
+    /// dies mid-refresh blocks the others.
+    pub lease: Duration,
+    /// The longest one call may take in all, waiting included.
+    pub budget: Duration,
+}
+
+/// The access-token use case over its ports.
+pub struct AccessTokens<T, S, K, P, C> {
+    pub token_endpoint: T,
+    pub store: S,
+    pub refresh_cipher: TokenCipher<K, RefreshToken>,
+    pub access_cipher: TokenCipher<K, AccessToken>,
+    pub secrets: P,
+    pub clock: C,
+    pub settings: AccessSettings,
+}
+
+impl<T, S, K, P, C> std::fmt::Debug for AccessTokens<T, S, K, P, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokens")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a waiting caller sleeps between reads, doubling up to the last.
+const POLL_FIRST: Duration = Duration::from_millis(25);
+const POLL_MAX: Duration = Duration::from_millis(200);
+/// A sign-in replacing the token mid-refresh is rare; twice in one call is the most tried.
+const MAX_TOKENS_TRIED: u32 = 3;
+
+fn unavailable(retry_after: Duration, cause: impl Into<String>) -> AccessError {
+    AccessError::Unavailable {
+        retry_after: retry_after.max(Duration::from_secs(1)),
+        cause: cause.into(),
+    }
+}
+
+impl<T, S, K, P, C> AccessTokens<T, S, K, P, C>
+where
+    T: TokenEndpoint,
+    S: AccessStore,
+    K: KeyProvider,
+    P: ClientSecrets,
+    C: Clock,
+{
+    /// Loads the client secret during init, so the first refresh does not wait for it.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.secrets.current().await {
+            tracing::warn!(error = %e, "client secret not loaded during init");
+        }
+    }
+
+    /// An access token for `request.sub`, from the cache or from Google.
+    #[tracing::instrument(name = "access_token", skip_all, fields(sub = %request.sub, force = request.force_refresh))]
+    pub async fn access_token(&self, request: &AccessRequest) -> Result<IssuedToken, AccessError> {
+        let deadline = Instant::now() + self.settings.budget;
+        let started = self.clock.now_unix();
+        let owner = random_owner();
+        let mut view = self.store.read(&request.sub).await?;
+        let mut poll = POLL_FIRST;
+        // A forced refresh is served from the cache only with a token obtained by another
+        // caller's refresh that this one waited for.
+        let mut waited = false;
+        loop {
+            let now = self.clock.now_unix();
+            let grant = usable(view.grant.as_ref(), now)?;
+            let missing = request.scopes.missing_from(&grant.scopes);
+            if !missing.is_empty() {
+                return Err(AccessError::ScopeNotGranted { missing });
+            }
+            let accepted = (!request.force_refresh || waited).then_some(started);
+            if let Some(token) = self.served_from_cache(&view.cache, grant, request, accepted, now).await {
+                tracing::info!(cached = true, "access token issued");
+                return Ok(token);
+            }
+            floor(&view, request.force_refresh, self.settings.force_refresh_floor, now)?;
+            if view.leased_until.is_none_or(|until| until < now) {
+                match self
+                    .store
+                    .take_lease(
+                        &request.sub,
+                        &owner,
+                        now,
+                        now + self.settings.lease.as_secs(),
+                        view.cache.released_lease.as_deref(),
+                    )
+                    .await?
+                {
+                    RefreshLease::Taken(leased) => {
+                        // Someone refreshed since this call began (or while it waited):
+                        // its token may be cached by now.
+                        let reread = waited || leased.last_refresh_at.is_some_and(|at| at >= started);
+                        return self
+                            .refresh_under_lease(leased, request, &owner, accepted, reread, deadline)
+                            .await;
+                    }
+                    RefreshLease::Unusable(grant) => {
+                        view.grant = grant;
+                        continue;
+                    }
+                    RefreshLease::Held { .. } => {}
+                }
+            }
+            // Someone else refreshes this grant: wait for its token, within the budget.
+            if Instant::now() + poll >= deadline {
+                return Err(unavailable(
+                    Duration::from_secs(1),
+                    "another refresh of this grant did not finish in time",
+                ));
+            }
+            tokio::time::sleep(poll).await;
+            waited = true;
+            poll = (poll * 2).min(POLL_MAX);
+            view = self.store.read(&request.sub).await?;
+        }
+    }
+
+    /// The cached token, if it meets the request: enough time left (or issued within the
+    /// floor: the most Google gives) and every scope asked for. With `force_refresh`, only one obtained at or after `accepted` (another
+    /// caller's refresh, which this one waited for); `None` accepts none.
+    async fn served_from_cache(
+        &self,
+        cache: &CacheEntry,
+        grant: &Grant,
+        request: &AccessRequest,
+        accepted: Option<u64>,
+        now: u64,
+    ) -> Option<IssuedToken> {
+        let cached = cache.token.as_ref()?;
+        let fresh_enough = match (request.force_refresh, accepted) {
+            (false, _) => true,
+            (true, Some(since)) => cached.obtained_at >= since,
+            (true, None) => false,
+        };
+        // A token Google issued within the floor is as long-lived as Google makes them:
+        // refreshing again would not give more, only spend quota.
+        let just_issued = now < cached.obtained_at + self.settings.force_refresh_floor.as_secs();
+        let fits = fresh_enough
+            && (cached.expires_at >= now + request.min_ttl.as_secs() || just_issued)
+            && cached.expires_at > now
+            && request.scopes.missing_from(&cached.scopes).is_empty();
+        if !fits {
+            return None;
+        }
+        match self.access_cipher.open(&cached.token, self.binding(grant)).await {
+            Ok(access_token) => Some(IssuedToken {
+                access_token,
+                expires_at: cached.expires_at,
+                scopes: cached.scopes.clone(),
+            }),
+            Err(e) => {
+                // Refreshing replaces it; nothing is lost.
+                tracing::warn!(error = %e, "cached access token does not open; refreshing");
+                None
+            }
+        }
+    }
+
+    fn binding<'a>(&'a self, grant: &'a Grant) -> Binding<'a> {
+        Binding {
+            store: &self.settings.token_binding,
+            sub: grant.sub.as_str(),
+            client_id: &grant.client_id,
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! One refresh under the grant's lease, and how the lease ends: the cached token's write
+//! ends a routine refresh's lease; anything else is recorded on the grant as it lets go.
+
+use tokio::time::Instant;
+
+use super::{AccessError, AccessRequest, AccessTokens, IssuedToken, MAX_TOKENS_TRIED, unavailable};
+use crate::clock::Clock;
+use crate::crypto::KeyProvider;
+use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
+use crate::grant::decide::{Disposition, Failure, disposition, likely_cause};
+use crate::grant::{seal_rotated, sealed_for_cache, token_scopes};
+use crate::store::{AccessStore, AccessView, Grant, GrantStatus, LeaseEnd, Recorded, reasons};
+use crate::upstream::Upstream;
+
+impl<T, S, K, P, C> AccessTokens<T, S, K, P, C>
+where
+    T: TokenEndpoint,
+    S: AccessStore,
+    K: KeyProvider,
+    P: ClientSecrets,
+    C: Clock,
+{
+    /// Refreshes while holding the lease, and always lets go of it.
+    pub(super) async fn refresh_under_lease(
+        &self,
+        leased: Grant,
+        request: &AccessRequest,
+        owner: &str,
+        accepted: Option<u64>,
+        reread: bool,
+        deadline: Instant,
+    ) -> Result<IssuedToken, AccessError> {
+        // Re-read when the caller before us may have cached a token just before letting
+        // go; otherwise the lease's own write returned the grant as it is.
+        let view = if reread {
+            self.store.read(&request.sub).await.ok()
+        } else {
+            None
+        };
+        let cached = match &view {
+            Some(view) => {
+                self.served_from_cache(&view.cache, &leased, request, accepted, self.clock.now_unix())
+                    .await
+            }
+            None => None,
+        };
+        let (result, end, holder) = match cached {
+            Some(token) => (Ok(token), Some(LeaseEnd::Released), leased),
+            None => self.refresh(leased, request, owner, deadline).await,
+        };
+        // A routine refresh's cached token already ended the lease.
+        if let Some(end) = end {
+            match self.store.end_lease(&holder, owner, self.clock.now_unix(), &end).await {
+                Ok(Recorded::Written | Recorded::Superseded) => {}
+                Ok(Recorded::LeaseLost) => tracing::warn!("the lease ran out before the refresh was recorded"),
+                // The lease runs out by itself; a rotated token would be lost, so say so.
+                Err(e) => {
+                    tracing::error!(error = %e, rotated = matches!(end, LeaseEnd::Refreshed { new_token: Some(_), .. }), "letting go of the lease failed")
+                }
+            }
+        }
+        if result.is_ok() {
+            tracing::info!(cached = false, "access token issued");
+        }
+        result
+    }
+
+    /// One refresh under `owner`'s lease: the answer, what to record as the lease ends
+    /// (`None`: the cached token's write ended it, a routine refresh), and the grant as
+    /// last read (a sign-in may have replaced the token meanwhile).
+    pub(super) async fn refresh(
+        &self,
+        mut grant: Grant,
+        request: &AccessRequest,
+        owner: &str,
+        deadline: Instant,
+    ) -> (Result<IssuedToken, AccessError>, Option<LeaseEnd>, Grant) {
+        let credentials = match self.secrets.current().await {
+            Ok(c) => c,
+            Err(e) => return (Err(self.upstream(e)), Some(LeaseEnd::Released), grant),
+        };
+        let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
+        let mut tried = 0;
+        loop {
+            tried += 1;
+            let Some(sealed) = &grant.refresh_token else {
+                return (
+                    Err(AccessError::ReauthorizationRequired {
+                        reason: reasons::NO_REFRESH_TOKEN.into(),
+                        likely_cause: None,
+                    }),
+                    Some(LeaseEnd::Released),
+                    grant,
+                );
+            };
+            let refresh_token = match self.refresh_cipher.open(sealed, self.binding(&grant)).await {
+                Ok(token) => token,
+                Err(e) => {
+                    let answer = match disposition(Failure::Open(&e)) {
+                        Disposition::Transient { retry_after, reason } => {
+                            unavailable(retry_after.unwrap_or_default(), reason)
+                        }
+                        _ => {
+                            tracing::error!(error = %e, "MISCONFIGURATION: the stored refresh token does not open");
+                            AccessError::Misconfigured(e.to_string())
+                        }
+                    };
+                    return (Err(answer), Some(LeaseEnd::Released), grant);
+                }
+            };
+            let refreshed = self
+                .token_endpoint
+                .refresh(TokenRefresh {
+                    token_uri,
+                    credentials: &credentials,
+                    refresh_token: &refresh_token,
+                })
+                .await;
+            let error = match refreshed {
+                Ok(tokens) => {
+                    let new_token = match &tokens.refresh_token {
+                        Some(rotated) => {
+                            match seal_rotated(&self.refresh_cipher, sealed, rotated, self.binding(&grant), deadline)
+                                .await
+                            {
+                                Ok(sealed) => Some(sealed),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "MISCONFIGURATION: a rotated refresh token could not be sealed; the stored token is kept and the caller told to retry");
+                                    let reason = match disposition(Failure::Seal(&e)) {
+                                        Disposition::Defer { reason } => reason,
+                                        other => format!("{other:?}"),
+                                    };
+                                    let answer = unavailable(self.settings.force_refresh_floor, reason);
+                                    return (Err(answer), Some(LeaseEnd::Released), grant);
+                                }
+                            }
+                        }
+                        None => None,
+                    };
+                    let now = self.clock.now_unix();
+                    let refresh_expires_at = tokens.refresh_token_lifetime.map(|limit| now + limit.as_secs());
+                    let end = LeaseEnd::Refreshed {
+                        new_token,
+                        refresh_expires_at,
+                    };
+                    let end = self.cache(&grant, &tokens, now, owner, end).await;
+                    let issued = IssuedToken {
+                        expires_at: now + tokens.expires_in.as_secs(),
+                        scopes: token_scopes(&tokens, &grant),
+                        access_token: tokens.access_token,
+                    };
+                    return (Ok(issued), end, grant);
+                }
+                Err(e) => e,
+            };
+            match disposition(Failure::Refresh(&error)) {
+                Disposition::Revoke { reason, subtype } => {
+                    // Google refused the token we used. If a sign-in stored another since
+                    // we leased, that one is the grant's now: try it.
+                    match self.store.read(&request.sub).await {
+                        Ok(AccessView {
+                            grant: Some(current), ..
+                        }) if current.status == GrantStatus::Active
+                            && current.refresh_token.is_some()
+                            && current.refresh_token != grant.refresh_token
+                            && tried < MAX_TOKENS_TRIED =>
+                        {
+                            tracing::info!("the refresh token was replaced during the refresh; trying the new one");
+                            grant = current;
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(e) => return (Err(e.into()), Some(LeaseEnd::Released), grant),
+                    }
+                    let cause = likely_cause(
+                        subtype.as_deref(),
+                        grant.token_issued_at.unwrap_or(grant.created_at),
+                        grant.last_refresh_at,
+                        self.clock.now_unix(),
+                    )
+                    .as_str()
+                    .to_owned();
+                    tracing::info!(reason, likely_cause = cause, "grant revoked by Google");
+                    return (
+                        Err(AccessError::ReauthorizationRequired {
+                            reason: reason.clone(),
+                            likely_cause: Some(cause.clone()),
+                        }),
+                        Some(LeaseEnd::Revoked {
+                            reason,
+                            likely_cause: cause,
+                        }),
+                        grant,
+                    );
+                }
+                Disposition::Transient { retry_after, reason } => {
+                    let floor = self.settings.force_refresh_floor;
+                    let now = self.clock.now_unix();
+                    if let Err(e) = self.store.note_failure(&request.sub, now, floor.as_secs()).await {
+                        tracing::warn!(error = %e, "the failed refresh could not be noted");
+                    }
+                    tracing::warn!(error = %reason, "refresh failed; the caller is told to retry");
+                    let retry_after = retry_after.unwrap_or_default().max(floor);
+                    return (Err(unavailable(retry_after, reason)), Some(LeaseEnd::Released), grant);
+                }
+                other => {
+                    tracing::error!(error = %error, disposition = ?other, "MISCONFIGURATION: the refresh was refused");
+                    return (
+                        Err(AccessError::Misconfigured(error.to_string())),
+                        Some(LeaseEnd::Released),
+                        grant,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Caches a fresh token, sealed; a failure costs only a later refresh. A routine
+    /// refresh ([`LeaseEnd::is_routine`]) is recorded by that write alone, which ends the
+    /// lease (`None`); anything else is left for the grant's write.
+    pub(super) async fn cache(
+        &self,
+        grant: &Grant,
+        tokens: &Tokens,
+        now: u64,
+        owner: &str,
+        end: LeaseEnd,
+    ) -> Option<LeaseEnd> {
+        let cached = match sealed_for_cache(&self.access_cipher, self.binding(grant), grant, tokens, now).await {
+            Ok(cached) => cached,
+            Err(e) => {
+                tracing::warn!(error = %e, "the access token could not be sealed for the cache");
+                return Some(end);
+            }
+        };
+        if end.is_routine(grant) {
+            match self.store.cache_and_release(&grant.sub, &cached, owner).await {
+                Ok(true) => return None,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "the access token could not be cached"),
+            }
+        } else if let Err(e) = self.store.cache_token(&grant.sub, &cached).await {
+            tracing::warn!(error = %e, "the access token could not be cached");
+        }
+        Some(end)
+    }
+
+    pub(super) fn upstream(&self, e: Upstream) -> AccessError {
+        match e {
+            Upstream::Misconfigured { .. } => {
+                tracing::error!(error = %e, "MISCONFIGURATION");
+                AccessError::Misconfigured(e.to_string())
+            }
+            Upstream::Unavailable { retry_after, .. } => unavailable(retry_after.unwrap_or_default(), e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! One grant's work under its lease: lease, open, refresh, keep a rotated token, reach
+//! Drive or finish a deletion, and record the outcome.
+
+use std::sync::atomic::Ordering;
+
+use super::run::{Attempt, Prepaid, Run, Worked};
+use super::{Count, DriveSync, GoogleCall, OfflineJob, RunError};
+use crate::clock::Clock;
+use crate::crypto::{Binding, KeyProvider};
+use crate::domain::DRIVE_APPDATA_SCOPE;
+use crate::google::{ClientSecrets, DriveApi, GoogleTokenError, TokenEndpoint, TokenRefresh, TokenRevocation, Tokens};
+use crate::grant::decide::{Disposition, Failure, disposition};
+use crate::grant::{seal_rotated, sealed_for_cache};
+use crate::store::{CachedToken, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, reasons};
+
+impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
+where
+    T: TokenEndpoint,
+    D: DriveApi,
+    S: JobStore,
+    K: KeyProvider,
+    P: ClientSecrets,
+    C: Clock,
+{
+    /// Leases `grant`, works it, and records the outcome.
+    pub(super) async fn leased(
+        &self,
+        run: &Run<'_>,
+        grant: Grant,
+        now: u64,
+        prepaid: &Prepaid,
+    ) -> Result<Worked, RunError> {
+        // Held, as scanned: a routine record may have ended the lease in the cached
+        // token's item (the grant itself is not written then).
+        let released = if grant.lease_until.is_some_and(|until| until >= now) {
+            self.store.released_lease(&grant.sub).await?
+        } else {
+            None
+        };
+        let lease = Lease {
+            owner: run.owner,
+            cycle: run.cycle.as_str(),
+            now,
+            until: now + self.settings.lease.as_secs(),
+            drive_planned: grant.status == GrantStatus::Active && self.drive_planned(&grant),
+            released: released.as_deref().filter(|r| grant.lease_owner.as_deref() == Some(*r)),
+        };
+        let Some(leased) = self.store.lease(&grant.sub, lease).await? else {
+            run.counters.bump(Count::skipped);
+            return Ok(Worked::Skipped);
+        };
+        let mut cached = None;
+        let outcome = self.work(run, &leased, lease, prepaid, &mut cached).await;
+        let now = self.clock.now_unix();
+        let (recorded, was_cached) = self
+            .store
+            .record(&leased, Lease { now, ..lease }, &outcome, cached.as_ref())
+            .await?;
+        let c = &run.counters;
+        if was_cached {
+            c.bump(Count::access_tokens_cached);
+        }
+        match recorded {
+            Recorded::Written => {}
+            Recorded::Superseded => c.bump(Count::superseded),
+            Recorded::LeaseLost => {
+                tracing::warn!(sub = %leased.sub, "lease expired before the outcome was recorded");
+                c.bump(Count::errors);
+            }
+        }
+        match &outcome {
+            GrantOutcome::Refreshed { new_token, drive, .. } => {
+                c.bump(Count::refreshed);
+                if new_token.is_some() {
+                    c.bump(Count::rotated_tokens);
+                }
+                c.bump(match drive {
+                    DriveOutcome::Synced { truncated: true, .. } => Count::drive_truncated,
+                    DriveOutcome::Synced { .. } | DriveOutcome::Reached => Count::drive_synced,
+                    DriveOutcome::NotGranted => Count::refresh_only,
+                    DriveOutcome::Failed { .. } => Count::drive_deferred,
+                });
+            }
+            GrantOutcome::Deferred { .. } => c.bump(Count::deferred),
+            GrantOutcome::Revoked { .. } => c.bump(Count::revoked),
+            GrantOutcome::Deleted { .. } => c.bump(Count::deleted),
+            GrantOutcome::ReconsentRequired { .. } => c.bump(Count::reconsent_required),
+            GrantOutcome::Unopened { .. } => c.bump(Count::undecryptable),
+            GrantOutcome::Released => return Ok(Worked::NotStarted),
+        }
+        Ok(Worked::Done)
+    }
+
+    /// Whether `grant` gets Drive work this cycle.
+    pub(super) fn drive_planned(&self, grant: &Grant) -> bool {
+        grant.scopes.contains(DRIVE_APPDATA_SCOPE) && self.settings.drive_sync != DriveSync::Off
+    }
+
+    /// Works one leased grant and decides how it ends this cycle. Never fails: every
+    /// failure becomes an outcome to record. The access token it obtains, sealed for the
+    /// cache, is left in `cached`: the outcome's record stores it.
+    pub(super) async fn work(
+        &self,
+        run: &Run<'_>,
+        grant: &Grant,
+        lease: Lease<'_>,
+        prepaid: &Prepaid,
+        cached: &mut Option<CachedToken>,
+    ) -> GrantOutcome {
+        if grant.status == GrantStatus::Revoking {
+            return self.finish_deletion(run, grant, prepaid).await;
+        }
+        if grant.refresh_expires_at.is_some_and(|at| at <= lease.now) {
+            // Time-based access ran out: Google would refuse the token; call nothing.
+            return GrantOutcome::ReconsentRequired {
+                reason: reasons::TIME_BASED_ACCESS_EXPIRED.into(),
+            };
+        }
+        let Some(sealed) = &grant.refresh_token else {
+            return GrantOutcome::ReconsentRequired {
+                reason: "no refresh token stored".into(),
+            };
+        };
+        let binding = Binding {
+            store: &self.settings.token_binding,
+            sub: grant.sub.as_str(),
+            client_id: &grant.client_id,
+        };
+        let refresh_token = match self.cipher.open(sealed, binding).await {
+            Ok(token) => {
+                run.opened.fetch_add(1, Ordering::SeqCst);
+                token
+            }
+            Err(e) => return self.settle(run, grant, disposition(Failure::Open(&e))),
+        };
+
+        let refreshed = self
+            .retrying(
+                run,
+                Some((GoogleCall::Refresh, prepaid)),
+                || async {
+                    self.token_endpoint
+                        .refresh(TokenRefresh {
+                            token_uri: run.token_uri,
+                            credentials: run.credentials,
+                            refresh_token: &refresh_token,
+                        })
+                        .await
+                },
+                |e| disposition(Failure::Refresh(e)),
+            )
+            .await;
+        let tokens = match refreshed {
+            Ok(tokens) => tokens,
+            Err(Attempt::Failed(e)) => return self.settle(run, grant, disposition(Failure::Refresh(&e))),
+            Err(Attempt::OverBudget) => return GrantOutcome::Released,
+        };
+        let refresh_expires_at = tokens
+            .refresh_token_lifetime
+            .map(|limit| self.clock.now_unix() + limit.as_secs());
+        let mut new_token = match &tokens.refresh_token {
+            Some(rotated) => match seal_rotated(&self.cipher, sealed, rotated, binding, run.stop_at).await {
+                Ok(sealed) => Some(sealed),
+                Err(e) => {
+                    tracing::error!(sub = %grant.sub, error = %e, "MISCONFIGURATION: a rotated refresh token could not be sealed; the grant is deferred, its stored token as it was");
+                    run.counters.bump(Count::rotated_unsealed);
+                    return self.settle(run, grant, disposition(Failure::Seal(&e)));
+                }
+            },
+            None => None,
+        };
+        *cached = self.sealed_for_cache(grant, binding, &tokens).await;
+        let drive_next = self.drive_planned(grant);
+        if let (Some(token), true) = (&new_token, drive_next) {
+            // Google retired the old token: keep the new one before Drive, whose listing
+            // may take long or meet the deadline.
+            let lease = Lease {
+                now: self.clock.now_unix(),
+                ..lease
+            };
+            match self.store.save_token(grant, lease, token).await {
+                Ok(recorded) => {
+                    run.counters.bump(match recorded {
+                        Recorded::Written => Count::rotated_tokens,
+                        // A sign-in stored a newer token meanwhile: it wins.
+                        Recorded::Superseded | Recorded::LeaseLost => Count::superseded,
+                    });
+                    new_token = None;
+                }
+                Err(e) => {
+                    // Leave the token to the outcome's write, and Drive to the next cycle.
+                    let failures = grant.failure_count.saturating_add(1);
+                    return GrantOutcome::Refreshed {
+                        new_token,
+                        refresh_expires_at,
+                        drive: DriveOutcome::Failed {
+                            failure_count: failures,
+                            next_attempt_at: self.next_attempt(failures),
+                            reason: format!("storing the rotated token: {e}"),
+                        },
+                    };
+                }
+            }
+        }
+        if !drive_next {
+            // A keep-alive: refreshing resets Google's six-month idle expiry.
+            return GrantOutcome::Refreshed {
+                new_token,
+                refresh_expires_at,
+                drive: DriveOutcome::NotGranted,
+            };
+        }
+        let drive = match self.settings.drive_sync {
+            DriveSync::List => self.list_drive(run, grant, &tokens.access_token, prepaid).await,
+            DriveSync::Get | DriveSync::Off => self.reach_drive(run, &tokens.access_token, prepaid).await,
+        };
+        let drive = match drive {
+            Ok(drive) => drive,
+            // Paid for with the refresh: cannot happen, but let go rather than guess.
+            Err(Attempt::OverBudget) => DriveOutcome::NotGranted,
+            Err(Attempt::Failed(e)) => match disposition(Failure::Drive(&e)) {
+                Disposition::RefreshOnly => DriveOutcome::NotGranted,
+                Disposition::StopRun(cause) => {
+                    run.stop_for(cause);
+                    return GrantOutcome::Released;
+                }
+                _ => {
+                    let failures = grant.failure_count.saturating_add(1);
+                    DriveOutcome::Failed {
+                        failure_count: failures,
+                        next_attempt_at: self.next_attempt(failures),
+                        reason: format!("drive: {e}"),
+                    }
+                }
+            },
+        };
+        GrantOutcome::Refreshed {
+            new_token,
+            refresh_expires_at,
+            drive,
+        }
+    }
+
+    /// A grant the user asked to delete while Google was unreachable: revoke its token
+    /// (never refresh it), then it becomes a tombstone. A transient failure defers it.
+    pub(super) async fn finish_deletion(&self, run: &Run<'_>, grant: &Grant, prepaid: &Prepaid) -> GrantOutcome {
+        let deleted = GrantOutcome::Deleted {
+            tombstone_ttl: self.settings.tombstone_ttl,
+        };
+        let Some(sealed) = &grant.refresh_token else {
+            return deleted;
+        };
+        let binding = Binding {
+            store: &self.settings.token_binding,
+            sub: grant.sub.as_str(),
+            client_id: &grant.client_id,
+        };
+        let token = match self.cipher.open(sealed, binding).await {
+            Ok(token) => token,
+            Err(e) => return self.settle(run, grant, disposition(Failure::Open(&e))),
+        };
+        let token = &token;
+        let revoked = self
+            .retrying(
+                run,
+                Some((GoogleCall::Revoke, prepaid)),
+                || async {
+                    self.token_endpoint
+                        .revoke(TokenRevocation {
+                            revoke_uri: &self.settings.revoke_uri,
+                            token,
+                        })
+                        .await
+                        .map_err(GoogleTokenError::Upstream)
+                },
+                |e| disposition(Failure::Refresh(e)),
+            )
+            .await;
+        match revoked {
+            Ok(at_google) => {
+                tracing::info!(sub = %grant.sub, google = ?at_google, "deletion finished: revoked at Google");
+                deleted
+            }
+            Err(Attempt::Failed(e)) => self.settle(run, grant, disposition(Failure::Refresh(&e))),
+            Err(Attempt::OverBudget) => GrantOutcome::Released,
+        }
+    }
+
+    /// The access token just obtained, sealed for the cache, so the access-token function
+    /// serves it without Google. A failure costs only a later refresh: logged, never fatal.
+    pub(super) async fn sealed_for_cache(
+        &self,
+        grant: &Grant,
+        binding: Binding<'_>,
+        tokens: &Tokens,
+    ) -> Option<CachedToken> {
+        let now = self.clock.now_unix();
+        match sealed_for_cache(&self.access_cipher, binding, grant, tokens, now).await {
+            Ok(cached) => Some(cached),
+            Err(e) => {
+                tracing::warn!(sub = %grant.sub, error = %e, "access token not cached: sealing failed");
+                None
+            }
+        }
+    }
+}
