@@ -39,7 +39,7 @@ async fn one_run_refreshes_every_grant_lists_drive_where_granted_and_uses_each_f
     let stack = spawn_stack().await;
     let with_drive = stack.seed_grants(1_500, DRIVE, 150).await;
     let without = stack.seed_grants(500, NO_DRIVE, 0).await;
-    let (job, kms_decrypts) = stack.counting_job(&[
+    let (job, kms) = stack.counting_job(&[
         ("REFRESH_CONCURRENCY", "64"),
         ("REFRESH_SEGMENTS", "4"),
         ("DRIVE_SYNC", "list"),
@@ -90,7 +90,7 @@ async fn one_run_refreshes_every_grant_lists_drive_where_granted_and_uses_each_f
     let grant = stack.grant(&with_drive[0].sub).await.expect("grant");
     assert!(grant.last_refresh_at.is_some() && grant.last_sync_at.is_some());
     // Every grant was sealed under one data key: KMS Decrypt once, not per grant.
-    assert_eq!(kms_decrypts.load(Ordering::SeqCst), 1);
+    assert_eq!(kms.decrypted.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

@@ -55,19 +55,8 @@ fn access_tokens(
 }
 
 async fn cached_token_item(stack: &Stack, sub: &str) -> bool {
-    let out = stack
-        .dynamo()
-        .get_item()
-        .table_name(&stack.config.common.state_table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("access#{sub}")),
-        )
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("get item");
-    out.item().is_some_and(|i| i.contains_key("access_token"))
+    let item = stack.cached_token_item(sub).await;
+    item.is_some_and(|i| i.contains_key("access_token"))
 }
 
 #[tokio::test]
@@ -75,13 +64,7 @@ async fn the_job_keeps_a_rotated_token_sealed_under_the_opened_key_with_kms_refu
     let stack = spawn_stack().await;
     let user = &stack.seed_grants(1, SCOPES, 0).await[0];
     stack.emulator.set_refresh_token_rotation(true);
-    let keys = CountingKeys::new(&stack, Role::Job);
-    let config = stack.job_config(&[]);
-    let job = offline_access::app::AppBuilder::new(&config.common, &stack.aws_as(Role::Job))
-        .keys(keys.clone())
-        .build()
-        .expect("app")
-        .offline_job(&config);
+    let (job, keys) = stack.counting_job(&[]);
     // Only the open of the stored token reaches KMS; then KMS refuses everything.
     keys.refuse_after(1);
 
@@ -107,15 +90,9 @@ async fn the_job_defers_a_grant_whose_rotated_token_cannot_be_sealed_and_keeps_t
     let user = &stack.seed_grants(1, SCOPES, 0).await[0];
     let stored = stack.grant(&user.sub).await.expect("grant").refresh_token;
     stack.emulator.set_refresh_token_rotation(true);
-    let keys = CountingKeys::new(&stack, Role::Job);
     // No data key is cached for a moment: the seal needs KMS again, and KMS refuses after
     // the open.
-    let config = stack.job_config(&[("DATA_KEY_MAX_AGE_SECS", "0")]);
-    let job = offline_access::app::AppBuilder::new(&config.common, &stack.aws_as(Role::Job))
-        .keys(keys.clone())
-        .build()
-        .expect("app")
-        .offline_job(&config);
+    let (job, keys) = stack.counting_job(&[("DATA_KEY_MAX_AGE_SECS", "0")]);
     keys.refuse_after(1);
 
     let report = job

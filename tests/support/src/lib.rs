@@ -662,19 +662,15 @@ impl Stack {
     }
 
     /// The production offline job with its KMS calls counted.
-    pub fn counting_job(
-        &self,
-        extra: &[(&str, &str)],
-    ) -> (TestJob<CountingKeys>, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    pub fn counting_job(&self, extra: &[(&str, &str)]) -> (TestJob<CountingKeys>, CountingKeys) {
         let keys = CountingKeys::new(self, Role::Job);
-        let decrypted = std::sync::Arc::clone(&keys.decrypted);
         let config = self.job_config(extra);
         let job = AppBuilder::new(&config.common, &self.aws_as(Role::Job))
-            .keys(keys)
+            .keys(keys.clone())
             .build()
             .expect("app")
             .offline_job(&config);
-        (job, decrypted)
+        (job, keys)
     }
 
     /// Seeds `count` users who consented earlier: Google holds their refresh tokens, and
@@ -820,6 +816,19 @@ impl Stack {
         if until.is_none_or(|until| until < SystemClock.now_unix()) {
             return false;
         }
+        let released = self
+            .cached_token_item(sub)
+            .await
+            .and_then(|i| i.get("released_lease").cloned())
+            .and_then(|v| v.as_s().ok().cloned());
+        released.as_deref() != Some(owner.as_str())
+    }
+
+    /// `sub`'s cached-token item in the state table, raw.
+    pub async fn cached_token_item(
+        &self,
+        sub: &str,
+    ) -> Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
         let out = self
             .dynamo()
             .get_item()
@@ -832,11 +841,7 @@ impl Stack {
             .send()
             .await
             .expect("get item");
-        let released = out
-            .item()
-            .and_then(|i| i.get("released_lease"))
-            .and_then(|v| v.as_s().ok().cloned());
-        released.as_deref() != Some(owner.as_str())
+        out.item().cloned()
     }
 
     /// A number attribute of a state-table item (`pk`).
