@@ -312,3 +312,29 @@ fn the_job_dashboard_parses_and_shows_only_metrics_the_job_emits() {
         "units per minute are drawn against the budget"
     );
 }
+
+#[test]
+fn the_readmes_configuration_table_names_every_variable_the_functions_read_and_no_other() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let start = readme.find("\n## Configuration").expect("a Configuration section");
+    let section = &readme[start + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    // Every `NAME` in a row's first cell (a row may name several).
+    let listed: BTreeSet<&str> = section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .filter_map(|line| line.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .collect();
+    let read: BTreeSet<&str> = COMMON_VARIABLES
+        .iter()
+        .chain(SIGN_IN_VARIABLES)
+        .chain(ACCESS_TOKEN_VARIABLES)
+        .chain(JOB_VARIABLES)
+        .chain(EVENTS_VARIABLES)
+        .copied()
+        // The SDK's and the runtime's own, which the README documents beside ours.
+        .chain(["AWS_ENDPOINT_URL", "RUST_LOG"])
+        .collect();
+    assert_eq!(listed, read, "README's configuration table and src/config.rs disagree");
+}
