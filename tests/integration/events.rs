@@ -125,7 +125,7 @@ fn publisher(stack: &Stack) -> EventBridgePublisher {
         event_bus_name: stack.env["EVENT_BUS_NAME"].clone(),
         refresh_failing_after: 3,
     };
-    offline_access::app::event_publisher(&config, &stack.aws)
+    offline_access::app::event_publisher(&config, &stack.aws_as(test_support::Role::Events))
 }
 
 /// The detail-types each user got, in version order.
