@@ -9,9 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use offline_access::config::{
-    ACCESS_TOKEN_VARIABLES, COMMON_VARIABLES, EVENTS_VARIABLES, JOB_VARIABLES, SIGN_IN_VARIABLES,
-};
+use offline_access::config::vars::{self, ACCESS_TOKEN, COMMON, EVENTS, JOB, SIGN_IN};
 use offline_access::crypto::{Purpose, encryption_context};
 use offline_access::permissions::{self, Permission};
 use serde_yaml_ng::Value;
@@ -151,9 +149,9 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
     let template = template();
     let required = ["GRANTS_TABLE", "STATE_TABLE", "CLIENT_SECRET_ID", "TOKEN_KEY_ID"];
     for (id, own) in [
-        ("AuthCodeFunction", SIGN_IN_VARIABLES),
-        ("RefresherFunction", JOB_VARIABLES),
-        ("AccessTokenFunction", ACCESS_TOKEN_VARIABLES),
+        ("AuthCodeFunction", SIGN_IN),
+        ("RefresherFunction", JOB),
+        ("AccessTokenFunction", ACCESS_TOKEN),
     ] {
         let set: BTreeSet<String> = function(&template, id)["Environment"]["Variables"]
             .as_mapping()
@@ -161,7 +159,7 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
             .keys()
             .filter_map(|k| k.as_str().map(str::to_owned))
             .collect();
-        let read: BTreeSet<String> = COMMON_VARIABLES.iter().chain(own).map(|s| (*s).to_owned()).collect();
+        let read: BTreeSet<String> = COMMON.names().chain(own.names()).map(str::to_owned).collect();
         let unknown: Vec<&String> = set.difference(&read).collect();
         assert!(
             unknown.is_empty(),
@@ -177,7 +175,7 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
         .keys()
         .filter_map(|k| k.as_str())
         .collect();
-    assert_eq!(set, EVENTS_VARIABLES.iter().copied().collect());
+    assert_eq!(set, EVENTS.names().collect());
 }
 
 #[test]
@@ -314,27 +312,19 @@ fn the_job_dashboard_parses_and_shows_only_metrics_the_job_emits() {
 }
 
 #[test]
-fn the_readmes_configuration_table_names_every_variable_the_functions_read_and_no_other() {
+fn the_readmes_configuration_table_is_the_one_generated_from_the_declarations() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
     let start = readme.find("\n## Configuration").expect("a Configuration section");
     let section = &readme[start + 1..];
     let section = &section[..section.find("\n## ").unwrap_or(section.len())];
-    // Every `NAME` in a row's first cell (a row may name several).
-    let listed: BTreeSet<&str> = section
+    let table: String = section
         .lines()
-        .filter(|line| line.starts_with("| `"))
-        .filter_map(|line| line.split('|').nth(1))
-        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .filter(|line| line.starts_with('|'))
+        .map(|line| format!("{line}\n"))
         .collect();
-    let read: BTreeSet<&str> = COMMON_VARIABLES
-        .iter()
-        .chain(SIGN_IN_VARIABLES)
-        .chain(ACCESS_TOKEN_VARIABLES)
-        .chain(JOB_VARIABLES)
-        .chain(EVENTS_VARIABLES)
-        .copied()
-        // The SDK's and the runtime's own, which the README documents beside ours.
-        .chain(["AWS_ENDPOINT_URL", "RUST_LOG"])
-        .collect();
-    assert_eq!(listed, read, "README's configuration table and src/config.rs disagree");
+    let generated = vars::markdown_table();
+    assert!(
+        table == generated,
+        "README's configuration table is not the one src/config/vars.rs declares; replace it with:\n\n{generated}"
+    );
 }
