@@ -14,7 +14,7 @@
 //! cannot silently differ from what `main` runs. Building an App makes no network call.
 
 use crate::access_token::{AccessSettings, AccessTokens};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::SystemClock;
 use crate::config::{AccessTokenConfig, CommonConfig, EventsConfig, JobConfig, SignInConfig};
 use crate::crypto::{KeyCacheLimits, KeyProvider, KmsKeyProvider, Sealable, TokenCipher};
 use crate::deletion::{DeleteGrant, DeletionSettings};
@@ -26,34 +26,11 @@ use crate::google::{
     SecretsManagerSource,
 };
 use crate::job::{JobSettings, OfflineJob, Pacer};
+use crate::ports::{AnyClock, AnyJobStore, AnyKeys, Aws, IdTokens, Ports, Secrets};
 use crate::risc::{RiscReceiver, RiscSettings};
 use crate::sign_in::{SignIn, SignInSettings};
-use crate::store::{DynamoStore, JobStore};
+use crate::store::DynamoStore;
 use crate::upstream::RetryPolicy;
-
-/// The client-secret cache, on the clock that ages it.
-pub type Secrets<C = SystemClock> = CachedClientSecret<SecretsManagerSource, C>;
-/// Google ID-token verification (DESIGN §6).
-pub type IdTokens = GoogleIdTokenVerifier<HttpJwksFetcher, SystemClock>;
-
-/// The sign-in use case over an App's parts.
-pub type SignInOf<K, C> = SignIn<HttpTokenEndpoint, IdTokens, DynamoStore, K, Secrets<C>, SystemClock>;
-/// Deletion at the user's request over an App's parts.
-pub type DeletionOf<K, C> = DeleteGrant<HttpTokenEndpoint, IdTokens, DynamoStore, K, Secrets<C>, SystemClock>;
-/// The RISC receiver over an App's parts.
-pub type RiscOf<C> = RiscReceiver<DynamoStore, Secrets<C>, SystemClock>;
-/// The access-token use case over an App's parts.
-pub type AccessTokensOf<K, C> = AccessTokens<HttpTokenEndpoint, DynamoStore, K, Secrets<C>, SystemClock>;
-/// The offline job over an App's parts, with any store and clock.
-pub type JobOf<K, C, S = DynamoStore, Ck = SystemClock> =
-    OfflineJob<HttpTokenEndpoint, HttpDrive, S, K, Secrets<C>, Ck>;
-
-/// Production: KMS, the system clock.
-pub type ProductionSignIn = SignInOf<KmsKeyProvider, SystemClock>;
-pub type ProductionDeletion = DeletionOf<KmsKeyProvider, SystemClock>;
-pub type ProductionRisc = RiscOf<SystemClock>;
-pub type ProductionAccessTokens = AccessTokensOf<KmsKeyProvider, SystemClock>;
-pub type ProductionJob = JobOf<KmsKeyProvider, SystemClock>;
 
 /// What one process shares. Cheap to clone: every part is a handle on shared state.
 #[derive(Debug, Clone)]
@@ -94,9 +71,9 @@ impl AppBuilder<KmsKeyProvider, SystemClock> {
     }
 }
 
-impl<K: KeyProvider + Clone, C: Clock + Clone> AppBuilder<K, C> {
+impl<K: AnyKeys, C: AnyClock> AppBuilder<K, C> {
     /// Another key provider (tests count or refuse KMS calls).
-    pub fn keys<K2: KeyProvider + Clone>(self, keys: K2) -> AppBuilder<K2, C> {
+    pub fn keys<K2: AnyKeys>(self, keys: K2) -> AppBuilder<K2, C> {
         AppBuilder {
             common: self.common,
             aws: self.aws,
@@ -107,7 +84,7 @@ impl<K: KeyProvider + Clone, C: Clock + Clone> AppBuilder<K, C> {
     }
 
     /// Another clock for the client-secret cache (tests move it past the TTL).
-    pub fn secret_clock<C2: Clock + Clone>(self, clock: C2) -> AppBuilder<K, C2> {
+    pub fn secret_clock<C2: AnyClock>(self, clock: C2) -> AppBuilder<K, C2> {
         AppBuilder {
             common: self.common,
             aws: self.aws,
@@ -147,13 +124,13 @@ impl<K: KeyProvider + Clone, C: Clock + Clone> AppBuilder<K, C> {
 /// The HTTP API's three routes, built over one App: one ID-token key cache, one secret
 /// cache, one data-key cache, one connection pool.
 #[derive(Debug)]
-pub struct HttpApi<K = KmsKeyProvider, C = SystemClock> {
-    pub sign_in: SignInOf<K, C>,
-    pub deletion: DeletionOf<K, C>,
-    pub risc: RiscOf<C>,
+pub struct HttpApi<P: Ports = Aws> {
+    pub sign_in: SignIn<P>,
+    pub deletion: DeleteGrant<P>,
+    pub risc: RiscReceiver<P>,
 }
 
-impl<K: KeyProvider + Clone, C: Clock + Clone> HttpApi<K, C> {
+impl<P: Ports> HttpApi<P> {
     /// Loads the client secret and Google's ID-token keys during init, so the first
     /// request of any route waits for neither.
     pub async fn warm_up(&self) {
@@ -161,7 +138,7 @@ impl<K: KeyProvider + Clone, C: Clock + Clone> HttpApi<K, C> {
     }
 }
 
-impl<K: KeyProvider + Clone, C: Clock + Clone> App<K, C> {
+impl<K: AnyKeys, C: AnyClock> App<K, C> {
     fn token_endpoint(&self) -> HttpTokenEndpoint {
         HttpTokenEndpoint::new(self.http.clone())
     }
@@ -178,11 +155,11 @@ impl<K: KeyProvider + Clone, C: Clock + Clone> App<K, C> {
     }
 
     /// The sign-in use case (`POST /authcode`).
-    pub fn sign_in(&self, config: &SignInConfig) -> SignInOf<K, C> {
+    pub fn sign_in(&self, config: &SignInConfig) -> SignIn<Aws<K, C>> {
         self.sign_in_with(config, self.id_tokens(config))
     }
 
-    fn sign_in_with(&self, config: &SignInConfig, verifier: IdTokens) -> SignInOf<K, C> {
+    fn sign_in_with(&self, config: &SignInConfig, verifier: IdTokens) -> SignIn<Aws<K, C>> {
         let common = &self.common;
         SignIn {
             token_endpoint: self.token_endpoint(),
@@ -205,7 +182,7 @@ impl<K: KeyProvider + Clone, C: Clock + Clone> App<K, C> {
 
     /// The whole HTTP API: sign-in, deletion (`DELETE /grants/me`) and Google's security
     /// events (`POST /risc`), sharing this App's parts and one ID-token verifier.
-    pub fn http_api(&self, config: &SignInConfig) -> HttpApi<K, C> {
+    pub fn http_api(&self, config: &SignInConfig) -> HttpApi<Aws<K, C>> {
         let common = &self.common;
         let verifier = self.id_tokens(config);
         HttpApi {
@@ -232,11 +209,11 @@ impl<K: KeyProvider + Clone, C: Clock + Clone> App<K, C> {
 
     /// Deletion at the user's request (`DELETE /grants/me`; the operator's `grants
     /// delete`).
-    pub fn deletion(&self, config: &SignInConfig) -> DeletionOf<K, C> {
+    pub fn deletion(&self, config: &SignInConfig) -> DeleteGrant<Aws<K, C>> {
         self.deletion_with(self.id_tokens(config))
     }
 
-    fn deletion_with(&self, verifier: IdTokens) -> DeletionOf<K, C> {
+    fn deletion_with(&self, verifier: IdTokens) -> DeleteGrant<Aws<K, C>> {
         let common = &self.common;
         DeleteGrant {
             token_endpoint: self.token_endpoint(),
@@ -254,7 +231,7 @@ impl<K: KeyProvider + Clone, C: Clock + Clone> App<K, C> {
     }
 
     /// The access-token use case.
-    pub fn access_tokens(&self, config: &AccessTokenConfig) -> AccessTokensOf<K, C> {
+    pub fn access_tokens(&self, config: &AccessTokenConfig) -> AccessTokens<Aws<K, C>> {
         let common = &self.common;
         AccessTokens {
             token_endpoint: self.token_endpoint(),
@@ -274,18 +251,18 @@ impl<K: KeyProvider + Clone, C: Clock + Clone> App<K, C> {
     }
 
     /// The offline job on this App's store and the system clock.
-    pub fn offline_job(&self, config: &JobConfig) -> JobOf<K, C> {
+    pub fn offline_job(&self, config: &JobConfig) -> OfflineJob<Aws<K, C>> {
         self.offline_job_on(config, self.store.clone(), SystemClock)
     }
 
     /// The offline job on another store (benchmarks measure the job itself on an
     /// in-memory one) and another clock (tests turn the quota day over).
-    pub fn offline_job_on<S: JobStore, Ck: Clock>(
+    pub fn offline_job_on<S: AnyJobStore, Ck: AnyClock>(
         &self,
         config: &JobConfig,
         store: S,
         clock: Ck,
-    ) -> JobOf<K, C, S, Ck> {
+    ) -> OfflineJob<Aws<K, C, S, Ck>> {
         let common = &self.common;
         OfflineJob {
             token_endpoint: self.token_endpoint(),

@@ -13,9 +13,10 @@
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::crypto::{Binding, CryptoError, KeyProvider, TokenCipher};
+use crate::crypto::{Binding, CryptoError, TokenCipher};
 use crate::domain::GoogleSubject;
 use crate::google::{ClientSecrets, IdTokenError, Revocation, TokenEndpoint, TokenRevocation, VerifyIdToken};
+use crate::ports::Ports;
 use crate::store::{DeletionStart, DeletionStore, StoreError};
 use crate::upstream::Upstream;
 
@@ -85,33 +86,18 @@ pub struct DeletionSettings {
 }
 
 /// The deletion use case over its ports.
-pub struct DeleteGrant<T, V, S, K, P, C> {
-    pub token_endpoint: T,
-    pub verifier: V,
-    pub store: S,
-    pub cipher: TokenCipher<K>,
-    pub secrets: P,
-    pub clock: C,
+#[derive(Debug)]
+pub struct DeleteGrant<P: Ports = crate::ports::Aws> {
+    pub token_endpoint: P::Tokens,
+    pub verifier: P::IdTokens,
+    pub store: P::Store,
+    pub cipher: TokenCipher<P::Keys>,
+    pub secrets: P::Secrets,
+    pub clock: P::Clock,
     pub settings: DeletionSettings,
 }
 
-impl<T, V, S, K, P, C> std::fmt::Debug for DeleteGrant<T, V, S, K, P, C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeleteGrant")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T, V, S, K, P, C> DeleteGrant<T, V, S, K, P, C>
-where
-    T: TokenEndpoint,
-    V: VerifyIdToken,
-    S: DeletionStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+impl<P: Ports> DeleteGrant<P> {
     /// Deletes the grant of the user whose ID token this is.
     #[tracing::instrument(name = "delete_grant", skip_all)]
     pub async fn delete(&self, id_token: &str) -> Result<Deleted, DeletionError> {

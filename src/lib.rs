@@ -31,6 +31,7 @@ pub mod job;
 pub mod lambda;
 pub mod operator;
 pub mod permissions;
+pub mod ports;
 pub mod risc;
 pub mod sign_in;
 pub mod store;

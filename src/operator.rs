@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::app::{App, ProductionDeletion};
+use crate::app::App;
 use crate::clock::{Clock, SystemClock};
 use crate::config::CommonConfig;
 use crate::crypto::{Binding, CryptoError, KeyCacheLimits, KmsKeyProvider, TokenCipher};
+use crate::deletion::DeleteGrant;
 use crate::deletion::{Deleted, DeletionError};
 use crate::domain::{AccessToken, GoogleSubject, RefreshToken};
 use crate::google::{Revocation, TokenEndpoint, TokenRevocation};
@@ -88,7 +89,7 @@ pub struct Operator {
     pub common: CommonConfig,
     pub store: DynamoStore,
     pub keys: KmsKeyProvider,
-    pub deletion: ProductionDeletion,
+    pub deletion: DeleteGrant,
     aws: aws_config::SdkConfig,
 }
 

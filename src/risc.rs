@@ -30,6 +30,7 @@ use crate::clock::Clock;
 use crate::domain::{GoogleSubject, TokenLookup};
 use crate::google::ClientSecrets;
 use crate::google::risc::{SetError, SetErrorCode, SetVerifier};
+use crate::ports::Ports;
 use crate::store::{AccountState, Applied, RiscStore, StoreError, event_key, reasons};
 use crate::upstream::Upstream;
 
@@ -215,28 +216,16 @@ pub struct RiscSettings {
 }
 
 /// The receiver over its ports.
-pub struct RiscReceiver<S, P, C> {
-    pub verifier: SetVerifier<C>,
-    pub store: S,
-    pub secrets: P,
-    pub clock: C,
+#[derive(Debug)]
+pub struct RiscReceiver<P: Ports = crate::ports::Aws> {
+    pub verifier: SetVerifier<P::Clock>,
+    pub store: P::Store,
+    pub secrets: P::Secrets,
+    pub clock: P::Clock,
     pub settings: RiscSettings,
 }
 
-impl<S, P, C> std::fmt::Debug for RiscReceiver<S, P, C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RiscReceiver")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, P, C> RiscReceiver<S, P, C>
-where
-    S: RiscStore,
-    P: ClientSecrets,
-    C: Clock + Clone,
-{
+impl<P: Ports> RiscReceiver<P> {
     /// Receives one Security Event Token.
     #[tracing::instrument(name = "risc", skip_all)]
     pub async fn receive(&self, set: &str) -> Result<Receipt, RiscError> {

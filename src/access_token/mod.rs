@@ -23,9 +23,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::crypto::{Binding, KeyProvider, TokenCipher};
+use crate::crypto::{Binding, TokenCipher};
 use crate::domain::{AccessToken, GoogleSubject, RefreshToken, Scopes};
-use crate::google::{ClientSecrets, TokenEndpoint};
+use crate::google::ClientSecrets;
+use crate::ports::Ports;
 use crate::store::{AccessStore, CacheEntry, Grant, RefreshLease, StoreError, random_owner};
 use crate::upstream::Upstream;
 
@@ -120,22 +121,15 @@ pub struct AccessSettings {
 }
 
 /// The access-token use case over its ports.
-pub struct AccessTokens<T, S, K, P, C> {
-    pub token_endpoint: T,
-    pub store: S,
-    pub refresh_cipher: TokenCipher<K, RefreshToken>,
-    pub access_cipher: TokenCipher<K, AccessToken>,
-    pub secrets: P,
-    pub clock: C,
+#[derive(Debug)]
+pub struct AccessTokens<P: Ports = crate::ports::Aws> {
+    pub token_endpoint: P::Tokens,
+    pub store: P::Store,
+    pub refresh_cipher: TokenCipher<P::Keys, RefreshToken>,
+    pub access_cipher: TokenCipher<P::Keys, AccessToken>,
+    pub secrets: P::Secrets,
+    pub clock: P::Clock,
     pub settings: AccessSettings,
-}
-
-impl<T, S, K, P, C> std::fmt::Debug for AccessTokens<T, S, K, P, C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessTokens")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
 }
 
 /// How long a waiting caller sleeps between reads, doubling up to the last.
@@ -151,14 +145,7 @@ fn unavailable(retry_after: Duration, cause: impl Into<String>) -> AccessError {
     }
 }
 
-impl<T, S, K, P, C> AccessTokens<T, S, K, P, C>
-where
-    T: TokenEndpoint,
-    S: AccessStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+impl<P: Ports> AccessTokens<P> {
     /// Loads the client secret during init, so the first refresh does not wait for it.
     pub async fn warm_up(&self) {
         if let Err(e) = self.secrets.current().await {

@@ -5,21 +5,14 @@ use tokio::time::Instant;
 
 use super::{AccessError, AccessRequest, AccessTokens, IssuedToken, MAX_TOKENS_TRIED, unavailable};
 use crate::clock::Clock;
-use crate::crypto::KeyProvider;
 use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
 use crate::grant::decide::{Disposition, Failure, disposition, likely_cause};
 use crate::grant::{seal_rotated, sealed_for_cache, token_scopes};
-use crate::store::{AccessStore, AccessView, Grant, GrantStatus, LeaseEnd, Recorded, reasons};
+use crate::ports::Ports;
+use crate::store::{AccessStore, AccessTokenCache, AccessView, Grant, GrantStatus, LeaseEnd, Recorded, reasons};
 use crate::upstream::Upstream;
 
-impl<T, S, K, P, C> AccessTokens<T, S, K, P, C>
-where
-    T: TokenEndpoint,
-    S: AccessStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+impl<P: Ports> AccessTokens<P> {
     /// Refreshes while holding the lease, and always lets go of it.
     pub(super) async fn refresh_under_lease(
         &self,

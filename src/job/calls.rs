@@ -8,20 +8,10 @@ use tokio::time::Instant;
 use super::run::{Attempt, Prepaid, Run};
 use super::{Count, GoogleCall, OfflineJob};
 use crate::clock::Clock;
-use crate::crypto::KeyProvider;
-use crate::google::{ClientSecrets, DriveApi, TokenEndpoint};
 use crate::grant::decide::Disposition;
-use crate::store::JobStore;
+use crate::ports::Ports;
 
-impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
-where
-    T: TokenEndpoint,
-    D: DriveApi,
-    S: JobStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+impl<P: Ports> OfflineJob<P> {
     /// Every HTTP call to Google goes through here: paid for from the grant's
     /// reservation or the day's budget (`false`: the budget is spent, make no call),
     /// counted, and given its units' slot by the run's pacer.

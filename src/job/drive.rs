@@ -3,22 +3,13 @@
 
 use super::run::{Attempt, Prepaid, Run};
 use super::{Count, GoogleCall, OfflineJob};
-use crate::clock::Clock;
-use crate::crypto::KeyProvider;
 use crate::domain::AccessToken;
-use crate::google::{ClientSecrets, DriveApi, DriveError, TokenEndpoint};
+use crate::google::{DriveApi, DriveError};
 use crate::grant::decide::{Failure, disposition};
-use crate::store::{DriveOutcome, Grant, JobStore};
+use crate::ports::Ports;
+use crate::store::{DriveOutcome, Grant};
 
-impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
-where
-    T: TokenEndpoint,
-    D: DriveApi,
-    S: JobStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+impl<P: Ports> OfflineJob<P> {
     /// `DRIVE_SYNC=get`: one `files.get` of the `appDataFolder`.
     pub(super) async fn reach_drive(
         &self,

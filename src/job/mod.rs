@@ -42,9 +42,10 @@ pub use quota::{DailyBudget, DriveSync, GoogleCall, QuotaCosts, quota_day};
 pub use report::{Count, Report};
 
 use crate::clock::Clock;
-use crate::crypto::{KeyProvider, TokenCipher};
+use crate::crypto::TokenCipher;
 use crate::domain::{AccessToken, DRIVE_APPDATA_SCOPE};
-use crate::google::{ClientSecrets, DriveApi, TokenEndpoint};
+use crate::google::ClientSecrets;
+use crate::ports::Ports;
 use crate::store::{Checkpoint, Grant, GrantStatus, JobStore, ScanRequest, StoreError};
 use crate::upstream::{RetryPolicy, Upstream};
 use report::Counters;
@@ -97,36 +98,21 @@ pub enum RunError {
 }
 
 /// The offline job over its ports.
-pub struct OfflineJob<T, D, S, K, P, C> {
-    pub token_endpoint: T,
-    pub drive: D,
-    pub store: S,
-    pub cipher: TokenCipher<K>,
+#[derive(Debug)]
+pub struct OfflineJob<P: Ports = crate::ports::Aws> {
+    pub token_endpoint: P::Tokens,
+    pub drive: P::Drive,
+    pub store: P::JobStore,
+    pub cipher: TokenCipher<P::Keys>,
     /// Seals the access tokens the job caches for the access-token function.
-    pub access_cipher: TokenCipher<K, AccessToken>,
-    pub secrets: P,
-    pub clock: C,
+    pub access_cipher: TokenCipher<P::Keys, AccessToken>,
+    pub secrets: P::Secrets,
+    pub clock: P::Clock,
     pub settings: JobSettings,
     pub pacer: Pacer,
 }
 
-impl<T, D, S, K, P, C> std::fmt::Debug for OfflineJob<T, D, S, K, P, C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OfflineJob")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
-where
-    T: TokenEndpoint,
-    D: DriveApi,
-    S: JobStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+impl<P: Ports> OfflineJob<P> {
     /// Runs (or resumes) `cycle` until it is done or `stop_at` comes.
     #[tracing::instrument(name = "job_run", skip_all, fields(cycle = cycle.as_str()))]
     pub async fn run(&self, cycle: &CycleId, owner: &str, stop_at: Instant) -> Result<Report, RunError> {

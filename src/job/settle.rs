@@ -9,10 +9,9 @@ use std::time::Duration;
 use super::OfflineJob;
 use super::run::Run;
 use crate::clock::Clock;
-use crate::crypto::KeyProvider;
-use crate::google::{ClientSecrets, DriveApi, TokenEndpoint};
 use crate::grant::decide::{Disposition, likely_cause};
-use crate::store::{DriveOutcome, Grant, GrantOutcome, JobStore};
+use crate::ports::Ports;
+use crate::store::{DriveOutcome, Grant, GrantOutcome};
 use crate::upstream::Upstream;
 
 /// How long a grant that failed waits before it is tried again: `base·2^(failures-1)`,
@@ -98,15 +97,7 @@ pub(super) fn settled(
     }
 }
 
-impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
-where
-    T: TokenEndpoint,
-    D: DriveApi,
-    S: JobStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+impl<P: Ports> OfflineJob<P> {
     /// The outcome of a grant whose work ended in a failure of this disposition; stops
     /// the run when [`settled`] says so.
     pub(super) fn settle(&self, run: &Run<'_>, grant: &Grant, disposition: Disposition) -> GrantOutcome {

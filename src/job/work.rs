@@ -6,22 +6,15 @@ use std::sync::atomic::Ordering;
 use super::run::{Attempt, Prepaid, Run, Worked};
 use super::{Count, DriveSync, GoogleCall, OfflineJob, RunError};
 use crate::clock::Clock;
-use crate::crypto::{Binding, KeyProvider};
+use crate::crypto::Binding;
 use crate::domain::DRIVE_APPDATA_SCOPE;
-use crate::google::{ClientSecrets, DriveApi, GoogleTokenError, TokenEndpoint, TokenRefresh, TokenRevocation, Tokens};
+use crate::google::{GoogleTokenError, TokenEndpoint, TokenRefresh, TokenRevocation, Tokens};
 use crate::grant::decide::{Disposition, Failure, disposition};
 use crate::grant::{seal_rotated, sealed_for_cache};
+use crate::ports::Ports;
 use crate::store::{CachedToken, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, reasons};
 
-impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
-where
-    T: TokenEndpoint,
-    D: DriveApi,
-    S: JobStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+impl<P: Ports> OfflineJob<P> {
     /// Leases `grant`, works it, and records the outcome.
     pub(super) async fn leased(
         &self,

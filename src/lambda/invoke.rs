@@ -8,11 +8,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::access_token::{AccessError, AccessRequest, AccessTokens, DEFAULT_MIN_TTL, IssuedToken, MAX_MIN_TTL};
-use crate::clock::Clock;
-use crate::crypto::KeyProvider;
 use crate::domain::{GoogleSubject, Scopes};
-use crate::google::{ClientSecrets, TokenEndpoint};
-use crate::store::{AccessStore, reasons};
+use crate::ports::Ports;
+use crate::store::reasons;
 
 /// The largest payload accepted; a request naming fifty scopes is about 4 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024;
@@ -109,14 +107,7 @@ pub fn parse_request(payload: &[u8]) -> Result<AccessRequest, InvalidRequest> {
 }
 
 /// One invocation: the payload in, the answer out.
-pub async fn handle<T, S, K, P, C>(service: &AccessTokens<T, S, K, P, C>, payload: &[u8]) -> Value
-where
-    T: TokenEndpoint,
-    S: AccessStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+pub async fn handle<P: Ports>(service: &AccessTokens<P>, payload: &[u8]) -> Value {
     match parse_request(payload) {
         Ok(request) => answer(&service.access_token(&request).await),
         Err(e) => {

@@ -3,12 +3,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::clock::Clock;
-use crate::crypto::KeyProvider;
 use crate::domain::ParseError;
-use crate::google::{ClientSecrets, DriveApi, TokenEndpoint};
 use crate::job::{CycleId, OfflineJob, Report, RunError, metrics};
-use crate::store::JobStore;
+use crate::ports::Ports;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -51,15 +48,7 @@ pub fn time_left(deadline_ms: u64, now: SystemTime) -> Duration {
     deadline.duration_since(now).unwrap_or_default()
 }
 
-impl<T, D, S, K, P, C> OfflineJob<T, D, S, K, P, C>
-where
-    T: TokenEndpoint,
-    D: DriveApi,
-    S: JobStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+impl<P: Ports> OfflineJob<P> {
     /// Runs the cycle the event names, stopping `margin` before the deadline; logs the
     /// report and emits it as metrics.
     pub async fn invoke(

@@ -17,9 +17,10 @@ use aws_lc_rs::digest::{SHA256, digest};
 use secrecy::ExposeSecret;
 
 use crate::clock::Clock;
-use crate::crypto::{Binding, CryptoError, KeyProvider, TokenCipher};
+use crate::crypto::{Binding, CryptoError, TokenCipher};
 use crate::domain::{AuthCode, Email, GoogleSubject, Platform, Scopes};
 use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken};
+use crate::ports::Ports;
 use crate::store::{Claim, ClaimKey, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
 use crate::upstream::Upstream;
 
@@ -113,22 +114,15 @@ pub struct SignInSettings {
 }
 
 /// The sign-in use case over its ports.
-pub struct SignIn<T, V, S, K, P, C> {
-    pub token_endpoint: T,
-    pub verifier: V,
-    pub store: S,
-    pub cipher: TokenCipher<K>,
-    pub secrets: P,
-    pub clock: C,
+#[derive(Debug)]
+pub struct SignIn<P: Ports = crate::ports::Aws> {
+    pub token_endpoint: P::Tokens,
+    pub verifier: P::IdTokens,
+    pub store: P::Store,
+    pub cipher: TokenCipher<P::Keys>,
+    pub secrets: P::Secrets,
+    pub clock: P::Clock,
     pub settings: SignInSettings,
-}
-
-impl<T, V, S, K, P, C> std::fmt::Debug for SignIn<T, V, S, K, P, C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignIn")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The idempotency key of a code: its SHA-256 in hex, so the code itself is never stored.
@@ -176,15 +170,7 @@ fn unavailable(u: &Upstream) -> bool {
 
 const DUPLICATE_POLL: Duration = Duration::from_millis(100);
 
-impl<T, V, S, K, P, C> SignIn<T, V, S, K, P, C>
-where
-    T: TokenEndpoint,
-    V: VerifyIdToken,
-    S: SignInStore,
-    K: KeyProvider,
-    P: ClientSecrets,
-    C: Clock,
-{
+impl<P: Ports> SignIn<P> {
     /// Fetches the client secret and Google's signing keys during init, so the first
     /// request does not pay for them. Failures are logged, not fatal: the request path
     /// fetches again and answers with a proper error.

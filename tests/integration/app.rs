@@ -13,9 +13,9 @@ use serde_json::json;
 use test_support::iam::Checked;
 use test_support::{Role, Stack, android_form_event, build_app, delete_event, risc_event, spawn_stack};
 
-async fn serve(api: &HttpApi<offline_access::crypto::KmsKeyProvider, ManualClock>, event: &str) -> u16 {
+async fn serve(api: &HttpApi<test_support::TestPorts>, event: &str) -> u16 {
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
-    offline_access::lambda::http::serve(&api.sign_in, &api.deletion, &api.risc, &request)
+    offline_access::lambda::http::serve(api, &request)
         .await
         .status()
         .as_u16()

@@ -386,13 +386,12 @@ async fn a_sign_in_during_reencrypt_is_never_overwritten() {
 async fn serve_api(stack: Arc<Stack>) -> String {
     let routes = Arc::new(stack.routes());
     let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-        let (stack, routes) = (Arc::clone(&stack), Arc::clone(&routes));
+        let routes = Arc::clone(&routes);
         async move {
             let (parts, body) = request.into_parts();
             let bytes = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
             let request = http::Request::from_parts(parts, bytes);
-            let response =
-                offline_access::lambda::http::serve(&stack.service, &routes.deletion, &routes.risc, &request).await;
+            let response = offline_access::lambda::http::serve(&routes, &request).await;
             response.map(axum::body::Body::from)
         }
     });

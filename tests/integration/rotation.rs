@@ -36,16 +36,7 @@ fn access_tokens(
     stack: &Stack,
     keys: &CountingKeys,
     extra: &[(&str, &str)],
-) -> offline_access::access_token::AccessTokens<
-    offline_access::google::HttpTokenEndpoint,
-    offline_access::store::DynamoStore,
-    CountingKeys,
-    offline_access::google::CachedClientSecret<
-        offline_access::google::SecretsManagerSource,
-        offline_access::clock::SystemClock,
-    >,
-    offline_access::clock::SystemClock,
-> {
+) -> offline_access::access_token::AccessTokens<offline_access::ports::Aws<CountingKeys>> {
     let config = stack.access_config(extra);
     offline_access::app::AppBuilder::new(&config.common, &stack.aws_as(Role::AccessToken))
         .keys(keys.clone())

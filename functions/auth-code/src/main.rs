@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     api.warm_up().await;
     let api = &api;
     run(service_fn(move |request: Request| async move {
-        let response = lambda::http::serve(&api.sign_in, &api.deletion, &api.risc, &request).await;
+        let response = lambda::http::serve(api, &request).await;
         Ok::<_, Error>(response.map(Body::from))
     }))
     .await

@@ -5,7 +5,8 @@ use http::{HeaderMap, Method, Response, StatusCode, header};
 use serde_json::json;
 
 use super::{ApiError, json_response, require_requested_with};
-use crate::deletion::{Deleted, DeletionError};
+use crate::deletion::{DeleteGrant, DeletionError};
+use crate::ports::Ports;
 use crate::upstream::Upstream;
 
 /// The route of the user's own grant.
@@ -56,28 +57,8 @@ pub fn deletion_error_for(error: &DeletionError) -> ApiError {
     }
 }
 
-/// Anything that deletes a user's grant; the production [`crate::deletion::DeleteGrant`]
-/// does.
-pub trait DeletionHandler: Send + Sync {
-    fn delete(&self, id_token: &str) -> impl Future<Output = Result<Deleted, DeletionError>> + Send;
-}
-
-impl<T, V, S, K, P, C> DeletionHandler for crate::deletion::DeleteGrant<T, V, S, K, P, C>
-where
-    T: crate::google::TokenEndpoint,
-    V: crate::google::VerifyIdToken,
-    S: crate::store::DeletionStore,
-    K: crate::crypto::KeyProvider,
-    P: crate::google::ClientSecrets,
-    C: crate::clock::Clock,
-{
-    fn delete(&self, id_token: &str) -> impl Future<Output = Result<Deleted, DeletionError>> + Send {
-        crate::deletion::DeleteGrant::delete(self, id_token)
-    }
-}
-
 /// `DELETE /grants/me`: 200 `{"sub", "google"}`, or the error table's answer.
-pub async fn delete_own_grant<D: DeletionHandler, B>(deletion: &D, request: &http::Request<B>) -> Response<String> {
+pub async fn delete_own_grant<P: Ports, B>(deletion: &DeleteGrant<P>, request: &http::Request<B>) -> Response<String> {
     if request.method() != Method::DELETE {
         return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use DELETE").into_response();
     }

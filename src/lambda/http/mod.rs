@@ -10,15 +10,16 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
+use crate::app::HttpApi;
+use crate::ports::Ports;
+
 pub mod deletion;
 pub mod risc;
 pub mod sign_in;
 
-pub use deletion::{DeletionHandler, GRANTS_ME_PATH, delete_own_grant, deletion_error_for, parse_deletion};
-pub use risc::{RISC_PATH, RiscHandler, parse_security_event, receive_security_event};
-pub use sign_in::{
-    AUTHCODE_PATH, MAX_BODY_BYTES, SignInHandler, check_parse_invariants, error_for, handle, parse_request, success,
-};
+pub use deletion::{GRANTS_ME_PATH, delete_own_grant, deletion_error_for, parse_deletion};
+pub use risc::{RISC_PATH, parse_security_event, receive_security_event};
+pub use sign_in::{AUTHCODE_PATH, MAX_BODY_BYTES, check_parse_invariants, error_for, handle, parse_request, success};
 
 /// An error answer: status, stable code, safe message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,16 +102,11 @@ impl ApiError {
 
 /// Serves every route of the HTTP API: `POST /authcode`, `DELETE /grants/me` and
 /// `POST /risc`.
-pub async fn serve<H: SignInHandler, D: DeletionHandler, R: RiscHandler, B: AsRef<[u8]>>(
-    sign_in: &H,
-    deletion: &D,
-    risc: &R,
-    request: &http::Request<B>,
-) -> Response<String> {
+pub async fn serve<P: Ports, B: AsRef<[u8]>>(api: &HttpApi<P>, request: &http::Request<B>) -> Response<String> {
     match request.uri().path().trim_end_matches('/') {
-        GRANTS_ME_PATH => delete_own_grant(deletion, request).await,
-        RISC_PATH => receive_security_event(risc, request).await,
-        _ => handle(sign_in, request).await,
+        GRANTS_ME_PATH => delete_own_grant(&api.deletion, request).await,
+        RISC_PATH => receive_security_event(&api.risc, request).await,
+        _ => handle(&api.sign_in, request).await,
     }
 }
 

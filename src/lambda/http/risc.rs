@@ -6,30 +6,14 @@ use serde_json::json;
 
 use super::{ApiError, json_response, media_type};
 use crate::google::risc::{SetError, SetErrorCode};
-use crate::risc::{Receipt, RiscError};
+use crate::ports::Ports;
+use crate::risc::{RiscError, RiscReceiver};
 use crate::upstream::Upstream;
 
 /// The RISC receiver's route (Google's Security Event Tokens).
 pub const RISC_PATH: &str = "/risc";
 /// The largest SET accepted; Google's are under 2 KiB.
 const MAX_SET_BYTES: usize = 16 * 1024;
-
-/// Anything that receives Security Event Tokens; the production
-/// [`crate::risc::RiscReceiver`] does.
-pub trait RiscHandler: Send + Sync {
-    fn receive(&self, set: &str) -> impl Future<Output = Result<Receipt, RiscError>> + Send;
-}
-
-impl<S, P, C> RiscHandler for crate::risc::RiscReceiver<S, P, C>
-where
-    S: crate::store::RiscStore,
-    P: crate::google::ClientSecrets,
-    C: crate::clock::Clock + Clone,
-{
-    fn receive(&self, set: &str) -> impl Future<Output = Result<Receipt, RiscError>> + Send {
-        crate::risc::RiscReceiver::receive(self, set)
-    }
-}
 
 /// An RFC 8935 refusal: 400 `{"err", "description"}`.
 fn set_refusal(code: SetErrorCode, description: &str) -> Response<String> {
@@ -55,8 +39,8 @@ pub fn parse_security_event<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<&
 /// `POST /risc`: 202 and no body when the SET is taken; 400 with RFC 8935's error codes
 /// when it is refused; 503 with `Retry-After` when Google's keys or our store cannot be
 /// reached now (Google delivers again).
-pub async fn receive_security_event<R: RiscHandler, B: AsRef<[u8]>>(
-    risc: &R,
+pub async fn receive_security_event<P: Ports, B: AsRef<[u8]>>(
+    risc: &RiscReceiver<P>,
     request: &http::Request<B>,
 ) -> Response<String> {
     if request.method() != Method::POST {

@@ -6,7 +6,8 @@ use serde_json::json;
 
 use super::{ApiError, json_response, media_type, require_requested_with};
 use crate::domain::{AuthCode, Platform};
-use crate::sign_in::{SignInError, SignInRequest, SignedIn};
+use crate::ports::Ports;
+use crate::sign_in::{SignIn, SignInError, SignInRequest, SignedIn};
 use crate::upstream::Upstream;
 
 /// The route.
@@ -147,27 +148,8 @@ pub fn success(done: &SignedIn) -> Response<String> {
     json_response(StatusCode::OK, body.to_string(), None)
 }
 
-/// Anything that performs sign-ins; the production [`crate::sign_in::SignIn`] does.
-pub trait SignInHandler: Send + Sync {
-    fn sign_in(&self, request: SignInRequest) -> impl Future<Output = Result<SignedIn, SignInError>> + Send;
-}
-
-impl<T, V, S, K, P, C> SignInHandler for crate::sign_in::SignIn<T, V, S, K, P, C>
-where
-    T: crate::google::TokenEndpoint,
-    V: crate::google::VerifyIdToken,
-    S: crate::store::SignInStore,
-    K: crate::crypto::KeyProvider,
-    P: crate::google::ClientSecrets,
-    C: crate::clock::Clock,
-{
-    fn sign_in(&self, request: SignInRequest) -> impl Future<Output = Result<SignedIn, SignInError>> + Send {
-        crate::sign_in::SignIn::sign_in(self, request)
-    }
-}
-
 /// Handles one HTTP request end to end.
-pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(handler: &H, request: &http::Request<B>) -> Response<String> {
+pub async fn handle<P: Ports, B: AsRef<[u8]>>(sign_in: &SignIn<P>, request: &http::Request<B>) -> Response<String> {
     let parsed = parse_request(
         request.method(),
         request.uri().path(),
@@ -175,7 +157,7 @@ pub async fn handle<H: SignInHandler, B: AsRef<[u8]>>(handler: &H, request: &htt
         request.body().as_ref(),
     );
     let outcome = match parsed {
-        Ok(sign_in) => handler.sign_in(sign_in).await.map_err(|e| (error_for(&e), Some(e))),
+        Ok(asked) => sign_in.sign_in(asked).await.map_err(|e| (error_for(&e), Some(e))),
         Err(api) => Err((api, None)),
     };
     match outcome {

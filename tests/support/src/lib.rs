@@ -24,6 +24,7 @@ use offline_access::app::{App, AppBuilder};
 use offline_access::clock::{Clock, ManualClock, SystemClock};
 use offline_access::config::{AccessTokenConfig, JobConfig, SignInConfig};
 use offline_access::crypto::KmsKeyProvider;
+use offline_access::ports::{Aws, Ports};
 
 pub mod bench;
 pub mod iam;
@@ -38,7 +39,10 @@ pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// The sign-in service as tests build it: production adapters, with the client-secret
 /// cache on a clock the test moves.
-pub type TestSignIn = offline_access::app::SignInOf<KmsKeyProvider, ManualClock>;
+pub type TestSignIn = offline_access::sign_in::SignIn<TestPorts>;
+
+/// Production's ports, with the client-secret cache on a clock the test moves.
+pub type TestPorts = Aws<KmsKeyProvider, ManualClock>;
 
 /// The App as the sign-in function's code runs in tests: its role, the secret on a clock
 /// the test moves.
@@ -313,7 +317,7 @@ impl Stack {
     }
 }
 
-pub async fn invoke_service<H: offline_access::lambda::http::SignInHandler>(service: &H, event: &str) -> Answer {
+pub async fn invoke_service<P: Ports>(service: &offline_access::sign_in::SignIn<P>, event: &str) -> Answer {
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
     let response = offline_access::lambda::http::handle(service, &request).await;
     let status = response.status().as_u16();
@@ -340,12 +344,8 @@ pub fn delete_event(id_token: Option<&str>, drop_headers: &[&str]) -> String {
     event.to_string()
 }
 
-/// The HTTP API's routes besides sign-in, as the auth-code function builds them.
-#[derive(Debug)]
-pub struct Routes {
-    pub deletion: offline_access::app::DeletionOf<KmsKeyProvider, ManualClock>,
-    pub risc: offline_access::app::RiscOf<ManualClock>,
-}
+/// The HTTP API's routes, as the auth-code function builds them.
+pub type Routes = offline_access::app::HttpApi<TestPorts>;
 
 /// `POST /risc` as API Gateway delivers it (the committed event), carrying `body` with
 /// `content_type`.
@@ -359,20 +359,15 @@ pub fn risc_event(body: &str, content_type: &str) -> String {
 }
 
 impl Stack {
-    /// The deletion and RISC use cases as the auth-code function builds them.
+    /// The HTTP API's use cases as the auth-code function builds them.
     pub fn routes(&self) -> Routes {
-        let api = self.app.http_api(&self.config);
-        Routes {
-            deletion: api.deletion,
-            risc: api.risc,
-        }
+        self.app.http_api(&self.config)
     }
 
     /// Drives the whole HTTP API (sign-in, deletion, RISC) with an API Gateway v2 event.
     pub async fn invoke_api(&self, routes: &Routes, event: &str) -> Answer {
         let request = lambda_http::request::from_str(event).expect("a valid API Gateway v2 event");
-        let response =
-            offline_access::lambda::http::serve(&self.service, &routes.deletion, &routes.risc, &request).await;
+        let response = offline_access::lambda::http::serve(routes, &request).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let json = if response.body().is_empty() {
@@ -612,7 +607,7 @@ impl offline_access::crypto::KeyProvider for CountingKeys {
 }
 
 /// The offline job as the tests build it: production adapters, any KMS key provider.
-pub type TestJob<K> = offline_access::app::JobOf<K, SystemClock>;
+pub type TestJob<K> = offline_access::job::OfflineJob<Aws<K>>;
 
 /// A seeded grant: the user, the refresh token Google issued, and the grant as stored.
 #[derive(Debug, Clone)]
@@ -634,7 +629,7 @@ impl Stack {
 
     /// The production access-token use case for this stack: one per simulated Lambda
     /// instance (each has its own caches, as separate instances do).
-    pub fn access_tokens(&self, extra: &[(&str, &str)]) -> offline_access::app::ProductionAccessTokens {
+    pub fn access_tokens(&self, extra: &[(&str, &str)]) -> offline_access::access_token::AccessTokens {
         let config = self.access_config(extra);
         App::production(&config.common, &self.aws_as(Role::AccessToken))
             .expect("app")
@@ -654,7 +649,7 @@ impl Stack {
     }
 
     /// The production offline job for this stack.
-    pub fn job(&self, extra: &[(&str, &str)]) -> offline_access::app::ProductionJob {
+    pub fn job(&self, extra: &[(&str, &str)]) -> offline_access::job::OfflineJob {
         let config = self.job_config(extra);
         App::production(&config.common, &self.aws_as(Role::Job))
             .expect("app")
@@ -863,8 +858,8 @@ impl Stack {
 }
 
 /// Invokes the access-token handler with `payload`, as the function's runtime loop does.
-pub async fn ask_for_token<K: offline_access::crypto::KeyProvider>(
-    service: &offline_access::app::AccessTokensOf<K, SystemClock>,
+pub async fn ask_for_token<P: Ports>(
+    service: &offline_access::access_token::AccessTokens<P>,
     payload: &serde_json::Value,
 ) -> serde_json::Value {
     let bytes = serde_json::to_vec(payload).expect("payload");
