@@ -54,6 +54,13 @@ async fn the_http_apis_routes_share_one_secret_one_id_token_key_set_and_one_data
     let code = stack.mint(CodeSpec::default());
     assert_eq!(serve(&api, &android_form_event(&code.code)).await, 200);
     let settings = stack.emulator_settings();
+    // Every use case's Debug is derived now: with the secret cached and a data key in
+    // use, it shows neither.
+    let shown = format!("{api:?}");
+    assert!(
+        shown.contains("SignIn") && !shown.contains(&settings.client_secret),
+        "the HTTP API's Debug shows the client secret"
+    );
     let now = SystemClock.now_unix();
     let claims = json!({
         "iss": "https://accounts.google.com", "aud": settings.client_id, "azp": settings.android_client_id,
