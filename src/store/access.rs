@@ -71,6 +71,16 @@ pub enum LeaseEnd {
 }
 
 impl LeaseEnd {
+    /// Whether recording it writes what a newer sign-in would own (the token, the status):
+    /// then only on the version leased.
+    pub fn touches_token(&self) -> bool {
+        match self {
+            LeaseEnd::Refreshed { new_token, .. } => new_token.is_some(),
+            LeaseEnd::Revoked { .. } => true,
+            LeaseEnd::Released => false,
+        }
+    }
+
     /// A refresh that changes nothing on the grant — no rotated token, the same time
     /// limit — is recorded by the cached token's item alone, which names the lease it ends
     /// (as the offline job's routine cycle is): one write, not two.

@@ -117,6 +117,18 @@ pub enum DriveOutcome {
 }
 
 impl GrantOutcome {
+    /// Whether recording it writes what a newer sign-in would own (the token, the status):
+    /// then only on the version leased.
+    pub fn touches_token(&self) -> bool {
+        match self {
+            GrantOutcome::Refreshed { new_token, .. } => new_token.is_some(),
+            GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Deleted { .. } => {
+                true
+            }
+            GrantOutcome::Deferred { .. } | GrantOutcome::Unopened { .. } | GrantOutcome::Released => false,
+        }
+    }
+
     /// Whether the outcome is what the lease already recorded: refreshed with no new token
     /// or time limit, Drive done as planned with the same findings, on a grant with no
     /// failure to clear. Its record is then the cached access token's item alone.

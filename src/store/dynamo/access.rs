@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::expr::{Placeholders, Update};
 use super::schema::{self, Item, grant, n, s, state};
-use super::{DynamoStore, Updated, conflict_or, holds_either_way};
+use super::{DynamoStore, Updated, conflict_or, holds_either_way, lease};
 use crate::crypto::SealedToken;
 use crate::domain::{GoogleSubject, Scopes};
 use crate::store::{
@@ -41,26 +41,11 @@ pub(super) fn cache_entry(item: &Item) -> Result<CacheEntry, StoreError> {
     })
 }
 
-/// The clause "nobody holds the lease at `now`": none, expired, or the job's lease that
-/// the cache item says it ended (`released`).
-fn lease_free(p: &mut Placeholders, now: u64, released: Option<&str>) -> String {
-    let (until, now) = (p.name(grant::LEASE_UNTIL), p.value(n(now)));
-    match released {
-        None => format!("(attribute_not_exists({until}) OR {until} < {now})"),
-        Some(released) => {
-            let (owner, released) = (p.name(grant::LEASE_OWNER), p.value(s(released)));
-            format!("(attribute_not_exists({until}) OR {until} < {now} OR {owner} = {released})")
-        }
-    }
-}
-
 /// The update that ends a user-facing lease; `with_version` also writes what a newer
 /// sign-in would own (the token, the status), conditioned on the leased version.
 fn end_update(leased: &Grant, owner: &str, now: u64, end: &LeaseEnd, with_version: bool) -> Update {
     let mut u = Update::default();
-    let (lease_owner, me) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(owner)));
-    u.condition(format!("{lease_owner} = {me}"));
-    u.remove(grant::LEASE_OWNER).remove(grant::LEASE_UNTIL);
+    lease::end(&mut u, owner);
     match end {
         LeaseEnd::Refreshed {
             new_token,
@@ -86,9 +71,7 @@ fn end_update(leased: &Grant, owner: &str, now: u64, end: &LeaseEnd, with_versio
         LeaseEnd::Revoked { .. } | LeaseEnd::Released => {}
     }
     if with_version {
-        let (version, leased_version) = (u.p.name(grant::VERSION), u.p.value(n(leased.version)));
-        u.condition(format!("{version} = {leased_version}"));
-        u.increment(grant::VERSION);
+        lease::on_leased_version(&mut u, leased);
     }
     u
 }
@@ -218,9 +201,9 @@ impl AccessStore for DynamoStore {
         let mut u = Update::default();
         let (status, active) = (u.p.name(grant::STATUS), u.p.value(schema::status(GrantStatus::Active)));
         let token = u.p.name(grant::REFRESH_TOKEN);
-        let free = lease_free(&mut u.p, now, released);
+        let free = lease::free(&mut u.p, now, released);
         u.condition(format!("{status} = {active} AND attribute_exists({token}) AND {free}"));
-        u.set(grant::LEASE_OWNER, s(owner)).set(grant::LEASE_UNTIL, n(until));
+        lease::take(&mut u, owner, until);
         // A refusal says why in the same round trip: gone, not usable, or held.
         let item = match self.update_grant_returning(sub.as_str(), &u).await? {
             Updated::Written(item) => return Ok(RefreshLease::Taken(schema::grant_from_item(&item)?)),
@@ -261,29 +244,9 @@ impl AccessStore for DynamoStore {
     }
 
     async fn end_lease(&self, leased: &Grant, owner: &str, now: u64, end: &LeaseEnd) -> Result<Recorded, StoreError> {
-        let touches_token = match end {
-            LeaseEnd::Refreshed { new_token, .. } => new_token.is_some(),
-            LeaseEnd::Revoked { .. } => true,
-            LeaseEnd::Released => false,
-        };
-        let sub = leased.sub.as_str();
-        if self
-            .update_grant(sub, &end_update(leased, owner, now, end, touches_token))
-            .await?
-        {
-            return Ok(Recorded::Written);
-        }
-        if !touches_token {
-            return Ok(Recorded::LeaseLost);
-        }
-        // The version moved: a sign-in stored a newer token. Let go without touching it.
-        if self
-            .update_grant(sub, &end_update(leased, owner, now, end, false))
-            .await?
-        {
-            Ok(Recorded::Superseded)
-        } else {
-            Ok(Recorded::LeaseLost)
-        }
+        self.end_lease_recording(leased, end.touches_token(), |with_version| {
+            end_update(leased, owner, now, end, with_version)
+        })
+        .await
     }
 }

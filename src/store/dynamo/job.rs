@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use super::deletion::tombstone;
 use super::expr::{Placeholders, Update};
 use super::schema::{self, grant, n, s, state};
-use super::{DynamoStore, conflict_or, holds_either_way};
+use super::{DynamoStore, conflict_or, holds_either_way, lease};
 use crate::crypto::NewRefreshToken;
 use crate::domain::GoogleSubject;
 use crate::store::{
@@ -48,9 +48,7 @@ fn record_deferral(u: &mut Update, failure_count: u32, next_attempt_at: u64, rea
 /// status), conditioned on the leased version.
 fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with_version: bool) -> Update {
     let mut u = Update::default();
-    let (owner, me) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(lease.owner)));
-    u.condition(format!("{owner} = {me}"));
-    u.remove(grant::LEASE_OWNER).remove(grant::LEASE_UNTIL);
+    lease::end(&mut u, lease.owner);
     // A tombstone removes these itself.
     let tombstoned = with_version && matches!(outcome, GrantOutcome::Deleted { .. });
     let refreshed = matches!(outcome, GrantOutcome::Refreshed { .. });
@@ -131,9 +129,7 @@ fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with
         | GrantOutcome::Released => {}
     }
     if with_version {
-        let (version, leased_version) = (u.p.name(grant::VERSION), u.p.value(n(leased.version)));
-        u.condition(format!("{version} = {leased_version}"));
-        u.increment(grant::VERSION);
+        lease::on_leased_version(&mut u, leased);
     }
     u
 }
@@ -249,20 +245,11 @@ impl JobStore for DynamoStore {
     async fn lease(&self, sub: &GoogleSubject, lease: Lease<'_>) -> Result<Option<Grant>, StoreError> {
         let mut u = Update::default();
         let due = due_this_cycle(&mut u.p, lease.cycle, lease.now);
-        let (until, now) = (u.p.name(grant::LEASE_UNTIL), u.p.value(n(lease.now)));
-        let free = match lease.released {
-            None => format!("(attribute_not_exists({until}) OR {until} < {now})"),
-            // A lease a routine record ended in the cached token's item is nobody's.
-            Some(released) => {
-                let (owner, released) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(released)));
-                format!("(attribute_not_exists({until}) OR {until} < {now} OR {owner} = {released})")
-            }
-        };
+        let free = lease::free(&mut u.p, lease.now, lease.released);
         u.condition(format!("{due} AND {free}"));
-        u.set(grant::LEASE_OWNER, s(lease.owner))
-            .set(grant::LEASE_UNTIL, n(lease.until))
-            // What a routine cycle ends with, so that its record is the cached token alone.
-            .set(grant::LAST_CYCLE, s(lease.cycle))
+        lease::take(&mut u, lease.owner, lease.until);
+        // What a routine cycle ends with, so that its record is the cached token alone.
+        u.set(grant::LAST_CYCLE, s(lease.cycle))
             .set(grant::LAST_REFRESH_AT, n(lease.now));
         if lease.drive_planned {
             u.set(grant::LAST_SYNC_AT, n(lease.now));
@@ -288,12 +275,11 @@ impl JobStore for DynamoStore {
     ) -> Result<Recorded, StoreError> {
         let mut u = Update::default();
         let (owner, me) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(lease.owner)));
-        let (version, leased_version) = (u.p.name(grant::VERSION), u.p.value(n(leased.version)));
-        u.condition(format!("{owner} = {me} AND {version} = {leased_version}"));
+        u.condition(format!("{owner} = {me}"));
+        lease::on_leased_version(&mut u, leased);
         schema::set_token(&mut u, token)
             .set(grant::TOKEN_ISSUED_AT, n(lease.now))
-            .set(grant::UPDATED_AT, n(lease.now))
-            .increment(grant::VERSION);
+            .set(grant::UPDATED_AT, n(lease.now));
         if self.update_grant(leased.sub.as_str(), &u).await? {
             Ok(Recorded::Written)
         } else {
@@ -394,32 +380,9 @@ impl DynamoStore {
         lease: Lease<'_>,
         outcome: &GrantOutcome,
     ) -> Result<Recorded, StoreError> {
-        let touches_token = match outcome {
-            GrantOutcome::Refreshed { new_token, .. } => new_token.is_some(),
-            GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Deleted { .. } => {
-                true
-            }
-            GrantOutcome::Deferred { .. } | GrantOutcome::Unopened { .. } | GrantOutcome::Released => false,
-        };
-        let sub = leased.sub.as_str();
-        if self
-            .update_grant(sub, &outcome_update(leased, lease, outcome, touches_token))
-            .await?
-        {
-            return Ok(Recorded::Written);
-        }
-        if !touches_token {
-            return Ok(Recorded::LeaseLost);
-        }
-        // The version moved: a sign-in stored a newer grant. Record the outcome without
-        // touching its token or status.
-        if self
-            .update_grant(sub, &outcome_update(leased, lease, outcome, false))
-            .await?
-        {
-            Ok(Recorded::Superseded)
-        } else {
-            Ok(Recorded::LeaseLost)
-        }
+        self.end_lease_recording(leased, outcome.touches_token(), |with_version| {
+            outcome_update(leased, lease, outcome, with_version)
+        })
+        .await
     }
 }

@@ -7,6 +7,7 @@ mod access;
 mod deletion;
 mod expr;
 mod job;
+mod lease;
 mod operator;
 mod risc;
 mod schema;
