@@ -1,6 +1,6 @@
 //! Typed configuration, read once from environment variables at init.
 //!
-//! Each variable is declared once, in `vars.rs` (name, default, range, what it does), and
+//! Each variable is declared once, in `vars/` (name, default, range, what it does), and
 //! read only through [`Var::read`] (`var.rs`); the structs here are what each function
 //! reads, and the README's configuration table is generated from the declarations. A bad
 //! or missing variable fails init with a message naming it (never its value, which may be

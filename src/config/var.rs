@@ -1,6 +1,6 @@
 //! What a variable is, and the one reader of every variable.
 //!
-//! A [`Var`] is declared once (in `vars.rs`): its name, what its absence means, the
+//! A [`Var`] is declared once (in `vars/`): its name, what its absence means, the
 //! values it accepts (its [`Kind`]) and what it does. [`Var::read`] is the only way a
 //! config reads the environment: it trims, applies the default (parsed and checked by the
 //! same kind, so a default cannot break its own range), and names the variable in every

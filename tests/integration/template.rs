@@ -325,6 +325,6 @@ fn the_readmes_configuration_table_is_the_one_generated_from_the_declarations() 
     let generated = vars::markdown_table();
     assert!(
         table == generated,
-        "README's configuration table is not the one src/config/vars.rs declares; replace it with:\n\n{generated}"
+        "README's configuration table is not the one src/config/vars/ declares; replace it with:\n\n{generated}"
     );
 }

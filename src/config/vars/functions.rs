@@ -1,0 +1,118 @@
+//! The variables of the sign-in, access-token and events functions, and those the AWS
+//! SDK and the log set-up read.
+
+use super::super::var::{Absent, Span, Text, Unit, Url, Var, Whole};
+use super::{millis, secs};
+
+// The sign-in function (`auth-code`: sign-in, deletion, RISC).
+
+pub const IDEMPOTENCY_WINDOW_SECS: Var<Span> = Var {
+    name: "IDEMPOTENCY_WINDOW_SECS",
+    absent: Absent::Default("600"),
+    kind: secs(0),
+    doc: "a code POSTed again within this window gets the first answer without calling Google",
+};
+pub const ID_TOKEN_LEEWAY_SECS: Var<Span> = Var {
+    name: "ID_TOKEN_LEEWAY_SECS",
+    absent: Absent::Default("60"),
+    kind: secs(0),
+    doc: "clock skew allowed on `exp` / `iat`",
+};
+pub const JWKS_MIN_REFETCH_SECS: Var<Span> = Var {
+    name: "JWKS_MIN_REFETCH_SECS",
+    absent: Absent::Default("30"),
+    kind: secs(0),
+    doc: "at most one JWKS refetch for unknown `kid`s in this long",
+};
+pub const SIGN_IN_CLAIM_LEASE_SECS: Var<Span> = Var {
+    name: "SIGN_IN_CLAIM_LEASE_SECS",
+    absent: Absent::Default("20"),
+    kind: secs(1),
+    doc: "how long one invocation holds a code's claim; a crashed invocation's claim can be taken over after \
+          this (longer than the secret fetch, the exchange, the JWKS and the write together)",
+};
+pub const DUPLICATE_WAIT_MS: Var<Span> = Var {
+    name: "DUPLICATE_WAIT_MS",
+    absent: Absent::Default("10000"),
+    kind: millis(0),
+    doc: "how long a concurrent duplicate of a code waits for the first request's answer before `503` with \
+          `Retry-After`",
+};
+pub const SIGN_IN_BUDGET_MS: Var<Span> = Var {
+    name: "SIGN_IN_BUDGET_MS",
+    absent: Absent::Default("12000"),
+    kind: millis(1),
+    doc: "the longest one sign-in may take; steps after Google redeemed the code are tried again only within \
+          it (keep it below the function's timeout and the claim lease)",
+};
+pub const GOOGLE_RISC_CONFIG_URI: Var<Url> = Var {
+    name: "GOOGLE_RISC_CONFIG_URI",
+    absent: Absent::Default(crate::google::risc::DEFAULT_RISC_CONFIG_URI),
+    kind: Url,
+    doc: "RISC discovery document (the Security Event Tokens' issuer and keys)",
+};
+pub const RISC_EVENT_RETENTION_DAYS: Var<Span> = Var {
+    name: "RISC_EVENT_RETENTION_DAYS",
+    absent: Absent::Default("45"),
+    kind: Span {
+        unit: Unit::Days,
+        min: 30,
+        max: 36_500,
+    },
+    doc: "how long an applied security event's `jti` is remembered, so a redelivery is not applied twice \
+          (Google may deliver an event again for 30 days)",
+};
+
+// The access-token function.
+
+pub const FORCE_REFRESH_MIN_SECS: Var<Span> = Var {
+    name: "FORCE_REFRESH_MIN_SECS",
+    absent: Absent::Default("30"),
+    kind: secs(0),
+    doc: "the per-grant floor: a `force_refresh` sooner than this after the last refresh answers 429; after a \
+          failed refresh, the next attempt waits this long (503)",
+};
+pub const ACCESS_TOKEN_LEASE_SECS: Var<Span> = Var {
+    name: "ACCESS_TOKEN_LEASE_SECS",
+    absent: Absent::Default("15"),
+    kind: secs(1),
+    doc: "how long one call holds a grant while it refreshes (the longest a call that died blocks others); \
+          must exceed `ACCESS_TOKEN_BUDGET_MS`",
+};
+pub const ACCESS_TOKEN_BUDGET_MS: Var<Span> = Var {
+    name: "ACCESS_TOKEN_BUDGET_MS",
+    absent: Absent::Default("8000"),
+    kind: millis(1),
+    doc: "the longest one call takes, waiting for another's refresh included (keep it below the function's \
+          10 s timeout)",
+};
+
+// The events function.
+
+pub const EVENT_BUS_NAME: Var<Text> = Var {
+    name: "EVENT_BUS_NAME",
+    absent: Absent::Required,
+    kind: Text,
+    doc: "the stack's EventBridge bus (the template sets it)",
+};
+pub const REFRESH_FAILING_AFTER: Var<Whole<u32>> = Var {
+    name: "REFRESH_FAILING_AFTER",
+    absent: Absent::Default("3"),
+    kind: Whole::within(1, 1_000),
+    doc: "`RefreshFailing` is published when a grant's consecutive refresh failures reach this",
+};
+
+// Read by the AWS SDK and the log set-up, not by a config.
+
+pub const AWS_ENDPOINT_URL: Var<Url> = Var {
+    name: "AWS_ENDPOINT_URL",
+    absent: Absent::Means("AWS's endpoints"),
+    kind: Url,
+    doc: "the AWS SDK's own override; points every AWS call at a local stack",
+};
+pub const RUST_LOG: Var<Text> = Var {
+    name: "RUST_LOG",
+    absent: Absent::Means("`info`"),
+    kind: Text,
+    doc: "log filter",
+};
