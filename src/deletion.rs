@@ -9,6 +9,8 @@
 //!
 //! Google unreachable: the answer says `pending`, the grant stays `revoking` with its
 //! token sealed, and the offline job retries the revocation, then writes the tombstone.
+//! A token that never opens (it does not authenticate, or its KMS key is gone) cannot be
+//! revoked: the answer says `unrevocable`, and the tombstone is written all the same.
 
 use std::time::Duration;
 
@@ -27,6 +29,10 @@ pub enum AtGoogle {
     AlreadyRevoked,
     /// Google could not be reached: the offline job finishes the revocation.
     Pending,
+    /// The stored token does not open and never will (it does not authenticate, or its
+    /// KMS key is disabled or deleted), so it cannot be revoked: everything we hold is
+    /// deleted anyway, and the user removes the app's access at their Google account.
+    Unrevocable,
 }
 
 impl AtGoogle {
@@ -35,6 +41,7 @@ impl AtGoogle {
             Self::Revoked => "revoked",
             Self::AlreadyRevoked => "already_revoked",
             Self::Pending => "pending",
+            Self::Unrevocable => "unrevocable",
         }
     }
 }
@@ -148,6 +155,10 @@ impl<P: Ports> DeleteGrant<P> {
                         }
                     }
                     Err(CryptoError::Upstream(Upstream::Unavailable { .. })) => AtGoogle::Pending,
+                    Err(e) if e.is_permanent() => {
+                        tracing::warn!(sub = %sub, error = %e, "UNREVOCABLE: the stored token never opens; deleting all we hold");
+                        AtGoogle::Unrevocable
+                    }
                     Err(e) => return Err(DeletionError::Crypto(e)),
                 }
             }

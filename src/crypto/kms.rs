@@ -27,6 +27,10 @@ pub enum KeyError {
     /// KMS refused the wrapped key: it was altered, or wrapped under another key/context.
     #[error("the wrapped data key was rejected")]
     Rejected,
+    /// The KMS key is disabled, pending deletion or deleted: nothing wrapped under it
+    /// opens again (short of an operator re-enabling it).
+    #[error("the KMS key is disabled or deleted")]
+    Gone,
     #[error(transparent)]
     Upstream(#[from] Upstream),
 }
@@ -101,6 +105,13 @@ impl KmsKeyProvider {
             .map_err(|e| match e.as_service_error() {
                 Some(se) if se.is_invalid_ciphertext_exception() || se.is_incorrect_key_exception() => {
                     KeyError::Rejected
+                }
+                Some(se)
+                    if se.is_disabled_exception()
+                        || se.is_kms_invalid_state_exception()
+                        || se.is_not_found_exception() =>
+                {
+                    KeyError::Gone
                 }
                 _ => classify_aws("kms", &e).into(),
             })?;

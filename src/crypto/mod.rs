@@ -90,6 +90,8 @@ pub enum CryptoError {
     /// encryption context (`TOKEN_KEY_ID`, `TOKEN_BINDING`), or its bytes were altered.
     #[error("KMS refused the wrapped data key (another key or binding, or altered)")]
     KeyRejected,
+    #[error("the KMS key the token was sealed under is disabled or deleted")]
+    KeyGone,
     #[error("the stored sealed token is not in the sealed-token format")]
     Malformed,
     #[error("the sealed token does not authenticate for this grant (tampered, or copied from another row)")]
@@ -104,10 +106,28 @@ pub enum CryptoError {
     Upstream(#[from] Upstream),
 }
 
+impl CryptoError {
+    /// The token will never open, whatever is retried: its bytes do not authenticate or
+    /// are not a sealed token while KMS answers, or KMS refuses its key for good. (A KMS
+    /// that cannot be reached, or refuses this caller, may pass.)
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::KeyRejected
+            | Self::KeyGone
+            | Self::Malformed
+            | Self::Tampered
+            | Self::UnsupportedVersion(_)
+            | Self::NotText => true,
+            Self::Random | Self::Upstream(_) => false,
+        }
+    }
+}
+
 impl From<KeyError> for CryptoError {
     fn from(e: KeyError) -> Self {
         match e {
             KeyError::Rejected => Self::KeyRejected,
+            KeyError::Gone => Self::KeyGone,
             KeyError::Upstream(u) => Self::Upstream(u),
         }
     }

@@ -44,15 +44,31 @@ pub fn job_report_emf(report: &Report, timestamp_ms: u64) -> Value {
 /// The Google quota units the job spent since the last such line: emitted each minute of
 /// a run and at its end, so `QuotaUnits` summed per minute is the units spent per minute.
 pub fn quota_units_emf(units: u64, timestamp_ms: u64) -> Value {
-    json!({
-        "_aws": {
+    count_emf("refresher", "QuotaUnits", units, timestamp_ms)
+}
+
+/// One count of one function, as its own EMF document.
+pub fn count_emf(function: &str, name: &str, value: u64, timestamp_ms: u64) -> Value {
+    let mut doc = Map::new();
+    doc.insert(
+        "_aws".into(),
+        json!({
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Function"]],
-                                   "Metrics": [{"Name": "QuotaUnits", "Unit": "Count"}]}],
-        },
-        "Function": "refresher",
-        "QuotaUnits": units,
-    })
+                                   "Metrics": [{"Name": name, "Unit": "Count"}]}],
+        }),
+    );
+    doc.insert("Function".into(), json!(function));
+    doc.insert(name.into(), json!(value));
+    Value::Object(doc)
+}
+
+/// Now, in milliseconds since the Unix epoch (an EMF document's `Timestamp`).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
 }
 
 /// Writes the document as one line on stdout, where the Lambda agent reads EMF.

@@ -67,6 +67,9 @@ counters! {
     revoked => Some("Revoked"),
     /// Grants deleted at the user's request whose revocation at Google the job finished.
     deleted => Some("Deleted"),
+    /// Of those, grants whose stored token never opens (it does not authenticate, or its
+    /// KMS key is gone): tombstoned without a revocation at Google (logged `UNREVOCABLE`).
+    unrevocable => Some("Unrevocable"),
     deferred => Some("Deferred"),
     reconsent_required => Some("ReconsentRequired"),
     /// Grants whose stored token did not open: left as they were, logged by `sub`.

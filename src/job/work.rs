@@ -250,6 +250,12 @@ impl<P: Ports> OfflineJob<P> {
         };
         let token = match self.cipher.open(sealed, binding).await {
             Ok(token) => token,
+            // It cannot be revoked, ever: the user asked for deletion, so delete.
+            Err(e) if e.is_permanent() => {
+                tracing::warn!(sub = %grant.sub, error = %e, "UNREVOCABLE: the stored token never opens; deleting all we hold");
+                run.counters.bump(Count::unrevocable);
+                return deleted;
+            }
             Err(e) => return self.settle(run, grant, disposition(Failure::Open(&e))),
         };
         let token = &token;

@@ -9,13 +9,6 @@ use crate::ports::Ports;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or_default()
-}
-
 /// One invocation as Lambda hands it over.
 #[derive(Debug, Clone, Copy)]
 pub struct Invocation<'a> {
@@ -72,13 +65,13 @@ impl<P: Ports> OfflineJob<P> {
         let report = loop {
             tokio::select! {
                 report = &mut run => break report?,
-                _ = minute.tick() => metrics::emit(&metrics::quota_units_emf(self.pacer.take_spent(), now_ms())),
+                _ = minute.tick() => metrics::emit(&metrics::quota_units_emf(self.pacer.take_spent(), metrics::now_ms())),
             }
         };
         let line = serde_json::to_string(&report).unwrap_or_default();
         tracing::info!(report = %line, "job run finished");
-        metrics::emit(&metrics::quota_units_emf(self.pacer.take_spent(), now_ms()));
-        metrics::emit(&metrics::job_report_emf(&report, now_ms()));
+        metrics::emit(&metrics::quota_units_emf(self.pacer.take_spent(), metrics::now_ms()));
+        metrics::emit(&metrics::job_report_emf(&report, metrics::now_ms()));
         Ok(report)
     }
 }

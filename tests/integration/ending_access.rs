@@ -313,3 +313,170 @@ async fn a_deletion_needs_a_valid_id_token_and_x_requested_with() {
     assert_eq!(grant.status, GrantStatus::Active, "nothing changed");
     assert!(stack.emulator.refresh_token_is_live(&token));
 }
+
+/// The grant is a tombstone: no token, no profile, no scopes.
+async fn assert_tombstone(stack: &Stack, sub: &str) {
+    let grant = stack.grant(sub).await.expect("a tombstone");
+    assert_eq!(
+        (
+            grant.status,
+            grant.refresh_token.is_none(),
+            grant.profile.email.is_none(),
+            grant.scopes.is_empty()
+        ),
+        (GrantStatus::Deleted, true, true, true),
+        "everything we held is deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_user_whose_token_no_longer_authenticates_is_deleted_all_the_same_as_unrevocable() {
+    let stack = spawn_stack().await;
+    let routes = stack.routes();
+    let (sub, token) = signed_in(&stack).await;
+    // The sealed token's last byte altered: it never authenticates again, while KMS answers.
+    let Some(AttributeValue::B(sealed)) = stack.grant_attribute(&sub, "refresh_token").await else {
+        panic!("a sealed token");
+    };
+    let mut altered = sealed.into_inner();
+    if let Some(last) = altered.last_mut() {
+        *last ^= 1;
+    }
+    stack
+        .set_grant_attributes(&sub, &[("refresh_token", Some(AttributeValue::B(altered.into())))])
+        .await;
+
+    let answer = stack
+        .invoke_api(
+            &routes,
+            &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(answer.json, json!({"sub": sub, "google": "unrevocable"}));
+    assert_tombstone(&stack, &sub).await;
+    assert!(
+        stack.emulator.refresh_token_is_live(&token),
+        "nothing could be revoked at Google: the README sends the user to their account's permissions"
+    );
+    let again = stack
+        .invoke_api(
+            &routes,
+            &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.json["google"].clone()),
+        (200, json!("already_revoked"))
+    );
+}
+
+#[tokio::test]
+async fn a_user_whose_kms_key_is_disabled_or_deleted_is_deleted_as_unrevocable_by_the_route_and_by_the_job() {
+    let stack = spawn_stack().await;
+    let (first, _) = signed_in(&stack).await;
+    let (second, _) = signed_in(&stack).await;
+    // The second deletion is pending (Google unreachable) while the key still works.
+    stack.emulator.inject_fault(
+        Endpoint::Revoke,
+        Fault {
+            status: Some(503),
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    let answer = stack
+        .invoke_api(
+            &stack.routes(),
+            &delete_event(Some(&id_token(&stack, &second, Forgery::None)), &[]),
+        )
+        .await;
+    assert_eq!(answer.json["google"], json!("pending"), "{}", answer.json);
+
+    // The key is scheduled for deletion, through the proxy that makes moto refuse as KMS
+    // does; a fresh function instance has no data key cached, so it must ask KMS.
+    let kms = aws_sdk_kms::Client::new(&stack.iam.admin(&stack.aws));
+    let key = kms
+        .describe_key()
+        .key_id(&stack.config.common.token_key_id)
+        .send()
+        .await
+        .expect("the token key");
+    let key_id = key.key_metadata().map(|m| m.key_id().to_owned()).expect("its id");
+    kms.schedule_key_deletion()
+        .key_id(key_id)
+        .pending_window_in_days(7)
+        .send()
+        .await
+        .expect("schedule the key's deletion");
+    let fresh = test_support::build_app(
+        &stack.config,
+        &stack.aws_as(test_support::Role::SignIn),
+        offline_access::clock::ManualClock::at(SystemClock.now_unix()),
+    )
+    .http_api(&stack.config);
+    let answer = stack
+        .invoke_api(
+            &fresh,
+            &delete_event(Some(&id_token(&stack, &first, Forgery::None)), &[]),
+        )
+        .await;
+    assert_eq!(
+        answer.json,
+        json!({"sub": first, "google": "unrevocable"}),
+        "{}",
+        answer.json
+    );
+    assert_tombstone(&stack, &first).await;
+
+    // The job finishes the pending deletion the same way, and counts it.
+    let report = stack
+        .job(&[])
+        .run(&cycle("2026-12-03T06:00:00Z"), "job", no_deadline())
+        .await
+        .expect("run");
+    assert_eq!(
+        (report.deleted, report.unrevocable, report.refreshed),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert_tombstone(&stack, &second).await;
+}
+
+#[tokio::test]
+async fn a_kms_that_may_pass_deletes_nothing_unreachable_is_pending_and_a_refusal_an_error() {
+    let stack = spawn_stack().await;
+    for (unreachable, status, google) in [(true, 200, Some("pending")), (false, 500, None)] {
+        let (sub, token) = signed_in(&stack).await;
+        // A fresh instance (no data key cached) whose KMS calls all fail.
+        let keys = test_support::CountingKeys::new(&stack, test_support::Role::SignIn);
+        if unreachable {
+            keys.unreachable_after(0);
+        } else {
+            keys.refuse_after(0);
+        }
+        let fresh =
+            offline_access::app::AppBuilder::new(&stack.config.common, &stack.aws_as(test_support::Role::SignIn))
+                .keys(keys)
+                .build()
+                .expect("app")
+                .http_api(&stack.config);
+        let request = lambda_http::request::from_str(&delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]))
+            .expect("event");
+        let response = offline_access::lambda::http::serve(&fresh, &request).await;
+        let body: serde_json::Value = serde_json::from_str(response.body()).expect("JSON");
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        assert_eq!(body["google"].as_str(), google, "{body}");
+        let grant = stack.grant(&sub).await.expect("grant");
+        assert_eq!(
+            (
+                grant.status,
+                grant.refresh_token.is_some(),
+                grant.profile.email.is_some()
+            ),
+            (GrantStatus::Revoking, true, true),
+            "kept sealed for the job to revoke"
+        );
+        assert!(stack.emulator.refresh_token_is_live(&token));
+    }
+}

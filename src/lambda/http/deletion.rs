@@ -5,7 +5,8 @@ use http::{HeaderMap, Method, Response, StatusCode, header};
 use serde_json::json;
 
 use super::{ApiError, json_response, require_requested_with};
-use crate::deletion::{DeleteGrant, DeletionError};
+use crate::deletion::{AtGoogle, DeleteGrant, DeletionError};
+use crate::job::metrics;
 use crate::ports::Ports;
 use crate::upstream::Upstream;
 
@@ -71,6 +72,9 @@ pub async fn delete_own_grant<P: Ports, B>(deletion: &DeleteGrant<P>, request: &
     };
     match outcome {
         Ok(done) => {
+            if done.google == AtGoogle::Unrevocable {
+                metrics::emit(&metrics::count_emf("auth-code", "Unrevocable", 1, metrics::now_ms()));
+            }
             let body = json!({"sub": done.sub, "google": done.google.as_str()});
             json_response(StatusCode::OK, body.to_string(), None)
         }

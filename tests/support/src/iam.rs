@@ -17,6 +17,11 @@
 //! - Secrets Manager, EventBridge and SQS: the operation on the named secret, bus or
 //!   queue.
 //!
+//! KMS key states too: moto records `DisableKey` and `ScheduleKeyDeletion` but still
+//! decrypts under such a key, where KMS answers `DisabledException` or
+//! `KMSInvalidStateException`. The proxy watches those calls pass (send them through it:
+//! [`IamProxy::admin`]) and answers later cryptographic calls on that key as KMS does.
+//!
 //! Resources are the template's logical ids (`GrantsTable`, `TokenKey`, ...), mapped from
 //! the stack's local names; an unknown condition key or resource form in the template
 //! fails loudly rather than allowing.
@@ -336,6 +341,66 @@ struct Proxy {
     policies: Arc<HashMap<String, Vec<Statement>>>,
     names: Arc<Mutex<Names>>,
     log: Arc<Mutex<Vec<Checked>>>,
+    /// KMS keys (by key id) that refuse cryptographic calls, with KMS's error for it.
+    refusing_keys: Arc<Mutex<HashMap<String, &'static str>>>,
+}
+
+/// The key id of a KMS `KeyId` (a key id, or a key's ARN).
+fn key_id(key: &str) -> &str {
+    key.rsplit_once(":key/").map_or(key, |(_, id)| id)
+}
+
+/// How a KMS key-state call that passed changes what the key answers; `None` for any
+/// other call.
+fn key_state_change(operation: &str) -> Option<Option<&'static str>> {
+    match operation {
+        // A key whose deletion is cancelled is left disabled, as KMS leaves it.
+        "DisableKey" | "CancelKeyDeletion" => Some(Some("DisabledException")),
+        "ScheduleKeyDeletion" => Some(Some("KMSInvalidStateException")),
+        "EnableKey" => Some(None),
+        _ => None,
+    }
+}
+
+/// The aliases of the KMS key `key`, asked of moto.
+async fn aliases_of(proxy: &Proxy, key: &str) -> Vec<String> {
+    let answer = proxy
+        .http
+        .post(format!("{}/", proxy.upstream))
+        .header("x-amz-target", "TrentService.ListAliases")
+        // moto routes by the signature's credential scope; it checks nothing else.
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(serde_json::json!({"KeyId": key}).to_string())
+        .send()
+        .await
+        .expect("moto answers ListAliases");
+    let json: Json = serde_json::from_slice(&answer.bytes().await.expect("ListAliases answer")).expect("its JSON");
+    json["Aliases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|alias| alias["AliasName"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// What KMS answers a cryptographic call on a key in a refusing state.
+fn refused_by_key_state(error: &str) -> Response {
+    let message = match error {
+        "DisabledException" => "The key is disabled.",
+        _ => "The key is pending deletion.",
+    };
+    Response::builder()
+        .status(400)
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amzn-errortype", error)
+        .body(Body::from(
+            serde_json::json!({"__type": error, "message": message}).to_string(),
+        ))
+        .expect("response")
 }
 
 impl IamProxy {
@@ -349,6 +414,7 @@ impl IamProxy {
             policies: Arc::new(policies(&template())),
             names: Arc::clone(&names),
             log: Arc::clone(&log),
+            refusing_keys: Arc::default(),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -359,6 +425,12 @@ impl IamProxy {
             let _ = axum::serve(listener, app).await;
         });
         IamProxy { url, log, names }
+    }
+
+    /// The harness's own access through the proxy (no role: nothing is checked), for the
+    /// calls the proxy must see pass, such as `DisableKey`.
+    pub fn admin(&self, aws: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+        aws.to_builder().endpoint_url(&self.url).build()
     }
 
     /// The operator granted the roles the KMS key `key_id` wherever they have `TokenKey`
@@ -404,11 +476,26 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
             .unwrap_or_default()
     };
     let role = access_key(header("authorization")).and_then(Role::from_access_key);
+    let target = header("x-amz-target").to_owned();
+    let kms_operation = target.strip_prefix("TrentService.").unwrap_or_default().to_owned();
+    let named_key = serde_json::from_slice::<Json>(&body)
+        .ok()
+        .and_then(|json| json["KeyId"].as_str().map(|key| key_id(key).to_owned()));
+    if let (Some(key), "Decrypt" | "GenerateDataKey" | "Encrypt" | "ReEncrypt") = (&named_key, kms_operation.as_str()) {
+        let refusing = proxy
+            .refusing_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .copied();
+        if let Some(error) = refusing {
+            return refused_by_key_state(error);
+        }
+    }
     if let Some(role) = role {
-        let target = header("x-amz-target");
         let json: Json = serde_json::from_slice(&body).unwrap_or_default();
         let needs = needs(
-            target,
+            &target,
             &json,
             &proxy.names.lock().unwrap_or_else(PoisonError::into_inner),
         );
@@ -438,7 +525,7 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
                 "User: arn:aws:sts::123456789012:assumed-role/{}/test is not authorized to perform: {} \
                  because no identity-based policy allows the action",
                 role.function(),
-                refused.first().map_or(target, |n| n.action.as_str())
+                refused.first().map_or(target.as_str(), |n| n.action.as_str())
             );
             return Response::builder()
                 .status(400)
@@ -475,6 +562,22 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     for (name, value) in answer.headers() {
         if !matches!(name.as_str(), "content-length" | "connection" | "transfer-encoding") {
             response = response.header(name, value);
+        }
+    }
+    if let (Some(key), Some(change), true) = (
+        named_key,
+        key_state_change(&kms_operation),
+        answer.status().is_success(),
+    ) {
+        // A call may name the key by an alias: the state is the key's, whatever names it.
+        let mut names = aliases_of(&proxy, &key).await;
+        names.push(key);
+        let mut refusing = proxy.refusing_keys.lock().unwrap_or_else(PoisonError::into_inner);
+        for name in names {
+            match change {
+                Some(error) => refusing.insert(name, error),
+                None => refusing.remove(&name),
+            };
         }
     }
     let bytes = answer.bytes().await.unwrap_or_default();

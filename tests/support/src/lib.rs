@@ -547,6 +547,8 @@ pub struct CountingKeys {
     pub calls: std::sync::Arc<std::sync::Mutex<Vec<offline_access::crypto::Purpose>>>,
     /// How many more calls KMS answers; after that it refuses (`AccessDeniedException`).
     allowed: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// Past `allowed`, KMS is unreachable (transient) rather than refusing.
+    unreachable: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CountingKeys {
@@ -558,12 +560,19 @@ impl CountingKeys {
             decrypted: std::sync::Arc::default(),
             calls: std::sync::Arc::default(),
             allowed: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+            unreachable: std::sync::Arc::default(),
         }
     }
 
     /// KMS answers `calls` more calls, then refuses every one.
     pub fn refuse_after(&self, calls: i64) {
         self.allowed.store(calls, Ordering::SeqCst);
+    }
+
+    /// After `calls` more calls, KMS cannot be reached (a failure that may pass).
+    pub fn unreachable_after(&self, calls: i64) {
+        self.unreachable.store(true, Ordering::SeqCst);
+        self.refuse_after(calls);
     }
 
     /// The calls made for `purpose` so far.
@@ -579,7 +588,11 @@ impl CountingKeys {
             .push(purpose);
         if self.allowed.fetch_sub(1, Ordering::SeqCst) <= 0 {
             return Err(offline_access::crypto::KeyError::Upstream(
-                offline_access::upstream::Upstream::misconfigured("kms", "AccessDeniedException"),
+                if self.unreachable.load(Ordering::SeqCst) {
+                    offline_access::upstream::Upstream::unavailable("kms", "unreachable")
+                } else {
+                    offline_access::upstream::Upstream::misconfigured("kms", "AccessDeniedException")
+                },
             ));
         }
         Ok(())
