@@ -95,7 +95,7 @@ mod tests {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        assert_eq!(declared.len(), 15);
+        assert_eq!(declared.len(), 16);
         for metric in declared {
             let name = metric["Name"].as_str().unwrap_or_default();
             assert!(doc[name].is_number(), "{name}");
