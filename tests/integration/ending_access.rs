@@ -177,12 +177,7 @@ async fn a_user_deletes_their_data_google_revokes_the_token_and_a_tombstone_is_l
     let tokens = stack.access_tokens(&[]);
     assert_eq!(ask_for_token(&tokens, &json!({"sub": sub})).await["status"], json!(200));
 
-    let answer = stack
-        .invoke_api(
-            &routes,
-            &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
-        )
-        .await;
+    let answer = delete_as(&stack, &routes, &sub).await;
     assert_eq!(answer.status, 200, "{}", answer.json);
     assert_eq!(answer.json, json!({"sub": sub, "google": "revoked"}));
     assert!(
@@ -210,12 +205,7 @@ async fn a_user_deletes_their_data_google_revokes_the_token_and_a_tombstone_is_l
     );
 
     // Asked again: 200 again.
-    let again = stack
-        .invoke_api(
-            &routes,
-            &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
-        )
-        .await;
+    let again = delete_as(&stack, &routes, &sub).await;
     assert_eq!(
         (again.status, again.json["google"].clone()),
         (200, json!("already_revoked"))
@@ -251,12 +241,7 @@ async fn with_google_unreachable_the_deletion_is_pending_and_the_job_finishes_it
             ..Fault::default()
         },
     );
-    let answer = stack
-        .invoke_api(
-            &routes,
-            &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
-        )
-        .await;
+    let answer = delete_as(&stack, &routes, &sub).await;
     assert_eq!(answer.json, json!({"sub": sub, "google": "pending"}), "{}", answer.json);
     let grant = stack.grant(&sub).await.expect("grant");
     assert_eq!(
@@ -314,6 +299,13 @@ async fn a_deletion_needs_a_valid_id_token_and_x_requested_with() {
     assert!(stack.emulator.refresh_token_is_live(&token));
 }
 
+/// `DELETE /grants/me` with `sub`'s valid ID token.
+async fn delete_as(stack: &Stack, routes: &test_support::Routes, sub: &str) -> test_support::Answer {
+    stack
+        .invoke_api(routes, &delete_event(Some(&id_token(stack, sub, Forgery::None)), &[]))
+        .await
+}
+
 /// The grant is a tombstone: no token, no profile, no scopes.
 async fn assert_tombstone(stack: &Stack, sub: &str) {
     let grant = stack.grant(sub).await.expect("a tombstone");
@@ -346,12 +338,7 @@ async fn a_user_whose_token_no_longer_authenticates_is_deleted_all_the_same_as_u
         .set_grant_attributes(&sub, &[("refresh_token", Some(AttributeValue::B(altered.into())))])
         .await;
 
-    let answer = stack
-        .invoke_api(
-            &routes,
-            &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
-        )
-        .await;
+    let answer = delete_as(&stack, &routes, &sub).await;
     assert_eq!(answer.status, 200, "{}", answer.json);
     assert_eq!(answer.json, json!({"sub": sub, "google": "unrevocable"}));
     assert_tombstone(&stack, &sub).await;
@@ -359,12 +346,7 @@ async fn a_user_whose_token_no_longer_authenticates_is_deleted_all_the_same_as_u
         stack.emulator.refresh_token_is_live(&token),
         "nothing could be revoked at Google: the README sends the user to their account's permissions"
     );
-    let again = stack
-        .invoke_api(
-            &routes,
-            &delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]),
-        )
-        .await;
+    let again = delete_as(&stack, &routes, &sub).await;
     assert_eq!(
         (again.status, again.json["google"].clone()),
         (200, json!("already_revoked"))
@@ -385,12 +367,7 @@ async fn a_user_whose_kms_key_is_disabled_or_deleted_is_deleted_as_unrevocable_b
             ..Fault::default()
         },
     );
-    let answer = stack
-        .invoke_api(
-            &stack.routes(),
-            &delete_event(Some(&id_token(&stack, &second, Forgery::None)), &[]),
-        )
-        .await;
+    let answer = delete_as(&stack, &stack.routes(), &second).await;
     assert_eq!(answer.json["google"], json!("pending"), "{}", answer.json);
 
     // The key is scheduled for deletion, through the proxy that makes moto refuse as KMS
@@ -415,12 +392,7 @@ async fn a_user_whose_kms_key_is_disabled_or_deleted_is_deleted_as_unrevocable_b
         offline_access::clock::ManualClock::at(SystemClock.now_unix()),
     )
     .http_api(&stack.config);
-    let answer = stack
-        .invoke_api(
-            &fresh,
-            &delete_event(Some(&id_token(&stack, &first, Forgery::None)), &[]),
-        )
-        .await;
+    let answer = delete_as(&stack, &fresh, &first).await;
     assert_eq!(
         answer.json,
         json!({"sub": first, "google": "unrevocable"}),
