@@ -554,3 +554,39 @@ async fn a_grant_the_job_deferred_gets_one_user_facing_attempt_per_floor() {
         "the job's own backoff is the job's"
     );
 }
+
+/// The access-token function records a refresh and nothing of the job's: a deferral the
+/// job set (Drive failing while refreshes work) outlives a user-facing refresh, which
+/// leaves the grant's token and status (its version) as they were. (README, decisions:
+/// one grant lease, two records of its end.)
+#[tokio::test]
+async fn a_user_facing_refresh_leaves_the_jobs_deferral_as_it_was() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
+    let later = SystemClock.now_unix() + 3_600;
+    stack
+        .set_grant_attributes(
+            &user.sub,
+            &[
+                ("failure_count", Some(number(2))),
+                ("next_attempt_at", Some(number(later))),
+                ("last_error", Some(AttributeValue::S("drive: 500".into()))),
+            ],
+        )
+        .await;
+    let before = stack.grant(&user.sub).await.expect("grant");
+    let service = stack.access_tokens(&[]);
+    token_of(&ask_for_token(&service, &json!({"sub": user.sub})).await);
+    assert_eq!(stack.emulator.stats().refreshes, 1, "a refresh at Google");
+    let after = stack.grant(&user.sub).await.expect("grant");
+    assert_eq!(
+        (after.failure_count, after.next_attempt_at),
+        (2, Some(later)),
+        "the job's deferral stands"
+    );
+    assert_eq!(
+        stack.grant_attribute(&user.sub, "last_error").await,
+        Some(AttributeValue::S("drive: 500".into()))
+    );
+    assert_eq!(after.version, before.version, "the grant's token and status untouched");
+}
