@@ -233,14 +233,7 @@ async fn with_google_unreachable_the_deletion_is_pending_and_the_job_finishes_it
     let stack = spawn_stack().await;
     let routes = stack.routes();
     let (sub, token) = signed_in(&stack).await;
-    stack.emulator.inject_fault(
-        Endpoint::Revoke,
-        Fault {
-            status: Some(503),
-            count: Some(1),
-            ..Fault::default()
-        },
-    );
+    revoke_unavailable_once(&stack);
     let answer = delete_as(&stack, &routes, &sub).await;
     assert_eq!(answer.json, json!({"sub": sub, "google": "pending"}), "{}", answer.json);
     let grant = stack.grant(&sub).await.expect("grant");
@@ -297,6 +290,18 @@ async fn a_deletion_needs_a_valid_id_token_and_x_requested_with() {
     let grant = stack.grant(&sub).await.expect("grant");
     assert_eq!(grant.status, GrantStatus::Active, "nothing changed");
     assert!(stack.emulator.refresh_token_is_live(&token));
+}
+
+/// Google's revocation endpoint answers the next call 503.
+fn revoke_unavailable_once(stack: &Stack) {
+    stack.emulator.inject_fault(
+        Endpoint::Revoke,
+        Fault {
+            status: Some(503),
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
 }
 
 /// `DELETE /grants/me` with `sub`'s valid ID token.
@@ -359,14 +364,7 @@ async fn a_user_whose_kms_key_is_disabled_or_deleted_is_deleted_as_unrevocable_b
     let (first, _) = signed_in(&stack).await;
     let (second, _) = signed_in(&stack).await;
     // The second deletion is pending (Google unreachable) while the key still works.
-    stack.emulator.inject_fault(
-        Endpoint::Revoke,
-        Fault {
-            status: Some(503),
-            count: Some(1),
-            ..Fault::default()
-        },
-    );
+    revoke_unavailable_once(&stack);
     let answer = delete_as(&stack, &stack.routes(), &second).await;
     assert_eq!(answer.json["google"], json!("pending"), "{}", answer.json);
 
