@@ -9,7 +9,10 @@ use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
 use crate::grant::decide::{Disposition, Failure, disposition, likely_cause};
 use crate::grant::{seal_rotated, sealed_for_cache, token_scopes};
 use crate::ports::Ports;
-use crate::store::{AccessStore, AccessTokenCache, AccessView, Grant, GrantStatus, LeaseEnd, Recorded, reasons};
+use crate::store::{
+    AccessStore, AccessTokenCache, AccessView, DriveOutcome, Grant, GrantOutcome, GrantStatus, Holder, Recorded,
+    reasons,
+};
 use crate::upstream::Upstream;
 
 impl<P: Ports> AccessTokens<P> {
@@ -38,7 +41,7 @@ impl<P: Ports> AccessTokens<P> {
             None => None,
         };
         let (result, end, holder) = match cached {
-            Some(token) => (Ok(token), Some(LeaseEnd::Released), leased),
+            Some(token) => (Ok(token), Some(GrantOutcome::Released), leased),
             None => self.refresh(leased, request, owner, deadline).await,
         };
         // A routine refresh's cached token already ended the lease.
@@ -48,7 +51,7 @@ impl<P: Ports> AccessTokens<P> {
                 Ok(Recorded::LeaseLost) => tracing::warn!("the lease ran out before the refresh was recorded"),
                 // The lease runs out by itself; a rotated token would be lost, so say so.
                 Err(e) => {
-                    tracing::error!(error = %e, rotated = matches!(end, LeaseEnd::Refreshed { new_token: Some(_), .. }), "letting go of the lease failed")
+                    tracing::error!(error = %e, rotated = matches!(end, GrantOutcome::Refreshed { new_token: Some(_), .. }), "letting go of the lease failed")
                 }
             }
         }
@@ -67,10 +70,10 @@ impl<P: Ports> AccessTokens<P> {
         request: &AccessRequest,
         owner: &str,
         deadline: Instant,
-    ) -> (Result<IssuedToken, AccessError>, Option<LeaseEnd>, Grant) {
+    ) -> (Result<IssuedToken, AccessError>, Option<GrantOutcome>, Grant) {
         let credentials = match self.secrets.current().await {
             Ok(c) => c,
-            Err(e) => return (Err(self.upstream(e)), Some(LeaseEnd::Released), grant),
+            Err(e) => return (Err(self.upstream(e)), Some(GrantOutcome::Released), grant),
         };
         let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
         let mut tried = 0;
@@ -82,7 +85,7 @@ impl<P: Ports> AccessTokens<P> {
                         reason: reasons::NO_REFRESH_TOKEN.into(),
                         likely_cause: None,
                     }),
-                    Some(LeaseEnd::Released),
+                    Some(GrantOutcome::Released),
                     grant,
                 );
             };
@@ -98,7 +101,7 @@ impl<P: Ports> AccessTokens<P> {
                             AccessError::Misconfigured(e.to_string())
                         }
                     };
-                    return (Err(answer), Some(LeaseEnd::Released), grant);
+                    return (Err(answer), Some(GrantOutcome::Released), grant);
                 }
             };
             let refreshed = self
@@ -124,7 +127,7 @@ impl<P: Ports> AccessTokens<P> {
                                         other => format!("{other:?}"),
                                     };
                                     let answer = unavailable(self.settings.force_refresh_floor, reason);
-                                    return (Err(answer), Some(LeaseEnd::Released), grant);
+                                    return (Err(answer), Some(GrantOutcome::Released), grant);
                                 }
                             }
                         }
@@ -132,9 +135,10 @@ impl<P: Ports> AccessTokens<P> {
                     };
                     let now = self.clock.now_unix();
                     let refresh_expires_at = tokens.refresh_token_lifetime.map(|limit| now + limit.as_secs());
-                    let end = LeaseEnd::Refreshed {
+                    let end = GrantOutcome::Refreshed {
                         new_token,
                         refresh_expires_at,
+                        drive: DriveOutcome::Skipped,
                     };
                     let end = self.cache(&grant, &tokens, now, owner, end).await;
                     let issued = IssuedToken {
@@ -163,7 +167,7 @@ impl<P: Ports> AccessTokens<P> {
                             continue;
                         }
                         Ok(_) => {}
-                        Err(e) => return (Err(e.into()), Some(LeaseEnd::Released), grant),
+                        Err(e) => return (Err(e.into()), Some(GrantOutcome::Released), grant),
                     }
                     let cause = likely_cause(
                         subtype.as_deref(),
@@ -179,7 +183,7 @@ impl<P: Ports> AccessTokens<P> {
                             reason: reason.clone(),
                             likely_cause: Some(cause.clone()),
                         }),
-                        Some(LeaseEnd::Revoked {
+                        Some(GrantOutcome::Revoked {
                             reason,
                             likely_cause: cause,
                         }),
@@ -194,13 +198,17 @@ impl<P: Ports> AccessTokens<P> {
                     }
                     tracing::warn!(error = %reason, "refresh failed; the caller is told to retry");
                     let retry_after = retry_after.unwrap_or_default().max(floor);
-                    return (Err(unavailable(retry_after, reason)), Some(LeaseEnd::Released), grant);
+                    return (
+                        Err(unavailable(retry_after, reason)),
+                        Some(GrantOutcome::Released),
+                        grant,
+                    );
                 }
                 other => {
                     tracing::error!(error = %error, disposition = ?other, "MISCONFIGURATION: the refresh was refused");
                     return (
                         Err(AccessError::Misconfigured(error.to_string())),
-                        Some(LeaseEnd::Released),
+                        Some(GrantOutcome::Released),
                         grant,
                     );
                 }
@@ -209,7 +217,7 @@ impl<P: Ports> AccessTokens<P> {
     }
 
     /// Caches a fresh token, sealed; a failure costs only a later refresh. A routine
-    /// refresh ([`LeaseEnd::is_routine`]) is recorded by that write alone, which ends the
+    /// refresh ([`GrantOutcome::is_routine`]) is recorded by that write alone, which ends the
     /// lease (`None`); anything else is left for the grant's write.
     pub(super) async fn cache(
         &self,
@@ -217,8 +225,8 @@ impl<P: Ports> AccessTokens<P> {
         tokens: &Tokens,
         now: u64,
         owner: &str,
-        end: LeaseEnd,
-    ) -> Option<LeaseEnd> {
+        end: GrantOutcome,
+    ) -> Option<GrantOutcome> {
         let cached = match sealed_for_cache(&self.access_cipher, self.binding(grant), grant, tokens, now).await {
             Ok(cached) => cached,
             Err(e) => {
@@ -226,7 +234,7 @@ impl<P: Ports> AccessTokens<P> {
                 return Some(end);
             }
         };
-        if end.is_routine(grant) {
+        if end.is_routine(grant, &Holder::Caller { owner, now }) {
             match self.store.cache_and_release(&grant.sub, &cached, owner).await {
                 Ok(true) => return None,
                 Ok(false) => {}

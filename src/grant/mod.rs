@@ -3,6 +3,9 @@
 //! Neither imports the other; both come here.
 //!
 //! - [`decide`]: what is done with a failure (one pure function, one table test).
+//! - How a lease ends, whoever held it: one outcome type, [`crate::store::GrantOutcome`],
+//!   recorded by one write (the store's lease rule), and routine when the cached token's
+//!   item alone can record it ([`crate::store::GrantOutcome::is_routine`]).
 //! - [`seal_rotated`]: how a rotated refresh token is kept.
 //! - [`sealed_for_cache`]: an access token just obtained, sealed for the cache.
 

@@ -90,7 +90,7 @@ pub(super) fn settled(
             let outcome = GrantOutcome::Refreshed {
                 new_token: None,
                 refresh_expires_at: None,
-                drive: DriveOutcome::NotGranted,
+                drive: DriveOutcome::Skipped,
             };
             (outcome, None)
         }
@@ -185,7 +185,7 @@ mod tests {
                 ..
             } => format!("deferred {failure_count} +{}s", next_attempt_at - NOW),
             GrantOutcome::Refreshed {
-                drive: DriveOutcome::NotGranted,
+                drive: DriveOutcome::Skipped,
                 new_token: None,
                 ..
             } => "refresh only".into(),

@@ -70,7 +70,7 @@ impl<P: Ports> OfflineJob<P> {
                 c.bump(match drive {
                     DriveOutcome::Synced { truncated: true, .. } => Count::drive_truncated,
                     DriveOutcome::Synced { .. } | DriveOutcome::Reached => Count::drive_synced,
-                    DriveOutcome::NotGranted => Count::refresh_only,
+                    DriveOutcome::Skipped => Count::refresh_only,
                     DriveOutcome::Failed { .. } => Count::drive_deferred,
                 });
             }
@@ -200,7 +200,7 @@ impl<P: Ports> OfflineJob<P> {
             return GrantOutcome::Refreshed {
                 new_token,
                 refresh_expires_at,
-                drive: DriveOutcome::NotGranted,
+                drive: DriveOutcome::Skipped,
             };
         }
         let drive = match self.settings.drive_sync {
@@ -210,9 +210,9 @@ impl<P: Ports> OfflineJob<P> {
         let drive = match drive {
             Ok(drive) => drive,
             // Paid for with the refresh: cannot happen, but let go rather than guess.
-            Err(Attempt::OverBudget) => DriveOutcome::NotGranted,
+            Err(Attempt::OverBudget) => DriveOutcome::Skipped,
             Err(Attempt::Failed(e)) => match disposition(Failure::Drive(&e)) {
-                Disposition::RefreshOnly => DriveOutcome::NotGranted,
+                Disposition::RefreshOnly => DriveOutcome::Skipped,
                 Disposition::StopRun(cause) => {
                     run.stop_for(cause);
                     return GrantOutcome::Released;

@@ -9,8 +9,8 @@
 //! offline job) holds the grant's lease, taken by a conditional write, and reads the
 //! grant as the write left it.
 
-use super::{Grant, Recorded, StoreError};
-use crate::crypto::{NewRefreshToken, SealedToken};
+use super::{Grant, GrantOutcome, Recorded, StoreError};
+use crate::crypto::SealedToken;
 use crate::domain::{GoogleSubject, Scopes};
 
 /// A cached access token: sealed, with when it expires and what it may be used for.
@@ -53,41 +53,6 @@ pub enum RefreshLease {
     Held { until: u64 },
     /// The grant is gone, or no longer active with a refresh token.
     Unusable(Option<Grant>),
-}
-
-/// How a user-facing refresh ends, written with the lease's release.
-#[derive(Debug, Clone)]
-pub enum LeaseEnd {
-    /// Refreshed; `new_token` is a rotated refresh token to store, `refresh_expires_at`
-    /// the time limit Google's answer carried (time-based access).
-    Refreshed {
-        new_token: Option<NewRefreshToken>,
-        refresh_expires_at: Option<u64>,
-    },
-    /// Google said `invalid_grant` for the token still stored: revoke, delete it.
-    Revoked { reason: String, likely_cause: String },
-    /// Nothing to record.
-    Released,
-}
-
-impl LeaseEnd {
-    /// Whether recording it writes what a newer sign-in would own (the token, the status):
-    /// then only on the version leased.
-    pub fn touches_token(&self) -> bool {
-        match self {
-            LeaseEnd::Refreshed { new_token, .. } => new_token.is_some(),
-            LeaseEnd::Revoked { .. } => true,
-            LeaseEnd::Released => false,
-        }
-    }
-
-    /// A refresh that changes nothing on the grant — no rotated token, the same time
-    /// limit — is recorded by the cached token's item alone, which names the lease it ends
-    /// (as the offline job's routine cycle is): one write, not two.
-    pub fn is_routine(&self, leased: &Grant) -> bool {
-        matches!(self, LeaseEnd::Refreshed { new_token: None, refresh_expires_at }
-            if super::same_time_limit(*refresh_expires_at, leased.refresh_expires_at))
-    }
 }
 
 /// Caching access tokens: the access-token use case stores the tokens it obtains (the
@@ -143,6 +108,6 @@ pub trait AccessStore: AccessTokenCache {
         leased: &Grant,
         owner: &str,
         now: u64,
-        end: &LeaseEnd,
+        outcome: &GrantOutcome,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
 }

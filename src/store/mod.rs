@@ -14,13 +14,15 @@ mod access;
 mod deletion;
 mod dynamo;
 mod job;
+mod lease;
 mod operator;
 mod risc;
 
-pub use access::{AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, LeaseEnd, RefreshLease};
+pub use access::{AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, RefreshLease};
 pub use deletion::{DeletionStart, DeletionStore};
 pub use dynamo::{DynamoStore, change_from_record};
-pub use job::{Checkpoint, DriveOutcome, GrantOutcome, JobStore, Lease, Recorded, ScanPage, ScanRequest};
+pub use job::{Checkpoint, JobStore, ScanPage, ScanRequest};
+pub use lease::{DriveOutcome, GrantOutcome, Holder, Lease, Recorded};
 pub use operator::{GrantPage, OperatorStore, ReencryptCheckpoint};
 pub use risc::{AccountState, Applied, RiscStore, event_key};
 

@@ -15,8 +15,8 @@ use super::{DynamoStore, Updated, conflict_or, holds_either_way, lease};
 use crate::crypto::SealedToken;
 use crate::domain::{GoogleSubject, Scopes};
 use crate::store::{
-    AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, Grant, GrantStatus, LeaseEnd, Recorded,
-    RefreshLease, StoreError,
+    AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, Grant, GrantOutcome, GrantStatus, Holder,
+    Recorded, RefreshLease, StoreError,
 };
 use crate::upstream::classify_aws;
 
@@ -39,41 +39,6 @@ pub(super) fn cache_entry(item: &Item) -> Result<CacheEntry, StoreError> {
         failed_at: schema::number(item, state::FAILED_AT),
         released_lease: schema::text(item, state::RELEASED_LEASE),
     })
-}
-
-/// The update that ends a user-facing lease; `with_version` also writes what a newer
-/// sign-in would own (the token, the status), conditioned on the leased version.
-fn end_update(leased: &Grant, owner: &str, now: u64, end: &LeaseEnd, with_version: bool) -> Update {
-    let mut u = Update::default();
-    lease::end(&mut u, owner);
-    match end {
-        LeaseEnd::Refreshed {
-            new_token,
-            refresh_expires_at,
-        } => {
-            u.set(grant::LAST_REFRESH_AT, n(now));
-            if let Some(at) = refresh_expires_at {
-                u.set(grant::REFRESH_EXPIRES_AT, n(*at));
-            }
-            if let (Some(token), true) = (new_token, with_version) {
-                schema::set_token(&mut u, token)
-                    .set(grant::TOKEN_ISSUED_AT, n(now))
-                    .set(grant::UPDATED_AT, n(now));
-            }
-        }
-        LeaseEnd::Revoked { reason, likely_cause } if with_version => {
-            schema::remove_token(&mut u)
-                .set(grant::STATUS, schema::status(GrantStatus::Revoked))
-                .set(grant::STATUS_REASON, s(reason.clone()))
-                .set(grant::LIKELY_CAUSE, s(likely_cause.clone()))
-                .set(grant::UPDATED_AT, n(now));
-        }
-        LeaseEnd::Revoked { .. } | LeaseEnd::Released => {}
-    }
-    if with_version {
-        lease::on_leased_version(&mut u, leased);
-    }
-    u
 }
 
 /// How often keys DynamoDB left unprocessed (under throttling) are asked for again.
@@ -243,10 +208,14 @@ impl AccessStore for DynamoStore {
         }
     }
 
-    async fn end_lease(&self, leased: &Grant, owner: &str, now: u64, end: &LeaseEnd) -> Result<Recorded, StoreError> {
-        self.end_lease_recording(leased, end.touches_token(), |with_version| {
-            end_update(leased, owner, now, end, with_version)
-        })
-        .await
+    async fn end_lease(
+        &self,
+        leased: &Grant,
+        owner: &str,
+        now: u64,
+        outcome: &GrantOutcome,
+    ) -> Result<Recorded, StoreError> {
+        self.record_outcome(leased, Holder::Caller { owner, now }, outcome)
+            .await
     }
 }

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::deletion::tombstone;
 use super::expr::{Placeholders, Update};
 use super::schema::{self, grant, n, s, state};
 use super::{DynamoStore, conflict_or, holds_either_way, lease};
 use crate::crypto::NewRefreshToken;
 use crate::domain::GoogleSubject;
 use crate::store::{
-    CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, ScanPage,
+    CachedToken, Checkpoint, Grant, GrantOutcome, GrantStatus, Holder, JobStore, Lease, Recorded, ScanPage,
     ScanRequest, StoreError,
 };
 use crate::upstream::classify_aws;
@@ -33,105 +32,6 @@ fn due_this_cycle(p: &mut Placeholders, cycle: &str, now: u64) -> String {
          AND (attribute_not_exists({last_cycle}) OR {last_cycle} <> {cycle}) \
          AND (attribute_not_exists({next}) OR {next} <= {now})"
     )
-}
-
-/// The fields of a deferral: how often it failed, when to try again, and why.
-fn record_deferral(u: &mut Update, failure_count: u32, next_attempt_at: u64, reason: &str) {
-    u.set(grant::FAILURE_COUNT, n(failure_count))
-        .set(grant::NEXT_ATTEMPT_AT, n(next_attempt_at))
-        .set(grant::LAST_ERROR, s(reason));
-}
-
-/// The update that records a non-routine `outcome` and gives the lease back; `leased` is
-/// the grant as it was before the lease, whose fields it puts back where the lease assumed
-/// what did not happen. `with_version` also writes what a newer sign-in would own (token,
-/// status), conditioned on the leased version.
-fn outcome_update(leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with_version: bool) -> Update {
-    let mut u = Update::default();
-    lease::end(&mut u, lease.owner);
-    // A tombstone removes these itself.
-    let tombstoned = with_version && matches!(outcome, GrantOutcome::Deleted { .. });
-    let refreshed = matches!(outcome, GrantOutcome::Refreshed { .. });
-    if !refreshed && !tombstoned {
-        u.set_or_remove(grant::LAST_REFRESH_AT, leased.last_refresh_at.map(n));
-    }
-    let synced = matches!(
-        outcome,
-        GrantOutcome::Refreshed {
-            drive: DriveOutcome::Reached | DriveOutcome::Synced { truncated: false, .. },
-            ..
-        }
-    );
-    if synced {
-        u.set(grant::LAST_SYNC_AT, n(lease.now));
-    } else if lease.drive_planned && !tombstoned {
-        u.set_or_remove(grant::LAST_SYNC_AT, leased.last_sync_at.map(n));
-    }
-    if matches!(outcome, GrantOutcome::Released | GrantOutcome::Unopened { .. }) {
-        // Let go, or a token that does not open: the cycle has not done this grant.
-        u.set_or_remove(grant::LAST_CYCLE, leased.last_cycle.clone().map(s));
-    } else {
-        u.set(grant::UPDATED_AT, n(lease.now));
-    }
-    match outcome {
-        GrantOutcome::Refreshed {
-            new_token,
-            refresh_expires_at,
-            drive,
-        } => {
-            u.set(grant::LAST_REFRESH_AT, n(lease.now));
-            if let Some(at) = refresh_expires_at {
-                u.set(grant::REFRESH_EXPIRES_AT, n(*at));
-            }
-            match drive {
-                DriveOutcome::Failed {
-                    failure_count,
-                    next_attempt_at,
-                    reason,
-                } => record_deferral(&mut u, *failure_count, *next_attempt_at, reason),
-                DriveOutcome::Synced { .. } | DriveOutcome::Reached | DriveOutcome::NotGranted => {
-                    u.set(grant::FAILURE_COUNT, n(0))
-                        .remove(grant::NEXT_ATTEMPT_AT)
-                        .remove(grant::LAST_ERROR);
-                }
-            }
-            if let DriveOutcome::Synced { files, truncated } = drive {
-                u.set(grant::DRIVE_FILES, n(*files))
-                    .set(grant::DRIVE_TRUNCATED, AttributeValue::Bool(*truncated));
-            }
-            if let (Some(token), true) = (new_token, with_version) {
-                schema::set_token(&mut u, token).set(grant::TOKEN_ISSUED_AT, n(lease.now));
-            }
-        }
-        GrantOutcome::Deferred {
-            failure_count,
-            next_attempt_at,
-            reason,
-        } => record_deferral(&mut u, *failure_count, *next_attempt_at, reason),
-        GrantOutcome::Revoked { reason, .. } | GrantOutcome::ReconsentRequired { reason } if with_version => {
-            let status = if let GrantOutcome::Revoked { likely_cause, .. } = outcome {
-                u.set(grant::LIKELY_CAUSE, s(likely_cause.clone()));
-                GrantStatus::Revoked
-            } else {
-                GrantStatus::ReconsentRequired
-            };
-            // Either way the stored token no longer works (revoked, run out, or absent):
-            // keep nothing that is of no use.
-            schema::remove_token(&mut u)
-                .set(grant::STATUS, schema::status(status))
-                .set(grant::STATUS_REASON, s(reason.clone()));
-        }
-        GrantOutcome::Deleted { tombstone_ttl } if with_version => tombstone(&mut u, lease.now, *tombstone_ttl),
-        GrantOutcome::Deleted { .. }
-        | GrantOutcome::Revoked { .. }
-        | GrantOutcome::ReconsentRequired { .. }
-        | GrantOutcome::Unopened { .. }
-        | GrantOutcome::Released => {}
-    }
-    if with_version {
-        lease::on_leased_version(&mut u, leased);
-    }
-    u
 }
 
 impl DynamoStore {
@@ -345,14 +245,17 @@ impl JobStore for DynamoStore {
         cached: Option<&CachedToken>,
     ) -> Result<(Recorded, bool), StoreError> {
         if let Some(token) = cached
-            && outcome.is_routine(leased, &lease)
+            && outcome.is_routine(leased, &Holder::Cycle(lease))
         {
             // One write: the cached token, naming the lease it ends.
             return match self.put_cached(&leased.sub, token, Some(lease.owner)).await {
                 Ok(()) => Ok((Recorded::Written, true)),
                 // A newer token is cached (an access-token call refreshed meanwhile): give
                 // the lease back on the grant instead.
-                Err(StoreError::Conflict) => self.record_on_grant(leased, lease, outcome).await.map(|r| (r, false)),
+                Err(StoreError::Conflict) => self
+                    .record_outcome(leased, Holder::Cycle(lease), outcome)
+                    .await
+                    .map(|r| (r, false)),
                 Err(e) => Err(e),
             };
         }
@@ -368,21 +271,9 @@ impl JobStore for DynamoStore {
                 }
             },
         };
-        Ok((self.record_on_grant(leased, lease, outcome).await?, cached))
-    }
-}
-
-impl DynamoStore {
-    /// Records a non-routine outcome on the grant, and gives the lease back.
-    async fn record_on_grant(
-        &self,
-        leased: &Grant,
-        lease: Lease<'_>,
-        outcome: &GrantOutcome,
-    ) -> Result<Recorded, StoreError> {
-        self.end_lease_recording(leased, outcome.touches_token(), |with_version| {
-            outcome_update(leased, lease, outcome, with_version)
-        })
-        .await
+        Ok((
+            self.record_outcome(leased, Holder::Cycle(lease), outcome).await?,
+            cached,
+        ))
     }
 }

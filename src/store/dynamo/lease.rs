@@ -10,10 +10,13 @@
 //!   grant meanwhile, the outcome is written again without the token's part
 //!   (`Superseded`), and a lease that was lost writes nothing (`LeaseLost`).
 
+use aws_sdk_dynamodb::types::AttributeValue;
+
 use super::DynamoStore;
+use super::deletion::tombstone;
 use super::expr::{Placeholders, Update};
-use super::schema::{grant, n, s};
-use crate::store::{Grant, Recorded, StoreError};
+use super::schema::{self, grant, n, s};
+use crate::store::{DriveOutcome, Grant, GrantOutcome, GrantStatus, Holder, Lease, Recorded, StoreError};
 
 /// The clause "nobody holds the lease at `now`".
 pub(super) fn free(p: &mut Placeholders, now: u64, released: Option<&str>) -> String {
@@ -47,24 +50,146 @@ pub(super) fn on_leased_version(u: &mut Update, leased: &Grant) {
     u.increment(grant::VERSION);
 }
 
+/// The fields of a deferral: how often it failed, when to try again, and why.
+fn record_deferral(u: &mut Update, failure_count: u32, next_attempt_at: u64, reason: &str) {
+    u.set(grant::FAILURE_COUNT, n(failure_count))
+        .set(grant::NEXT_ATTEMPT_AT, n(next_attempt_at))
+        .set(grant::LAST_ERROR, s(reason));
+}
+
+/// The update that records `outcome` and ends `holder`'s lease; `leased` is the grant as
+/// it was before the lease. `with_version` also writes what a newer sign-in would own
+/// (token, status), conditioned on the leased version.
+fn outcome_update(leased: &Grant, holder: Holder<'_>, outcome: &GrantOutcome, with_version: bool) -> Update {
+    let mut u = Update::default();
+    end(&mut u, holder.owner());
+    let now = holder.now();
+    if let Holder::Cycle(lease) = holder {
+        put_back(&mut u, leased, lease, outcome, with_version);
+    }
+    if !matches!(outcome, GrantOutcome::Released | GrantOutcome::Unopened { .. }) {
+        u.set(grant::UPDATED_AT, n(now));
+    }
+    match outcome {
+        GrantOutcome::Refreshed {
+            new_token,
+            refresh_expires_at,
+            drive,
+        } => {
+            u.set(grant::LAST_REFRESH_AT, n(now));
+            if let Some(at) = refresh_expires_at {
+                u.set(grant::REFRESH_EXPIRES_AT, n(*at));
+            }
+            if let Holder::Cycle(_) = holder {
+                settle_drive(&mut u, drive);
+            }
+            if let (Some(token), true) = (new_token, with_version) {
+                schema::set_token(&mut u, token).set(grant::TOKEN_ISSUED_AT, n(now));
+            }
+        }
+        GrantOutcome::Deferred {
+            failure_count,
+            next_attempt_at,
+            reason,
+        } => record_deferral(&mut u, *failure_count, *next_attempt_at, reason),
+        GrantOutcome::Revoked { reason, .. } | GrantOutcome::ReconsentRequired { reason } if with_version => {
+            let status = if let GrantOutcome::Revoked { likely_cause, .. } = outcome {
+                u.set(grant::LIKELY_CAUSE, s(likely_cause.clone()));
+                GrantStatus::Revoked
+            } else {
+                GrantStatus::ReconsentRequired
+            };
+            // Either way the stored token no longer works (revoked, run out, or absent):
+            // keep nothing that is of no use.
+            schema::remove_token(&mut u)
+                .set(grant::STATUS, schema::status(status))
+                .set(grant::STATUS_REASON, s(reason.clone()));
+        }
+        GrantOutcome::Deleted { tombstone_ttl } if with_version => tombstone(&mut u, now, *tombstone_ttl),
+        GrantOutcome::Deleted { .. }
+        | GrantOutcome::Revoked { .. }
+        | GrantOutcome::ReconsentRequired { .. }
+        | GrantOutcome::Unopened { .. }
+        | GrantOutcome::Released => {}
+    }
+    if with_version {
+        on_leased_version(&mut u, leased);
+    }
+    u
+}
+
+/// A cycle's lease recorded up front what a routine cycle ends with: puts back what did
+/// not happen.
+fn put_back(u: &mut Update, leased: &Grant, lease: Lease<'_>, outcome: &GrantOutcome, with_version: bool) {
+    // A tombstone removes these itself.
+    let tombstoned = with_version && matches!(outcome, GrantOutcome::Deleted { .. });
+    if !matches!(outcome, GrantOutcome::Refreshed { .. }) && !tombstoned {
+        u.set_or_remove(grant::LAST_REFRESH_AT, leased.last_refresh_at.map(n));
+    }
+    let synced = matches!(
+        outcome,
+        GrantOutcome::Refreshed {
+            drive: DriveOutcome::Reached | DriveOutcome::Synced { truncated: false, .. },
+            ..
+        }
+    );
+    if synced {
+        u.set(grant::LAST_SYNC_AT, n(lease.now));
+    } else if lease.drive_planned && !tombstoned {
+        u.set_or_remove(grant::LAST_SYNC_AT, leased.last_sync_at.map(n));
+    }
+    if matches!(outcome, GrantOutcome::Released | GrantOutcome::Unopened { .. }) {
+        // Let go, or a token that does not open: the cycle has not done this grant.
+        u.set_or_remove(grant::LAST_CYCLE, leased.last_cycle.clone().map(s));
+    }
+}
+
+/// A cycle's refresh settles the grant's deferral by how Drive went, and keeps what a
+/// listing found.
+fn settle_drive(u: &mut Update, drive: &DriveOutcome) {
+    match drive {
+        DriveOutcome::Failed {
+            failure_count,
+            next_attempt_at,
+            reason,
+        } => record_deferral(u, *failure_count, *next_attempt_at, reason),
+        DriveOutcome::Synced { .. } | DriveOutcome::Reached | DriveOutcome::Skipped => {
+            u.set(grant::FAILURE_COUNT, n(0))
+                .remove(grant::NEXT_ATTEMPT_AT)
+                .remove(grant::LAST_ERROR);
+        }
+    }
+    if let DriveOutcome::Synced { files, truncated } = drive {
+        u.set(grant::DRIVE_FILES, n(*files))
+            .set(grant::DRIVE_TRUNCATED, AttributeValue::Bool(*truncated));
+    }
+}
+
 impl DynamoStore {
-    /// Records an outcome and ends the lease: `update(true)` writes it all on the leased
-    /// version when it `touches_token`; if a sign-in moved the version meanwhile,
-    /// `update(false)` records it without the token's part.
-    pub(super) async fn end_lease_recording(
+    /// Records `outcome` and ends `holder`'s lease. A token-touching outcome is written
+    /// on the leased version; if a sign-in moved the version meanwhile, it is written
+    /// again without the token's part (`Superseded`).
+    pub(super) async fn record_outcome(
         &self,
         leased: &Grant,
-        touches_token: bool,
-        update: impl Fn(bool) -> Update,
+        holder: Holder<'_>,
+        outcome: &GrantOutcome,
     ) -> Result<Recorded, StoreError> {
         let sub = leased.sub.as_str();
-        if self.update_grant(sub, &update(touches_token)).await? {
+        let touches_token = outcome.touches_token();
+        if self
+            .update_grant(sub, &outcome_update(leased, holder, outcome, touches_token))
+            .await?
+        {
             return Ok(Recorded::Written);
         }
         if !touches_token {
             return Ok(Recorded::LeaseLost);
         }
-        if self.update_grant(sub, &update(false)).await? {
+        if self
+            .update_grant(sub, &outcome_update(leased, holder, outcome, false))
+            .await?
+        {
             Ok(Recorded::Superseded)
         } else {
             Ok(Recorded::LeaseLost)

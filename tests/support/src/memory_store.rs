@@ -11,7 +11,7 @@ use std::time::Duration;
 use offline_access::crypto::NewRefreshToken;
 use offline_access::domain::GoogleSubject;
 use offline_access::store::{
-    AccessTokenCache, CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease,
+    AccessTokenCache, CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, Holder, JobStore, Lease,
     Recorded, ScanPage, ScanRequest, StoreError,
 };
 
@@ -212,7 +212,7 @@ impl JobStore for MemoryJobStore {
         if let Some(token) = cached {
             self.cache_token(&leased.sub, token).await?;
         }
-        let routine = cached.is_some() && finish.is_routine(leased, &lease);
+        let routine = cached.is_some() && finish.is_routine(leased, &Holder::Cycle(lease));
         let mut rows = self.rows.lock().expect("rows");
         if routine {
             // The cached token's write ends the lease (the grant itself is not written).
@@ -271,7 +271,7 @@ impl MemoryJobStore {
                         g.failure_count = *failure_count;
                         g.next_attempt_at = Some(*next_attempt_at);
                     }
-                    DriveOutcome::Synced { .. } | DriveOutcome::Reached | DriveOutcome::NotGranted => {
+                    DriveOutcome::Synced { .. } | DriveOutcome::Reached | DriveOutcome::Skipped => {
                         g.failure_count = 0;
                         g.next_attempt_at = None;
                     }
