@@ -134,7 +134,9 @@ impl<P: Ports> AccessTokens<P> {
                         None => None,
                     };
                     let now = self.clock.now_unix();
-                    let refresh_expires_at = tokens.refresh_token_lifetime.map(|limit| now + limit.as_secs());
+                    let refresh_expires_at = tokens
+                        .refresh_token_lifetime
+                        .map(|limit| now.saturating_add(limit.as_secs()));
                     let end = GrantOutcome::Refreshed {
                         new_token,
                         refresh_expires_at,
@@ -142,7 +144,7 @@ impl<P: Ports> AccessTokens<P> {
                     };
                     let end = self.cache(&grant, &tokens, now, owner, end).await;
                     let issued = IssuedToken {
-                        expires_at: now + tokens.expires_in.as_secs(),
+                        expires_at: now.saturating_add(tokens.expires_in.as_secs()),
                         scopes: token_scopes(&tokens, &grant),
                         access_token: tokens.access_token,
                     };

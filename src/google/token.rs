@@ -26,9 +26,19 @@ pub struct Tokens {
     pub id_token: Option<secrecy::SecretString>,
 }
 
-/// The lifetime assumed for an access token whose `expires_in` is missing or unreadable:
-/// short, so a token is never taken for fresher than it is (Google's live an hour).
+/// The lifetime assumed for an access token whose `expires_in` is missing, unreadable or
+/// past [`MAX_EXPIRES_IN`]: short, so a token is never taken for fresher than it is
+/// (Google's live an hour).
 pub const UNREADABLE_EXPIRES_IN: Duration = Duration::from_secs(300);
+
+/// The longest access-token lifetime believed (Google's live an hour): a longer claim is
+/// read as unreadable, so a hostile or broken answer can neither keep a token cached for
+/// ever nor overflow the arithmetic of its expiry.
+pub const MAX_EXPIRES_IN: u64 = 24 * 3_600;
+
+/// The longest time limit believed for time-based access (`refresh_token_expires_in`;
+/// Google offers far shorter ones): a longer claim is read as unreadable (one hour).
+pub const MAX_TIME_LIMIT: u64 = 400 * 86_400;
 
 /// Why Google refused, classified so callers can branch on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,6 +154,9 @@ fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
     }
     let answer: Answer = serde_json::from_value(json)
         .map_err(|_| Upstream::unavailable("google-token", "success answer without access_token"))?;
+    if answer.access_token.trim().is_empty() {
+        return Err(Upstream::unavailable("google-token", "success answer with an empty access_token").into());
+    }
     Ok(Tokens {
         access_token: AccessToken::new(answer.access_token),
         expires_in: lifetime(&answer.expires_in),
@@ -154,13 +167,17 @@ fn parse_tokens(json: serde_json::Value) -> Result<Tokens, GoogleTokenError> {
     })
 }
 
+/// Seconds as a number or a numeric string, within `max`; `None` otherwise.
+fn seconds(raw: &serde_json::Value, max: u64) -> Option<u64> {
+    raw.as_u64()
+        .or_else(|| raw.as_str().and_then(|s| s.trim().parse().ok()))
+        .filter(|secs| *secs <= max)
+}
+
 /// `expires_in` as RFC 6749 §5.1 has it (seconds, a number), or as a numeric string; a
 /// usable access token is never thrown away for an unreadable lifetime.
 fn lifetime(raw: &serde_json::Value) -> Duration {
-    let secs = raw
-        .as_u64()
-        .or_else(|| raw.as_str().and_then(|s| s.trim().parse().ok()));
-    match secs {
+    match seconds(raw, MAX_EXPIRES_IN) {
         Some(secs) => Duration::from_secs(secs),
         None => {
             tracing::warn!(kind = %json_kind(raw), "token answer without a readable expires_in; assuming a short lifetime");
@@ -177,10 +194,7 @@ fn time_limit(raw: &serde_json::Value) -> Option<Duration> {
     if raw.is_null() {
         return None;
     }
-    let secs = raw
-        .as_u64()
-        .or_else(|| raw.as_str().and_then(|s| s.trim().parse().ok()));
-    Some(secs.map_or_else(
+    Some(seconds(raw, MAX_TIME_LIMIT).map_or_else(
         || {
             tracing::warn!(kind = %json_kind(raw), "unreadable refresh_token_expires_in; assuming one hour");
             Duration::from_secs(3_600)
@@ -261,7 +275,17 @@ mod tests {
         };
         assert_eq!(lifetime_of(json!(3599)), Ok(Duration::from_secs(3599)));
         assert_eq!(lifetime_of(json!("3599")), Ok(Duration::from_secs(3599)));
-        for unreadable in [json!("soon"), json!(-1), json!(3.5), json!(null), json!({"s": 1})] {
+        // Past any lifetime Google gives, including what would overflow an expiry.
+        let absurd = [
+            json!(86_401),
+            json!(1_000_000_000_000_000_u64),
+            json!(u64::MAX),
+            json!("1e15"),
+        ];
+        for unreadable in [json!("soon"), json!(-1), json!(3.5), json!(null), json!({"s": 1})]
+            .into_iter()
+            .chain(absurd)
+        {
             assert_eq!(
                 lifetime_of(unreadable.clone()),
                 Ok(UNREADABLE_EXPIRES_IN),
@@ -281,9 +305,25 @@ mod tests {
         assert_eq!(limit_of(json!(86_400)), Ok(Some(Duration::from_secs(86_400))));
         assert_eq!(limit_of(json!("600")), Ok(Some(Duration::from_secs(600))));
         assert_eq!(limit_of(json!("soon")), Ok(Some(Duration::from_secs(3_600))));
+        assert_eq!(limit_of(json!(u64::MAX)), Ok(Some(Duration::from_secs(3_600))));
+        assert_eq!(
+            limit_of(json!(MAX_TIME_LIMIT + 1)),
+            Ok(Some(Duration::from_secs(3_600)))
+        );
         assert_eq!(limit_of(json!(null)), Ok(None));
         let lasting = parse_tokens(json!({"access_token": "a"})).map(|t| t.refresh_token_lifetime);
         assert_eq!(lasting, Ok(None));
+    }
+
+    #[test]
+    fn an_empty_access_token_is_refused_as_a_broken_answer() {
+        for empty in ["", "  "] {
+            let answer = parse_tokens(json!({"access_token": empty, "expires_in": 3599}));
+            assert!(
+                matches!(answer, Err(GoogleTokenError::Upstream(Upstream::Unavailable { .. }))),
+                "{answer:?}"
+            );
+        }
     }
 
     #[test]

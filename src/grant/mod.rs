@@ -84,7 +84,7 @@ pub async fn sealed_for_cache<K: KeyProvider>(
 ) -> Result<CachedToken, CryptoError> {
     Ok(CachedToken {
         token: cipher.seal(&tokens.access_token, binding).await?,
-        expires_at: now + tokens.expires_in.as_secs(),
+        expires_at: now.saturating_add(tokens.expires_in.as_secs()),
         scopes: token_scopes(tokens, grant),
         obtained_at: now,
     })

@@ -150,7 +150,7 @@ impl<P: Ports> OfflineJob<P> {
         };
         let refresh_expires_at = tokens
             .refresh_token_lifetime
-            .map(|limit| self.clock.now_unix() + limit.as_secs());
+            .map(|limit| self.clock.now_unix().saturating_add(limit.as_secs()));
         let mut new_token = match &tokens.refresh_token {
             Some(rotated) => match seal_rotated(&self.cipher, sealed, rotated, binding, run.stop_at).await {
                 Ok(sealed) => Some(sealed),

@@ -305,7 +305,7 @@ impl<P: Ports> SignIn<P> {
 
         // Time-based access: the limit belongs to the token that came with it.
         let refresh_expires_at = match (&sealed, tokens.refresh_token_lifetime) {
-            (Some(_), Some(limit)) => Some(self.clock.now_unix() + limit.as_secs()),
+            (Some(_), Some(limit)) => Some(self.clock.now_unix().saturating_add(limit.as_secs())),
             _ => None,
         };
         let grant = SignInGrant {

@@ -590,3 +590,57 @@ async fn a_user_facing_refresh_leaves_the_jobs_deferral_as_it_was() {
     );
     assert_eq!(after.version, before.version, "the grant's token and status untouched");
 }
+
+#[tokio::test]
+async fn a_hostile_token_answer_is_refused_or_bounded_and_loses_nothing() {
+    let stack = spawn_stack().await;
+    let users = stack.seed_grants(3, DRIVE, 0).await;
+    let service = stack.access_tokens(&[("FORCE_REFRESH_MIN_SECS", "0")]);
+    let answering = |body: String| Fault {
+        status: Some(200),
+        body: Some(body),
+        count: Some(1),
+        ..Fault::default()
+    };
+
+    // A 200 without a usable access token: the caller is told to retry; nothing is cached,
+    // and the grant keeps its token.
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        answering(r#"{"access_token": "", "expires_in": 3599, "token_type": "Bearer"}"#.into()),
+    );
+    let answer = ask_for_token(&service, &json!({"sub": users[0].sub})).await;
+    assert_eq!(answer["status"], json!(503), "{answer}");
+    assert_eq!(answer["error"], json!("upstream_unavailable"));
+    assert!(
+        cache_item(&stack, &users[0].sub)
+            .await
+            .is_none_or(|item| !item.contains_key("access_token")),
+        "nothing cached"
+    );
+    let grant = stack.grant(&users[0].sub).await.expect("grant");
+    assert_eq!(grant.status, GrantStatus::Active);
+    assert_eq!(
+        stack.stored_refresh_token(&users[0].sub).await.as_deref(),
+        Some(users[0].token.as_str())
+    );
+
+    // Lifetimes past any Google gives (one overflows an expiry): the token is served with
+    // a short, real expiry, never a blank or a panic.
+    for (user, expires_in) in users[1..].iter().zip(["1000000000000000", &u64::MAX.to_string()]) {
+        stack.emulator.inject_fault(
+            Endpoint::Token,
+            answering(format!(
+                r#"{{"access_token": "ya29.hostile", "expires_in": {expires_in}, "token_type": "Bearer"}}"#
+            )),
+        );
+        let answer = ask_for_token(&service, &json!({"sub": user.sub, "min_ttl_secs": 0})).await;
+        assert_eq!(token_of(&answer), "ya29.hostile");
+        let expires_at: jiff::Timestamp = answer["expires_at"]
+            .as_str()
+            .and_then(|at| at.parse().ok())
+            .unwrap_or_else(|| panic!("a real expiry: {answer}"));
+        let left = expires_at.as_second() - jiff::Timestamp::now().as_second();
+        assert!(left <= 300, "taken as short-lived, not {left} s");
+    }
+}
