@@ -13,11 +13,17 @@ use crate::ports::Ports;
 
 impl<P: Ports> OfflineJob<P> {
     /// Every HTTP call to Google goes through here: paid for from the grant's
-    /// reservation or the day's budget (`false`: the budget is spent, make no call),
-    /// counted, and given its units' slot by the run's pacer.
+    /// reservation or the day's budget, given its units' slot by the run's pacer, and
+    /// counted. `false`: make no call — the budget is spent, or the pacer's slot comes
+    /// after the run's deadline (the units go back, and the run stops as it does at its
+    /// deadline).
     pub(super) async fn google_call(&self, run: &Run<'_>, call: GoogleCall, prepaid: &Prepaid) -> bool {
+        if run.paced_out.load(Ordering::SeqCst) {
+            return false;
+        }
         let units = self.settings.quota_costs.units(call);
-        if !prepaid.spend(u64::from(units)) {
+        let from_reservation = prepaid.spend(u64::from(units));
+        if !from_reservation {
             match run
                 .budget
                 .take(&self.store, u64::from(units), self.clock.now_unix())
@@ -35,9 +41,17 @@ impl<P: Ports> OfflineJob<P> {
                 }
             }
         }
+        if !self.pacer.acquire(units, run.stop_at).await {
+            if from_reservation {
+                prepaid.0.fetch_add(u64::from(units), Ordering::SeqCst);
+            } else {
+                run.budget.give_back(u64::from(units)).await;
+            }
+            run.paced_out.store(true, Ordering::SeqCst);
+            return false;
+        }
         run.counters.bump(Count::google_calls);
         run.counters.add(Count::quota_units, u64::from(units));
-        self.pacer.acquire(units).await;
         true
     }
 

@@ -149,6 +149,7 @@ impl<P: Ports> OfflineJob<P> {
                 self.settings.quota_day_zone.clone(),
             ),
             budget_spent: AtomicBool::new(false),
+            paced_out: AtomicBool::new(false),
         };
         let mut complete = false;
         // A run on a day whose budget is spent does nothing, not even a scan.
@@ -176,7 +177,7 @@ impl<P: Ports> OfflineJob<P> {
         run.counters.fill(&mut report);
         report.complete = complete;
         report.budget_exhausted = !complete && run.budget_spent.load(Ordering::SeqCst);
-        report.stopped_at_deadline = !complete && !report.budget_exhausted && Instant::now() >= stop_at;
+        report.stopped_at_deadline = !complete && !report.budget_exhausted && run.at_deadline();
         if report.budget_exhausted {
             tracing::warn!(
                 budget = self.settings.daily_unit_budget,

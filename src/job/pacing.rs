@@ -64,24 +64,32 @@ impl Pacer {
         self.spent.swap(0, Ordering::Relaxed)
     }
 
-    /// Waits until `units` may be spent, and spends them.
-    pub async fn acquire(&self, units: u32) {
-        self.spent.fetch_add(u64::from(units), Ordering::Relaxed);
-        let (Some(limiter), Some(units)) = (&self.limiter, NonZeroU32::new(units)) else {
-            return;
-        };
-        loop {
-            match limiter.check_n(units) {
-                Ok(Ok(())) => return,
-                Ok(Err(not_until)) => tokio::time::sleep(not_until.wait_time_from(TokioClock.now())).await,
-                // Larger than the burst: cannot happen, as the burst is the dearest call;
-                // spend what fits rather than never call.
-                Err(_) => {
-                    let _ = limiter.check();
-                    return;
+    /// Waits until `units` may be spent, and spends them: `true`. `false` when their slot
+    /// comes at or after `deadline`: nothing is spent and nothing waited for, so no wait
+    /// of the pacer outlives the run.
+    pub async fn acquire(&self, units: u32, deadline: tokio::time::Instant) -> bool {
+        if let (Some(limiter), Some(cells)) = (&self.limiter, NonZeroU32::new(units)) {
+            loop {
+                match limiter.check_n(cells) {
+                    Ok(Ok(())) => break,
+                    Ok(Err(not_until)) => {
+                        let wait = not_until.wait_time_from(TokioClock.now());
+                        if tokio::time::Instant::now() + wait >= deadline {
+                            return false;
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                    // Larger than the burst: cannot happen, as the burst is the dearest
+                    // call; spend what fits rather than never call.
+                    Err(_) => {
+                        let _ = limiter.check();
+                        break;
+                    }
                 }
             }
         }
+        self.spent.fetch_add(u64::from(units), Ordering::Relaxed);
+        true
     }
 }
 
@@ -97,11 +105,12 @@ mod tests {
         const BUDGET: u64 = 12_000;
         let pacer = Pacer::units_per_minute(BUDGET, 100);
         let start = Instant::now();
+        let far = start + Duration::from_secs(86_400);
         let costs = [1u32, 5, 100, 1, 100, 5, 100, 1, 5, 100];
         let mut spent: Vec<(Duration, u64)> = Vec::new();
         for i in 0..2_000 {
             let units = costs[i % costs.len()];
-            pacer.acquire(units).await;
+            assert!(pacer.acquire(units, far).await);
             spent.push((start.elapsed(), u64::from(units)));
         }
         let total: u64 = spent.iter().map(|(_, u)| u).sum();
@@ -132,9 +141,29 @@ mod tests {
     async fn a_budget_of_zero_never_waits() {
         let pacer = Pacer::units_per_minute(0, 100);
         let start = Instant::now();
+        let far = start + Duration::from_secs(1);
         for _ in 0..1_000 {
-            pacer.acquire(100).await;
+            assert!(pacer.acquire(100, far).await);
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_past_the_deadline_is_refused_at_once_and_spends_nothing() {
+        // A burst of 100 units, then 1 unit a minute.
+        let pacer = Pacer::units_per_minute(101, 100);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(20);
+        assert!(pacer.acquire(100, deadline).await);
+        assert_eq!(pacer.take_spent(), 100);
+        assert!(
+            !pacer.acquire(1, deadline).await,
+            "the next unit's slot is a minute away"
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO, "refused without waiting");
+        assert_eq!(pacer.take_spent(), 0, "nothing spent");
+        // With time enough, the same call waits for its slot.
+        assert!(pacer.acquire(1, start + Duration::from_secs(120)).await);
+        assert!(start.elapsed() >= Duration::from_secs(30));
     }
 }

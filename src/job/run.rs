@@ -27,6 +27,8 @@ pub(super) struct Run<'a> {
     pub(super) budget: DailyBudget,
     /// The day's budget is spent: take no more work.
     pub(super) budget_spent: AtomicBool,
+    /// The pacer's next slot comes after `stop_at`: the run is as good as at its deadline.
+    pub(super) paced_out: AtomicBool,
 }
 
 impl Run<'_> {
@@ -36,10 +38,15 @@ impl Run<'_> {
         self.interrupted() || self.budget_spent.load(Ordering::SeqCst)
     }
 
-    /// Work in progress ends too: the deadline is near, or the run must stop. (A spent
-    /// budget lets a grant make the calls it reserved.)
+    /// Work in progress ends too: the deadline is near (or the pacer would make a call
+    /// wait past it), or the run must stop. (A spent budget lets a grant make the calls it
+    /// reserved.)
     pub(super) fn interrupted(&self) -> bool {
-        self.stop.load(Ordering::SeqCst) || Instant::now() >= self.stop_at
+        self.stop.load(Ordering::SeqCst) || self.at_deadline()
+    }
+
+    pub(super) fn at_deadline(&self) -> bool {
+        self.paced_out.load(Ordering::SeqCst) || Instant::now() >= self.stop_at
     }
 
     pub(super) fn stop_for(&self, cause: Upstream) {

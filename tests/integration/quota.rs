@@ -1,7 +1,8 @@
 //! Google's quota as the job spends it (DESIGN §15), against moto and the Google emulator
 //! over real HTTP: each `DRIVE_SYNC` mode makes exactly its calls, the day's budget stops
-//! a run cleanly and the next day finishes the cycle, and Drive's rate-limit answers are
-//! retried while a refusal for a missing scope is not.
+//! a run cleanly and the next day finishes the cycle, a per-minute budget never keeps a
+//! run past its deadline, and Drive's rate-limit answers are retried while a refusal for
+//! a missing scope is not.
 #![allow(
     clippy::expect_used,
     clippy::panic,
@@ -120,6 +121,49 @@ async fn the_days_budget_stops_the_run_cleanly_and_the_next_day_finishes_the_cyc
         stack.state_number(&format!("quota#{tomorrow}"), "units").await,
         Some(84)
     );
+}
+
+#[tokio::test]
+async fn a_pacer_wait_past_the_deadline_stops_the_run_cleanly_and_the_next_run_finishes() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(30, DRIVE, 3).await;
+    // A burst of 100 units (the dearest call), then one unit a minute: one grant at a
+    // time, 16 grants at 6 units each and the 17th's refresh fit; its `files.get` would
+    // wait a minute — far past the deadline.
+    let job = stack.job(&[
+        ("DRIVE_SYNC", "get"),
+        ("GOOGLE_QUOTA_UNITS_PER_MIN", "101"),
+        ("REFRESH_CONCURRENCY", "1"),
+    ]);
+    let cycle = cycle("paced");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Without the fix the run waits out the pacer, minutes past its deadline.
+    let report = tokio::time::timeout(Duration::from_secs(60), job.run(&cycle, "paced", deadline))
+        .await
+        .expect("the run ends without waiting out the pacer")
+        .expect("run");
+    assert!(
+        report.stopped_at_deadline && !report.complete && !report.budget_exhausted,
+        "{report:?}"
+    );
+    assert_eq!(
+        (report.refreshed, report.drive_synced, report.quota_units),
+        (17, 16, 97),
+        "{report:?}"
+    );
+    assert_eq!((report.deferred, report.errors), (0, 0), "{report:?}");
+    for s in &seeded {
+        let grant = stack.grant(&s.sub).await.expect("grant");
+        assert_eq!((grant.failure_count, grant.next_attempt_at), (0, None), "{}", s.sub);
+        assert!(!stack.lease_held(&s.sub).await, "{} was let go", s.sub);
+    }
+
+    // The next run (no per-minute limit) finishes the cycle: each grant refreshed once.
+    let unpaced = stack.job(&[("DRIVE_SYNC", "get")]);
+    let rest = unpaced.run(&cycle, "rest", no_deadline()).await.expect("run");
+    assert!(rest.complete, "{rest:?}");
+    assert_eq!(report.refreshed + rest.refreshed, 30, "{report:?} {rest:?}");
+    assert_eq!(stack.emulator.stats().refreshes, 30);
 }
 
 fn drive_403(reason: &str) -> Fault {
