@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 use crate::clock::Clock;
 use crate::domain::{GoogleSubject, TokenLookup};
 use crate::google::ClientSecrets;
+use crate::google::id_token::GOOGLE_ISSUERS;
 use crate::google::risc::{SetError, SetErrorCode, SetVerifier};
 use crate::ports::Ports;
 use crate::store::{AccountState, Applied, RiscStore, StoreError, event_key, reasons};
@@ -94,10 +95,16 @@ fn malformed(description: &'static str) -> SetError {
     }
 }
 
-/// The user an event is about: its `subject`'s `sub` (`iss-sub` or `id_token_claims`).
+/// The user an event is about: its `subject`'s `sub` (`iss-sub` or `id_token_claims`),
+/// whose `iss` must be Google's accounts issuer — a `sub` is only unique within its
+/// issuer, so a subject of another issuer names none of our users.
 fn subject_sub(payload: &Value) -> Result<GoogleSubject, SetError> {
-    payload
-        .get("subject")
+    let subject = payload.get("subject");
+    let issuer = subject.and_then(|s| s.get("iss")).and_then(Value::as_str);
+    if !issuer.is_some_and(|iss| GOOGLE_ISSUERS.contains(&iss.trim_end_matches('/'))) {
+        return Err(malformed("an event's subject is not of Google's accounts issuer (iss)"));
+    }
+    subject
         .and_then(|s| s.get("sub"))
         .and_then(Value::as_str)
         .and_then(|sub| GoogleSubject::parse(sub).ok())
@@ -352,6 +359,11 @@ mod tests {
         for bad in [
             json!({"https://schemas.openid.net/secevent/risc/event-type/account-disabled": {}}),
             json!({"https://schemas.openid.net/secevent/oauth/event-type/tokens-revoked": {"subject": {"sub": ""}}}),
+            json!({"https://schemas.openid.net/secevent/oauth/event-type/tokens-revoked": {"subject": {"subject_type": "iss-sub", "iss": "https://accounts.google.com/", "sub": ""}}}),
+            // Another issuer's user, or one whose issuer is not said.
+            json!({"https://schemas.openid.net/secevent/oauth/event-type/tokens-revoked": {"subject": {"subject_type": "iss-sub", "iss": "https://evil.example/", "sub": "123"}}}),
+            json!({"https://schemas.openid.net/secevent/risc/event-type/account-disabled": {"subject": {"subject_type": "iss-sub", "iss": "https://accounts.google.com.evil.example", "sub": "123"}}}),
+            json!({"https://schemas.openid.net/secevent/risc/event-type/account-enabled": {"subject": {"subject_type": "iss-sub", "sub": "123"}}}),
             json!({"https://schemas.openid.net/secevent/oauth/event-type/token-revoked": {"subject": {"token_identifier_alg": "prefix"}}}),
             json!({"https://schemas.openid.net/secevent/oauth/event-type/token-revoked": {"subject": {"token_identifier_alg": "plain", "token": "x"}}}),
             json!({"https://schemas.openid.net/secevent/oauth/event-type/token-revoked": {"subject": {"token_identifier_alg": "prefix", "token": "short"}}}),

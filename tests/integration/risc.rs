@@ -341,6 +341,15 @@ async fn forged_or_malformed_sets_are_refused_with_their_rfc_8935_code_and_chang
         ),
         ("no jti", with_claims(json!({"jti": null})), "invalid_request"),
         ("no events", with_claims(json!({"events": {}})), "invalid_request"),
+        (
+            "our user's sub under another issuer",
+            with_claims(json!({"events": {
+                "https://schemas.openid.net/secevent/oauth/event-type/tokens-revoked": {
+                    "subject": {"subject_type": "iss-sub", "iss": "https://accounts.example.com/", "sub": sub}
+                }
+            }})),
+            "invalid_request",
+        ),
     ];
     let (certs, discovery) = (stack.emulator.stats().certs, stack.emulator.stats().risc_config);
     assert_eq!(
