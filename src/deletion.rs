@@ -60,6 +60,9 @@ impl From<Revocation> for AtGoogle {
 pub struct Deleted {
     pub sub: GoogleSubject,
     pub google: AtGoogle,
+    /// Nothing was ever stored for `sub` (no grant, no tombstone): nothing was deleted.
+    /// The user's own `DELETE` is answered the same either way; an operator is told.
+    pub never_stored: bool,
 }
 
 /// Why a deletion did not happen.
@@ -124,10 +127,11 @@ impl<P: Ports> DeleteGrant<P> {
         let grant = match self.store.begin_deletion(&sub, now).await? {
             DeletionStart::Started(grant) => grant,
             // Nothing held, or deleted before: Google holds nothing of ours either.
-            DeletionStart::NotFound | DeletionStart::AlreadyDeleted => {
+            start @ (DeletionStart::NotFound | DeletionStart::AlreadyDeleted) => {
                 return Ok(Deleted {
                     sub,
                     google: AtGoogle::AlreadyRevoked,
+                    never_stored: matches!(start, DeletionStart::NotFound),
                 });
             }
         };
@@ -173,6 +177,10 @@ impl<P: Ports> DeleteGrant<P> {
             }
         }
         tracing::info!(sub = %sub, google = google.as_str(), "grant deleted at the user's request");
-        Ok(Deleted { sub, google })
+        Ok(Deleted {
+            sub,
+            google,
+            never_stored: false,
+        })
     }
 }

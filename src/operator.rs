@@ -230,8 +230,14 @@ impl Operator {
     }
 
     /// Deletes the user's data as `DELETE /grants/me` does.
+    /// Deletes `sub`'s data as the user's own `DELETE` would; `NotFound` when nothing was
+    /// ever stored for it (a mistyped `sub` is not a deletion).
     pub async fn delete(&self, sub: GoogleSubject) -> Result<Deleted, OperatorError> {
-        Ok(self.deletion.delete_sub(sub).await?)
+        let deleted = self.deletion.delete_sub(sub).await?;
+        if deleted.never_stored {
+            return Err(OperatorError::NotFound);
+        }
+        Ok(deleted)
     }
 
     /// Re-wraps every sealed token — each grant's refresh token and cached access token —

@@ -201,13 +201,18 @@ async fn revoke_and_delete_act_as_the_products_own_paths_do() {
     let again = json_of(&cli(&file, &["grants", "delete", &seeded[1].sub, "--json"]).await);
     assert_eq!(again["google"], "already_revoked");
 
-    let unknown = cli(&file, &["grants", "revoke", "123"]).await;
-    assert_eq!(
-        unknown.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&unknown.stderr)
-    );
+    // A sub never stored is not found, for every subcommand that names one; nothing is
+    // written for it (no tombstone of a user we never had).
+    for command in ["show", "revoke", "delete"] {
+        let unknown = cli(&file, &["grants", command, "123"]).await;
+        assert_eq!(
+            unknown.status.code(),
+            Some(3),
+            "{command}: {}",
+            String::from_utf8_lossy(&unknown.stderr)
+        );
+    }
+    assert!(stack.grant("123").await.is_none(), "nothing stored for it");
 }
 
 /// The KMS key a sealed token's data key is wrapped under, as KMS says.
