@@ -644,3 +644,52 @@ async fn a_hostile_token_answer_is_refused_or_bounded_and_loses_nothing() {
         assert!(left <= 300, "taken as short-lived, not {left} s");
     }
 }
+
+#[tokio::test]
+async fn a_corrupted_cache_item_is_taken_as_absent_and_replaced() {
+    let stack = spawn_stack().await;
+    let users = stack.seed_grants(4, DRIVE, 0).await;
+    let service = stack.access_tokens(&[("FORCE_REFRESH_MIN_SECS", "0")]);
+    let corruptions: [(&str, AttributeValue); 4] = [
+        ("access_token", AttributeValue::S("not bytes".into())),
+        ("access_token", AttributeValue::B(vec![9, 9, 9].into())),
+        ("token_expires_at", AttributeValue::S("soon".into())),
+        ("obtained_at", AttributeValue::S("earlier".into())),
+    ];
+    for (user, (attribute, value)) in users.iter().zip(corruptions) {
+        let first = ask_for_token(&service, &json!({"sub": user.sub})).await;
+        token_of(&first);
+        stack
+            .dynamo()
+            .update_item()
+            .table_name(&stack.config.common.state_table)
+            .key("pk", AttributeValue::S(format!("access#{}", user.sub)))
+            .update_expression("SET #a = :v")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":v", value)
+            .send()
+            .await
+            .expect("corrupt the cache item");
+
+        // Neither a plain call nor a forced one is answered 500: each refreshes.
+        for request in [
+            json!({"sub": user.sub}),
+            json!({"sub": user.sub, "force_refresh": true}),
+        ] {
+            let before = stack.emulator.stats().refreshes;
+            let answer = ask_for_token(&service, &request).await;
+            let issued = stack.emulator.refreshed_access_tokens(&user.sub);
+            assert_eq!(token_of(&answer), issued[issued.len() - 1], "{attribute}: {request}");
+            assert_eq!(stack.emulator.stats().refreshes, before + 1, "{attribute}: {request}");
+        }
+        // The refresh replaced the item: the next call is served from it.
+        let before = stack.emulator.stats().refreshes;
+        let cached = ask_for_token(&service, &json!({"sub": user.sub})).await;
+        token_of(&cached);
+        assert_eq!(
+            stack.emulator.stats().refreshes,
+            before,
+            "{attribute}: served from the cache"
+        );
+    }
+}

@@ -20,25 +20,37 @@ use crate::store::{
 };
 use crate::upstream::classify_aws;
 
-pub(super) fn cache_entry(item: &Item) -> Result<CacheEntry, StoreError> {
-    let token = match item.get(state::ACCESS_TOKEN) {
-        None => None,
-        Some(value) => {
-            let bytes = value.as_b().map_err(|_| StoreError::Corrupt(state::ACCESS_TOKEN))?;
-            Some(CachedToken {
-                token: SealedToken::from_bytes(bytes.as_ref()).map_err(|_| StoreError::Corrupt(state::ACCESS_TOKEN))?,
-                expires_at: schema::number(item, state::TOKEN_EXPIRES_AT)
-                    .ok_or(StoreError::Corrupt(state::TOKEN_EXPIRES_AT))?,
-                scopes: Scopes::from_space_delimited(&schema::text(item, state::SCOPES).unwrap_or_default()),
-                obtained_at: schema::number(item, state::OBTAINED_AT).unwrap_or_default(),
-            })
-        }
-    };
-    Ok(CacheEntry {
+/// A grant's cache item as read. A cached token this code cannot read is taken as absent
+/// (logged by attribute, never by value): the caller refreshes, and the new token's write
+/// replaces it — it never answers 500 until the item expires.
+pub(super) fn cache_entry(item: &Item) -> CacheEntry {
+    let token = cached_token(item).unwrap_or_else(|attribute| {
+        tracing::warn!(
+            item = schema::text(item, state::PK).unwrap_or_default(),
+            attribute,
+            "a cached access token is malformed; taken as absent"
+        );
+        None
+    });
+    CacheEntry {
         token,
         failed_at: schema::number(item, state::FAILED_AT),
         released_lease: schema::text(item, state::RELEASED_LEASE),
-    })
+    }
+}
+
+/// The cached token of a cache item; `Err` names the attribute that cannot be read.
+fn cached_token(item: &Item) -> Result<Option<CachedToken>, &'static str> {
+    let Some(value) = item.get(state::ACCESS_TOKEN) else {
+        return Ok(None);
+    };
+    let bytes = value.as_b().map_err(|_| state::ACCESS_TOKEN)?;
+    Ok(Some(CachedToken {
+        token: SealedToken::from_bytes(bytes.as_ref()).map_err(|_| state::ACCESS_TOKEN)?,
+        expires_at: schema::number(item, state::TOKEN_EXPIRES_AT).ok_or(state::TOKEN_EXPIRES_AT)?,
+        scopes: Scopes::from_space_delimited(&schema::text(item, state::SCOPES).unwrap_or_default()),
+        obtained_at: schema::number(item, state::OBTAINED_AT).ok_or(state::OBTAINED_AT)?,
+    }))
 }
 
 /// How often keys DynamoDB left unprocessed (under throttling) are asked for again.
@@ -102,8 +114,12 @@ impl DynamoStore {
         let mut p = Placeholders::default();
         let (obtained, new_obtained) = (p.name(state::OBTAINED_AT), p.value(n(token.obtained_at)));
         // The token Google issued last wins, even if it lives shorter: a forced refresh is
-        // often asked because the cached token was refused.
-        let condition = format!("attribute_not_exists({obtained}) OR {obtained} <= {new_obtained}");
+        // often asked because the cached token was refused. An item whose issue time is
+        // not a number is malformed, and replaced.
+        let number = p.value(s("N"));
+        let condition = format!(
+            "attribute_not_exists({obtained}) OR NOT attribute_type({obtained}, {number}) OR {obtained} <= {new_obtained}"
+        );
         let mut put = self
             .client
             .put_item()
@@ -140,7 +156,7 @@ impl AccessStore for DynamoStore {
     async fn read(&self, sub: &GoogleSubject) -> Result<AccessView, StoreError> {
         // One request for both items.
         let (grant, cache) = self.grant_and_cache_items(sub).await?;
-        let cache = cache.as_ref().map(cache_entry).transpose()?.unwrap_or_default();
+        let cache = cache.as_ref().map(cache_entry).unwrap_or_default();
         // A lease the cache item says the job ended is nobody's.
         let ended = grant.as_ref().is_some_and(|g| {
             schema::text(g, grant::LEASE_OWNER).is_some_and(|owner| cache.released_lease.as_deref() == Some(&owner))

@@ -71,11 +71,7 @@ impl OperatorStore for DynamoStore {
         let item = self
             .get(&self.state_table, (state::PK, schema::access_key(sub.as_str())))
             .await?;
-        Ok(item
-            .as_ref()
-            .map(access::cache_entry)
-            .transpose()?
-            .and_then(|e| e.token))
+        Ok(item.as_ref().map(access::cache_entry).and_then(|e| e.token))
     }
 
     async fn rewrap_refresh_token(
