@@ -261,6 +261,35 @@ async fn token_revoked_finds_exactly_the_grant_whose_token_it_names_by_either_id
 }
 
 #[tokio::test]
+async fn an_account_enabled_delivered_before_the_older_disabled_is_not_undone_by_it() {
+    let stack = spawn_stack().await;
+    let routes = stack.routes();
+    let seeded = stack.seed_grants(1, SCOPES, 0).await;
+    let sub = &seeded[0].sub;
+    let now = SystemClock.now_unix();
+    // Google said `disabled`, then `enabled`; they arrive the other way round, on a grant
+    // that is still active.
+    let mut enabled = event("account-enabled", sub);
+    enabled.iat = Some(now - 60);
+    let mut disabled = event("account-disabled", sub);
+    disabled.iat = Some(now - 120);
+    assert_eq!(deliver(&stack, &routes, &enabled).await.status, 202);
+    let version = stack.grant(sub).await.expect("grant").version;
+    assert_eq!(deliver(&stack, &routes, &disabled).await.status, 202);
+    let grant = stack.grant(sub).await.expect("grant");
+    assert_eq!(
+        (grant.status, grant.version),
+        (GrantStatus::Active, version),
+        "the older word changes nothing"
+    );
+    // A word said after it still counts.
+    let mut later = event("account-disabled", sub);
+    later.iat = Some(now);
+    assert_eq!(deliver(&stack, &routes, &later).await.status, 202);
+    assert_eq!(status_of(&stack, sub).await.0, GrantStatus::Suspended);
+}
+
+#[tokio::test]
 async fn a_delivered_again_jti_does_nothing() {
     let stack = spawn_stack().await;
     let routes = stack.routes();

@@ -32,6 +32,27 @@ fn index_of(lookup: &TokenLookup) -> (&'static str, &'static str, &[u8]) {
     }
 }
 
+impl DynamoStore {
+    /// Records when Google last spoke about the account, if no later word is recorded:
+    /// nothing else about the grant changes (no status, no version, no event).
+    async fn record_account_event_at(&self, sub: &GoogleSubject, said_at: u64) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        let (key, status, at) = (
+            u.p.name(grant::SUB),
+            u.p.name(grant::STATUS),
+            u.p.name(grant::ACCOUNT_EVENT_AT),
+        );
+        let (deleted, said) = (u.p.value(schema::status(GrantStatus::Deleted)), u.p.value(n(said_at)));
+        u.condition(format!(
+            "attribute_exists({key}) AND {status} <> {deleted} AND (attribute_not_exists({at}) OR {at} < {said})"
+        ));
+        u.set(grant::ACCOUNT_EVENT_AT, n(said_at));
+        // Refused: a later word landed meanwhile, or the grant is gone; either way done.
+        self.update_grant_returning(sub.as_str(), &u).await?;
+        Ok(())
+    }
+}
+
 impl RiscStore for DynamoStore {
     async fn event_seen(&self, key: &str) -> Result<bool, StoreError> {
         let item = self
@@ -136,7 +157,16 @@ impl RiscStore for DynamoStore {
             AccountState::Disabled => u.set(grant::STATUS_REASON, s(crate::store::reasons::RISC_ACCOUNT_DISABLED)),
             AccountState::Enabled => u.remove(grant::STATUS_REASON),
         };
-        Ok(self.update_grant_returning(sub.as_str(), &u).await?.into())
+        let updated = self.update_grant_returning(sub.as_str(), &u).await?;
+        if let Updated::Refused(Some(item)) = &updated
+            && schema::number(item, grant::ACCOUNT_EVENT_AT).is_none_or(|at| at < said_at)
+        {
+            // The grant is not where this word moves it from (`enabled` on an active grant,
+            // say, delivered before the older `disabled` it answers): the word is
+            // recorded all the same, so an older one delivered later cannot undo it.
+            self.record_account_event_at(sub, said_at).await?;
+        }
+        Ok(updated.into())
     }
 
     async fn flag_for_review(&self, sub: &GoogleSubject, flag: &str, now: u64) -> Result<Applied, StoreError> {
