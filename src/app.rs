@@ -15,7 +15,7 @@
 
 use crate::access_token::{AccessSettings, AccessTokens};
 use crate::clock::SystemClock;
-use crate::config::{AccessTokenConfig, CommonConfig, EventsConfig, JobConfig, SignInConfig};
+use crate::config::{AccessTokenConfig, AwsTimeouts, CommonConfig, EventsConfig, JobConfig, SignInConfig};
 use crate::crypto::{KeyCacheLimits, KeyProvider, KmsKeyProvider, Sealable, TokenCipher};
 use crate::deletion::{DeleteGrant, DeletionSettings};
 use crate::domain::{AccessToken, RefreshToken};
@@ -61,6 +61,7 @@ impl AppBuilder<KmsKeyProvider, SystemClock> {
     /// Production: the loaded AWS config honours `AWS_ENDPOINT_URL`, so the same code runs
     /// against the local stack.
     pub fn new(common: &CommonConfig, aws: &aws_config::SdkConfig) -> Self {
+        let aws = &with_timeouts(aws, common.aws_timeouts);
         Self {
             common: common.clone(),
             aws: aws.clone(),
@@ -325,9 +326,22 @@ impl App {
 }
 
 /// Loads the AWS config the SDK way: region, credentials and `AWS_ENDPOINT_URL` from the
-/// environment.
+/// environment. Every client built for a function gets its timeouts ([`with_timeouts`]).
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// `aws` with the function's AWS timeouts: an attempt that outlives `attempt` is given up
+/// (and retried by the SDK while `call` allows), so no AWS call outlives its function's
+/// budget. The SDK's other defaults (the connect timeout) stay.
+pub fn with_timeouts(aws: &aws_config::SdkConfig, timeouts: AwsTimeouts) -> aws_config::SdkConfig {
+    let config = aws
+        .timeout_config()
+        .map_or_else(aws_config::timeout::TimeoutConfig::builder, |t| t.to_builder())
+        .operation_attempt_timeout(timeouts.attempt)
+        .operation_timeout(timeouts.call)
+        .build();
+    aws.to_builder().timeout_config(config).build()
 }
 
 /// The grants and state tables.
@@ -355,5 +369,8 @@ fn cipher<K: KeyProvider, T: Sealable>(common: &CommonConfig, keys: K) -> TokenC
 
 /// The stack's EventBridge bus, for the `events` function: all it needs (no App).
 pub fn event_publisher(config: &EventsConfig, aws: &aws_config::SdkConfig) -> EventBridgePublisher {
-    EventBridgePublisher::new(aws_sdk_eventbridge::Client::new(aws), config.event_bus_name.clone())
+    EventBridgePublisher::new(
+        aws_sdk_eventbridge::Client::new(&with_timeouts(aws, config.aws_timeouts)),
+        config.event_bus_name.clone(),
+    )
 }

@@ -102,7 +102,7 @@ impl Operator {
             keys: app.keys.clone(),
             deletion: app.deletion(config),
             common: config.common.clone(),
-            aws: aws.clone(),
+            aws: crate::app::with_timeouts(aws, config.common.aws_timeouts),
         })
     }
 

@@ -53,6 +53,45 @@ pub struct CommonConfig {
     pub data_key_max_uses: u64,
     /// `TOMBSTONE_DAYS`.
     pub tombstone_ttl: Duration,
+    /// `AWS_ATTEMPT_TIMEOUT_MS`, `AWS_CALL_TIMEOUT_MS`.
+    pub aws_timeouts: AwsTimeouts,
+}
+
+/// The timeouts every AWS client of a function gets (`AWS_ATTEMPT_TIMEOUT_MS`,
+/// `AWS_CALL_TIMEOUT_MS`): no AWS call outlives its function's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsTimeouts {
+    /// One attempt.
+    pub attempt: Duration,
+    /// The whole call, the SDK's retries included.
+    pub call: Duration,
+}
+
+impl AwsTimeouts {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let timeouts = Self {
+            attempt: AWS_ATTEMPT_TIMEOUT_MS.read(env)?,
+            call: AWS_CALL_TIMEOUT_MS.read(env)?,
+        };
+        if timeouts.call < timeouts.attempt {
+            return Err(ConfigError::Invalid {
+                name: AWS_CALL_TIMEOUT_MS.name,
+                why: "must be at least AWS_ATTEMPT_TIMEOUT_MS".into(),
+            });
+        }
+        Ok(timeouts)
+    }
+
+    /// Refuses a call timeout that does not fit in `budget` (read from `budget_var`).
+    fn fit(self, budget: Duration, budget_var: &'static str) -> Result<(), ConfigError> {
+        if self.call >= budget {
+            return Err(ConfigError::Invalid {
+                name: AWS_CALL_TIMEOUT_MS.name,
+                why: format!("must be shorter than {budget_var}"),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Configuration of the sign-in function.
@@ -157,13 +196,14 @@ impl CommonConfig {
             data_key_max_age: DATA_KEY_MAX_AGE_SECS.read(env)?,
             data_key_max_uses: DATA_KEY_MAX_USES.read(env)?,
             tombstone_ttl: TOMBSTONE_DAYS.read(env)?,
+            aws_timeouts: AwsTimeouts::from_env(env)?,
         })
     }
 }
 
 impl SignInConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        Ok(Self {
+        let config = Self {
             common: CommonConfig::from_env(env)?,
             idempotency_window: IDEMPOTENCY_WINDOW_SECS.read(env)?,
             id_token_leeway: ID_TOKEN_LEEWAY_SECS.read(env)?,
@@ -173,7 +213,9 @@ impl SignInConfig {
             budget: SIGN_IN_BUDGET_MS.read(env)?,
             risc_config_uri: GOOGLE_RISC_CONFIG_URI.read(env)?,
             risc_event_retention: RISC_EVENT_RETENTION_DAYS.read(env)?,
-        })
+        };
+        config.common.aws_timeouts.fit(config.budget, SIGN_IN_BUDGET_MS.name)?;
+        Ok(config)
     }
 }
 
@@ -191,6 +233,10 @@ impl AccessTokenConfig {
                 why: "must be longer than ACCESS_TOKEN_BUDGET_MS".into(),
             });
         }
+        config
+            .common
+            .aws_timeouts
+            .fit(config.budget, ACCESS_TOKEN_BUDGET_MS.name)?;
         Ok(config)
     }
 }
@@ -237,6 +283,8 @@ pub struct EventsConfig {
     pub event_bus_name: String,
     /// `REFRESH_FAILING_AFTER`.
     pub refresh_failing_after: u32,
+    /// `AWS_ATTEMPT_TIMEOUT_MS`, `AWS_CALL_TIMEOUT_MS`.
+    pub aws_timeouts: AwsTimeouts,
 }
 
 impl EventsConfig {
@@ -244,6 +292,7 @@ impl EventsConfig {
         Ok(Self {
             event_bus_name: EVENT_BUS_NAME.read(env)?,
             refresh_failing_after: REFRESH_FAILING_AFTER.read(env)?,
+            aws_timeouts: AwsTimeouts::from_env(env)?,
         })
     }
 }
@@ -332,19 +381,19 @@ mod tests {
         let sign_in = read_by(|env| {
             let _ = SignInConfig::from_env(env);
         });
-        assert_eq!(sign_in, listed(&[&COMMON, &SIGN_IN]));
+        assert_eq!(sign_in, listed(&[&COMMON, &SIGN_IN, &AWS_CLIENTS]));
         let job = read_by(|env| {
             let _ = JobConfig::from_env(env);
         });
-        assert_eq!(job, listed(&[&COMMON, &JOB]));
+        assert_eq!(job, listed(&[&COMMON, &JOB, &AWS_CLIENTS]));
         let access = read_by(|env| {
             let _ = AccessTokenConfig::from_env(env);
         });
-        assert_eq!(access, listed(&[&COMMON, &ACCESS_TOKEN]));
+        assert_eq!(access, listed(&[&COMMON, &ACCESS_TOKEN, &AWS_CLIENTS]));
         let events = read_by(|env| {
             let _ = EventsConfig::from_env(env);
         });
-        assert_eq!(events, listed(&[&EVENTS]));
+        assert_eq!(events, listed(&[&EVENTS, &AWS_CLIENTS]));
     }
 
     #[test]
@@ -360,6 +409,22 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), count, "a variable is declared in two groups");
+    }
+
+    #[test]
+    fn every_aws_call_fits_in_the_budget_of_the_function_that_makes_it() {
+        let [a, b, c, d] = BASE;
+        let defaults = AwsTimeouts::from_env(&BASE).expect("defaults");
+        assert!(defaults.attempt <= defaults.call);
+        let sign_in = SignInConfig::from_env(&[a, b, c, d, ("AWS_CALL_TIMEOUT_MS", "12000")]);
+        assert!(sign_in.is_err_and(|e| e.to_string().contains("shorter than SIGN_IN_BUDGET_MS")));
+        let access = AccessTokenConfig::from_env(&[a, b, c, d, ("AWS_CALL_TIMEOUT_MS", "8000")]);
+        assert!(access.is_err_and(|e| e.to_string().contains("shorter than ACCESS_TOKEN_BUDGET_MS")));
+        let attempt_longer = [a, b, c, d, ("AWS_ATTEMPT_TIMEOUT_MS", "3000"), ("AWS_CALL_TIMEOUT_MS", "2000")];
+        let common = CommonConfig::from_env(&attempt_longer);
+        assert!(common.is_err_and(|e| e.to_string().contains("at least AWS_ATTEMPT_TIMEOUT_MS")));
+        let events = EventsConfig::from_env(&[("EVENT_BUS_NAME", "bus"), ("AWS_CALL_TIMEOUT_MS", "1")]);
+        assert!(events.is_err(), "the events function reads them too");
     }
 
     #[test]

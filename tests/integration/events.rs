@@ -121,10 +121,9 @@ async fn pump<P: EventPublisher>(reader: &mut StreamReader, publisher: &P) -> (u
 }
 
 fn publisher(stack: &Stack) -> EventBridgePublisher {
-    let config = EventsConfig {
-        event_bus_name: stack.env["EVENT_BUS_NAME"].clone(),
-        refresh_failing_after: 3,
-    };
+    let mut env = stack.env.clone();
+    env.insert("REFRESH_FAILING_AFTER".into(), "3".into());
+    let config = EventsConfig::from_env(&env).expect("events config");
     offline_access::app::event_publisher(&config, &stack.aws_as(test_support::Role::Events))
 }
 

@@ -476,3 +476,61 @@ async fn only_the_holder_of_a_claim_releases_it_or_records_its_outcome() {
         Ok(Claim::Done(RecordedOutcome::ReconsentRequired))
     );
 }
+
+#[tokio::test]
+async fn a_dynamodb_call_that_hangs_is_given_up_within_the_budget_and_the_code_is_not_spent() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    let mut env = stack.env.clone();
+    env.insert("AWS_ATTEMPT_TIMEOUT_MS".into(), "300".into());
+    env.insert("AWS_CALL_TIMEOUT_MS".into(), "1000".into());
+    let config = offline_access::config::SignInConfig::from_env(&env).expect("config");
+    let service = test_support::build_app(
+        &config,
+        &stack.aws_as(test_support::Role::SignIn),
+        stack.secret_clock.clone(),
+    )
+    .sign_in(&config);
+    // Without timeouts each answer below waits out the 30 s the call hangs.
+    let service = &service;
+    let answer = |event: String| async move {
+        tokio::time::timeout(Duration::from_secs(20), test_support::invoke_service(service, &event))
+            .await
+            .expect("answered within the budget, not after the hanging call")
+    };
+
+    // One attempt hangs: it is given up and tried again, and the sign-in goes through.
+    stack.iam.delay("PutItem", Duration::from_secs(30), 1);
+    let minted = stack.mint(CodeSpec::default());
+    let first = answer(android_form_event(&minted.code)).await;
+    assert_eq!(first.status, 200, "{}", first.json);
+
+    // Every attempt hangs: the claim is given up before the code goes to Google, and the
+    // app is told to retry.
+    stack.iam.delay("PutItem", Duration::from_secs(30), 100);
+    let exchanges = stack.emulator.stats().code_exchanges;
+    let minted = stack.mint(CodeSpec::default());
+    let event = android_form_event(&minted.code);
+    let refused = answer(event.clone()).await;
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (502, "upstream_unavailable"),
+        "{}",
+        refused.json
+    );
+    assert!(refused.retry_after().is_some());
+    assert_eq!(
+        stack.emulator.stats().code_exchanges,
+        exchanges,
+        "the code was not spent"
+    );
+
+    // DynamoDB answers again: the same code signs the user in.
+    stack.iam.delay("PutItem", Duration::ZERO, 0);
+    let retried = answer(event).await;
+    assert_eq!(retried.status, 200, "{}", retried.json);
+    assert_eq!(
+        stack.stored_refresh_token(&minted.sub).await,
+        stack.emulator.refresh_token_of(&minted.sub)
+    );
+}

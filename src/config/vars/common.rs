@@ -86,6 +86,20 @@ pub const HTTP_TIMEOUT_MS: Var<Span> = Var {
     kind: millis(1),
     doc: "total time of one call to Google",
 };
+pub const AWS_ATTEMPT_TIMEOUT_MS: Var<Span> = Var {
+    name: "AWS_ATTEMPT_TIMEOUT_MS",
+    absent: Absent::Default("2000"),
+    kind: millis(10),
+    doc: "the longest one attempt of an AWS call may take (DynamoDB, KMS, Secrets Manager, EventBridge); the SDK \
+          retries an attempt that runs out",
+};
+pub const AWS_CALL_TIMEOUT_MS: Var<Span> = Var {
+    name: "AWS_CALL_TIMEOUT_MS",
+    absent: Absent::Default("5000"),
+    kind: millis(10),
+    doc: "the longest one AWS call may take, its retries included; at least `AWS_ATTEMPT_TIMEOUT_MS`, and shorter \
+          than `SIGN_IN_BUDGET_MS` and `ACCESS_TOKEN_BUDGET_MS`",
+};
 pub const DATA_KEY_MAX_AGE_SECS: Var<Span> = Var {
     name: "DATA_KEY_MAX_AGE_SECS",
     absent: Absent::Default("900"),

@@ -122,13 +122,18 @@ pub const EVENTS: Group = Group {
     vars: &[&EVENT_BUS_NAME, &REFRESH_FAILING_AFTER],
 };
 
+pub const AWS_CLIENTS: Group = Group {
+    read_by: "every function",
+    vars: &[&AWS_ATTEMPT_TIMEOUT_MS, &AWS_CALL_TIMEOUT_MS],
+};
+
 pub const OUTSIDE: Group = Group {
     read_by: "every function (the AWS SDK, the log set-up)",
     vars: &[&AWS_ENDPOINT_URL, &RUST_LOG],
 };
 
 /// Every group, in the README's order.
-pub const GROUPS: [&Group; 6] = [&COMMON, &SIGN_IN, &ACCESS_TOKEN, &JOB, &EVENTS, &OUTSIDE];
+pub const GROUPS: [&Group; 7] = [&COMMON, &SIGN_IN, &ACCESS_TOKEN, &JOB, &EVENTS, &AWS_CLIENTS, &OUTSIDE];
 
 impl Group {
     /// The names, in declaration order.

@@ -22,6 +22,9 @@
 //! `KMSInvalidStateException`. The proxy watches those calls pass (send them through it:
 //! [`IamProxy::admin`]) and answers later cryptographic calls on that key as KMS does.
 //!
+//! Slow answers too: [`IamProxy::delay`] holds the next requests of one operation before
+//! forwarding them, as a DynamoDB or KMS call that takes seconds would.
+//!
 //! Resources are the template's logical ids (`GrantsTable`, `TokenKey`, ...), mapped from
 //! the stack's local names; an unknown condition key or resource form in the template
 //! fails loudly rather than allowing.
@@ -324,7 +327,11 @@ pub struct IamProxy {
     pub url: String,
     log: Arc<Mutex<Vec<Checked>>>,
     names: Arc<Mutex<Names>>,
+    delays: Delays,
 }
+
+/// Operations (the `X-Amz-Target` after its dot) to hold: how long, for how many more.
+type Delays = Arc<Mutex<HashMap<String, (std::time::Duration, u32)>>>;
 
 impl std::fmt::Debug for IamProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -343,6 +350,7 @@ struct Proxy {
     log: Arc<Mutex<Vec<Checked>>>,
     /// KMS keys (by key id) that refuse cryptographic calls, with KMS's error for it.
     refusing_keys: Arc<Mutex<HashMap<String, &'static str>>>,
+    delays: Delays,
 }
 
 /// The key id of a KMS `KeyId` (a key id, or a key's ARN).
@@ -408,6 +416,7 @@ impl IamProxy {
     pub async fn start(upstream: &str, names: Names) -> IamProxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         let names = Arc::new(Mutex::new(names));
+        let delays = Delays::default();
         let state = Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder().build().expect("HTTP client"),
@@ -415,6 +424,7 @@ impl IamProxy {
             names: Arc::clone(&names),
             log: Arc::clone(&log),
             refusing_keys: Arc::default(),
+            delays: Arc::clone(&delays),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -424,7 +434,21 @@ impl IamProxy {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        IamProxy { url, log, names }
+        IamProxy {
+            url,
+            log,
+            names,
+            delays,
+        }
+    }
+
+    /// Holds the next `count` requests of `operation` (`PutItem`, `TransactWriteItems`,
+    /// `Decrypt`, …) for `delay` before forwarding them.
+    pub fn delay(&self, operation: &str, delay: std::time::Duration, count: u32) {
+        self.delays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(operation.to_owned(), (delay, count));
     }
 
     /// The harness's own access through the proxy (no role: nothing is checked), for the
@@ -478,6 +502,20 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let role = access_key(header("authorization")).and_then(Role::from_access_key);
     let target = header("x-amz-target").to_owned();
     let kms_operation = target.strip_prefix("TrentService.").unwrap_or_default().to_owned();
+    let operation = target.rsplit('.').next().unwrap_or_default();
+    let held = {
+        let mut delays = proxy.delays.lock().unwrap_or_else(PoisonError::into_inner);
+        match delays.get_mut(operation) {
+            Some((delay, left)) if *left > 0 => {
+                *left -= 1;
+                Some(*delay)
+            }
+            _ => None,
+        }
+    };
+    if let Some(delay) = held {
+        tokio::time::sleep(delay).await;
+    }
     let named_key = serde_json::from_slice::<Json>(&body)
         .ok()
         .and_then(|json| json["KeyId"].as_str().map(|key| key_id(key).to_owned()));
