@@ -82,15 +82,11 @@ impl AwsTimeouts {
         Ok(timeouts)
     }
 
-    /// Refuses a call timeout that does not fit in `budget` (read from `budget_var`).
-    fn fit(self, budget: Duration, budget_var: &'static str) -> Result<(), ConfigError> {
-        if self.call >= budget {
-            return Err(ConfigError::Invalid {
-                name: AWS_CALL_TIMEOUT_MS.name,
-                why: format!("must be shorter than {budget_var}"),
-            });
-        }
-        Ok(())
+    /// Within `budget`: a function whose budget is shorter than the call timeout gives an
+    /// AWS call no more than its budget (and an attempt no more than that).
+    fn fit(&mut self, budget: Duration) {
+        self.call = self.call.min(budget);
+        self.attempt = self.attempt.min(self.call);
     }
 }
 
@@ -203,7 +199,7 @@ impl CommonConfig {
 
 impl SignInConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let config = Self {
+        let mut config = Self {
             common: CommonConfig::from_env(env)?,
             idempotency_window: IDEMPOTENCY_WINDOW_SECS.read(env)?,
             id_token_leeway: ID_TOKEN_LEEWAY_SECS.read(env)?,
@@ -214,14 +210,14 @@ impl SignInConfig {
             risc_config_uri: GOOGLE_RISC_CONFIG_URI.read(env)?,
             risc_event_retention: RISC_EVENT_RETENTION_DAYS.read(env)?,
         };
-        config.common.aws_timeouts.fit(config.budget, SIGN_IN_BUDGET_MS.name)?;
+        config.common.aws_timeouts.fit(config.budget);
         Ok(config)
     }
 }
 
 impl AccessTokenConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let config = Self {
+        let mut config = Self {
             common: CommonConfig::from_env(env)?,
             force_refresh_floor: FORCE_REFRESH_MIN_SECS.read(env)?,
             lease: ACCESS_TOKEN_LEASE_SECS.read(env)?,
@@ -233,10 +229,7 @@ impl AccessTokenConfig {
                 why: "must be longer than ACCESS_TOKEN_BUDGET_MS".into(),
             });
         }
-        config
-            .common
-            .aws_timeouts
-            .fit(config.budget, ACCESS_TOKEN_BUDGET_MS.name)?;
+        config.common.aws_timeouts.fit(config.budget);
         Ok(config)
     }
 }
@@ -416,11 +409,22 @@ mod tests {
         let [a, b, c, d] = BASE;
         let defaults = AwsTimeouts::from_env(&BASE).expect("defaults");
         assert!(defaults.attempt <= defaults.call);
-        let sign_in = SignInConfig::from_env(&[a, b, c, d, ("AWS_CALL_TIMEOUT_MS", "12000")]);
-        assert!(sign_in.is_err_and(|e| e.to_string().contains("shorter than SIGN_IN_BUDGET_MS")));
-        let access = AccessTokenConfig::from_env(&[a, b, c, d, ("AWS_CALL_TIMEOUT_MS", "8000")]);
-        assert!(access.is_err_and(|e| e.to_string().contains("shorter than ACCESS_TOKEN_BUDGET_MS")));
-        let attempt_longer = [a, b, c, d, ("AWS_ATTEMPT_TIMEOUT_MS", "3000"), ("AWS_CALL_TIMEOUT_MS", "2000")];
+        let sign_in = SignInConfig::from_env(&[a, b, c, d, ("AWS_CALL_TIMEOUT_MS", "60000")]).expect("sign-in");
+        assert_eq!(sign_in.common.aws_timeouts.call, sign_in.budget, "capped at the budget");
+        let access = AccessTokenConfig::from_env(&[a, b, c, d, ("ACCESS_TOKEN_BUDGET_MS", "1000")]).expect("access");
+        assert_eq!(
+            (access.common.aws_timeouts.attempt, access.common.aws_timeouts.call),
+            (Duration::from_secs(1), Duration::from_secs(1)),
+            "an attempt no longer than the call"
+        );
+        let attempt_longer = [
+            a,
+            b,
+            c,
+            d,
+            ("AWS_ATTEMPT_TIMEOUT_MS", "3000"),
+            ("AWS_CALL_TIMEOUT_MS", "2000"),
+        ];
         let common = CommonConfig::from_env(&attempt_longer);
         assert!(common.is_err_and(|e| e.to_string().contains("at least AWS_ATTEMPT_TIMEOUT_MS")));
         let events = EventsConfig::from_env(&[("EVENT_BUS_NAME", "bus"), ("AWS_CALL_TIMEOUT_MS", "1")]);

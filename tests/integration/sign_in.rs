@@ -482,8 +482,8 @@ async fn a_dynamodb_call_that_hangs_is_given_up_within_the_budget_and_the_code_i
     use std::time::Duration;
     let stack = spawn_stack().await;
     let mut env = stack.env.clone();
-    env.insert("AWS_ATTEMPT_TIMEOUT_MS".into(), "300".into());
-    env.insert("AWS_CALL_TIMEOUT_MS".into(), "1000".into());
+    env.insert("AWS_ATTEMPT_TIMEOUT_MS".into(), "2000".into());
+    env.insert("AWS_CALL_TIMEOUT_MS".into(), "8000".into());
     let config = offline_access::config::SignInConfig::from_env(&env).expect("config");
     let service = test_support::build_app(
         &config,

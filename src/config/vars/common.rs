@@ -97,8 +97,8 @@ pub const AWS_CALL_TIMEOUT_MS: Var<Span> = Var {
     name: "AWS_CALL_TIMEOUT_MS",
     absent: Absent::Default("5000"),
     kind: millis(10),
-    doc: "the longest one AWS call may take, its retries included; at least `AWS_ATTEMPT_TIMEOUT_MS`, and shorter \
-          than `SIGN_IN_BUDGET_MS` and `ACCESS_TOKEN_BUDGET_MS`",
+    doc: "the longest one AWS call may take, its retries included; at least `AWS_ATTEMPT_TIMEOUT_MS`; the sign-in \
+          and access-token functions cap it at their budget",
 };
 pub const DATA_KEY_MAX_AGE_SECS: Var<Span> = Var {
     name: "DATA_KEY_MAX_AGE_SECS",

@@ -136,6 +136,11 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
     env.insert("GOOGLE_RISC_CONFIG_URI".into(), emulator.risc_config_uri());
     env.insert("GOOGLE_DRIVE_API".into(), emulator.drive_api());
     env.insert("HTTP_TIMEOUT_MS".into(), "1500".into());
+    // moto serves one request at a time for every test running at once: a call can wait
+    // seconds in its queue that DynamoDB would answer in milliseconds. The budgets still
+    // cap these; the test of the timeouts themselves sets short ones.
+    env.insert("AWS_ATTEMPT_TIMEOUT_MS".into(), "20000".into());
+    env.insert("AWS_CALL_TIMEOUT_MS".into(), "60000".into());
     for (k, v) in extra {
         env.insert((*k).to_owned(), (*v).to_owned());
     }
