@@ -310,6 +310,7 @@ mod tests {
             review_flags: Vec::new(),
             refresh_expires_at: None,
             token_issued_at: None,
+            token_gen: 1,
             created_at: 1,
             updated_at: 1_800_000_000,
             last_refresh_at: None,

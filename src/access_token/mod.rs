@@ -229,7 +229,9 @@ impl<P: Ports> AccessTokens<P> {
         accepted: Option<u64>,
         now: u64,
     ) -> Option<IssuedToken> {
-        let cached = cache.token.as_ref()?;
+        // A token of another generation came from a refresh token the grant no longer
+        // holds (revoked, replaced by a sign-in): never served.
+        let cached = cache.token.as_ref().filter(|t| t.token_gen == grant.token_gen)?;
         let fresh_enough = match (request.force_refresh, accepted) {
             (false, _) => true,
             (true, Some(since)) => cached.obtained_at >= since,

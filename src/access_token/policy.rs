@@ -152,6 +152,7 @@ mod tests {
                     expires_at: at + 3_599,
                     scopes: Scopes::from_space_delimited("openid"),
                     obtained_at: at,
+                    token_gen: 1,
                 }),
                 failed_at,
                 released_lease: None,

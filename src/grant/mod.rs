@@ -87,6 +87,7 @@ pub async fn sealed_for_cache<K: KeyProvider>(
         expires_at: now.saturating_add(tokens.expires_in.as_secs()),
         scopes: token_scopes(tokens, grant),
         obtained_at: now,
+        token_gen: grant.token_gen,
     })
 }
 

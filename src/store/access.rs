@@ -22,6 +22,9 @@ pub struct CachedToken {
     pub scopes: Scopes,
     /// When Google issued it (Unix seconds): the per-grant floor of `force_refresh`.
     pub obtained_at: u64,
+    /// The grant's token generation it came from ([`Grant::token_gen`]): served only while
+    /// the grant still holds that generation, and never written after it ended.
+    pub token_gen: u64,
 }
 
 /// What a grant's cache item holds.

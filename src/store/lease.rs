@@ -128,6 +128,15 @@ impl GrantOutcome {
         }
     }
 
+    /// Whether recording it ends the grant's use (revoked, reconsent required, deleted):
+    /// then its cached access token is ended too.
+    pub fn ends_grant(&self) -> bool {
+        matches!(
+            self,
+            GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Deleted { .. }
+        )
+    }
+
     /// Whether the outcome is what the lease already recorded, so that the cached access
     /// token's item alone can record it. For a cycle: refreshed with no new token or time
     /// limit, Drive done as planned with the same findings, on a grant with no failure to

@@ -115,6 +115,11 @@ pub struct Grant {
     /// When the stored refresh token was issued (Unix seconds); `None` on grants stored
     /// before it was kept, where `created_at` stands in.
     pub token_issued_at: Option<u64>,
+    /// Which refresh token the grant holds: 1 for the first stored, one more each time
+    /// another replaces it (a sign-in's, a rotation's); kept when a token is deleted, so
+    /// it only rises. A cached access token names the generation it came from, and an end
+    /// of the grant marks its cache item with the generation that ended.
+    pub token_gen: u64,
     pub created_at: u64,
     pub updated_at: u64,
     pub last_refresh_at: Option<u64>,
@@ -158,6 +163,7 @@ impl Grant {
             review_flags: Vec::new(),
             refresh_expires_at: None,
             token_issued_at: Some(now),
+            token_gen: 1,
             created_at: now,
             updated_at: now,
             last_refresh_at: None,

@@ -450,3 +450,106 @@ async fn a_kms_that_may_pass_deletes_nothing_unreachable_is_pending_and_a_refusa
         assert!(stack.emulator.refresh_token_is_live(&token));
     }
 }
+
+/// The raw cache item of `sub` in the state table.
+async fn cache_item(stack: &Stack, sub: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
+    stack
+        .dynamo()
+        .get_item()
+        .table_name(&stack.config.common.state_table)
+        .key("pk", AttributeValue::S(format!("access#{sub}")))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get item")
+        .item()
+        .cloned()
+}
+
+#[tokio::test]
+async fn a_token_cached_before_google_revoked_the_grant_is_not_served_after_the_user_signs_in_again() {
+    let stack = spawn_stack().await;
+    let user = &stack
+        .seed_grants(1, "openid https://www.googleapis.com/auth/drive.appdata", 0)
+        .await[0];
+    let tokens = stack.access_tokens(&[]);
+    let before = ask_for_token(&tokens, &json!({"sub": user.sub})).await;
+    let old = before["access_token"].as_str().expect("a token").to_owned();
+
+    // Google revokes the grant (its access tokens with it); the job finds out.
+    assert!(stack.emulator.revoke_refresh_token(&user.token, None));
+    let report = stack
+        .job(&[])
+        .run(
+            &offline_access::job::CycleId::parse("2026-11-26T08:00:00Z").expect("cycle"),
+            "job",
+            no_deadline(),
+        )
+        .await
+        .expect("run");
+    assert_eq!(report.revoked, 1, "{report:?}");
+    let item = cache_item(&stack, &user.sub).await.expect("the cache item");
+    assert!(!item.contains_key("access_token"), "ended: {item:?}");
+
+    // The user signs in again: a new grant, whose first call gets a new token.
+    let again = stack.mint(CodeSpec {
+        sub: Some(user.sub.clone()),
+        consent: Consent::Forced,
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&again.code)).await.status, 200);
+    let after = ask_for_token(&tokens, &json!({"sub": user.sub})).await;
+    let new = after["access_token"].as_str().expect("a token");
+    assert_ne!(new, old, "the revoked grant's token is never served");
+    assert_eq!(
+        stack
+            .emulator
+            .refreshed_access_tokens(&user.sub)
+            .last()
+            .map(String::as_str),
+        Some(new)
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_in_flight_when_the_grant_ends_never_writes_its_token_back() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    let users = stack
+        .seed_grants(2, "openid https://www.googleapis.com/auth/drive.appdata", 0)
+        .await;
+    let routes = stack.routes();
+    for (user, end) in users.iter().zip(["DELETE /grants/me", "RISC tokens-revoked"]) {
+        // The refresh's cache write reaches DynamoDB only after the grant has ended.
+        stack.iam.delay("PutItem", Duration::from_millis(1_500), 1);
+        let tokens = stack.access_tokens(&[]);
+        let sub = user.sub.clone();
+        let in_flight = tokio::spawn(async move { ask_for_token(&tokens, &json!({"sub": sub})).await });
+        while stack.iam.held("PutItem") == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let ended = if end.starts_with("DELETE") {
+            delete_as(&stack, &routes, &user.sub).await
+        } else {
+            let spec = google_emulator::SecurityEventSpec {
+                event: "tokens-revoked".into(),
+                sub: Some(user.sub.clone()),
+                ..google_emulator::SecurityEventSpec::default()
+            };
+            let (set, _) = stack.emulator.security_event(&spec).expect("SET");
+            stack
+                .invoke_api(&routes, &test_support::risc_event(&set, "application/secevent+jwt"))
+                .await
+        };
+        assert!([200, 202].contains(&ended.status), "{end}: {:?}", ended.json);
+        let answer = in_flight.await.expect("the call");
+        assert_eq!(answer["status"], json!(200), "{end}: it began before the end: {answer}");
+        // Its write came after the end, and was refused: nothing of the grant's token is
+        // kept (a deleted user's sealed token would otherwise live until its TTL).
+        let item = cache_item(&stack, &user.sub).await.expect("the cache item");
+        assert!(!item.contains_key("access_token"), "{end}: {item:?}");
+        assert!(item.contains_key("ended_gen"), "{end}: {item:?}");
+        let again = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;
+        assert_ne!(again["status"], json!(200), "{end}: not served: {again}");
+    }
+}

@@ -65,11 +65,13 @@ async fn each_event_of_the_table_acts_on_its_grant() {
     );
     assert!(grant.refresh_token.is_none() && grant.token_digests.is_none());
     let cached = stack.scan(&stack.config.common.state_table).await;
+    let item = cached
+        .iter()
+        .find(|i| i.get("pk") == Some(&AttributeValue::S(format!("access#{}", sub(0)))))
+        .expect("the cache item");
     assert!(
-        !cached
-            .iter()
-            .any(|i| i.get("pk") == Some(&AttributeValue::S(format!("access#{}", sub(0))))),
-        "the cached access token is deleted"
+        !item.contains_key("access_token") && item.get("ended_gen") == Some(&AttributeValue::N("1".into())),
+        "the cached access token is gone, and its generation marked ended: {item:?}"
     );
     let answer = ask_for_token(&tokens, &json!({"sub": sub(0)})).await;
     assert_eq!(
@@ -508,7 +510,8 @@ async fn each_event_costs_a_few_dynamodb_round_trips_and_a_repeat_costs_one() {
         stack.invoke_api(&routes, &risc_event(&disabled, SET_TYPE)).await.status,
         202
     );
-    count(3, "account-disabled");
+    // …and the mark that ends its cached access token.
+    count(4, "account-disabled");
     assert_eq!(
         deliver(&stack, &routes, &event("sessions-revoked", &seeded[1].sub))
             .await
@@ -516,7 +519,7 @@ async fn each_event_costs_a_few_dynamodb_round_trips_and_a_repeat_costs_one() {
         202
     );
     count(3, "sessions-revoked");
-    // …and the cached access token's deletion.
+    // …and the mark that ends its cached access token.
     assert_eq!(
         deliver(&stack, &routes, &event("tokens-revoked", &seeded[1].sub))
             .await

@@ -44,12 +44,17 @@ fn cached_token(item: &Item) -> Result<Option<CachedToken>, &'static str> {
     let Some(value) = item.get(state::ACCESS_TOKEN) else {
         return Ok(None);
     };
+    // Written before tokens named their generation: absent (it lives an hour at most).
+    let Some(token_gen) = schema::number(item, state::GEN) else {
+        return Ok(None);
+    };
     let bytes = value.as_b().map_err(|_| state::ACCESS_TOKEN)?;
     Ok(Some(CachedToken {
         token: SealedToken::from_bytes(bytes.as_ref()).map_err(|_| state::ACCESS_TOKEN)?,
         expires_at: schema::number(item, state::TOKEN_EXPIRES_AT).ok_or(state::TOKEN_EXPIRES_AT)?,
         scopes: Scopes::from_space_delimited(&schema::text(item, state::SCOPES).unwrap_or_default()),
         obtained_at: schema::number(item, state::OBTAINED_AT).ok_or(state::OBTAINED_AT)?,
+        token_gen,
     }))
 }
 
@@ -113,12 +118,21 @@ impl DynamoStore {
     ) -> Result<(), StoreError> {
         let mut p = Placeholders::default();
         let (obtained, new_obtained) = (p.name(state::OBTAINED_AT), p.value(n(token.obtained_at)));
-        // The token Google issued last wins, even if it lives shorter: a forced refresh is
-        // often asked because the cached token was refused. An item whose issue time is
-        // not a number is malformed, and replaced.
+        let (cached_gen, ended, token_gen) = (
+            p.name(state::GEN),
+            p.name(state::ENDED_GEN),
+            p.value(n(token.token_gen)),
+        );
         let number = p.value(s("N"));
+        // Never a token of a generation that ended (a marker names it), nor one older than
+        // the cached token's. Within a generation the token Google issued last wins, even
+        // if it lives shorter: a forced refresh is often asked because the cached token was
+        // refused. An item whose issue time is not a number is malformed, and replaced.
         let condition = format!(
-            "attribute_not_exists({obtained}) OR NOT attribute_type({obtained}, {number}) OR {obtained} <= {new_obtained}"
+            "(attribute_not_exists({ended}) OR {ended} < {token_gen}) AND \
+             (attribute_not_exists({cached_gen}) OR {cached_gen} < {token_gen} OR \
+              ({cached_gen} = {token_gen} AND (attribute_not_exists({obtained}) OR \
+               NOT attribute_type({obtained}, {number}) OR {obtained} <= {new_obtained})))"
         );
         let mut put = self
             .client
@@ -132,6 +146,7 @@ impl DynamoStore {
             .item(state::TOKEN_EXPIRES_AT, n(token.expires_at))
             .item(state::SCOPES, schema::scopes(&token.scopes))
             .item(state::OBTAINED_AT, n(token.obtained_at))
+            .item(state::GEN, n(token.token_gen))
             .item(state::EXPIRES_AT, n(token.expires_at));
         if let Some(lease) = ends_lease {
             put = put.item(state::RELEASED_LEASE, s(lease));

@@ -29,13 +29,15 @@ impl DeletionStore for DynamoStore {
             .set(grant::STATUS_REASON, s(reasons::USER_DELETED))
             .set(grant::UPDATED_AT, n(now))
             .increment(grant::VERSION);
-        let started = match self.update_grant_returning(sub.as_str(), &u).await? {
-            Updated::Written(item) => DeletionStart::Started(Box::new(schema::grant_from_item(&item)?)),
-            Updated::Refused(Some(_)) => DeletionStart::AlreadyDeleted,
-            Updated::Refused(None) => DeletionStart::NotFound,
+        let (started, item) = match self.update_grant_returning(sub.as_str(), &u).await? {
+            Updated::Written(item) => (DeletionStart::Started(Box::new(schema::grant_from_item(&item)?)), item),
+            Updated::Refused(Some(item)) => (DeletionStart::AlreadyDeleted, item),
+            Updated::Refused(None) => return Ok(DeletionStart::NotFound),
         };
-        // The cached access token goes at once: nothing of the user's is served again.
-        self.drop_cached_access_token(sub).await?;
+        // The cached access token goes at once, and no refresh in flight brings it back:
+        // nothing of the user's is served, or kept, again.
+        let token_gen = schema::number(&item, grant::TOKEN_GEN).unwrap_or_default();
+        self.end_cached_access_token(sub, token_gen, now).await?;
         Ok(started)
     }
 

@@ -181,6 +181,12 @@ impl DynamoStore {
             .update_grant(sub, &outcome_update(leased, holder, outcome, touches_token))
             .await?
         {
+            if outcome.ends_grant() {
+                // Revoked, no longer usable, or deleted: its cached token goes, and no
+                // refresh in flight writes it again.
+                self.end_cached_access_token(&leased.sub, leased.token_gen, holder.now())
+                    .await?;
+            }
             return Ok(Recorded::Written);
         }
         if !touches_token {

@@ -119,17 +119,39 @@ impl DynamoStore {
         }
     }
 
-    /// Deletes the grant's cached access token (gone already is as good).
-    async fn drop_cached_access_token(&self, sub: &GoogleSubject) -> Result<(), StoreError> {
-        let dropped = self
-            .client
-            .delete_item()
-            .table_name(&self.state_table)
-            .key(schema::state::PK, s(schema::access_key(sub.as_str())))
+    /// Ends the grant's cached access token: its cache item becomes a marker naming the
+    /// token generation that ended (`ended_gen`), and every cache write is conditioned on
+    /// that item — so a refresh still in flight when the grant ended never writes a token
+    /// of it again, and a sign-in's new generation caches as before. A token of a newer
+    /// generation already cached stays. The marker is kept a day: far longer than any
+    /// refresh is in flight (a lease is minutes).
+    async fn end_cached_access_token(&self, sub: &GoogleSubject, ended_gen: u64, now: u64) -> Result<(), StoreError> {
+        use schema::{n, state};
+        let mut u = expr::Update::default();
+        let (cached_gen, ended, this) = (
+            u.p.name(state::GEN),
+            u.p.name(state::ENDED_GEN),
+            u.p.value(n(ended_gen)),
+        );
+        u.condition(format!(
+            "(attribute_not_exists({cached_gen}) OR {cached_gen} <= {this}) AND \
+             (attribute_not_exists({ended}) OR {ended} <= {this})"
+        ));
+        // The token and what goes with it go; the job's released lease stays (a lease
+        // that item ended is still nobody's).
+        u.set(state::ENDED_GEN, n(ended_gen))
+            .set(state::EXPIRES_AT, n(now.saturating_add(MARKER_KEEP_SECS)))
+            .remove(state::ACCESS_TOKEN)
+            .remove(state::TOKEN_EXPIRES_AT)
+            .remove(state::SCOPES)
+            .remove(state::OBTAINED_AT)
+            .remove(state::GEN);
+        let marked = self
+            .update_state_item(schema::access_key(sub.as_str()), &u)
             .send()
             .await
-            .map_err(|e| StoreError::from(classify_aws("dynamodb", &e)));
-        holds_either_way(dropped)
+            .map_err(conflict_or);
+        holds_either_way(marked)
     }
 
     /// Applies `update` to the grant; `false` when its condition failed.
@@ -141,6 +163,9 @@ impl DynamoStore {
         }
     }
 }
+
+/// How long a marker of an ended generation is kept (a day).
+const MARKER_KEEP_SECS: u64 = 86_400;
 
 /// What a conditional update found.
 enum Updated {

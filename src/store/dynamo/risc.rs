@@ -124,11 +124,12 @@ impl RiscStore for DynamoStore {
             .remove(grant::LIKELY_CAUSE)
             .set(grant::UPDATED_AT, n(now))
             .increment(grant::VERSION);
-        let applied = Applied::from(self.update_grant_returning(sub.as_str(), &u).await?);
-        if applied == Applied::Changed {
-            self.drop_cached_access_token(sub).await?;
+        let updated = self.update_grant_returning(sub.as_str(), &u).await?;
+        if let Updated::Written(item) = &updated {
+            let token_gen = schema::number(item, grant::TOKEN_GEN).unwrap_or_default();
+            self.end_cached_access_token(sub, token_gen, now).await?;
         }
-        Ok(applied)
+        Ok(updated.into())
     }
 
     async fn set_account_state(
@@ -158,6 +159,12 @@ impl RiscStore for DynamoStore {
             AccountState::Enabled => u.remove(grant::STATUS_REASON),
         };
         let updated = self.update_grant_returning(sub.as_str(), &u).await?;
+        if let (Updated::Written(item), AccountState::Disabled) = (&updated, account) {
+            // Suspended: its cached token is not served while the account is disabled, nor
+            // written again by a refresh in flight.
+            let token_gen = schema::number(item, grant::TOKEN_GEN).unwrap_or_default();
+            self.end_cached_access_token(sub, token_gen, now).await?;
+        }
         if let Updated::Refused(Some(item)) = &updated
             && schema::number(item, grant::ACCOUNT_EVENT_AT).is_none_or(|at| at < said_at)
         {

@@ -60,6 +60,9 @@ pub(super) mod grant {
     pub const REFRESH_EXPIRES_AT: &str = "refresh_expires_at";
     /// When the stored refresh token was issued.
     pub const TOKEN_ISSUED_AT: &str = "token_issued_at";
+    /// The stored refresh token's generation ([`crate::store::Grant::token_gen`]); a
+    /// tombstone keeps it.
+    pub const TOKEN_GEN: &str = "token_gen";
     pub const CREATED_AT: &str = "created_at";
     pub const UPDATED_AT: &str = "updated_at";
     pub const LAST_REFRESH_AT: &str = "last_refresh_at";
@@ -134,6 +137,11 @@ pub(super) mod state {
     pub const OBTAINED_AT: &str = "obtained_at";
     /// The offline job's lease that the cached token's write ended (a routine refresh).
     pub const RELEASED_LEASE: &str = "released_lease";
+    /// The grant's token generation the cached token came from.
+    pub const GEN: &str = "gen";
+    /// A marker, in place of a cached token: the grant's generation that ended (revoked,
+    /// deleted, suspended); no token of it, or of an older one, is cached again.
+    pub const ENDED_GEN: &str = "ended_gen";
     /// The last user-facing refresh that failed transiently.
     pub const FAILED_AT: &str = "failed_at";
     /// A security event applied (`risc#<sha-256 of its jti>`), and when.
@@ -234,7 +242,8 @@ pub(super) fn sealed(token: &SealedToken) -> AttributeValue {
 
 /// SETs a new refresh token: sealed, with its digests.
 pub(super) fn set_token<'u>(u: &'u mut Update, token: &NewRefreshToken) -> &'u mut Update {
-    u.set(grant::REFRESH_TOKEN, sealed(&token.sealed))
+    u.increment(grant::TOKEN_GEN)
+        .set(grant::REFRESH_TOKEN, sealed(&token.sealed))
         .set(grant::TOKEN_PREFIX_DIGEST, bytes(&token.digests.prefix))
         .set(grant::TOKEN_HASH, bytes(&token.digests.double_sha512))
 }
@@ -313,6 +322,7 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
             .unwrap_or_default(),
         refresh_expires_at: number(item, REFRESH_EXPIRES_AT),
         token_issued_at: number(item, TOKEN_ISSUED_AT),
+        token_gen: number(item, TOKEN_GEN).unwrap_or_default(),
         created_at: number(item, CREATED_AT).unwrap_or_default(),
         updated_at: number(item, UPDATED_AT).unwrap_or_default(),
         last_refresh_at: number(item, LAST_REFRESH_AT),
@@ -364,6 +374,7 @@ pub(super) fn item_from_grant(g: &Grant) -> Item {
         (UPDATED_AT.to_owned(), n(g.updated_at)),
         (FAILURE_COUNT.to_owned(), n(g.failure_count)),
         (VERSION.to_owned(), n(g.version)),
+        (TOKEN_GEN.to_owned(), n(g.token_gen)),
     ]);
     item
 }

@@ -330,8 +330,9 @@ pub struct IamProxy {
     delays: Delays,
 }
 
-/// Operations (the `X-Amz-Target` after its dot) to hold: how long, for how many more.
-type Delays = Arc<Mutex<HashMap<String, (std::time::Duration, u32)>>>;
+/// Operations (the `X-Amz-Target` after its dot) to hold: how long, for how many more,
+/// and how many were held so far.
+type Delays = Arc<Mutex<HashMap<String, (std::time::Duration, u32, u32)>>>;
 
 impl std::fmt::Debug for IamProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -448,7 +449,17 @@ impl IamProxy {
         self.delays
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(operation.to_owned(), (delay, count));
+            .insert(operation.to_owned(), (delay, count, 0));
+    }
+
+    /// How many requests of `operation` were held since [`IamProxy::delay`] named it: a
+    /// test waits for one to be in flight before it acts.
+    pub fn held(&self, operation: &str) -> u32 {
+        self.delays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(operation)
+            .map_or(0, |(_, _, held)| *held)
     }
 
     /// The harness's own access through the proxy (no role: nothing is checked), for the
@@ -506,8 +517,9 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let held = {
         let mut delays = proxy.delays.lock().unwrap_or_else(PoisonError::into_inner);
         match delays.get_mut(operation) {
-            Some((delay, left)) if *left > 0 => {
+            Some((delay, left, held)) if *left > 0 => {
                 *left -= 1;
+                *held += 1;
                 Some(*delay)
             }
             _ => None,
