@@ -693,3 +693,47 @@ async fn a_corrupted_cache_item_is_taken_as_absent_and_replaced() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_security_flag_landing_mid_refresh_does_not_make_the_token_look_superseded() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
+    let routes = stack.routes();
+    // Google has revoked the token, and takes its time to say so.
+    stack.emulator.revoke_refresh_token(&user.token, None);
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            delay_ms: 1_000,
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    let tokens = stack.access_tokens(&[("HTTP_TIMEOUT_MS", "5000")]);
+    let sub = user.sub.clone();
+    let in_flight = tokio::spawn(async move { ask_for_token(&tokens, &json!({"sub": sub})).await });
+    while !stack.lease_held(&user.sub).await {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Meanwhile Google flags the account: a new version of the grant, the same token.
+    let flag = google_emulator::SecurityEventSpec {
+        event: "sessions-revoked".into(),
+        sub: Some(user.sub.clone()),
+        ..google_emulator::SecurityEventSpec::default()
+    };
+    let (set, _) = stack.emulator.security_event(&flag).expect("SET");
+    let flagged = stack
+        .invoke_api(&routes, &test_support::risc_event(&set, "application/secevent+jwt"))
+        .await;
+    assert_eq!(flagged.status, 202);
+
+    let answer = in_flight.await.expect("the call");
+    assert_eq!(answer["error"], json!("reauthorization_required"), "{answer}");
+    let grant = stack.grant(&user.sub).await.expect("grant");
+    assert_eq!(
+        (grant.status, grant.refresh_token.is_none(), grant.review_flags.len()),
+        (GrantStatus::Revoked, true, 1),
+        "revoked, not taken for superseded by the flag"
+    );
+}

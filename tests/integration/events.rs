@@ -251,6 +251,12 @@ async fn each_change_of_a_grants_state_yields_exactly_its_event_and_a_routine_re
     assert!(records > 10, "{records} stream records");
     assert_eq!(retry, None);
     let events = consumer.take().await;
+    // Every event its own (`sub`, `version`): consumers de-duplicate on it.
+    let mut seen = std::collections::HashSet::new();
+    for e in &events {
+        let key = (e["detail"]["sub"].to_string(), e["detail"]["version"].to_string());
+        assert!(seen.insert(key), "a second event with this (sub, version): {e}");
+    }
     let users = by_user(&events);
     let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     assert_eq!(

@@ -176,7 +176,8 @@ impl JobStore for DynamoStore {
         let mut u = Update::default();
         let (owner, me) = (u.p.name(grant::LEASE_OWNER), u.p.value(s(lease.owner)));
         u.condition(format!("{owner} = {me}"));
-        lease::on_leased_version(&mut u, leased);
+        lease::on_leased_token(&mut u, leased);
+        u.increment(grant::VERSION);
         schema::set_token(&mut u, token)
             .set(grant::TOKEN_ISSUED_AT, n(lease.now))
             .set(grant::UPDATED_AT, n(lease.now));

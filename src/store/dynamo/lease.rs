@@ -6,9 +6,10 @@
 //!   in that item alone, without a write to the grant).
 //! - **Ended** by its owner only, in the write that records the outcome.
 //! - **A token-touching outcome** (a rotated token, a revocation, a tombstone) is written
-//!   only while the grant's version is still the one leased; if a sign-in stored a newer
-//!   grant meanwhile, the outcome is written again without the token's part
-//!   (`Superseded`), and a lease that was lost writes nothing (`LeaseLost`).
+//!   only while the grant holds the token generation and status leased; if a sign-in
+//!   stored another token (or a deletion or suspension began) meanwhile, the outcome is
+//!   written again without the token's part (`Superseded`), and a lease that was lost
+//!   writes nothing (`LeaseLost`). Every outcome that records something moves `version` on.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -42,12 +43,20 @@ pub(super) fn end(u: &mut Update, owner: &str) {
     u.remove(grant::LEASE_OWNER).remove(grant::LEASE_UNTIL);
 }
 
-/// Conditions the write on the version leased, and moves the version on: a write of what
-/// a newer sign-in would own (the token, the status).
-pub(super) fn on_leased_version(u: &mut Update, leased: &Grant) {
-    let (version, leased_version) = (u.p.name(grant::VERSION), u.p.value(n(leased.version)));
-    u.condition(format!("{version} = {leased_version}"));
-    u.increment(grant::VERSION);
+/// Conditions a write of what a newer sign-in would own (the token, the status) on the
+/// grant still holding the token and the status leased: a sign-in that stored another
+/// token (a new `token_gen`), a deletion or a suspension since the lease wins. A change
+/// that owns neither — a security event's flag — never makes the token look superseded.
+pub(super) fn on_leased_token(u: &mut Update, leased: &Grant) {
+    let token_gen = u.p.name(grant::TOKEN_GEN);
+    let same_token = if leased.token_gen == 0 {
+        // Stored before generations were counted, and not replaced since.
+        format!("attribute_not_exists({token_gen})")
+    } else {
+        format!("{token_gen} = {}", u.p.value(n(leased.token_gen)))
+    };
+    let (status, leased_status) = (u.p.name(grant::STATUS), u.p.value(schema::status(leased.status)));
+    u.condition(format!("{same_token} AND {status} = {leased_status}"));
 }
 
 /// The fields of a deferral: how often it failed, when to try again, and why.
@@ -68,7 +77,9 @@ fn outcome_update(leased: &Grant, holder: Holder<'_>, outcome: &GrantOutcome, wi
         put_back(&mut u, leased, lease, outcome, with_version);
     }
     if !matches!(outcome, GrantOutcome::Released | GrantOutcome::Unopened { .. }) {
-        u.set(grant::UPDATED_AT, n(now));
+        // Every change recorded on the grant is a version of its own: an event it makes
+        // has its own (`sub`, `version`). Letting go records nothing.
+        u.set(grant::UPDATED_AT, n(now)).increment(grant::VERSION);
     }
     match outcome {
         GrantOutcome::Refreshed {
@@ -113,7 +124,7 @@ fn outcome_update(leased: &Grant, holder: Holder<'_>, outcome: &GrantOutcome, wi
         | GrantOutcome::Released => {}
     }
     if with_version {
-        on_leased_version(&mut u, leased);
+        on_leased_token(&mut u, leased);
     }
     u
 }

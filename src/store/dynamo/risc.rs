@@ -181,8 +181,10 @@ impl RiscStore for DynamoStore {
         let (key, status) = (u.p.name(grant::SUB), u.p.name(grant::STATUS));
         let deleted = u.p.value(schema::status(GrantStatus::Deleted));
         u.condition(format!("attribute_exists({key}) AND {status} <> {deleted}"));
+        // A version of its own: the event it makes has its own (`sub`, `version`).
         u.add(grant::REVIEW_FLAGS, AttributeValue::Ss(vec![flag.to_owned()]))
-            .set(grant::UPDATED_AT, n(now));
+            .set(grant::UPDATED_AT, n(now))
+            .increment(grant::VERSION);
         Ok(self.update_grant_returning(sub.as_str(), &u).await?.into())
     }
 
