@@ -82,11 +82,29 @@ enum Command {
     },
 }
 
-/// The variables: the process's, then the env file's, then the stack's outputs.
+/// The variables: the process's; the env file's where the process sets none (the
+/// environment wins, as with every dotenv file, and the names it overrides are printed —
+/// never the values); then the stack's outputs.
 async fn variables(cli: &Cli) -> anyhow::Result<HashMap<String, String>> {
     let mut env: HashMap<String, String> = std::env::vars().collect();
     if let Some(file) = &cli.env_file {
-        env.extend(stack::read_env_file(file)?);
+        let mut ignored: Vec<String> = Vec::new();
+        for (name, value) in stack::read_env_file(file)? {
+            match env.entry(name) {
+                std::collections::hash_map::Entry::Occupied(set) => ignored.push(set.key().clone()),
+                std::collections::hash_map::Entry::Vacant(unset) => {
+                    unset.insert(value);
+                }
+            }
+        }
+        if !ignored.is_empty() {
+            ignored.sort();
+            eprintln!(
+                "offline-access: the environment sets {}: {}'s values for them are ignored",
+                ignored.join(", "),
+                file.display()
+            );
+        }
     }
     if let Some(name) = &cli.stack {
         let aws = stack::aws_config(&env).await;

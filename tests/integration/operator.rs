@@ -79,6 +79,33 @@ fn json_of(out: &Output) -> Value {
 }
 
 #[tokio::test]
+async fn the_environment_wins_over_the_env_file_and_the_names_it_overrides_are_printed() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(1, SCOPES, 0).await;
+    // The file names a table that does not exist; the environment names the real one.
+    let file = env_file(&stack, &[("GRANTS_TABLE", "no-such-table")]);
+    let out = tokio::process::Command::new(binary("offline-access"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GRANTS_TABLE", &stack.config.common.grants_table)
+        .env("TOKEN_BINDING", &stack.config.common.token_binding)
+        .arg("--env-file")
+        .arg(&file.0)
+        .args(["grants", "show", &seeded[0].sub, "--json"])
+        .output()
+        .await
+        .expect("the CLI runs");
+    let shown = json_of(&out);
+    assert_eq!(shown["sub"], json!(seeded[0].sub));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the environment sets GRANTS_TABLE"), "{stderr}");
+    assert!(
+        !stderr.contains("no-such-table") && !stderr.contains(&stack.config.common.grants_table),
+        "names, never values: {stderr}"
+    );
+}
+
+#[tokio::test]
 async fn list_show_and_stats_read_the_seeded_grants_and_never_print_a_token() {
     let stack = spawn_stack().await;
     let seeded = stack.seed_grants(5, SCOPES, 0).await;
