@@ -38,20 +38,6 @@ fn token_of(answer: &Value) -> &str {
     answer["access_token"].as_str().expect("an access token")
 }
 
-/// The cache item of `sub`, raw.
-async fn cache_item(stack: &Stack, sub: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
-    let out = stack
-        .dynamo()
-        .get_item()
-        .table_name(&stack.config.common.state_table)
-        .key("pk", AttributeValue::S(format!("access#{sub}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("get item");
-    out.item().cloned()
-}
-
 #[tokio::test]
 async fn a_second_call_is_served_from_the_cache_and_a_larger_min_ttl_refreshes() {
     let stack = spawn_stack().await;
@@ -253,7 +239,7 @@ async fn malformed_requests_are_answered_400_and_change_nothing() {
         assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     assert_eq!(stack.emulator.stats().refreshes, 0);
-    assert!(cache_item(&stack, &user.sub).await.is_none());
+    assert!(stack.cache_item(&user.sub).await.is_none());
 }
 
 #[tokio::test]
@@ -363,13 +349,10 @@ async fn invalid_grant_revokes_the_grant_as_the_job_would() {
     assert!(!stack.lease_held(&user.sub).await, "the lease was let go");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_sign_in_that_replaces_the_token_during_a_refresh_is_not_revoked_and_its_token_is_used() {
-    let stack = spawn_stack().await;
-    let user = stack.seed_grants(1, DRIVE, 0).await.remove(0);
-    // The stored token is dead at Google, and its refresh is held up while a sign-in
-    // stores a new one.
-    stack.emulator.revoke_refresh_token(&user.token, None);
+/// A user-facing refresh of `sub`'s grant whose stored `token` Google has revoked, held
+/// at Google for a second: returned once the refresh has reached Google, with its lease.
+async fn refresh_held_at_google(stack: &Stack, sub: &str, token: &str) -> tokio::task::JoinHandle<Value> {
+    stack.emulator.revoke_refresh_token(token, None);
     stack.emulator.inject_fault(
         Endpoint::Token,
         Fault {
@@ -379,13 +362,21 @@ async fn a_sign_in_that_replaces_the_token_during_a_refresh_is_not_revoked_and_i
         },
     );
     let service = stack.access_tokens(&[("HTTP_TIMEOUT_MS", "5000")]);
-    let sub = user.sub.clone();
+    let sub = sub.to_owned();
     let call = tokio::spawn(async move { ask_for_token(&service, &json!({"sub": sub})).await });
-    // The refresh has reached Google (and is held there).
     while stack.emulator.stats().faults_served == 0 {
-        tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+    call
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sign_in_that_replaces_the_token_during_a_refresh_is_not_revoked_and_its_token_is_used() {
+    let stack = spawn_stack().await;
+    let user = stack.seed_grants(1, DRIVE, 0).await.remove(0);
+    // The stored token is dead at Google, and its refresh is held up while a sign-in
+    // stores a new one.
+    let call = refresh_held_at_google(&stack, &user.sub, &user.token).await;
     let code = stack.mint(CodeSpec {
         sub: Some(user.sub.clone()),
         consent: Consent::Forced,
@@ -446,7 +437,7 @@ async fn no_access_token_is_readable_at_rest_nor_opens_anywhere_but_its_own_plac
     for planted in [&ada_token, &bob_token, &ada.token, &bob.token] {
         assert!(!bytes.contains(planted.as_str()), "a token in plaintext at rest");
     }
-    let sealed = cache_item(&stack, &ada.sub).await.expect("ada's cache")["access_token"].clone();
+    let sealed = stack.cache_item(&ada.sub).await.expect("ada's cache")["access_token"].clone();
 
     // Ada's sealed access token in Bob's cache item: it does not open for Bob, who gets
     // a fresh token of his own.
@@ -613,7 +604,8 @@ async fn a_hostile_token_answer_is_refused_or_bounded_and_loses_nothing() {
     assert_eq!(answer["status"], json!(503), "{answer}");
     assert_eq!(answer["error"], json!("upstream_unavailable"));
     assert!(
-        cache_item(&stack, &users[0].sub)
+        stack
+            .cache_item(&users[0].sub)
             .await
             .is_none_or(|item| !item.contains_key("access_token")),
         "nothing cached"
@@ -696,26 +688,11 @@ async fn a_corrupted_cache_item_is_taken_as_absent_and_replaced() {
 
 #[tokio::test]
 async fn a_security_flag_landing_mid_refresh_does_not_make_the_token_look_superseded() {
-    use std::time::Duration;
     let stack = spawn_stack().await;
     let user = &stack.seed_grants(1, DRIVE, 0).await[0];
     let routes = stack.routes();
     // Google has revoked the token, and takes its time to say so.
-    stack.emulator.revoke_refresh_token(&user.token, None);
-    stack.emulator.inject_fault(
-        Endpoint::Token,
-        Fault {
-            delay_ms: 1_000,
-            count: Some(1),
-            ..Fault::default()
-        },
-    );
-    let tokens = stack.access_tokens(&[("HTTP_TIMEOUT_MS", "5000")]);
-    let sub = user.sub.clone();
-    let in_flight = tokio::spawn(async move { ask_for_token(&tokens, &json!({"sub": sub})).await });
-    while !stack.lease_held(&user.sub).await {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let in_flight = refresh_held_at_google(&stack, &user.sub, &user.token).await;
     // Meanwhile Google flags the account: a new version of the grant, the same token.
     let flag = google_emulator::SecurityEventSpec {
         event: "sessions-revoked".into(),

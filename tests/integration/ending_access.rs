@@ -451,21 +451,6 @@ async fn a_kms_that_may_pass_deletes_nothing_unreachable_is_pending_and_a_refusa
     }
 }
 
-/// The raw cache item of `sub` in the state table.
-async fn cache_item(stack: &Stack, sub: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
-    stack
-        .dynamo()
-        .get_item()
-        .table_name(&stack.config.common.state_table)
-        .key("pk", AttributeValue::S(format!("access#{sub}")))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("get item")
-        .item()
-        .cloned()
-}
-
 #[tokio::test]
 async fn a_token_cached_before_google_revoked_the_grant_is_not_served_after_the_user_signs_in_again() {
     let stack = spawn_stack().await;
@@ -488,7 +473,7 @@ async fn a_token_cached_before_google_revoked_the_grant_is_not_served_after_the_
         .await
         .expect("run");
     assert_eq!(report.revoked, 1, "{report:?}");
-    let item = cache_item(&stack, &user.sub).await.expect("the cache item");
+    let item = stack.cache_item(&user.sub).await.expect("the cache item");
     assert!(!item.contains_key("access_token"), "ended: {item:?}");
 
     // The user signs in again: a new grant, whose first call gets a new token.
@@ -546,7 +531,7 @@ async fn a_refresh_in_flight_when_the_grant_ends_never_writes_its_token_back() {
         assert_eq!(answer["status"], json!(200), "{end}: it began before the end: {answer}");
         // Its write came after the end, and was refused: nothing of the grant's token is
         // kept (a deleted user's sealed token would otherwise live until its TTL).
-        let item = cache_item(&stack, &user.sub).await.expect("the cache item");
+        let item = stack.cache_item(&user.sub).await.expect("the cache item");
         assert!(!item.contains_key("access_token"), "{end}: {item:?}");
         assert!(item.contains_key("ended_gen"), "{end}: {item:?}");
         let again = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;
