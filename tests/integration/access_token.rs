@@ -239,7 +239,7 @@ async fn malformed_requests_are_answered_400_and_change_nothing() {
         assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     assert_eq!(stack.emulator.stats().refreshes, 0);
-    assert!(stack.cache_item(&user.sub).await.is_none());
+    assert!(stack.cached_token_item(&user.sub).await.is_none());
 }
 
 #[tokio::test]
@@ -437,7 +437,7 @@ async fn no_access_token_is_readable_at_rest_nor_opens_anywhere_but_its_own_plac
     for planted in [&ada_token, &bob_token, &ada.token, &bob.token] {
         assert!(!bytes.contains(planted.as_str()), "a token in plaintext at rest");
     }
-    let sealed = stack.cache_item(&ada.sub).await.expect("ada's cache")["access_token"].clone();
+    let sealed = stack.cached_token_item(&ada.sub).await.expect("ada's cache")["access_token"].clone();
 
     // Ada's sealed access token in Bob's cache item: it does not open for Bob, who gets
     // a fresh token of his own.
@@ -605,7 +605,7 @@ async fn a_hostile_token_answer_is_refused_or_bounded_and_loses_nothing() {
     assert_eq!(answer["error"], json!("upstream_unavailable"));
     assert!(
         stack
-            .cache_item(&users[0].sub)
+            .cached_token_item(&users[0].sub)
             .await
             .is_none_or(|item| !item.contains_key("access_token")),
         "nothing cached"

@@ -473,7 +473,7 @@ async fn a_token_cached_before_google_revoked_the_grant_is_not_served_after_the_
         .await
         .expect("run");
     assert_eq!(report.revoked, 1, "{report:?}");
-    let item = stack.cache_item(&user.sub).await.expect("the cache item");
+    let item = stack.cached_token_item(&user.sub).await.expect("the cache item");
     assert!(!item.contains_key("access_token"), "ended: {item:?}");
 
     // The user signs in again: a new grant, whose first call gets a new token.
@@ -531,7 +531,7 @@ async fn a_refresh_in_flight_when_the_grant_ends_never_writes_its_token_back() {
         assert_eq!(answer["status"], json!(200), "{end}: it began before the end: {answer}");
         // Its write came after the end, and was refused: nothing of the grant's token is
         // kept (a deleted user's sealed token would otherwise live until its TTL).
-        let item = stack.cache_item(&user.sub).await.expect("the cache item");
+        let item = stack.cached_token_item(&user.sub).await.expect("the cache item");
         assert!(!item.contains_key("access_token"), "{end}: {item:?}");
         assert!(item.contains_key("ended_gen"), "{end}: {item:?}");
         let again = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;

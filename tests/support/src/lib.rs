@@ -817,24 +817,6 @@ impl Stack {
     /// Whether someone holds `sub`'s lease now: the grant names an owner whose lease has
     /// not run out, and the cached token's item does not name that lease as ended (a
     /// routine refresh ends its lease there, as the product's readers take it).
-    /// `sub`'s cache item in the state table, raw (a cached access token, or the marker of
-    /// an ended generation).
-    pub async fn cache_item(&self, sub: &str) -> Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        self.dynamo()
-            .get_item()
-            .table_name(&self.config.common.state_table)
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("access#{sub}")),
-            )
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("get item")
-            .item()
-            .cloned()
-    }
-
     pub async fn lease_held(&self, sub: &str) -> bool {
         let owner = self.grant_attribute(sub, "lease_owner").await;
         let until = self
