@@ -250,6 +250,17 @@ async fn the_built_access_token_binary_answers_an_invoke_with_a_token_then_from_
         (refused["status"].as_u64(), refused["error"].as_str()),
         (Some(404), Some("grant_not_found"))
     );
+    // So is a payload nested past serde's depth limit, which the runtime cannot turn into
+    // a value.
+    let nested = format!(r#"{{"sub": {}1{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+    let Outcome::Response(deep) = function.invoke(&nested).await else {
+        panic!("a malformed request must be an answer: {}", function.logs())
+    };
+    assert_eq!(
+        (deep["status"].as_u64(), deep["error"].as_str()),
+        (Some(400), Some("invalid_request")),
+        "{deep}"
+    );
 
     let logs = function.logs();
     let token = first["access_token"].as_str().expect("token");

@@ -16,10 +16,14 @@ async fn main() -> Result<(), Error> {
     let service = App::production(&config.common, &app::aws_config().await)?.access_tokens(&config);
     service.warm_up().await;
     let service = &service;
-    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        // Invoke guarantees JSON; the library reads it field by field with its own errors.
-        let payload = serde_json::to_vec(&event.payload)?;
-        Ok::<_, Error>(lambda::invoke::handle(service, &payload).await)
-    }))
+    // The payload as it came, unparsed: the library reads it field by field with its own
+    // errors, so a payload the runtime could not turn into a value (one nested past
+    // serde's depth limit) is answered 400 like any malformed request, never a function
+    // error. `RawValue` only checks that it is JSON, without recursing.
+    run(service_fn(
+        move |event: LambdaEvent<Box<serde_json::value::RawValue>>| async move {
+            Ok::<_, Error>(lambda::invoke::handle(service, event.payload.get().as_bytes()).await)
+        },
+    ))
     .await
 }
