@@ -61,6 +61,15 @@ pub struct Stats {
     /// Grants holding a token stored before digests were kept (not matched by
     /// `token-revoked` until their token changes).
     pub without_token_digests: u64,
+    /// Rows that could not be read as grants (named in the log by `sub`).
+    pub malformed: u64,
+}
+
+/// What `grants list` read: the grants, and the `sub`s of rows that could not be read.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub grants: Vec<Grant>,
+    pub malformed: Vec<String>,
 }
 
 /// What `grants revoke` did.
@@ -126,12 +135,17 @@ impl Operator {
     }
 
     /// Reads every grant (with `status`, only those) a page at a time, handing each page
-    /// to `each`; holds one page at a time, whatever the table's size.
-    async fn each_page(&self, status: Option<GrantStatus>, mut each: impl FnMut(Vec<Grant>)) -> Result<(), StoreError> {
+    /// to `each` with the `sub`s of its rows that could not be read; holds one page at a
+    /// time, whatever the table's size.
+    async fn each_page(
+        &self,
+        status: Option<GrantStatus>,
+        mut each: impl FnMut(Vec<Grant>, Vec<String>),
+    ) -> Result<(), StoreError> {
         let mut after = None;
         loop {
             let page = self.store.grants_page(after.as_deref(), status, PAGE).await?;
-            each(page.grants);
+            each(page.grants, page.malformed);
             match page.next {
                 Some(next) => after = Some(next),
                 None => return Ok(()),
@@ -144,11 +158,12 @@ impl Operator {
         &self,
         status: Option<GrantStatus>,
         mut on_page: impl FnMut(usize),
-    ) -> Result<Vec<Grant>, StoreError> {
-        let mut all = Vec::new();
-        self.each_page(status, |page| {
-            all.extend(page);
-            on_page(all.len());
+    ) -> Result<Listing, StoreError> {
+        let mut all = Listing::default();
+        self.each_page(status, |page, malformed| {
+            all.grants.extend(page);
+            all.malformed.extend(malformed);
+            on_page(all.grants.len());
         })
         .await?;
         Ok(all)
@@ -184,7 +199,8 @@ impl Operator {
             by_status: GrantStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
             ..Stats::default()
         };
-        self.each_page(None, |page| {
+        self.each_page(None, |page, malformed| {
+            stats.malformed += malformed.len() as u64;
             for g in &page {
                 stats.grants += 1;
                 *stats.by_status.entry(g.status.as_str()).or_default() += 1;
@@ -286,6 +302,7 @@ impl Operator {
         let now = SystemClock.now_unix();
         loop {
             let page = self.store.grants_page(progress.after.as_deref(), None, PAGE).await?;
+            progress.malformed += page.malformed.len() as u64;
             for grant in &page.grants {
                 progress.scanned += 1;
                 if let Some(old) = &grant.refresh_token {

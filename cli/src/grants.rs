@@ -58,7 +58,8 @@ pub async fn run(operator: &Operator, command: Grants, json: bool) -> anyhow::Re
                 .list(status.map(Into::into), |n| bar.set_position(n as u64))
                 .await?;
             bar.finish_and_clear();
-            render::grants(&grants, json);
+            render::grants(&grants.grants, json);
+            render::malformed(&grants.malformed);
         }
         Grants::Show { sub } => {
             let sub = parse_sub(&sub)?;

@@ -122,6 +122,15 @@ pub fn details(d: &GrantDetails, json: bool) {
     println!("{t}");
 }
 
+/// Rows that could not be read, named by `sub` on stderr: the listing went on past them.
+pub fn malformed(subs: &[String]) {
+    for sub in subs {
+        eprintln!(
+            "offline-access: the row of {sub} could not be read as a grant; skipped (the log says which attribute)"
+        );
+    }
+}
+
 pub fn stats(s: &Stats, json: bool) {
     if json {
         println!("{}", serde_json::to_value(s).unwrap_or_default());
@@ -139,6 +148,7 @@ pub fn stats(s: &Stats, json: bool) {
         "token stored before digests".to_owned(),
         s.without_token_digests.to_string(),
     ]);
+    t.add_row(vec!["rows that could not be read".to_owned(), s.malformed.to_string()]);
     println!("{t}");
 }
 
@@ -179,6 +189,7 @@ pub fn reencrypted(c: &ReencryptCheckpoint, json: bool) {
         "access_tokens_rewrapped": c.access_tokens,
         "changed_meanwhile": c.changed_meanwhile,
         "unopened": c.unopened,
+        "malformed_rows": c.malformed,
     });
     if json {
         println!("{j}");

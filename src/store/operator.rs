@@ -9,6 +9,8 @@ use crate::domain::GoogleSubject;
 #[derive(Debug, Clone, Default)]
 pub struct GrantPage {
     pub grants: Vec<Grant>,
+    /// The `sub`s of rows on the page that could not be read: skipped, not fatal.
+    pub malformed: Vec<String>,
     /// The `sub` to start the next page after; `None` at the end of the table.
     pub next: Option<String>,
 }
@@ -26,6 +28,8 @@ pub struct ReencryptCheckpoint {
     /// Tokens that did not open (tampered, or under a key not configured): left as they
     /// are, and logged by `sub`.
     pub unopened: u64,
+    /// Rows that could not be read as grants: skipped, and logged by `sub`.
+    pub malformed: u64,
 }
 
 /// The operator's store operations.

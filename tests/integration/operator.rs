@@ -106,6 +106,40 @@ async fn the_environment_wins_over_the_env_file_and_the_names_it_overrides_are_p
 }
 
 #[tokio::test]
+async fn one_malformed_row_is_named_and_skipped_by_list_stats_and_reencrypt() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(3, SCOPES, 0).await;
+    let file = env_file(&stack, &[]);
+    stack
+        .set_grant_attributes(&seeded[1].sub, &[("status", Some(AttributeValue::S("weird".into())))])
+        .await;
+
+    let listed = cli(&file, &["grants", "list", "--json"]).await;
+    let grants = json_of(&listed);
+    assert_eq!(grants.as_array().map(Vec::len), Some(2), "{grants}");
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(stderr.contains(&seeded[1].sub), "the row is named: {stderr}");
+
+    let stats = json_of(&cli(&file, &["stats", "--json"]).await);
+    assert_eq!(
+        (stats["grants"].as_u64(), stats["malformed"].as_u64()),
+        (Some(2), Some(1)),
+        "{stats}"
+    );
+
+    let reencrypted = json_of(&cli(&file, &["reencrypt", "--json"]).await);
+    assert_eq!(
+        (
+            reencrypted["grants_scanned"].as_u64(),
+            reencrypted["refresh_tokens_rewrapped"].as_u64(),
+            reencrypted["malformed_rows"].as_u64()
+        ),
+        (Some(2), Some(2), Some(1)),
+        "{reencrypted}"
+    );
+}
+
+#[tokio::test]
 async fn list_show_and_stats_read_the_seeded_grants_and_never_print_a_token() {
     let stack = spawn_stack().await;
     let seeded = stack.seed_grants(5, SCOPES, 0).await;

@@ -124,21 +124,12 @@ impl JobStore for DynamoStore {
             .send()
             .await
             .map_err(|e| classify_aws("dynamodb", &e))?;
-        let mut page = ScanPage {
+        let (grants, malformed) = schema::grants_of(out.items());
+        let page = ScanPage {
+            grants,
+            malformed: malformed.len() as u64,
             next: out.last_evaluated_key().and_then(|k| schema::text(k, grant::SUB)),
-            ..ScanPage::default()
         };
-        for item in out.items() {
-            match schema::grant_from_item(item) {
-                Ok(grant) => page.grants.push(grant),
-                // One bad row must not stop every run on this page: skip it, say which.
-                Err(e) => {
-                    let sub = schema::text(item, grant::SUB).unwrap_or_default();
-                    tracing::error!(sub = %sub.get(..64).unwrap_or(&sub), error = %e, "malformed grant skipped");
-                    page.malformed += 1;
-                }
-            }
-        }
         Ok(page)
     }
 

@@ -53,12 +53,10 @@ impl OperatorStore for DynamoStore {
                 .expression_attribute_values(":s", schema::status(status));
         }
         let out = scan.send().await.map_err(|e| classify_aws("dynamodb", &e))?;
+        let (grants, malformed) = schema::grants_of(out.items());
         Ok(GrantPage {
-            grants: out
-                .items()
-                .iter()
-                .map(schema::grant_from_item)
-                .collect::<Result<_, _>>()?,
+            grants,
+            malformed,
             next: out
                 .last_evaluated_key()
                 .and_then(|k| k.get(grant::SUB))
@@ -110,6 +108,7 @@ impl OperatorStore for DynamoStore {
                 access_tokens: count(state::ACCESS_TOKENS),
                 changed_meanwhile: count(state::CHANGED_MEANWHILE),
                 unopened: count(state::UNOPENED),
+                malformed: count(state::MALFORMED),
             }
         }))
     }
@@ -125,7 +124,8 @@ impl OperatorStore for DynamoStore {
             .item(state::REFRESH_TOKENS, n(c.refresh_tokens))
             .item(state::ACCESS_TOKENS, n(c.access_tokens))
             .item(state::CHANGED_MEANWHILE, n(c.changed_meanwhile))
-            .item(state::UNOPENED, n(c.unopened));
+            .item(state::UNOPENED, n(c.unopened))
+            .item(state::MALFORMED, n(c.malformed));
         if let Some(after) = &c.after {
             put = put.item(state::AFTER, AttributeValue::S(after.clone()));
         }

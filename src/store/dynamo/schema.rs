@@ -158,6 +158,7 @@ pub(super) mod state {
     pub const ACCESS_TOKENS: &str = "access_tokens";
     pub const CHANGED_MEANWHILE: &str = "changed_meanwhile";
     pub const UNOPENED: &str = "unopened";
+    pub const MALFORMED: &str = "malformed";
     /// Google quota units claimed on one quota day (`quota#<day>`).
     pub const UNITS: &str = "units";
 }
@@ -338,6 +339,25 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
         lease_until: number(item, LEASE_UNTIL),
         version: number(item, VERSION).ok_or(StoreError::Corrupt(VERSION))?,
     })
+}
+
+/// The grants of a page of items. A row this code cannot read is skipped, logged by its
+/// `sub` and the attribute at fault (never a value), and named in the second list: one bad
+/// row never stops a run, a listing or a re-encryption.
+pub(super) fn grants_of(items: &[Item]) -> (Vec<Grant>, Vec<String>) {
+    let mut grants = Vec::with_capacity(items.len());
+    let mut malformed = Vec::new();
+    for item in items {
+        match grant_from_item(item) {
+            Ok(grant) => grants.push(grant),
+            Err(e) => {
+                let sub: String = text(item, grant::SUB).unwrap_or_default().chars().take(64).collect();
+                tracing::error!(sub = %sub, error = %e, "malformed grant skipped");
+                malformed.push(sub);
+            }
+        }
+    }
+    (grants, malformed)
 }
 
 /// A whole grant item, for an insert.
