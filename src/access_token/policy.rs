@@ -45,10 +45,12 @@ pub(super) fn usable(grant: Option<&Grant>, now: u64) -> Result<&Grant, AccessEr
 pub(super) fn floor(view: &AccessView, force_refresh: bool, floor: Duration, now: u64) -> Result<(), AccessError> {
     let floor = floor.as_secs();
     let wait_until = |at: u64| (at + floor > now).then(|| Duration::from_secs(at + floor - now));
-    if let Some(retry_after) = view.cache.failed_at.and_then(wait_until) {
+    // After a failure: the floor, or Google's `Retry-After` if it asked for longer.
+    let after_failure = view.cache.failed_at.map(|at| at + floor).max(view.cache.retry_at);
+    if let Some(until) = after_failure.filter(|until| *until > now) {
         return Err(unavailable(
-            retry_after,
-            "the last refresh of this grant failed; waiting for the floor",
+            Duration::from_secs(until - now),
+            "the last refresh of this grant failed; waiting for the floor or Google's Retry-After",
         ));
     }
     if force_refresh {
@@ -155,6 +157,7 @@ mod tests {
                     token_gen: 1,
                 }),
                 failed_at,
+                retry_at: None,
                 released_lease: None,
             },
         }
@@ -184,6 +187,18 @@ mod tests {
                 Err(other) => format!("{other:?}"),
             };
             assert_eq!(got, expected, "{failed:?} {obtained:?} {refreshed:?} {forced}");
+        }
+        // Google's Retry-After outlasting the floor holds every caller; one already past
+        // does not.
+        for (retry_at, expected) in [(Some(NOW + 40), "503 after 40"), (Some(NOW - 1), "go")] {
+            let mut failed_long_ago = view(Some(NOW - 100), None, None);
+            failed_long_ago.cache.retry_at = retry_at;
+            let got = match floor(&failed_long_ago, false, floor_of, NOW) {
+                Ok(()) => "go".to_owned(),
+                Err(AccessError::Unavailable { retry_after, .. }) => format!("503 after {}", retry_after.as_secs()),
+                Err(other) => format!("{other:?}"),
+            };
+            assert_eq!(got, expected, "{retry_at:?}");
         }
     }
 }

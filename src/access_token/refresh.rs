@@ -195,7 +195,10 @@ impl<P: Ports> AccessTokens<P> {
                 Disposition::Transient { retry_after, reason } => {
                     let floor = self.settings.force_refresh_floor;
                     let now = self.clock.now_unix();
-                    if let Err(e) = self.store.note_failure(&request.sub, now, floor.as_secs()).await {
+                    // Google's `Retry-After` holds for every caller, not only this one.
+                    let retry_at = retry_after.map(|wait| now.saturating_add(wait.as_secs()));
+                    let keep = retry_after.unwrap_or_default().max(floor).as_secs();
+                    if let Err(e) = self.store.note_failure(&request.sub, now, retry_at, keep).await {
                         tracing::warn!(error = %e, "the failed refresh could not be noted");
                     }
                     tracing::warn!(error = %reason, "refresh failed; the caller is told to retry");

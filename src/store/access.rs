@@ -33,6 +33,8 @@ pub struct CacheEntry {
     pub token: Option<CachedToken>,
     /// When a user-facing refresh last failed for a reason that may pass (Unix seconds).
     pub failed_at: Option<u64>,
+    /// Until when (Unix seconds) Google asked, with `Retry-After`, not to be called.
+    pub retry_at: Option<u64>,
     /// The offline job's lease this item ended: the job records a routine refresh here
     /// alone, so a grant whose `lease_owner` is this one is not held.
     pub released_lease: Option<String>,
@@ -85,11 +87,13 @@ pub trait AccessStore: AccessTokenCache {
         released: Option<&str>,
     ) -> impl Future<Output = Result<RefreshLease, StoreError>> + Send;
     /// Notes that a refresh failed transiently at `now`, so the next attempt waits for the
-    /// floor; the note outlives at least `keep` seconds.
+    /// floor, and for `retry_at` (Unix seconds: the end of Google's `Retry-After`) when
+    /// Google gave one; the note outlives at least `keep` seconds.
     fn note_failure(
         &self,
         sub: &GoogleSubject,
         now: u64,
+        retry_at: Option<u64>,
         keep: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Caches `token` and, in the same write, ends `owner`'s lease on the grant: the item

@@ -317,8 +317,18 @@ async fn google_unavailable_answers_503_with_retry_after_and_loses_nothing() {
         assert!(stack.emulator.refresh_token_is_live(&user.token));
         assert!(!stack.lease_held(&user.sub).await, "the lease was let go");
     }
-    // Within the floor after a failure, the next caller is told to wait, not sent to Google.
+    // Google's Retry-After (40 s) holds for the next caller too, even past the floor.
     let refreshes = stack.emulator.stats().refreshes;
+    let no_floor = stack.access_tokens(&[("HTTP_TIMEOUT_MS", "300"), ("FORCE_REFRESH_MIN_SECS", "0")]);
+    let held = ask_for_token(&no_floor, &json!({"sub": users[0].sub})).await;
+    assert_eq!(held["status"], json!(503), "{held}");
+    assert!(held["retry_after_secs"].as_u64().is_some_and(|s| s >= 38), "{held}");
+    assert_eq!(
+        stack.emulator.stats().refreshes,
+        refreshes,
+        "no caller goes to Google before it"
+    );
+    // Within the floor after a failure, the next caller is told to wait, not sent to Google.
     let again = ask_for_token(&service, &json!({"sub": users[1].sub})).await;
     assert_eq!(again["status"], json!(503), "{again}");
     assert_eq!(stack.emulator.stats().refreshes, refreshes);

@@ -35,6 +35,7 @@ pub(super) fn cache_entry(item: &Item) -> CacheEntry {
     CacheEntry {
         token,
         failed_at: schema::number(item, state::FAILED_AT),
+        retry_at: schema::number(item, state::RETRY_AT),
         released_lease: schema::text(item, state::RELEASED_LEASE),
     }
 }
@@ -215,10 +216,17 @@ impl AccessStore for DynamoStore {
         })
     }
 
-    async fn note_failure(&self, sub: &GoogleSubject, now: u64, keep: u64) -> Result<(), StoreError> {
+    async fn note_failure(
+        &self,
+        sub: &GoogleSubject,
+        now: u64,
+        retry_at: Option<u64>,
+        keep: u64,
+    ) -> Result<(), StoreError> {
         let mut u = Update::default();
         u.set(state::FAILED_AT, n(now))
-            .set_once(state::EXPIRES_AT, n(now + keep));
+            .set_or_remove(state::RETRY_AT, retry_at.map(n))
+            .set_once(state::EXPIRES_AT, n(now.saturating_add(keep)));
         self.update_state_item(schema::access_key(sub.as_str()), &u)
             .send()
             .await

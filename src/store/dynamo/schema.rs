@@ -144,6 +144,8 @@ pub(super) mod state {
     pub const ENDED_GEN: &str = "ended_gen";
     /// The last user-facing refresh that failed transiently.
     pub const FAILED_AT: &str = "failed_at";
+    /// The end of Google's `Retry-After` for that failure: no caller goes to Google before.
+    pub const RETRY_AT: &str = "retry_at";
     /// A security event applied (`risc#<sha-256 of its jti>`), and when.
     pub const APPLIED_AT: &str = "applied_at";
     /// The last RISC verification event: its `state` and when it came.
