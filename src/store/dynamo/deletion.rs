@@ -36,8 +36,7 @@ impl DeletionStore for DynamoStore {
         };
         // The cached access token goes at once, and no refresh in flight brings it back:
         // nothing of the user's is served, or kept, again.
-        let token_gen = schema::number(&item, grant::TOKEN_GEN).unwrap_or_default();
-        self.end_cached_access_token(sub, token_gen, now).await?;
+        self.end_cached_access_token(sub, schema::token_gen(&item), now).await?;
         Ok(started)
     }
 

@@ -126,8 +126,7 @@ impl RiscStore for DynamoStore {
             .increment(grant::VERSION);
         let updated = self.update_grant_returning(sub.as_str(), &u).await?;
         if let Updated::Written(item) = &updated {
-            let token_gen = schema::number(item, grant::TOKEN_GEN).unwrap_or_default();
-            self.end_cached_access_token(sub, token_gen, now).await?;
+            self.end_cached_access_token(sub, schema::token_gen(item), now).await?;
         }
         Ok(updated.into())
     }
@@ -162,8 +161,7 @@ impl RiscStore for DynamoStore {
         if let (Updated::Written(item), AccountState::Disabled) = (&updated, account) {
             // Suspended: its cached token is not served while the account is disabled, nor
             // written again by a refresh in flight.
-            let token_gen = schema::number(item, grant::TOKEN_GEN).unwrap_or_default();
-            self.end_cached_access_token(sub, token_gen, now).await?;
+            self.end_cached_access_token(sub, schema::token_gen(item), now).await?;
         }
         if let Updated::Refused(Some(item)) = &updated
             && schema::number(item, grant::ACCOUNT_EVENT_AT).is_none_or(|at| at < said_at)

@@ -325,7 +325,7 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
             .unwrap_or_default(),
         refresh_expires_at: number(item, REFRESH_EXPIRES_AT),
         token_issued_at: number(item, TOKEN_ISSUED_AT),
-        token_gen: number(item, TOKEN_GEN).unwrap_or_default(),
+        token_gen: token_gen(item),
         created_at: number(item, CREATED_AT).unwrap_or_default(),
         updated_at: number(item, UPDATED_AT).unwrap_or_default(),
         last_refresh_at: number(item, LAST_REFRESH_AT),
@@ -341,6 +341,11 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
         lease_until: number(item, LEASE_UNTIL),
         version: number(item, VERSION).ok_or(StoreError::Corrupt(VERSION))?,
     })
+}
+
+/// A grant item's token generation; 0 on grants stored before generations were counted.
+pub(super) fn token_gen(item: &Item) -> u64 {
+    number(item, grant::TOKEN_GEN).unwrap_or_default()
 }
 
 /// The grants of a page of items. A row this code cannot read is skipped, logged by its
