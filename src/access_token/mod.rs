@@ -247,7 +247,11 @@ impl<P: Ports> AccessTokens<P> {
         if !fits {
             return None;
         }
-        match self.access_cipher.open(&cached.token, self.binding(grant)).await {
+        match self
+            .access_cipher
+            .open_described(&cached.token, self.binding(grant), &cached.details())
+            .await
+        {
             Ok(access_token) => Some(IssuedToken {
                 access_token,
                 expires_at: cached.expires_at,

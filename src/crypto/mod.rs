@@ -33,8 +33,13 @@ mod sealed;
 pub use kms::{DataKey, KeyError, KeyProvider, KmsKeyProvider, encryption_context};
 pub use sealed::{Binding, SealedToken};
 
-/// The sealed-token format this code writes.
+/// The sealed-token format this code writes for a token stored alone.
 pub const FORMAT_VERSION: u8 = 1;
+
+/// The format of a token sealed with what the store keeps beside it (a cached access
+/// token's expiry, issue time, scopes and generation): the additional authenticated data
+/// also covers those details, so a changed one makes the token not open.
+pub const DESCRIBED_FORMAT_VERSION: u8 = 2;
 
 /// What a sealed token is for: the first field of its additional authenticated data and
 /// the `purpose` of its KMS encryption context (which IAM conditions on).
@@ -242,31 +247,41 @@ impl<K: KeyProvider> TokenCipher<K, RefreshToken> {
     ) -> Result<NewRefreshToken, CryptoError> {
         let key = self.decryption_key(&beside.wrapped_key).await?;
         Ok(NewRefreshToken {
-            sealed: seal_with(&key, beside.wrapped_key.clone(), token, binding)?,
+            sealed: seal_with(&key, beside.wrapped_key.clone(), token, binding, None)?,
             digests: crate::domain::TokenDigests::of(token),
         })
     }
 }
 
+/// The format a token is sealed in: described when details are kept beside it.
+const fn format_of(details: Option<&[u8]>) -> u8 {
+    match details {
+        None => FORMAT_VERSION,
+        Some(_) => DESCRIBED_FORMAT_VERSION,
+    }
+}
+
 /// Seals `token` under `key` (whose KMS-wrapped form is `wrapped`) with a fresh random
-/// nonce.
+/// nonce; `details`, when given, are authenticated with it.
 fn seal_with<T: Sealable>(
     key: &LessSafeKey,
     wrapped: Vec<u8>,
     token: &T,
     binding: Binding<'_>,
+    details: Option<&[u8]>,
 ) -> Result<SealedToken, CryptoError> {
+    let version = format_of(details);
     let mut nonce = [0u8; NONCE_LEN];
     aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
     let mut in_out = token.expose_secret().as_bytes().to_vec();
     key.seal_in_place_append_tag(
         Nonce::assume_unique_for_key(nonce),
-        Aad::from(binding.aad(T::PURPOSE, FORMAT_VERSION)),
+        Aad::from(binding.aad(T::PURPOSE, version, details)),
         &mut in_out,
     )
     .map_err(|_| CryptoError::Random)?;
     Ok(SealedToken {
-        version: FORMAT_VERSION,
+        version,
         wrapped_key: wrapped,
         nonce,
         ciphertext: in_out,
@@ -293,13 +308,45 @@ impl<K: KeyProvider, T: Sealable> TokenCipher<K, T> {
     /// Seals a token for one grant.
     pub async fn seal(&self, token: &T, binding: Binding<'_>) -> Result<SealedToken, CryptoError> {
         let (key, wrapped) = self.encryption_key().await?;
-        seal_with(&key, wrapped, token, binding)
+        seal_with(&key, wrapped, token, binding, None)
+    }
+
+    /// Seals a token the store keeps beside `details` (their canonical bytes): opening it
+    /// with other details fails as tampering does.
+    pub async fn seal_described(
+        &self,
+        token: &T,
+        binding: Binding<'_>,
+        details: &[u8],
+    ) -> Result<SealedToken, CryptoError> {
+        let (key, wrapped) = self.encryption_key().await?;
+        seal_with(&key, wrapped, token, binding, Some(details))
     }
 
     /// Opens a sealed token; fails with [`CryptoError::Tampered`] if any byte or the
     /// binding differs from what was sealed.
     pub async fn open(&self, sealed: &SealedToken, binding: Binding<'_>) -> Result<T, CryptoError> {
-        if sealed.version != FORMAT_VERSION {
+        self.open_with(sealed, binding, None).await
+    }
+
+    /// Opens a token sealed with [`Self::seal_described`]; fails with
+    /// [`CryptoError::Tampered`] if `details` differ from those it was sealed with.
+    pub async fn open_described(
+        &self,
+        sealed: &SealedToken,
+        binding: Binding<'_>,
+        details: &[u8],
+    ) -> Result<T, CryptoError> {
+        self.open_with(sealed, binding, Some(details)).await
+    }
+
+    async fn open_with(
+        &self,
+        sealed: &SealedToken,
+        binding: Binding<'_>,
+        details: Option<&[u8]>,
+    ) -> Result<T, CryptoError> {
+        if sealed.version != format_of(details) {
             return Err(CryptoError::UnsupportedVersion(sealed.version));
         }
         let key = self.decryption_key(&sealed.wrapped_key).await?;
@@ -307,7 +354,7 @@ impl<K: KeyProvider, T: Sealable> TokenCipher<K, T> {
         let plain = key
             .open_in_place(
                 Nonce::assume_unique_for_key(sealed.nonce),
-                Aad::from(binding.aad(T::PURPOSE, sealed.version)),
+                Aad::from(binding.aad(T::PURPOSE, sealed.version, details)),
                 &mut in_out,
             )
             .map_err(|_| CryptoError::Tampered)?;
@@ -574,6 +621,49 @@ mod tests {
         assert_eq!(refresh.open(&sealed, ADA).await.err(), Some(CryptoError::Tampered));
         let sealed = refresh.seal(&token("1//ada"), ADA).await.expect("seal");
         assert_eq!(access.open(&sealed, ADA).await.err(), Some(CryptoError::Tampered));
+    }
+
+    #[tokio::test]
+    async fn a_described_token_opens_only_with_the_details_it_was_sealed_with() {
+        let access: TokenCipher<_, AccessToken> = TokenCipher::new(FakeKms::default(), KeyCacheLimits::default());
+        let token = AccessToken::new("ya29.a".into());
+        let sealed = access.seal_described(&token, ADA, b"expires 100").await.expect("seal");
+        assert_eq!(sealed.version(), DESCRIBED_FORMAT_VERSION);
+        let opened = access.open_described(&sealed, ADA, b"expires 100").await;
+        assert_eq!(opened.map(|t| t.expose_secret().to_owned()), Ok("ya29.a".to_owned()));
+        // A detail changed beside it, another grant, or no details at all: never opens.
+        assert_eq!(
+            access.open_described(&sealed, ADA, b"expires 999").await.err(),
+            Some(CryptoError::Tampered)
+        );
+        assert_eq!(
+            access.open_described(&sealed, BOB, b"expires 100").await.err(),
+            Some(CryptoError::Tampered)
+        );
+        assert_eq!(
+            access.open(&sealed, ADA).await.err(),
+            Some(CryptoError::UnsupportedVersion(DESCRIBED_FORMAT_VERSION))
+        );
+        // A token sealed alone (the old cache format) is not taken for a described one.
+        let plain = access.seal(&token, ADA).await.expect("seal");
+        assert_eq!(
+            access.open_described(&plain, ADA, b"").await.err(),
+            Some(CryptoError::UnsupportedVersion(FORMAT_VERSION))
+        );
+    }
+
+    #[test]
+    fn a_token_sealed_alone_keeps_the_additional_data_it_always_had() {
+        // Refresh tokens at rest were sealed under this encoding: it must not move.
+        let mut expected = b"offline-access/refresh-token".to_vec();
+        expected.push(1);
+        for field in ["grants", "1001", "web.apps"] {
+            expected.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            expected.extend_from_slice(field.as_bytes());
+        }
+        assert_eq!(ADA.aad(Purpose::RefreshToken, FORMAT_VERSION, None), expected);
+        let described = ADA.aad(Purpose::RefreshToken, DESCRIBED_FORMAT_VERSION, Some(b"d"));
+        assert!(described.ends_with(&[0, 0, 0, 1, b'd']));
     }
 
     #[test]

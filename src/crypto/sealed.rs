@@ -16,14 +16,19 @@ pub struct Binding<'a> {
 }
 
 impl Binding<'_> {
-    /// Length-prefixed fields, so no two different bindings share an encoding.
-    pub(super) fn aad(&self, purpose: Purpose, version: u8) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(64 + self.store.len() + self.sub.len() + self.client_id.len());
+    /// Length-prefixed fields, so no two different bindings share an encoding; a
+    /// described token's details come last, prefixed the same way.
+    pub(super) fn aad(&self, purpose: Purpose, version: u8, details: Option<&[u8]>) -> Vec<u8> {
+        let details_len = details.map_or(0, <[u8]>::len);
+        let mut aad = Vec::with_capacity(64 + self.store.len() + self.sub.len() + self.client_id.len() + details_len);
         aad.extend_from_slice(purpose.as_str().as_bytes());
         aad.push(version);
-        for field in [self.store, self.sub, self.client_id] {
+        for field in [self.store.as_bytes(), self.sub.as_bytes(), self.client_id.as_bytes()]
+            .into_iter()
+            .chain(details)
+        {
             aad.extend_from_slice(&u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes());
-            aad.extend_from_slice(field.as_bytes());
+            aad.extend_from_slice(field);
         }
         aad
     }
@@ -41,6 +46,11 @@ pub struct SealedToken {
 }
 
 impl SealedToken {
+    /// Its format version ([`super::FORMAT_VERSION`] or [`super::DESCRIBED_FORMAT_VERSION`]).
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
     /// The data key as KMS wrapped it (it names the KMS key; not a secret).
     pub fn wrapped_key(&self) -> &[u8] {
         &self.wrapped_key

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::crypto::{Binding, CryptoError, KeyProvider, NewRefreshToken, SealedToken, TokenCipher};
 use crate::domain::{AccessToken, RefreshToken, Scopes};
 use crate::google::Tokens;
-use crate::store::{CachedToken, Grant};
+use crate::store::{CachedToken, Grant, cache_details};
 use crate::upstream::RetryPolicy;
 
 pub mod decide;
@@ -73,7 +73,7 @@ pub fn token_scopes(tokens: &Tokens, grant: &Grant) -> Scopes {
 }
 
 /// The cache entry for an access token just obtained for `grant`, sealed under its own
-/// purpose.
+/// purpose with what the cache item keeps beside it.
 /// The offline job and the access-token function both cache what they obtain this way.
 pub async fn sealed_for_cache<K: KeyProvider>(
     cipher: &TokenCipher<K, AccessToken>,
@@ -82,10 +82,15 @@ pub async fn sealed_for_cache<K: KeyProvider>(
     tokens: &Tokens,
     now: u64,
 ) -> Result<CachedToken, CryptoError> {
+    let (expires_at, scopes) = (
+        now.saturating_add(tokens.expires_in.as_secs()),
+        token_scopes(tokens, grant),
+    );
+    let details = cache_details(expires_at, now, grant.token_gen, &scopes);
     Ok(CachedToken {
-        token: cipher.seal(&tokens.access_token, binding).await?,
-        expires_at: now.saturating_add(tokens.expires_in.as_secs()),
-        scopes: token_scopes(tokens, grant),
+        token: cipher.seal_described(&tokens.access_token, binding, &details).await?,
+        expires_at,
+        scopes,
         obtained_at: now,
         token_gen: grant.token_gen,
     })

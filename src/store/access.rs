@@ -27,6 +27,26 @@ pub struct CachedToken {
     pub token_gen: u64,
 }
 
+impl CachedToken {
+    /// What the store keeps beside the sealed token, in canonical bytes: sealed with it
+    /// (its additional authenticated data), so an expiry, issue time, scope set or
+    /// generation changed in the table makes the token not open.
+    pub fn details(&self) -> Vec<u8> {
+        cache_details(self.expires_at, self.obtained_at, self.token_gen, &self.scopes)
+    }
+}
+
+/// [`CachedToken::details`] before the token is sealed.
+pub fn cache_details(expires_at: u64, obtained_at: u64, token_gen: u64, scopes: &Scopes) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + 64);
+    for number in [expires_at, obtained_at, token_gen] {
+        out.extend_from_slice(&number.to_be_bytes());
+    }
+    // Sorted and space-delimited: one encoding per set (a scope holds no space).
+    out.extend_from_slice(scopes.iter().collect::<Vec<_>>().join(" ").as_bytes());
+    out
+}
+
 /// What a grant's cache item holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheEntry {

@@ -18,7 +18,7 @@ mod lease;
 mod operator;
 mod risc;
 
-pub use access::{AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, RefreshLease};
+pub use access::{AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, RefreshLease, cache_details};
 pub use deletion::{DeletionStart, DeletionStore};
 pub use dynamo::{DynamoStore, change_from_record};
 pub use job::{Checkpoint, JobStore, ScanPage, ScanRequest};

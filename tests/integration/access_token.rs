@@ -697,6 +697,31 @@ async fn a_corrupted_cache_item_is_taken_as_absent_and_replaced() {
 }
 
 #[tokio::test]
+async fn a_cache_items_details_changed_in_the_table_make_its_token_not_open() {
+    let stack = spawn_stack().await;
+    let users = stack.seed_grants(3, DRIVE, 0).await;
+    let service = stack.access_tokens(&[]);
+    let far = (jiff::Timestamp::now().as_second() + 86_400).to_string();
+    // Each is what someone who can write the table, not read a key, would change: a
+    // longer life, a wider scope set, a later issue time (past the force-refresh floor).
+    let changes: [(&str, AttributeValue); 3] = [
+        ("token_expires_at", AttributeValue::N(far.clone())),
+        ("scopes", AttributeValue::S(format!("{DRIVE} https://mail.google.com/"))),
+        ("obtained_at", AttributeValue::N(far)),
+    ];
+    for (user, (attribute, value)) in users.iter().zip(changes) {
+        let first = token_of(&ask_for_token(&service, &json!({"sub": user.sub})).await).to_owned();
+        stack
+            .set_cached_token_attributes(&user.sub, &[(attribute, Some(value))])
+            .await;
+        let before = stack.emulator.stats().refreshes;
+        let answer = ask_for_token(&service, &json!({"sub": user.sub})).await;
+        assert_ne!(token_of(&answer), first, "{attribute}: the changed item was served");
+        assert_eq!(stack.emulator.stats().refreshes, before + 1, "{attribute}");
+    }
+}
+
+#[tokio::test]
 async fn a_security_flag_landing_mid_refresh_does_not_make_the_token_look_superseded() {
     let stack = spawn_stack().await;
     let user = &stack.seed_grants(1, DRIVE, 0).await[0];

@@ -50,8 +50,13 @@ fn cached_token(item: &Item) -> Result<Option<CachedToken>, &'static str> {
         return Ok(None);
     };
     let bytes = value.as_b().map_err(|_| state::ACCESS_TOKEN)?;
+    let token = SealedToken::from_bytes(bytes.as_ref()).map_err(|_| state::ACCESS_TOKEN)?;
+    // Sealed before its details were authenticated with it: absent too.
+    if token.version() != crate::crypto::DESCRIBED_FORMAT_VERSION {
+        return Ok(None);
+    }
     Ok(Some(CachedToken {
-        token: SealedToken::from_bytes(bytes.as_ref()).map_err(|_| state::ACCESS_TOKEN)?,
+        token,
         expires_at: schema::number(item, state::TOKEN_EXPIRES_AT).ok_or(state::TOKEN_EXPIRES_AT)?,
         scopes: Scopes::from_space_delimited(&schema::text(item, state::SCOPES).unwrap_or_default()),
         obtained_at: schema::number(item, state::OBTAINED_AT).ok_or(state::OBTAINED_AT)?,
