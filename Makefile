@@ -83,8 +83,20 @@ bench: $(STAMP) ## Sign-in, offline-job, access-token, RISC and quota benchmarks
 	cargo build --release --workspace --bins
 	FUNCTION_PROFILE=release infra/local/with-moto cargo bench --bench sign_in --bench refresh --bench access_token --bench risc --bench quota
 
-fuzz: ## Fuzz the request parser (needs cargo-fuzz; see README)
-	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse_request -- -max_total_time=60
+CARGO_FUZZ := .local/cargo/bin/cargo-fuzz
+FUZZ_TARGETS ?= parse_request access_token_request set_claims stream_image token_answer client_secret
+FUZZ_SECS ?= 60
+FUZZ_RUNS ?= 10000000
+
+$(CARGO_FUZZ):
+	cargo install cargo-fuzz --version 0.13.1 --locked --root .local/cargo
+
+fuzz: $(CARGO_FUZZ) ## Fuzz each outside-input parser for FUZZ_SECS or FUZZ_RUNS, whichever ends first (FUZZ_TARGETS picks; see README)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t && \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 PATH="$(CURDIR)/.local/cargo/bin:$$PATH" cargo fuzz run $$t corpus/$$t seeds/$$t -- \
+	    -dict=dicts/$$t.dict -max_total_time=$(FUZZ_SECS) -runs=$(FUZZ_RUNS) -print_final_stats=1) || exit 1; \
+	done
 
 clean-local: ## Remove the local stack's state and logs
 	rm -rf .local

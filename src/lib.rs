@@ -24,6 +24,8 @@ pub mod crypto;
 pub mod deletion;
 pub mod domain;
 pub mod events;
+#[cfg(test)]
+mod generated;
 pub mod google;
 pub mod grant;
 pub mod http_client;

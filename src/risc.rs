@@ -305,10 +305,57 @@ impl<P: Ports> RiscReceiver<P> {
     }
 }
 
+/// A Security Event Token's claims and events, read over arbitrary bytes (the JWT's
+/// payload once its signature verified), for the fuzz target (`fuzz/`) and the
+/// generated-input test: reading never panics, what is accepted is within its bounds and
+/// names only valid users, and every refusal is a SET error (a 400 with its RFC 8935 code).
+/// Says whether the claims and events were accepted.
+#[doc(hidden)]
+pub fn check_set_invariants(data: &[u8]) -> bool {
+    const NOW: u64 = 1_800_000_000;
+    let Ok(claims) = serde_json::from_slice(data) else {
+        return false; // jsonwebtoken refuses it as unreadable claims.
+    };
+    let set = match crate::google::risc::check_claims(claims, "https://accounts.google.com/", &["web.apps"], NOW, 60) {
+        Ok(set) => set,
+        Err(e) => {
+            assert!(matches!(e, SetError::Invalid { .. }));
+            return false;
+        }
+    };
+    assert!(set.iat <= NOW + 60 && !set.jti.is_empty() && set.jti.chars().count() <= 256);
+    match parse_events(&set.events) {
+        Ok(events) => {
+            assert_eq!(events.len(), set.events.len());
+            for event in events {
+                use SecurityEvent::*;
+                match event {
+                    TokensRevoked { sub }
+                    | AccountDisabled { sub, .. }
+                    | AccountEnabled { sub }
+                    | SessionsRevoked { sub }
+                    | CredentialChangeRequired { sub } => assert!(GoogleSubject::parse(sub.as_str()).is_ok()),
+                    TokenRevoked { .. } | Verification { .. } | Ignored { .. } => {}
+                }
+            }
+            true
+        }
+        Err(e) => {
+            assert!(matches!(e, SetError::Invalid { .. }));
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_set_reader_holds_its_invariants_on_generated_input() {
+        crate::generated::check_target("set_claims", check_set_invariants);
+    }
 
     fn events(v: Value) -> Result<Vec<SecurityEvent>, SetError> {
         parse_events(v.as_object().expect("object"))

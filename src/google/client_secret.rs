@@ -164,11 +164,43 @@ impl<S: SecretSource, C: Clock> ClientSecrets for CachedClientSecret<S, C> {
     }
 }
 
+/// The client-secret reader's invariants over arbitrary bytes, for the fuzz target
+/// (`fuzz/`) and the generated-input test: it never panics, accepted credentials have a
+/// client id and a secret, and a refusal is a misconfiguration whose message quotes
+/// nothing of the secret string. Says whether the input was accepted.
+#[doc(hidden)]
+pub fn check_secret_invariants(data: &[u8]) -> bool {
+    let Ok(raw) = std::str::from_utf8(data) else {
+        return false; // Secrets Manager's SecretString is text.
+    };
+    match ClientCredentials::from_google_json(raw) {
+        Ok(credentials) => {
+            assert!(!credentials.client_id.trim().is_empty());
+            assert!(!credentials.client_secret().expose_secret().is_empty());
+            assert!(credentials.token_uri.as_deref().is_none_or(|u| !u.is_empty()));
+            true
+        }
+        Err(e) => {
+            // Our configuration, never a transient fault; one fixed message, whatever the
+            // input: nothing of it is quoted.
+            assert!(matches!(e, Upstream::Misconfigured { .. }), "{e}");
+            let fixed = ClientCredentials::from_google_json("").err().map(|f| f.to_string());
+            assert_eq!(Some(e.to_string()), fixed);
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn the_secret_reader_holds_its_invariants_on_generated_input() {
+        crate::generated::check_target("client_secret", check_secret_invariants);
+    }
 
     struct Rotating(AtomicUsize);
 

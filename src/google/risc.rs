@@ -216,7 +216,7 @@ enum Audience {
 }
 
 #[derive(Deserialize)]
-struct Claims {
+pub(crate) struct Claims {
     iss: Option<String>,
     aud: Option<Audience>,
     iat: Option<u64>,
@@ -265,34 +265,53 @@ impl<C: Clock + Clone> SetVerifier<C> {
             })?
             .claims;
 
-        let issuer = claims.iss.ok_or(invalid(InvalidIssuer, "the SET has no iss"))?;
-        if issuer.trim_end_matches('/') != discovery.issuer.trim_end_matches('/') {
-            return Err(invalid(InvalidIssuer, "the SET's iss is not Google's RISC issuer"));
-        }
-        let ours = |aud: &String| audiences.contains(&aud.as_str());
-        let audience_ok = match &claims.aud {
-            Some(Audience::One(aud)) => ours(aud),
-            Some(Audience::Many(auds)) => auds.iter().any(ours),
-            None => false,
-        };
-        if !audience_ok {
-            return Err(invalid(InvalidAudience, "the SET's aud is none of our client ids"));
-        }
-        let iat = claims.iat.ok_or(invalid(InvalidRequest, "the SET has no iat"))?;
-        if iat > self.keys.clock().now_unix().saturating_add(self.leeway) {
-            return Err(invalid(InvalidRequest, "the SET's iat is in the future"));
-        }
-        let jti = claims
-            .jti
-            .filter(|j| !j.is_empty() && j.chars().count() <= MAX_JTI_CHARS)
-            .ok_or(invalid(
-                InvalidRequest,
-                "the SET has no jti, or one over 256 characters",
-            ))?;
-        let events = claims
-            .events
-            .filter(|e| !e.is_empty())
-            .ok_or(invalid(InvalidRequest, "the SET carries no events"))?;
-        Ok(SecurityEventToken { jti, iat, events })
+        check_claims(
+            claims,
+            &discovery.issuer,
+            audiences,
+            self.keys.clock().now_unix(),
+            self.leeway,
+        )
     }
+}
+
+/// Checks a SET's claims once its signature verified: Google's `issuer`, one of our
+/// `audiences`, an `iat` not in the future (with `leeway`), a bounded `jti`, some events.
+pub(crate) fn check_claims(
+    claims: Claims,
+    issuer: &str,
+    audiences: &[&str],
+    now: u64,
+    leeway: u64,
+) -> Result<SecurityEventToken, SetError> {
+    use SetErrorCode::*;
+    let iss = claims.iss.ok_or(invalid(InvalidIssuer, "the SET has no iss"))?;
+    if iss.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        return Err(invalid(InvalidIssuer, "the SET's iss is not Google's RISC issuer"));
+    }
+    let ours = |aud: &String| audiences.contains(&aud.as_str());
+    let audience_ok = match &claims.aud {
+        Some(Audience::One(aud)) => ours(aud),
+        Some(Audience::Many(auds)) => auds.iter().any(ours),
+        None => false,
+    };
+    if !audience_ok {
+        return Err(invalid(InvalidAudience, "the SET's aud is none of our client ids"));
+    }
+    let iat = claims.iat.ok_or(invalid(InvalidRequest, "the SET has no iat"))?;
+    if iat > now.saturating_add(leeway) {
+        return Err(invalid(InvalidRequest, "the SET's iat is in the future"));
+    }
+    let jti = claims
+        .jti
+        .filter(|j| !j.is_empty() && j.chars().count() <= MAX_JTI_CHARS)
+        .ok_or(invalid(
+            InvalidRequest,
+            "the SET has no jti, or one over 256 characters",
+        ))?;
+    let events = claims
+        .events
+        .filter(|e| !e.is_empty())
+        .ok_or(invalid(InvalidRequest, "the SET carries no events"))?;
+    Ok(SecurityEventToken { jti, iat, events })
 }

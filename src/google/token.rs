@@ -219,7 +219,12 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 /// `error_subtype` codes are kept; `error_description` is free text and is not logged.
 pub fn classify_oauth_error(status: http::StatusCode, json: &serde_json::Value) -> GoogleTokenError {
     let error = json.get("error").and_then(|e| e.as_str()).unwrap_or_default();
-    let subtype = json.get("error_subtype").and_then(|e| e.as_str()).map(str::to_owned);
+    // Logged and kept on a grant's reason: only what has the shape of Google's subtypes.
+    let subtype = json
+        .get("error_subtype")
+        .and_then(|e| e.as_str())
+        .filter(|s| is_error_code(s))
+        .map(str::to_owned);
     match error {
         "invalid_grant" => GoogleTokenError::InvalidGrant { subtype },
         "redirect_uri_mismatch" => GoogleTokenError::RedirectUriMismatch,
@@ -238,10 +243,76 @@ pub fn classify_oauth_error(status: http::StatusCode, json: &serde_json::Value) 
     }
 }
 
+/// An OAuth error code's shape (RFC 6749 §5.2 allows more; Google's are short words).
+fn is_error_code(raw: &str) -> bool {
+    !raw.is_empty() && raw.len() <= 64 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The token answer's invariants over arbitrary bytes, for the fuzz target (`fuzz/`) and
+/// the generated-input test: the first byte picks the HTTP status, the rest is the body.
+/// Reading never panics; an accepted answer has a token and bounded lifetimes; a refusal
+/// carries nothing of the body but a short error code. Says whether it was read (a
+/// refusal read as Google's error is read too).
+#[doc(hidden)]
+pub fn check_answer_invariants(data: &[u8]) -> bool {
+    let (selector, body) = data.split_first().unwrap_or((&0, &[]));
+    let status = match selector % 4 {
+        0 | 1 => http::StatusCode::OK,
+        2 => http::StatusCode::BAD_REQUEST,
+        _ => http::StatusCode::UNAUTHORIZED,
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false; // Read as an unavailable service before it gets here.
+    };
+    let answer = if status.is_success() {
+        parse_tokens(json)
+    } else {
+        Err(classify_oauth_error(status, &json))
+    };
+    match answer {
+        Ok(tokens) => {
+            assert!(!tokens.access_token.expose_secret().trim().is_empty());
+            assert!(tokens.expires_in.as_secs() <= MAX_EXPIRES_IN);
+            assert!(
+                tokens
+                    .refresh_token_lifetime
+                    .is_none_or(|d| d.as_secs() <= MAX_TIME_LIMIT)
+            );
+            assert!(tokens.refresh_token.is_none_or(|t| !t.expose_secret().is_empty()));
+            true
+        }
+        Err(GoogleTokenError::InvalidGrant { subtype }) => subtype.is_none_or(|s| is_error_code(&s)),
+        Err(GoogleTokenError::RedirectUriMismatch) => true,
+        Err(GoogleTokenError::Upstream(e)) => {
+            let detail = match e {
+                Upstream::Unavailable { detail, .. } | Upstream::Misconfigured { detail, .. } => detail,
+            };
+            assert!(detail.len() <= 64 && detail.bytes().all(|b| b.is_ascii_graphic() || b == b' '));
+            true
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_answer_reader_holds_its_invariants_on_generated_input() {
+        crate::generated::check_target("token_answer", check_answer_invariants);
+    }
+
+    #[test]
+    fn a_subtype_not_shaped_like_an_error_code_is_dropped() {
+        for raw in ["", "has space", "\u{1b}[31m", &"x".repeat(65)] {
+            let err = classify_oauth_error(
+                http::StatusCode::BAD_REQUEST,
+                &json!({"error": "invalid_grant", "error_subtype": raw}),
+            );
+            assert_eq!(err, GoogleTokenError::InvalidGrant { subtype: None }, "{raw:?}");
+        }
+    }
 
     #[test]
     fn invalid_grant_keeps_its_subtype() {

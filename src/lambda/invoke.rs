@@ -201,9 +201,41 @@ pub fn answer(outcome: &Result<IssuedToken, AccessError>) -> Value {
     Value::Object(answer)
 }
 
+/// The request reader's invariants over arbitrary bytes, for the fuzz target (`fuzz/`)
+/// and the generated-input test: it never panics, an accepted request is within every
+/// bound, and a refusal is a 400 whose message is short printable text. Says whether the
+/// input was accepted.
+#[doc(hidden)]
+pub fn check_request_invariants(data: &[u8]) -> bool {
+    match parse_request(data) {
+        Ok(request) => {
+            assert!(GoogleSubject::parse(request.sub.as_str()).is_ok());
+            assert!(request.min_ttl <= MAX_MIN_TTL);
+            assert!(request.scopes.iter().count() <= MAX_SCOPES);
+            assert!(
+                request
+                    .scopes
+                    .iter()
+                    .all(|s| { !s.is_empty() && s.len() <= MAX_SCOPE_LEN && s.bytes().all(|b| b.is_ascii_graphic()) })
+            );
+            true
+        }
+        Err(e) => {
+            assert!(e.0.len() <= 256 && e.0.bytes().all(|b| b.is_ascii_graphic() || b == b' '));
+            assert_eq!(invalid_answer(&e)["status"], 400);
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_reader_holds_its_invariants_on_generated_input() {
+        crate::generated::check_target("access_token_request", check_request_invariants);
+    }
 
     fn parse(raw: &str) -> Result<AccessRequest, String> {
         parse_request(raw.as_bytes()).map_err(|e| e.0)

@@ -20,7 +20,7 @@ mod risc;
 
 pub use access::{AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, RefreshLease, cache_details};
 pub use deletion::{DeletionStart, DeletionStore};
-pub use dynamo::{DynamoStore, change_from_record};
+pub use dynamo::{DynamoStore, change_from_record, check_image_invariants};
 pub use job::{Checkpoint, JobStore, ScanPage, ScanRequest};
 pub use lease::{DriveOutcome, GrantOutcome, Holder, Lease, Recorded};
 pub use operator::{GrantPage, OperatorStore, ReencryptCheckpoint};

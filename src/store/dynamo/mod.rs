@@ -14,7 +14,7 @@ mod schema;
 mod sign_in;
 mod stream;
 
-pub use stream::change_from_record;
+pub use stream::{change_from_record, check_image_invariants};
 
 use super::{Grant, GrantStore, StoreError};
 use crate::domain::GoogleSubject;
