@@ -13,7 +13,7 @@
 //! calls, a DynamoDB client that logs its requests, a clock it moves), so what tests run
 //! cannot silently differ from what `main` runs. Building an App makes no network call.
 
-use crate::access_token::{AccessSettings, AccessTokens};
+use crate::access_token::{AccessSettings, AccessTokens, HeldOff};
 use crate::clock::SystemClock;
 use crate::config::{AccessTokenConfig, AwsTimeouts, CommonConfig, EventsConfig, JobConfig, SignInConfig};
 use crate::crypto::{KeyCacheLimits, KeyProvider, KmsKeyProvider, Sealable, TokenCipher};
@@ -248,6 +248,7 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
                 lease: config.lease,
                 budget: config.budget,
             },
+            held_off: HeldOff::default(),
         }
     }
 

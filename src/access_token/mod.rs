@@ -30,7 +30,10 @@ use crate::ports::Ports;
 use crate::store::{AccessStore, CacheEntry, Grant, RefreshLease, StoreError, random_owner};
 use crate::upstream::Upstream;
 
+mod held_off;
 mod policy;
+
+pub use held_off::HeldOff;
 mod refresh;
 
 use policy::{floor, usable};
@@ -130,6 +133,8 @@ pub struct AccessTokens<P: Ports = crate::ports::Aws> {
     pub secrets: P::Secrets,
     pub clock: P::Clock,
     pub settings: AccessSettings,
+    /// Google's `Retry-After` per grant, as this process remembers it.
+    pub held_off: HeldOff,
 }
 
 /// How long a waiting caller sleeps between reads, doubling up to the last.
@@ -176,6 +181,7 @@ impl<P: Ports> AccessTokens<P> {
                 tracing::info!(cached = true, "access token issued");
                 return Ok(token);
             }
+            view.cache.retry_at = view.cache.retry_at.max(self.held_off.until(&request.sub, now));
             floor(&view, request.force_refresh, self.settings.force_refresh_floor, now)?;
             if view.leased_until.is_none_or(|until| until < now) {
                 match self

@@ -197,6 +197,9 @@ impl<P: Ports> AccessTokens<P> {
                     let now = self.clock.now_unix();
                     // Google's `Retry-After` holds for every caller, not only this one.
                     let retry_at = retry_after.map(|wait| now.saturating_add(wait.as_secs()));
+                    if let Some(until) = retry_at {
+                        self.held_off.note(&request.sub, until, now);
+                    }
                     let keep = retry_after.unwrap_or_default().max(floor).as_secs();
                     if let Err(e) = self.store.note_failure(&request.sub, now, retry_at, keep).await {
                         tracing::warn!(error = %e, "the failed refresh could not be noted");

@@ -277,6 +277,52 @@ async fn force_refresh_is_held_to_the_per_grant_floor() {
 }
 
 #[tokio::test]
+async fn googles_retry_after_holds_in_the_process_when_the_table_could_not_note_it() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
+    // No floor: only Google's Retry-After may hold a caller back.
+    let service = stack.access_tokens(&[
+        ("FORCE_REFRESH_MIN_SECS", "0"),
+        ("AWS_ATTEMPT_TIMEOUT_MS", "300"),
+        ("AWS_CALL_TIMEOUT_MS", "400"),
+    ]);
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            status: Some(429),
+            retry_after: Some(40),
+            delay_ms: 500,
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    let sub = user.sub.clone();
+    let first = {
+        let service = &service;
+        async move { ask_for_token(service, &json!({"sub": sub})).await }
+    };
+    let hold_the_note = async {
+        // The lease is taken: the next UpdateItem is the note of Google's answer, and the
+        // store does not answer it in time.
+        while !stack.lease_held(&user.sub).await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stack.iam.delay("UpdateItem", Duration::from_secs(3), 1);
+    };
+    let (first, ()) = tokio::join!(first, hold_the_note);
+    assert_eq!(first["status"], json!(503), "{first}");
+    let item = stack.cached_token_item(&user.sub).await.unwrap_or_default();
+    assert!(!item.contains_key("retry_at"), "the note did not reach the table: {item:?}");
+
+    let refreshes = stack.emulator.stats().refreshes;
+    let held = ask_for_token(&service, &json!({"sub": user.sub})).await;
+    assert_eq!(held["status"], json!(503), "{held}");
+    assert!(held["retry_after_secs"].as_u64().is_some_and(|s| s >= 38), "{held}");
+    assert_eq!(stack.emulator.stats().refreshes, refreshes, "not sent to Google before it");
+}
+
+#[tokio::test]
 async fn google_unavailable_answers_503_with_retry_after_and_loses_nothing() {
     let stack = spawn_stack().await;
     let users = stack.seed_grants(3, DRIVE, 0).await;
