@@ -177,6 +177,7 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
                 duplicate_wait: config.duplicate_wait,
                 budget: config.budget,
                 call_timeout: common.http_timeout,
+                aws_call_timeout: config.common.aws_timeouts.call,
             },
         }
     }

@@ -116,6 +116,42 @@ impl RetryPolicy {
     }
 }
 
+/// Runs `step` until it succeeds, fails for good (`transient` says no), the policy's
+/// attempts run out, or another try — its wait and then `step_timeout` — would end after
+/// `deadline`; the last error is returned then. The one retry loop of a step that must not
+/// outlive its request or run.
+pub async fn retry_until<T, E, Fut>(
+    policy: &RetryPolicy,
+    deadline: tokio::time::Instant,
+    step_timeout: Duration,
+    mut step: impl FnMut() -> Fut,
+    transient: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        let error = match step().await {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        };
+        let wait = policy.delay(attempt, None);
+        let tried = attempt.saturating_add(1);
+        if !transient(&error) || tried >= policy.max_attempts {
+            return Err(error);
+        }
+        if tokio::time::Instant::now() + wait + step_timeout > deadline {
+            tracing::warn!(error = %error, attempts = tried, "a step failed transiently and its time is up");
+            return Err(error);
+        }
+        tracing::warn!(error = %error, attempt, wait_ms = wait.as_millis(), "a step failed transiently; trying again");
+        tokio::time::sleep(wait).await;
+        attempt = tried;
+    }
+}
+
 /// A uniform random number in `[0, 1)` from the system's CSPRNG (aws-lc, already linked).
 fn random_unit() -> f64 {
     let mut bytes = [0u8; 8];

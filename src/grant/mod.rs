@@ -15,7 +15,7 @@ use crate::crypto::{Binding, CryptoError, KeyProvider, NewRefreshToken, SealedTo
 use crate::domain::{AccessToken, RefreshToken, Scopes};
 use crate::google::Tokens;
 use crate::store::{CachedToken, Grant, cache_details};
-use crate::upstream::RetryPolicy;
+use crate::upstream::{RetryPolicy, retry_until};
 
 pub mod decide;
 
@@ -46,20 +46,15 @@ pub async fn seal_rotated<K: KeyProvider>(
     binding: Binding<'_>,
     deadline: Instant,
 ) -> Result<NewRefreshToken, CryptoError> {
-    let mut attempt = 0;
-    loop {
-        let error = match cipher.seal_beside(rotated, current, binding).await {
-            Ok(sealed) => return Ok(sealed),
-            Err(e) => e,
-        };
-        let wait = SEAL_RETRY.delay(attempt, None);
-        if Instant::now() + wait >= deadline {
-            return Err(error);
-        }
-        tracing::warn!(error = %error, attempt, "a rotated refresh token could not be sealed yet; trying again");
-        tokio::time::sleep(wait).await;
-        attempt = attempt.saturating_add(1);
-    }
+    // Sealing beside `current` makes no call that could hang: no step timeout.
+    retry_until(
+        &SEAL_RETRY,
+        deadline,
+        std::time::Duration::ZERO,
+        || cipher.seal_beside(rotated, current, binding),
+        |_| true,
+    )
+    .await
 }
 
 /// What a refresh answer's access token may be used for: Google's `scope`, else the

@@ -22,7 +22,7 @@ use crate::domain::{AuthCode, Email, GoogleSubject, Platform, Scopes};
 use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken};
 use crate::ports::Ports;
 use crate::store::{Claim, ClaimKey, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
-use crate::upstream::Upstream;
+use crate::upstream::{RetryPolicy, Upstream, retry_until};
 
 /// What the app asked.
 #[derive(Debug)]
@@ -109,8 +109,10 @@ pub struct SignInSettings {
     /// How long one sign-in may take in all (below the function's timeout): steps after
     /// the exchange are tried again only within it.
     pub budget: Duration,
-    /// How long one call may take (`HTTP_TIMEOUT_MS`).
+    /// How long one call to Google may take (`HTTP_TIMEOUT_MS`).
     pub call_timeout: Duration,
+    /// How long one AWS call may take, its SDK retries included (`AWS_CALL_TIMEOUT_MS`).
+    pub aws_call_timeout: Duration,
 }
 
 /// The sign-in use case over its ports.
@@ -130,39 +132,14 @@ pub fn code_digest(code: &AuthCode) -> String {
     hex::encode(digest(&SHA256, code.expose_secret().as_bytes()))
 }
 
-/// Waits between tries of a step after a successful exchange (the code is spent then, so
-/// a transient failure is tried again here rather than handed back to the phone).
-const AFTER_EXCHANGE_WAITS: [Duration; 3] = [
-    Duration::from_millis(100),
-    Duration::from_millis(300),
-    Duration::from_millis(900),
-];
-
-/// Runs `step` until it succeeds, fails for good, [`AFTER_EXCHANGE_WAITS`] run out, or
-/// another try (a wait and `step_timeout`) would end after `deadline`.
-async fn spent_code_step<T, E, Fut>(
-    deadline: tokio::time::Instant,
-    step_timeout: Duration,
-    mut step: impl FnMut() -> Fut,
-    transient: impl Fn(&E) -> bool,
-) -> Result<T, E>
-where
-    Fut: Future<Output = Result<T, E>>,
-{
-    for wait in AFTER_EXCHANGE_WAITS {
-        match step().await {
-            Err(e) if transient(&e) && tokio::time::Instant::now() + wait + step_timeout < deadline => {
-                tracing::warn!(
-                    wait_ms = wait.as_millis(),
-                    "a step after the exchange failed transiently; trying again"
-                );
-                tokio::time::sleep(wait).await;
-            }
-            done => return done,
-        }
-    }
-    step().await
-}
+/// Tries of a step after a successful exchange: the code is spent then, so a transient
+/// failure is tried again here, until the budget less one call, rather than handed back
+/// to the phone. Capped exponential backoff with full jitter.
+const AFTER_EXCHANGE: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    base: Duration::from_millis(100),
+    cap: Duration::from_secs(2),
+};
 
 fn unavailable(u: &Upstream) -> bool {
     matches!(u, Upstream::Unavailable { .. })
@@ -250,7 +227,7 @@ impl<P: Ports> SignIn<P> {
         deadline: tokio::time::Instant,
         sent: &mut bool,
     ) -> Result<SignedIn, SignInError> {
-        let call = self.settings.call_timeout;
+        let (call, aws_call) = (self.settings.call_timeout, self.settings.aws_call_timeout);
         let credentials = self.secrets.current().await?;
         let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
         *sent = true;
@@ -272,7 +249,8 @@ impl<P: Ports> SignIn<P> {
             .id_token
             .as_ref()
             .ok_or(SignInError::InvalidIdToken(Some(IdTokenError::Missing)))?;
-        let identity = spent_code_step(
+        let identity = retry_until(
+            &AFTER_EXCHANGE,
             deadline,
             call,
             || self.verifier.verify(id_token.expose_secret(), &credentials.client_id),
@@ -292,9 +270,10 @@ impl<P: Ports> SignIn<P> {
                     sub: identity.sub.as_str(),
                     client_id: &credentials.client_id,
                 };
-                let sealed = spent_code_step(
+                let sealed = retry_until(
+                    &AFTER_EXCHANGE,
                     deadline,
-                    call,
+                    aws_call,
                     || self.cipher.seal_new(token, binding),
                     |e| matches!(e, CryptoError::Upstream(u) if unavailable(u)),
                 );
@@ -317,9 +296,10 @@ impl<P: Ports> SignIn<P> {
             refresh_token: sealed,
             refresh_expires_at,
         };
-        let stored = spent_code_step(
+        let stored = retry_until(
+            &AFTER_EXCHANGE,
             deadline,
-            call,
+            aws_call,
             || {
                 let now = self.clock.now_unix();
                 rule::store_grant(&self.store, key, &grant, now, self.settings.idempotency_window)

@@ -313,13 +313,20 @@ async fn googles_retry_after_holds_in_the_process_when_the_table_could_not_note_
     let (first, ()) = tokio::join!(first, hold_the_note);
     assert_eq!(first["status"], json!(503), "{first}");
     let item = stack.cached_token_item(&user.sub).await.unwrap_or_default();
-    assert!(!item.contains_key("retry_at"), "the note did not reach the table: {item:?}");
+    assert!(
+        !item.contains_key("retry_at"),
+        "the note did not reach the table: {item:?}"
+    );
 
     let refreshes = stack.emulator.stats().refreshes;
     let held = ask_for_token(&service, &json!({"sub": user.sub})).await;
     assert_eq!(held["status"], json!(503), "{held}");
     assert!(held["retry_after_secs"].as_u64().is_some_and(|s| s >= 38), "{held}");
-    assert_eq!(stack.emulator.stats().refreshes, refreshes, "not sent to Google before it");
+    assert_eq!(
+        stack.emulator.stats().refreshes,
+        refreshes,
+        "not sent to Google before it"
+    );
 }
 
 #[tokio::test]

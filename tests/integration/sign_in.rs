@@ -393,28 +393,32 @@ async fn a_jwks_outage_while_googles_keys_rotate_does_not_spend_the_code() {
             .status,
         200
     );
-    // Google rotates its keys, and the first fetch of the new set fails.
-    stack.emulator.rotate_keys(true).expect("rotate");
-    stack.emulator.inject_fault(
-        google_emulator::Endpoint::Certs,
-        google_emulator::Fault {
-            status: Some(503),
-            count: Some(1),
-            ..google_emulator::Fault::default()
-        },
-    );
-    let minted = stack.mint(CodeSpec::default());
+    // Google rotates its keys, and the first fetches of the new set fail: one, then two
+    // and three in a row (a refetch is allowed once a second, so these outlast the fixed
+    // 100/300/900 ms tries this once had).
+    for failures in [1, 2, 3] {
+        stack.emulator.rotate_keys(true).expect("rotate");
+        stack.emulator.inject_fault(
+            google_emulator::Endpoint::Certs,
+            google_emulator::Fault {
+                status: Some(503),
+                count: Some(failures),
+                ..google_emulator::Fault::default()
+            },
+        );
+        let minted = stack.mint(CodeSpec::default());
 
-    let answer = stack.invoke(&android_form_event(&minted.code)).await;
+        let answer = stack.invoke(&android_form_event(&minted.code)).await;
 
-    assert_eq!(
-        answer.status, 200,
-        "the code was spent: the sign-in finishes in the request"
-    );
-    assert_eq!(
-        stack.stored_refresh_token(&minted.sub).await,
-        stack.emulator.refresh_token_of(&minted.sub)
-    );
+        assert_eq!(
+            answer.status, 200,
+            "{failures} failed fetches: the code was spent, the sign-in finishes in the request"
+        );
+        assert_eq!(
+            stack.stored_refresh_token(&minted.sub).await,
+            stack.emulator.refresh_token_of(&minted.sub)
+        );
+    }
 }
 
 #[tokio::test]
@@ -533,4 +537,40 @@ async fn a_dynamodb_call_that_hangs_is_given_up_within_the_budget_and_the_code_i
         stack.stored_refresh_token(&minted.sub).await,
         stack.emulator.refresh_token_of(&minted.sub)
     );
+}
+
+#[tokio::test]
+async fn a_store_down_for_seconds_after_the_exchange_is_waited_out_within_the_budget() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    let mut env = stack.env.clone();
+    env.insert("SIGN_IN_BUDGET_MS".into(), "12000".into());
+    env.insert("AWS_ATTEMPT_TIMEOUT_MS".into(), "250".into());
+    env.insert("AWS_CALL_TIMEOUT_MS".into(), "500".into());
+    let config = offline_access::config::SignInConfig::from_env(&env).expect("config");
+    let service = test_support::build_app(
+        &config,
+        &stack.aws_as(test_support::Role::SignIn),
+        stack.secret_clock.clone(),
+    )
+    .sign_in(&config);
+
+    // After Google's answer, the grant's write hangs for 12 attempts (six calls of two
+    // attempts, with the waits about six seconds of the twelve; the fixed 100/300/900 ms
+    // gave up after four): it is tried again with backoff, and the first consent is kept.
+    stack.iam.delay("TransactWriteItems", Duration::from_secs(30), 12);
+    let minted = stack.mint(CodeSpec::default());
+    let answer = test_support::invoke_service(&service, &android_form_event(&minted.code)).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(
+        stack.iam.held("TransactWriteItems"),
+        12,
+        "every hanging attempt was made"
+    );
+    assert_eq!(
+        stack.stored_refresh_token(&minted.sub).await,
+        stack.emulator.refresh_token_of(&minted.sub)
+    );
+    let replayed = test_support::invoke_service(&service, &android_form_event(&minted.code)).await;
+    assert_eq!(replayed.status, 200, "{}", replayed.json);
 }
