@@ -320,9 +320,15 @@ impl Operator {
                 }
                 let cached = self.store.cached_access_token(&grant.sub).await?;
                 if let Some(cached) = cached.filter(|c| c.expires_at > now) {
-                    match open_access.open(&cached.token, self.binding(grant)).await {
+                    let details = cached.details();
+                    match open_access
+                        .open_described(&cached.token, self.binding(grant), &details)
+                        .await
+                    {
                         Ok(token) => {
-                            let new = seal_access.seal(&token, self.binding(grant)).await?;
+                            let new = seal_access
+                                .seal_described(&token, self.binding(grant), &details)
+                                .await?;
                             if self.store.rewrap_access_token(&grant.sub, &cached.token, &new).await? {
                                 progress.access_tokens += 1;
                             } else {

@@ -359,7 +359,10 @@ async fn reencrypt_under_a_second_key_leaves_every_token_opening_to_the_same_pla
                 wrapping_key(&stack, cached.token.wrapped_key(), "offline-access/access-token").await,
                 new_key
             );
-            let opened = access_cipher.open(&cached.token, binding).await.expect("opens");
+            let opened = access_cipher
+                .open_described(&cached.token, binding, &cached.details())
+                .await
+                .expect("opens");
             assert_eq!(Some(opened.expose_secret()), access.get(&user.sub).map(String::as_str));
         }
     }
