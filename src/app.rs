@@ -19,7 +19,7 @@ use crate::config::{AccessTokenConfig, AwsTimeouts, CommonConfig, EventsConfig, 
 use crate::crypto::{KeyCacheLimits, KeyProvider, KmsKeyProvider, Sealable, TokenCipher};
 use crate::deletion::{DeleteGrant, DeletionSettings};
 use crate::domain::{AccessToken, RefreshToken};
-use crate::events::EventBridgePublisher;
+use crate::events::{BatchSettings, EventBridgePublisher, FailureQueue};
 use crate::google::risc::SetVerifier;
 use crate::google::{
     CachedClientSecret, ClientSecrets, GoogleIdTokenVerifier, HttpDrive, HttpJwksFetcher, HttpTokenEndpoint,
@@ -375,4 +375,20 @@ pub fn event_publisher(config: &EventsConfig, aws: &aws_config::SdkConfig) -> Ev
         aws_sdk_eventbridge::Client::new(&with_timeouts(aws, config.aws_timeouts)),
         config.event_bus_name.clone(),
     )
+}
+
+/// The stack's `EventsFailures` queue, where the `events` function keeps what it gives up.
+pub fn event_keeper(config: &EventsConfig, aws: &aws_config::SdkConfig) -> FailureQueue {
+    FailureQueue::new(
+        aws_sdk_sqs::Client::new(&with_timeouts(aws, config.aws_timeouts)),
+        config.failure_queue_url.clone(),
+    )
+}
+
+/// How the `events` function publishes a batch.
+pub fn batch_settings(config: &EventsConfig) -> BatchSettings {
+    BatchSettings {
+        failing_after: config.refresh_failing_after,
+        give_up_after: config.give_up_after,
+    }
 }

@@ -8,6 +8,7 @@
     reason = "a CLI: its output is the point"
 )]
 
+mod events;
 mod grants;
 mod job;
 mod progress;
@@ -30,7 +31,7 @@ use offline_access::operator::{Operator, OperatorError};
 #[command(
     name = "offline-access",
     version,
-    about = "Operate an offline-access stack: its grants, statistics, re-encryption, Google's RISC stream and the offline job",
+    about = "Operate an offline-access stack: its grants, statistics, re-encryption, Google's RISC stream, the offline job and the events' failure queue",
     after_help = "The stack comes from --stack (a deployed stack's CloudFormation outputs), --env-file \
                   (KEY=value lines: `make dev` writes .local/env), or the variables the functions read \
                   (GRANTS_TABLE, STATE_TABLE, CLIENT_SECRET_ID, TOKEN_KEY_ID, TOKEN_BINDING)."
@@ -80,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         command: job::Job,
     },
+    /// The events function's failure queue
+    Events {
+        #[command(subcommand)]
+        command: events::Events,
+    },
 }
 
 /// The variables: the process's; the env file's where the process sets none (the
@@ -124,6 +130,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return risc::run(&env, service_account.as_deref(), command, cli.json).await;
     }
     let aws = stack::aws_config(&env).await;
+    if let Command::Events { command } = cli.command {
+        return events::run(&env, &aws, command, cli.json).await;
+    }
     let config = SignInConfig::from_env(&env).context("the stack's variables")?;
     let operator = Operator::new(&config, &aws)?;
     let json = cli.json;
@@ -132,7 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats => stats::run(&operator, json).await,
         Command::Reencrypt { to_key, restart } => reencrypt::run(&operator, to_key.as_deref(), restart, json).await,
         Command::Job { command } => job::run(&operator, &env, command, json).await,
-        Command::Risc { .. } => unreachable!("handled above"),
+        Command::Risc { .. } | Command::Events { .. } => unreachable!("handled above"),
     }
 }
 

@@ -274,6 +274,10 @@ impl JobConfig {
 pub struct EventsConfig {
     /// `EVENT_BUS_NAME`.
     pub event_bus_name: String,
+    /// `EVENTS_FAILURE_QUEUE_URL`.
+    pub failure_queue_url: String,
+    /// `EVENTS_GIVE_UP_SECS`.
+    pub give_up_after: Duration,
     /// `REFRESH_FAILING_AFTER`.
     pub refresh_failing_after: u32,
     /// `AWS_ATTEMPT_TIMEOUT_MS`, `AWS_CALL_TIMEOUT_MS`.
@@ -284,6 +288,8 @@ impl EventsConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         Ok(Self {
             event_bus_name: EVENT_BUS_NAME.read(env)?,
+            failure_queue_url: EVENTS_FAILURE_QUEUE_URL.read(env)?,
+            give_up_after: EVENTS_GIVE_UP_SECS.read(env)?,
             refresh_failing_after: REFRESH_FAILING_AFTER.read(env)?,
             aws_timeouts: AwsTimeouts::from_env(env)?,
         })
@@ -293,12 +299,13 @@ impl EventsConfig {
 /// A deployed stack's outputs (`template.yaml`) as the variables the functions read, for
 /// the operator CLI's `--stack`: output name → variable. `TOKEN_BINDING` is the template's
 /// `<stack name>/grants`.
-pub const STACK_OUTPUTS: [(&str, &str); 5] = [
+pub const STACK_OUTPUTS: [(&str, &str); 6] = [
     ("GrantsTableName", GRANTS_TABLE.name),
     ("StateTableName", STATE_TABLE.name),
     ("ClientSecretArn", CLIENT_SECRET_ID.name),
     ("TokenKeyArn", TOKEN_KEY_ID.name),
     ("EventBusName", EVENT_BUS_NAME.name),
+    ("EventsFailuresQueueUrl", EVENTS_FAILURE_QUEUE_URL.name),
 ];
 
 #[cfg(test)]
@@ -343,14 +350,15 @@ mod tests {
         assert!(err.is_some_and(|e| e.contains("GOOGLE_CERTS_URI")));
     }
 
+    const EVENTS_BASE: [(&str, &str); 2] = [("EVENT_BUS_NAME", "bus"), ("EVENTS_FAILURE_QUEUE_URL", "http://q")];
+
     /// Records every variable a config asks for.
     struct Recording(std::cell::RefCell<Vec<String>>);
 
     impl Env for Recording {
         fn get(&self, name: &str) -> Option<String> {
             self.0.borrow_mut().push(name.to_owned());
-            BASE.get(name)
-                .or_else(|| (name == "EVENT_BUS_NAME").then(|| "bus".to_owned()))
+            BASE.get(name).or_else(|| EVENTS_BASE.get(name))
         }
     }
 
@@ -440,7 +448,8 @@ mod tests {
             ("REFRESH_FAILING_AFTER", "0", "from 1"),
             ("SCAN_PAGE_SIZE", "x", "not a whole number"),
         ] {
-            let env = [a, b, c, d, ("EVENT_BUS_NAME", "bus"), (name, value)];
+            let [e, f] = EVENTS_BASE;
+            let env = [a, b, c, d, e, f, (name, value)];
             let errors = [
                 JobConfig::from_env(&env).err(),
                 SignInConfig::from_env(&env).err(),

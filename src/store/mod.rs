@@ -362,8 +362,20 @@ pub trait SignInStore: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct Change {
     pub sequence_number: String,
+    /// When DynamoDB committed it (Unix seconds), as the stream says.
+    pub created_at: Option<u64>,
     pub old: Option<Grant>,
     pub new: Option<Grant>,
+}
+
+/// A stream record whose images this code cannot read as grants: named by its position
+/// and key, never by what the images hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub sequence_number: String,
+    pub created_at: Option<u64>,
+    /// The grant's key, when the record's keys name one.
+    pub sub: Option<String>,
 }
 
 /// Whether a refresh answer's time limit (`refresh_expires_at` it implies, if any) is the

@@ -284,15 +284,17 @@ async fn googles_retry_after_holds_in_the_process_when_the_table_could_not_note_
     // No floor: only Google's Retry-After may hold a caller back.
     let service = stack.access_tokens(&[
         ("FORCE_REFRESH_MIN_SECS", "0"),
-        ("AWS_ATTEMPT_TIMEOUT_MS", "300"),
-        ("AWS_CALL_TIMEOUT_MS", "400"),
+        // One attempt per call: a held one is not retried inside the call.
+        ("AWS_ATTEMPT_TIMEOUT_MS", "1500"),
+        ("AWS_CALL_TIMEOUT_MS", "1500"),
+        ("HTTP_TIMEOUT_MS", "5000"),
     ]);
     stack.emulator.inject_fault(
         Endpoint::Token,
         Fault {
             status: Some(429),
             retry_after: Some(40),
-            delay_ms: 500,
+            delay_ms: 2_500,
             count: Some(1),
             ..Fault::default()
         },
@@ -308,7 +310,7 @@ async fn googles_retry_after_holds_in_the_process_when_the_table_could_not_note_
         while !stack.lease_held(&user.sub).await {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        stack.iam.delay("UpdateItem", Duration::from_secs(3), 1);
+        stack.iam.delay("UpdateItem", Duration::from_secs(5), 1);
     };
     let (first, ()) = tokio::join!(first, hold_the_note);
     assert_eq!(first["status"], json!(503), "{first}");

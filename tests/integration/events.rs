@@ -16,7 +16,7 @@ use google_emulator::{CodeSpec, Consent, Endpoint, Fault, SecurityEventSpec};
 use local_stack::stream::{StreamReader, lambda_event};
 use offline_access::clock::{Clock, SystemClock};
 use offline_access::config::EventsConfig;
-use offline_access::events::{EventBridgePublisher, EventPublisher, GrantEvent};
+use offline_access::events::{BatchSettings, EventBridgePublisher, EventPublisher, FailureQueue, Rendered};
 use offline_access::upstream::Upstream;
 use serde_json::{Value, json};
 use test_support::{Stack, android_form_event, delete_event, no_deadline, risc_event, spawn_stack};
@@ -108,11 +108,11 @@ impl Consumer {
 
 /// Feeds what the stream holds now to the events handler, as Lambda would, and answers
 /// the sequence number it asks to have delivered again.
-async fn pump<P: EventPublisher>(reader: &mut StreamReader, publisher: &P) -> (usize, Option<String>) {
+async fn pump(reader: &mut StreamReader, events: &EventsFunction) -> (usize, Option<String>) {
     let records = reader.drain().await.expect("stream");
     let event: aws_lambda_events::event::dynamodb::Event =
         serde_json::from_value(lambda_event(&records)).expect("Lambda's DynamoDB event");
-    let answer = offline_access::lambda::stream::handle(&event, publisher, 3).await;
+    let answer = events.handle(&event, &events.publisher).await;
     let retry = answer
         .batch_item_failures
         .first()
@@ -120,11 +120,37 @@ async fn pump<P: EventPublisher>(reader: &mut StreamReader, publisher: &P) -> (u
     (records.len(), retry)
 }
 
-fn publisher(stack: &Stack) -> EventBridgePublisher {
-    let mut env = stack.env.clone();
-    env.insert("REFRESH_FAILING_AFTER".into(), "3".into());
-    let config = EventsConfig::from_env(&env).expect("events config");
-    offline_access::app::event_publisher(&config, &stack.aws_as(test_support::Role::Events))
+/// The `events` function's parts, as its `main` builds them, under its role.
+struct EventsFunction {
+    publisher: EventBridgePublisher,
+    keeper: FailureQueue,
+    settings: BatchSettings,
+}
+
+impl EventsFunction {
+    fn new(stack: &Stack, extra: &[(&str, &str)]) -> Self {
+        let mut env = stack.env.clone();
+        env.insert("REFRESH_FAILING_AFTER".into(), "3".into());
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let config = EventsConfig::from_env(&env).expect("events config");
+        let aws = stack.aws_as(test_support::Role::Events);
+        Self {
+            publisher: offline_access::app::event_publisher(&config, &aws),
+            keeper: offline_access::app::event_keeper(&config, &aws),
+            settings: offline_access::app::batch_settings(&config),
+        }
+    }
+
+    /// One invocation, publishing through `publisher` (the function's own, or one that
+    /// fails on purpose).
+    async fn handle<P: EventPublisher>(
+        &self,
+        event: &aws_lambda_events::event::dynamodb::Event,
+        publisher: &P,
+    ) -> aws_lambda_events::event::streams::DynamoDbEventResponse {
+        let now = SystemClock.now_unix();
+        offline_access::lambda::stream::handle(event, publisher, &self.keeper, self.settings, now).await
+    }
 }
 
 /// The detail-types each user got, in version order.
@@ -154,7 +180,7 @@ async fn each_change_of_a_grants_state_yields_exactly_its_event_and_a_routine_re
     let mut reader = StreamReader::open(&stack.aws, &stack.config.common.grants_table)
         .await
         .expect("stream");
-    let publisher = publisher(&stack);
+    let publisher = EventsFunction::new(&stack, &[]);
     let routes = stack.routes();
     let deliver = async |spec: SecurityEventSpec| {
         let (set, _) = stack.emulator.security_event(&spec).expect("SET");
@@ -314,15 +340,15 @@ struct RefusesOnce<'a> {
 }
 
 impl EventPublisher for RefusesOnce<'_> {
-    async fn publish(&self, events: &[GrantEvent]) -> Result<Vec<bool>, Upstream> {
+    async fn publish(&self, events: &[Rendered]) -> Result<Vec<bool>, Upstream> {
         let refuse_now = {
             let mut refused = self.refused.lock().expect("lock");
-            let now = !*refused && events.iter().any(|e| e.sub == self.refuse);
+            let now = !*refused && events.iter().any(|e| e.sub() == self.refuse);
             *refused |= now;
             now
         };
-        let refused = |e: &GrantEvent| refuse_now && e.sub == self.refuse;
-        let keep: Vec<GrantEvent> = events.iter().filter(|e| !refused(e)).cloned().collect();
+        let refused = |e: &Rendered| refuse_now && e.sub() == self.refuse;
+        let keep: Vec<Rendered> = events.iter().filter(|e| !refused(e)).cloned().collect();
         let taken = self.inner.publish(&keep).await?;
         let mut answer = Vec::with_capacity(events.len());
         let mut taken = taken.into_iter();
@@ -340,7 +366,7 @@ async fn an_event_not_taken_is_delivered_again_from_its_record_and_every_event_a
     let mut reader = StreamReader::open(&stack.aws, &stack.config.common.grants_table)
         .await
         .expect("stream");
-    let publisher = publisher(&stack);
+    let publisher = EventsFunction::new(&stack, &[]);
     let mut subs = Vec::new();
     for _ in 0..3 {
         let code = stack.mint(CodeSpec::default());
@@ -349,13 +375,13 @@ async fn an_event_not_taken_is_delivered_again_from_its_record_and_every_event_a
     }
     let records = reader.drain().await.expect("stream");
     let flaky = RefusesOnce {
-        inner: &publisher,
+        inner: &publisher.publisher,
         refuse: subs[1].clone(),
         refused: Mutex::new(false),
     };
     let event: aws_lambda_events::event::dynamodb::Event =
         serde_json::from_value(lambda_event(&records)).expect("event");
-    let answer = offline_access::lambda::stream::handle(&event, &flaky, 3).await;
+    let answer = publisher.handle(&event, &flaky).await;
     let failed: Vec<Option<String>> = answer
         .batch_item_failures
         .iter()
@@ -375,7 +401,7 @@ async fn an_event_not_taken_is_delivered_again_from_its_record_and_every_event_a
         .expect("position");
     let again: aws_lambda_events::event::dynamodb::Event =
         serde_json::from_value(lambda_event(&records[from..])).expect("event");
-    let answer = offline_access::lambda::stream::handle(&again, &flaky, 3).await;
+    let answer = publisher.handle(&again, &flaky).await;
     assert!(answer.batch_item_failures.is_empty());
     let users = by_user(&consumer.take().await);
     // Each user's GrantCreated arrived; the third's at most twice (it went out in the
@@ -384,4 +410,144 @@ async fn an_event_not_taken_is_delivered_again_from_its_record_and_every_event_a
     assert_eq!(users[&subs[0]], ["GrantCreated"]);
     assert_eq!(users[&subs[1]], ["GrantCreated"]);
     assert!(users[&subs[2]].iter().all(|t| t == "GrantCreated") && !users[&subs[2]].is_empty());
+}
+
+/// EventBridge refusing every entry, as in an outage.
+struct Outage;
+
+impl EventPublisher for Outage {
+    async fn publish(&self, events: &[Rendered]) -> Result<Vec<bool>, Upstream> {
+        Ok(vec![false; events.len()])
+    }
+}
+
+/// Runs `offline-access events replay --json` (the CLI binary) against the stack.
+async fn replay(stack: &Stack, extra: &[&str]) -> Value {
+    let out = tokio::process::Command::new(test_support::runtime_api::binary("offline-access"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&stack.env)
+        .env("AWS_ENDPOINT_URL", test_support::aws_endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .args(["events", "replay", "--json"])
+        .args(extra)
+        .output()
+        .await
+        .expect("the CLI runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[tokio::test]
+async fn an_unreadable_record_is_noted_in_the_failure_queue_and_never_blocks_the_records_behind_it() {
+    let stack = spawn_stack().await;
+    let consumer = Consumer::attach(&stack).await;
+    let mut reader = StreamReader::open(&stack.aws, &stack.config.common.grants_table)
+        .await
+        .expect("stream");
+    let function = EventsFunction::new(&stack, &[]);
+    let mut subs = Vec::new();
+    for _ in 0..2 {
+        let code = stack.mint(CodeSpec::default());
+        assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+        subs.push(code.sub);
+    }
+    // A write this code cannot read (a status it does not know), then one more sign-in.
+    stack
+        .set_grant_attributes(&subs[0], &[("status", Some(AttributeValue::S("bogus".into())))])
+        .await;
+    let code = stack.mint(CodeSpec::default());
+    assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    subs.push(code.sub);
+
+    let (records, retry) = pump(&mut reader, &function).await;
+    assert_eq!((records, retry), (4, None), "nothing is delivered again");
+    let users = by_user(&consumer.take().await);
+    assert_eq!(
+        users.len(),
+        3,
+        "the sign-in behind the unreadable record went: {users:?}"
+    );
+    assert!(subs.iter().all(|s| users[s] == ["GrantCreated"]));
+
+    // The note names the record and its key, nothing of its images; replay publishes
+    // nothing for it, and keeps it until told to drop it.
+    let replayed = replay(&stack, &[]).await;
+    assert_eq!(replayed["events"], json!(0));
+    let notes = replayed["unreadable"].as_array().expect("notes").clone();
+    assert_eq!(notes.len(), 1, "{replayed}");
+    assert_eq!(notes[0]["sub"], json!(subs[0]));
+    assert!(notes[0]["sequence_number"].as_str().is_some_and(|s| !s.is_empty()));
+    let dropped = replay(&stack, &["--drop-notes"]).await;
+    assert_eq!(dropped["unreadable"].as_array().map(Vec::len), Some(1));
+    assert_eq!(replay(&stack, &[]).await["unreadable"], json!([]), "dropped");
+}
+
+#[tokio::test]
+async fn events_not_published_in_time_are_kept_as_events_and_events_replay_publishes_them_in_order() {
+    let stack = spawn_stack().await;
+    let consumer = Consumer::attach(&stack).await;
+    let mut reader = StreamReader::open(&stack.aws, &stack.config.common.grants_table)
+        .await
+        .expect("stream");
+    // Given up at once, so the test need not wait hours for a record to age.
+    let function = EventsFunction::new(&stack, &[("EVENTS_GIVE_UP_SECS", "0")]);
+    let routes = stack.routes();
+    let (ada, bob) = (stack.mint(CodeSpec::default()), stack.mint(CodeSpec::default()));
+    for user in [&ada, &bob] {
+        assert_eq!(stack.invoke(&android_form_event(&user.code)).await.status, 200);
+    }
+    let settings = stack.emulator_settings();
+    let now = SystemClock.now_unix();
+    let id_token = stack
+        .emulator
+        .sign_id_token(
+            &json!({"iss": "https://accounts.google.com", "aud": settings.client_id, "sub": ada.sub,
+                    "email": ada.email, "email_verified": true, "iat": now, "exp": now + 3_600}),
+            google_emulator::Forgery::None,
+        )
+        .expect("ID token");
+    let deleted = stack.invoke_api(&routes, &delete_event(Some(&id_token), &[])).await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.json);
+
+    // EventBridge is down: the stream moves on, and nothing is lost.
+    let records = reader.drain().await.expect("stream");
+    let event: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(lambda_event(&records)).expect("event");
+    let answer = function.handle(&event, &Outage).await;
+    assert!(answer.batch_item_failures.is_empty(), "given up, not retried");
+    assert!(consumer.take().await.is_empty());
+
+    // The operator replays once EventBridge is back: every event, each user's in order.
+    let replayed = replay(&stack, &[]).await;
+    assert_eq!(
+        (replayed["events"].as_u64(), replayed["left"].as_u64()),
+        (Some(3), Some(0)),
+        "{replayed}"
+    );
+    let delivered = consumer.take().await;
+    let of = |sub: &str| -> Vec<(String, u64)> {
+        delivered
+            .iter()
+            .filter(|e| e["detail"]["sub"] == json!(sub))
+            .map(|e| {
+                (
+                    e["detail-type"].as_str().unwrap_or_default().to_owned(),
+                    e["detail"]["version"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let ada_events = of(&ada.sub);
+    assert_eq!(
+        ada_events.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        ["GrantCreated", "GrantDeleted"],
+        "as delivered"
+    );
+    assert!(ada_events[0].1 < ada_events[1].1);
+    assert_eq!(of(&bob.sub).len(), 1);
+    // Deleted once published: a second replay has nothing to do.
+    assert_eq!(replay(&stack, &[]).await["events"], json!(0));
 }

@@ -30,6 +30,7 @@ fn names() -> Names {
         other_token_keys: Vec::new(),
         client_secret_id: "p/google-client".into(),
         event_bus_name: "p-bus".into(),
+        events_failure_queue_url: "http://127.0.0.1/123/p-events-failures".into(),
     }
 }
 
@@ -85,6 +86,20 @@ fn a_query_on_an_index_needs_the_index_and_kms_calls_carry_their_purpose() {
             resource: "TokenKey".into(),
             purpose: Some("offline-access/access-token".into()),
         }]
+    );
+}
+
+#[test]
+fn a_message_batch_needs_sendmessage_on_its_queue() {
+    let batch = json!({"QueueUrl": "http://127.0.0.1/123/p-events-failures", "Entries": []});
+    assert_eq!(
+        needs("AmazonSQS.SendMessageBatch", &batch, &names()),
+        vec![need("sqs:SendMessage", "EventsFailures")]
+    );
+    let elsewhere = json!({"QueueUrl": "http://127.0.0.1/123/other"});
+    assert_eq!(
+        needs("AmazonSQS.SendMessage", &elsewhere, &names()),
+        vec![need("sqs:SendMessage", "?http://127.0.0.1/123/other")]
     );
 }
 

@@ -190,7 +190,7 @@ fn every_output_the_operator_cli_reads_is_in_the_template() {
 }
 
 #[test]
-fn the_grants_stream_feeds_the_events_function_in_order_with_bounded_retries_and_an_on_failure_queue() {
+fn the_grants_stream_feeds_the_events_function_in_order_retried_for_hours_and_what_it_gives_up_is_kept() {
     let template = template();
     let table = function(&template, "GrantsTable");
     assert_eq!(
@@ -202,10 +202,20 @@ fn the_grants_stream_feeds_the_events_function_in_order_with_bounded_retries_and
     let props = &source["Properties"];
     assert_eq!(referenced(&props["Stream"]), "GrantsTable");
     assert_eq!(props["BisectBatchOnFunctionError"].as_bool(), Some(true));
+    // Retried until the record is six hours old (an EventBridge outage of hours loses
+    // nothing), and the function keeps a record's events itself before then.
+    assert_eq!(props["MaximumRetryAttempts"].as_i64(), Some(-1));
+    let max_age = props["MaximumRecordAgeInSeconds"].as_u64().expect("a record age bound");
+    assert_eq!(max_age, 21_600);
+    let env = &function(&template, "EventsFunction")["Environment"]["Variables"];
+    assert_eq!(referenced(&env["EVENTS_FAILURE_QUEUE_URL"]), "EventsFailures");
+    let give_up: u64 = env["EVENTS_GIVE_UP_SECS"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("EVENTS_GIVE_UP_SECS");
     assert!(
-        props["MaximumRetryAttempts"]
-            .as_u64()
-            .is_some_and(|n| (1..=10).contains(&n))
+        give_up + 600 <= max_age,
+        "kept by the function before Lambda gives up on it"
     );
     let types: Vec<&str> = list(&props["FunctionResponseTypes"])
         .iter()

@@ -9,7 +9,8 @@
 //! - the KMS key and its alias;
 //! - the client secret, in Google's `client_secret_*.json` format, its `token_uri`
 //!   pointing at the Google emulator;
-//! - the event bus the `events` function publishes to.
+//! - the event bus the `events` function publishes to, and the queue that keeps what it
+//!   gives up (`EventsFailures`).
 //!
 //! [`stream`] reads the grants table's stream as Lambda's event source mapping does.
 //!
@@ -157,6 +158,7 @@ pub struct Bootstrapped {
     pub token_key_id: String,
     pub client_secret_id: String,
     pub event_bus_name: String,
+    pub events_failure_queue_url: String,
 }
 
 impl Bootstrapped {
@@ -168,6 +170,7 @@ impl Bootstrapped {
             ("TOKEN_KEY_ID", self.token_key_id.clone()),
             ("CLIENT_SECRET_ID", self.client_secret_id.clone()),
             ("EVENT_BUS_NAME", self.event_bus_name.clone()),
+            ("EVENTS_FAILURE_QUEUE_URL", self.events_failure_queue_url.clone()),
         ]
     }
 }
@@ -205,12 +208,22 @@ pub async fn bootstrap(aws: &aws_config::SdkConfig, plan: &Plan) -> anyhow::Resu
     .await?;
     let event_bus_name = format!("{}-grants", plan.prefix);
     ensure_event_bus(&aws_sdk_eventbridge::Client::new(aws), &event_bus_name).await?;
+    let events_failure_queue_url = aws_sdk_sqs::Client::new(aws)
+        .create_queue()
+        .queue_name(format!("{}-events-failures", plan.prefix))
+        .send()
+        .await
+        .context("creating the events failure queue")?
+        .queue_url()
+        .context("the created queue has no URL")?
+        .to_owned();
     Ok(Bootstrapped {
         grants_table: name_of("GrantsTable")?,
         state_table: name_of("StateTable")?,
         token_key_id,
         client_secret_id,
         event_bus_name,
+        events_failure_queue_url,
     })
 }
 

@@ -95,6 +95,22 @@ pub const EVENT_BUS_NAME: Var<Text> = Var {
     kind: Text,
     doc: "the stack's EventBridge bus (the template sets it)",
 };
+pub const EVENTS_FAILURE_QUEUE_URL: Var<Text> = Var {
+    name: "EVENTS_FAILURE_QUEUE_URL",
+    absent: Absent::Required,
+    kind: Text,
+    doc: "the SQS queue that keeps, as events, what could not be published (`EventsFailures`; the template sets it); `offline-access events replay` publishes from it",
+};
+pub const EVENTS_GIVE_UP_SECS: Var<Span> = Var {
+    name: "EVENTS_GIVE_UP_SECS",
+    absent: Absent::Default("18000"),
+    kind: Span {
+        unit: Unit::Secs,
+        min: 0,
+        max: 21_000,
+    },
+    doc: "a record whose events still cannot be published once it is this old has them kept in `EVENTS_FAILURE_QUEUE_URL`, and the stream moves on (below the mapping's 21,600 s record age)",
+};
 pub const REFRESH_FAILING_AFTER: Var<Whole<u32>> = Var {
     name: "REFRESH_FAILING_AFTER",
     absent: Absent::Default("3"),

@@ -119,7 +119,12 @@ pub const JOB: Group = Group {
 
 pub const EVENTS: Group = Group {
     read_by: "events",
-    vars: &[&EVENT_BUS_NAME, &REFRESH_FAILING_AFTER],
+    vars: &[
+        &EVENT_BUS_NAME,
+        &EVENTS_FAILURE_QUEUE_URL,
+        &EVENTS_GIVE_UP_SECS,
+        &REFRESH_FAILING_AFTER,
+    ],
 };
 
 pub const AWS_CLIENTS: Group = Group {

@@ -4,7 +4,7 @@
 use aws_lambda_events::event::dynamodb::EventRecord;
 
 use super::schema;
-use crate::store::{Change, Grant, StoreError};
+use crate::store::{Change, Grant, StoreError, Unreadable};
 
 fn image(item: &serde_dynamo::Item) -> Result<Option<Grant>, StoreError> {
     if item.is_empty() {
@@ -14,20 +14,27 @@ fn image(item: &serde_dynamo::Item) -> Result<Option<Grant>, StoreError> {
     schema::grant_from_item(&item).map(Some)
 }
 
-/// A stream record as a [`Change`]; `Err` carries its sequence number, so the stream
-/// delivers it again (and, after bounded retries, to the on-failure queue).
-pub fn change_from_record(record: &EventRecord) -> Result<Change, String> {
+/// A stream record as a [`Change`]; `Err` names a record whose images cannot be read (its
+/// position, commit time and key: the events function keeps that note and moves on).
+pub fn change_from_record(record: &EventRecord) -> Result<Change, Unreadable> {
     let sequence_number = record.change.sequence_number.clone().unwrap_or_default();
+    let created_at = u64::try_from(record.change.approximate_creation_date_time.timestamp()).ok();
     let read = image(&record.change.old_image).and_then(|old| Ok((old, image(&record.change.new_image)?)));
     match read {
         Ok((old, new)) => Ok(Change {
             sequence_number,
+            created_at,
             old,
             new,
         }),
         Err(e) => {
             tracing::error!(error = %e, sequence_number, "a grant image in the stream is malformed");
-            Err(sequence_number)
+            let keys: schema::Item = record.change.keys.clone().into();
+            Err(Unreadable {
+                sequence_number,
+                created_at,
+                sub: schema::text(&keys, schema::grant::SUB),
+            })
         }
     }
 }
@@ -52,8 +59,8 @@ pub fn check_image_invariants(data: &[u8]) -> bool {
             }
             true
         }
-        Err(sequence_number) => {
-            assert_eq!(sequence_number, "4200");
+        Err(unreadable) => {
+            assert_eq!(unreadable.sequence_number, "4200");
             false
         }
     }

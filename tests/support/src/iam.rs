@@ -221,6 +221,7 @@ pub struct Names {
     pub other_token_keys: Vec<String>,
     pub client_secret_id: String,
     pub event_bus_name: String,
+    pub events_failure_queue_url: String,
 }
 
 impl Names {
@@ -317,6 +318,17 @@ pub fn needs(target: &str, body: &Json, names: &Names) -> Vec<Need> {
                 need(format!("events:{operation}"), resource)
             })
             .collect(),
+        "AmazonSQS" => {
+            let url = body["QueueUrl"].as_str().unwrap_or_default();
+            let resource = if url == names.events_failure_queue_url {
+                "EventsFailures".to_owned()
+            } else {
+                format!("?{url}")
+            };
+            // IAM authorizes a batch by its single-message action.
+            let action = operation.strip_suffix("Batch").unwrap_or(operation);
+            vec![need(format!("sqs:{action}"), resource)]
+        }
         other => vec![need(format!("{other}:{operation}"), "?".to_owned())],
     }
 }

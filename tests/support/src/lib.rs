@@ -127,6 +127,7 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
             other_token_keys: Vec::new(),
             client_secret_id: resources.client_secret_id.clone(),
             event_bus_name: resources.event_bus_name.clone(),
+            events_failure_queue_url: resources.events_failure_queue_url.clone(),
         },
     )
     .await;

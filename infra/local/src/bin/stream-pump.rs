@@ -73,7 +73,7 @@ async fn deliver(http: &reqwest::Client, url: &str, mut batch: Vec<Value>) -> an
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     println!(
-        "stream-pump: gave up on {} record(s) from sequence number {} (Lambda would send them to EventsFailures)",
+        "stream-pump: stopped retrying {} record(s) from sequence number {} (Lambda retries until a record is six hours old; the function keeps its events in EventsFailures after EVENTS_GIVE_UP_SECS)",
         batch.len(),
         batch
             .first()
