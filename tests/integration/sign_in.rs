@@ -481,20 +481,27 @@ async fn only_the_holder_of_a_claim_releases_it_or_records_its_outcome() {
     );
 }
 
-#[tokio::test]
-async fn a_dynamodb_call_that_hangs_is_given_up_within_the_budget_and_the_code_is_not_spent() {
-    use std::time::Duration;
-    let stack = spawn_stack().await;
+/// The sign-in use case under its role, with `vars` over the stack's environment.
+fn sign_in_with(stack: &test_support::Stack, vars: &[(&str, &str)]) -> test_support::TestSignIn {
     let mut env = stack.env.clone();
-    env.insert("AWS_ATTEMPT_TIMEOUT_MS".into(), "2000".into());
-    env.insert("AWS_CALL_TIMEOUT_MS".into(), "8000".into());
+    env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let config = offline_access::config::SignInConfig::from_env(&env).expect("config");
-    let service = test_support::build_app(
+    test_support::build_app(
         &config,
         &stack.aws_as(test_support::Role::SignIn),
         stack.secret_clock.clone(),
     )
-    .sign_in(&config);
+    .sign_in(&config)
+}
+
+#[tokio::test]
+async fn a_dynamodb_call_that_hangs_is_given_up_within_the_budget_and_the_code_is_not_spent() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    let service = sign_in_with(
+        &stack,
+        &[("AWS_ATTEMPT_TIMEOUT_MS", "2000"), ("AWS_CALL_TIMEOUT_MS", "8000")],
+    );
     // Without timeouts each answer below waits out the 30 s the call hangs.
     let service = &service;
     let answer = |event: String| async move {
@@ -543,18 +550,15 @@ async fn a_dynamodb_call_that_hangs_is_given_up_within_the_budget_and_the_code_i
 async fn a_store_down_for_seconds_after_the_exchange_is_waited_out_within_the_budget() {
     use std::time::Duration;
     let stack = spawn_stack().await;
-    let mut env = stack.env.clone();
     // One attempt per call (no SDK retry inside it), and room for a loaded moto.
-    env.insert("SIGN_IN_BUDGET_MS".into(), "20000".into());
-    env.insert("AWS_ATTEMPT_TIMEOUT_MS".into(), "2000".into());
-    env.insert("AWS_CALL_TIMEOUT_MS".into(), "2000".into());
-    let config = offline_access::config::SignInConfig::from_env(&env).expect("config");
-    let service = test_support::build_app(
-        &config,
-        &stack.aws_as(test_support::Role::SignIn),
-        stack.secret_clock.clone(),
-    )
-    .sign_in(&config);
+    let service = sign_in_with(
+        &stack,
+        &[
+            ("SIGN_IN_BUDGET_MS", "20000"),
+            ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
+            ("AWS_CALL_TIMEOUT_MS", "2000"),
+        ],
+    );
 
     // After Google's answer, the grant's write hangs for five calls (ten seconds and the
     // waits, of the twenty; the fixed 100/300/900 ms gave up after four): it is tried
