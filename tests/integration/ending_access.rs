@@ -143,24 +143,6 @@ async fn an_invalid_grant_records_its_likely_cause_and_the_backend_is_told() {
     }
 }
 
-/// A Google ID token for `sub`, issued to our web client, signed by the emulator's key
-/// (or forged).
-fn id_token(stack: &Stack, sub: &str, forgery: Forgery) -> String {
-    let settings = stack.emulator_settings();
-    let now = SystemClock.now_unix();
-    let claims = json!({
-        "iss": "https://accounts.google.com",
-        "aud": settings.client_id,
-        "azp": settings.android_client_id,
-        "sub": sub,
-        "email": "deleting.user@example.com",
-        "email_verified": true,
-        "iat": now,
-        "exp": now + 3_600,
-    });
-    stack.emulator.sign_id_token(&claims, forgery).expect("signed")
-}
-
 /// Signs a user in through the real handler; their refresh token as Google holds it.
 async fn signed_in(stack: &Stack) -> (String, String) {
     let code = stack.mint(CodeSpec::default());
@@ -177,7 +159,7 @@ async fn a_user_deletes_their_data_google_revokes_the_token_and_a_tombstone_is_l
     let tokens = stack.access_tokens(&[]);
     assert_eq!(ask_for_token(&tokens, &json!({"sub": sub})).await["status"], json!(200));
 
-    let answer = delete_as(&stack, &routes, &sub).await;
+    let answer = stack.delete_as(&routes, &sub).await;
     assert_eq!(answer.status, 200, "{}", answer.json);
     assert_eq!(answer.json, json!({"sub": sub, "google": "revoked"}));
     assert!(
@@ -205,7 +187,7 @@ async fn a_user_deletes_their_data_google_revokes_the_token_and_a_tombstone_is_l
     );
 
     // Asked again: 200 again.
-    let again = delete_as(&stack, &routes, &sub).await;
+    let again = stack.delete_as(&routes, &sub).await;
     assert_eq!(
         (again.status, again.json["google"].clone()),
         (200, json!("already_revoked"))
@@ -234,7 +216,7 @@ async fn with_google_unreachable_the_deletion_is_pending_and_the_job_finishes_it
     let routes = stack.routes();
     let (sub, token) = signed_in(&stack).await;
     revoke_unavailable_once(&stack);
-    let answer = delete_as(&stack, &routes, &sub).await;
+    let answer = stack.delete_as(&routes, &sub).await;
     assert_eq!(answer.json, json!({"sub": sub, "google": "pending"}), "{}", answer.json);
     let grant = stack.grant(&sub).await.expect("grant");
     assert_eq!(
@@ -268,17 +250,17 @@ async fn a_deletion_needs_a_valid_id_token_and_x_requested_with() {
     let stack = spawn_stack().await;
     let routes = stack.routes();
     let (sub, token) = signed_in(&stack).await;
-    let valid = id_token(&stack, &sub, Forgery::None);
+    let valid = stack.id_token(&sub, Forgery::None);
     for (event, status, code) in [
         (delete_event(None, &[]), 401, "invalid_id_token"),
         (delete_event(Some("not-a-jwt"), &[]), 401, "invalid_id_token"),
         (
-            delete_event(Some(&id_token(&stack, &sub, Forgery::FlippedSignatureBit)), &[]),
+            delete_event(Some(&stack.id_token(&sub, Forgery::FlippedSignatureBit)), &[]),
             401,
             "invalid_id_token",
         ),
         (
-            delete_event(Some(&id_token(&stack, &sub, Forgery::AlgNone)), &[]),
+            delete_event(Some(&stack.id_token(&sub, Forgery::AlgNone)), &[]),
             401,
             "invalid_id_token",
         ),
@@ -302,13 +284,6 @@ fn revoke_unavailable_once(stack: &Stack) {
             ..Fault::default()
         },
     );
-}
-
-/// `DELETE /grants/me` with `sub`'s valid ID token.
-async fn delete_as(stack: &Stack, routes: &test_support::Routes, sub: &str) -> test_support::Answer {
-    stack
-        .invoke_api(routes, &delete_event(Some(&id_token(stack, sub, Forgery::None)), &[]))
-        .await
 }
 
 /// The grant is a tombstone: no token, no profile, no scopes.
@@ -343,7 +318,7 @@ async fn a_user_whose_token_no_longer_authenticates_is_deleted_all_the_same_as_u
         .set_grant_attributes(&sub, &[("refresh_token", Some(AttributeValue::B(altered.into())))])
         .await;
 
-    let answer = delete_as(&stack, &routes, &sub).await;
+    let answer = stack.delete_as(&routes, &sub).await;
     assert_eq!(answer.status, 200, "{}", answer.json);
     assert_eq!(answer.json, json!({"sub": sub, "google": "unrevocable"}));
     assert_tombstone(&stack, &sub).await;
@@ -351,7 +326,7 @@ async fn a_user_whose_token_no_longer_authenticates_is_deleted_all_the_same_as_u
         stack.emulator.refresh_token_is_live(&token),
         "nothing could be revoked at Google: the README sends the user to their account's permissions"
     );
-    let again = delete_as(&stack, &routes, &sub).await;
+    let again = stack.delete_as(&routes, &sub).await;
     assert_eq!(
         (again.status, again.json["google"].clone()),
         (200, json!("already_revoked"))
@@ -365,7 +340,7 @@ async fn a_user_whose_kms_key_is_disabled_or_deleted_is_deleted_as_unrevocable_b
     let (second, _) = signed_in(&stack).await;
     // The second deletion is pending (Google unreachable) while the key still works.
     revoke_unavailable_once(&stack);
-    let answer = delete_as(&stack, &stack.routes(), &second).await;
+    let answer = stack.delete_as(&stack.routes(), &second).await;
     assert_eq!(answer.json["google"], json!("pending"), "{}", answer.json);
 
     // The key is scheduled for deletion, through the proxy that makes moto refuse as KMS
@@ -390,7 +365,7 @@ async fn a_user_whose_kms_key_is_disabled_or_deleted_is_deleted_as_unrevocable_b
         offline_access::clock::ManualClock::at(SystemClock.now_unix()),
     )
     .http_api(&stack.config);
-    let answer = delete_as(&stack, &fresh, &first).await;
+    let answer = stack.delete_as(&fresh, &first).await;
     assert_eq!(
         answer.json,
         json!({"sub": first, "google": "unrevocable"}),
@@ -431,7 +406,7 @@ async fn a_kms_that_may_pass_deletes_nothing_unreachable_is_pending_and_a_refusa
                 .build()
                 .expect("app")
                 .http_api(&stack.config);
-        let request = lambda_http::request::from_str(&delete_event(Some(&id_token(&stack, &sub, Forgery::None)), &[]))
+        let request = lambda_http::request::from_str(&delete_event(Some(&stack.id_token(&sub, Forgery::None)), &[]))
             .expect("event");
         let response = offline_access::lambda::http::serve(&fresh, &request).await;
         let body: serde_json::Value = serde_json::from_str(response.body()).expect("JSON");
@@ -514,7 +489,7 @@ async fn a_refresh_in_flight_when_the_grant_ends_never_writes_its_token_back() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let ended = if end.starts_with("DELETE") {
-            delete_as(&stack, &routes, &user.sub).await
+            stack.delete_as(&routes, &user.sub).await
         } else {
             let spec = google_emulator::SecurityEventSpec {
                 event: "tokens-revoked".into(),
@@ -537,4 +512,39 @@ async fn a_refresh_in_flight_when_the_grant_ends_never_writes_its_token_back() {
         let again = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;
         assert_ne!(again["status"], json!(200), "{end}: not served: {again}");
     }
+}
+
+#[tokio::test]
+async fn a_job_refresh_in_flight_when_the_user_deletes_their_data_never_writes_its_token_back() {
+    let stack = spawn_stack().await;
+    let user = &stack
+        .seed_grants(1, "openid https://www.googleapis.com/auth/drive.appdata", 0)
+        .await[0];
+    let routes = stack.routes();
+    // The job's refresh succeeds; its routine record (the cache write that ends its
+    // lease: the job's first PutItem) reaches DynamoDB only after the user deleted
+    // their data.
+    stack.iam.delay("PutItem", std::time::Duration::from_millis(1_500), 1);
+    let job = stack.job(&[("DRIVE_SYNC", "off")]);
+    let cycle = cycle("2026-11-26T08:00:00Z");
+    let run = job.run(&cycle, "job", no_deadline());
+    let end = async {
+        while stack.iam.held("PutItem") == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        stack.delete_as(&routes, &user.sub).await
+    };
+    let (report, deleted) = tokio::join!(run, end);
+    assert_eq!(deleted.status, 200, "{:?}", deleted.json);
+    report.expect("the run");
+
+    // Nothing of the deleted user's token is kept: the refused write left the marker.
+    let item = stack.cached_token_item(&user.sub).await.expect("the cache item");
+    assert!(!item.contains_key("access_token"), "{item:?}");
+    assert!(item.contains_key("ended_gen"), "{item:?}");
+    let grant = stack.grant(&user.sub).await.expect("a tombstone");
+    assert_eq!(
+        (grant.status, grant.refresh_token.is_none()),
+        (GrantStatus::Deleted, true)
+    );
 }

@@ -19,7 +19,7 @@ use offline_access::config::EventsConfig;
 use offline_access::events::{BatchSettings, EventBridgePublisher, EventPublisher, FailureQueue, Rendered};
 use offline_access::upstream::Upstream;
 use serde_json::{Value, json};
-use test_support::{Stack, android_form_event, delete_event, no_deadline, risc_event, spawn_stack};
+use test_support::{Stack, android_form_event, no_deadline, risc_event, spawn_stack};
 
 /// An SQS queue behind a rule on the stack's bus: every event, as a consumer gets it.
 struct Consumer {
@@ -153,22 +153,6 @@ impl EventsFunction {
     }
 }
 
-/// `DELETE /grants/me` as the user the code was minted for, with a fresh ID token of theirs.
-async fn delete_as(stack: &Stack, routes: &test_support::Routes, user: &google_emulator::MintedCode) {
-    let settings = stack.emulator_settings();
-    let now = SystemClock.now_unix();
-    let id_token = stack
-        .emulator
-        .sign_id_token(
-            &json!({"iss": "https://accounts.google.com", "aud": settings.client_id, "sub": user.sub,
-                    "email": user.email, "email_verified": true, "iat": now, "exp": now + 3_600}),
-            google_emulator::Forgery::None,
-        )
-        .expect("ID token");
-    let deleted = stack.invoke_api(routes, &delete_event(Some(&id_token), &[])).await;
-    assert_eq!(deleted.status, 200, "{:?}", deleted.json);
-}
-
 /// The detail-types each user got, in version order.
 fn by_user(events: &[Value]) -> BTreeMap<String, Vec<String>> {
     let mut sorted: Vec<&Value> = events.iter().collect();
@@ -276,7 +260,8 @@ async fn each_change_of_a_grants_state_yields_exactly_its_event_and_a_routine_re
     assert_eq!(report.reconsent_required, 1, "{report:?}");
     let cy = stack.mint(CodeSpec::default());
     assert_eq!(stack.invoke(&android_form_event(&cy.code)).await.status, 200);
-    delete_as(&stack, &routes, &cy).await;
+    let deleted = stack.delete_as(&routes, &cy.sub).await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.json);
 
     let (records, retry) = pump(&mut reader, &publisher).await;
     assert!(records > 10, "{records} stream records");
@@ -504,7 +489,8 @@ async fn events_not_published_in_time_are_kept_as_events_and_events_replay_publi
     for user in [&ada, &bob] {
         assert_eq!(stack.invoke(&android_form_event(&user.code)).await.status, 200);
     }
-    delete_as(&stack, &routes, &ada).await;
+    let deleted = stack.delete_as(&routes, &ada.sub).await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.json);
 
     // EventBridge is down: the stream moves on, and nothing is lost.
     let records = reader.drain().await.expect("stream");

@@ -12,7 +12,6 @@
 use std::collections::BTreeSet;
 
 use google_emulator::{CodeSpec, Consent, Forgery, SecurityEventSpec};
-use offline_access::clock::{Clock, SystemClock};
 use offline_access::permissions::{self, Permission};
 use serde_json::json;
 use test_support::iam::{Names, Need, needs};
@@ -152,16 +151,6 @@ fn declared(permissions: &[Permission]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-fn id_token(stack: &Stack, sub: &str) -> String {
-    let settings = stack.emulator_settings();
-    let now = SystemClock.now_unix();
-    let claims = json!({
-        "iss": "https://accounts.google.com", "aud": settings.client_id, "azp": settings.android_client_id,
-        "sub": sub, "email_verified": false, "iat": now, "exp": now + 3_600,
-    });
-    stack.emulator.sign_id_token(&claims, Forgery::None).expect("signed")
-}
-
 #[tokio::test]
 async fn a_first_sign_in_puts_the_grant_in_its_transaction_and_the_role_allows_it() {
     let stack = spawn_stack().await;
@@ -212,7 +201,10 @@ async fn the_sign_in_functions_routes_ask_only_what_its_role_allows() {
     }
     // The user deletes their data.
     let answer = stack
-        .invoke_api(&routes, &delete_event(Some(&id_token(&stack, &first.sub)), &[]))
+        .invoke_api(
+            &routes,
+            &delete_event(Some(&stack.id_token(&first.sub, Forgery::None)), &[]),
+        )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.json);
 

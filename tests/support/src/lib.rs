@@ -321,6 +321,30 @@ impl Stack {
     pub fn emulator_settings(&self) -> Settings {
         self.emulator.settings()
     }
+
+    /// A Google ID token for `sub`, issued to our web client (for the Android app), signed
+    /// by the emulator's key, or forged.
+    pub fn id_token(&self, sub: &str, forgery: google_emulator::Forgery) -> String {
+        let settings = self.emulator_settings();
+        let now = offline_access::clock::Clock::now_unix(&offline_access::clock::SystemClock);
+        let claims = serde_json::json!({
+            "iss": "https://accounts.google.com",
+            "aud": settings.client_id,
+            "azp": settings.android_client_id,
+            "sub": sub,
+            "email": "deleting.user@example.com",
+            "email_verified": true,
+            "iat": now,
+            "exp": now + 3_600,
+        });
+        self.emulator.sign_id_token(&claims, forgery).expect("signed")
+    }
+
+    /// `DELETE /grants/me` as `sub`, with a fresh ID token of theirs.
+    pub async fn delete_as(&self, routes: &Routes, sub: &str) -> Answer {
+        let token = self.id_token(sub, google_emulator::Forgery::None);
+        self.invoke_api(routes, &delete_event(Some(&token), &[])).await
+    }
 }
 
 pub async fn invoke_service<P: Ports>(service: &offline_access::sign_in::SignIn<P>, event: &str) -> Answer {
