@@ -42,6 +42,7 @@ pub async fn run(
                 "left": replayed.left,
                 "unreadable": unreadable,
                 "positions": replayed.positions,
+                "more": replayed.more,
             })
         );
         return Ok(());
@@ -54,6 +55,9 @@ pub async fn run(
         let sub = sub.as_deref().unwrap_or("?");
         let what = if drop_notes { "note deleted" } else { "note kept" };
         println!("unreadable record {sequence_number} (sub {sub}): not published; {what}");
+    }
+    if replayed.more {
+        println!("more messages may wait: run it again");
     }
     if replayed.positions > 0 {
         println!(

@@ -92,18 +92,20 @@ pub struct QueuedMessage {
 }
 
 impl FailureQueue {
-    /// Every message visible now, each hidden for `hold` while this run works on it.
-    pub async fn take_all(&self, hold: std::time::Duration) -> Result<Vec<QueuedMessage>, Upstream> {
+    /// The messages visible now, at most `max`, each hidden for `hold` while this run
+    /// works on it. Each receive waits up to a second (long polling asks every SQS
+    /// server, so an empty answer means an empty queue; a short poll may miss some).
+    pub async fn take(&self, hold: std::time::Duration, max: usize) -> Result<Vec<QueuedMessage>, Upstream> {
         let hold = i32::try_from(hold.as_secs()).unwrap_or(i32::MAX);
         let mut taken = Vec::new();
-        loop {
+        while taken.len() < max {
             let out = self
                 .client
                 .receive_message()
                 .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
+                .max_number_of_messages(i32::try_from((max - taken.len()).min(10)).unwrap_or(10))
                 .visibility_timeout(hold)
-                .wait_time_seconds(0)
+                .wait_time_seconds(1)
                 .send()
                 .await
                 .map_err(|e| crate::upstream::classify_aws("sqs", &e))?;
@@ -118,6 +120,7 @@ impl FailureQueue {
                 })
             }));
         }
+        Ok(taken)
     }
 
     /// Deletes messages that are done with.
@@ -194,22 +197,31 @@ pub struct Replayed {
     /// Messages that are not ours to publish (Lambda's record of stream positions it
     /// gave up): their count; for the operator to read in the queue.
     pub positions: usize,
+    /// The run took its most messages ([`REPLAY_MAX_MESSAGES`]): more may wait; run it
+    /// again.
+    pub more: bool,
 }
 
 /// How long a replay hides the messages it works on from other readers.
 const REPLAY_HOLD: std::time::Duration = std::time::Duration::from_secs(300);
+/// The most messages one replay takes (about 10 MB of events held at once).
+pub const REPLAY_MAX_MESSAGES: usize = 10_000;
 
 /// Publishes again what the failure queue kept, in (`sub`, `version`) order so that each
-/// user's events go out oldest first, and deletes each message once all its events are
-/// taken. Notes of unreadable records are reported, and deleted with `drop_notes`;
+/// user's events go out oldest first (within one run: a queue of more than
+/// [`REPLAY_MAX_MESSAGES`] takes several), and deletes each message once all its events
+/// are taken. Notes of unreadable records are reported, and deleted with `drop_notes`;
 /// anything else in the queue is counted and left.
 pub async fn replay<P: EventPublisher>(
     queue: &FailureQueue,
     publisher: &P,
     drop_notes: bool,
 ) -> Result<Replayed, Upstream> {
-    let messages = queue.take_all(REPLAY_HOLD).await?;
-    let mut replayed = Replayed::default();
+    let messages = queue.take(REPLAY_HOLD, REPLAY_MAX_MESSAGES).await?;
+    let mut replayed = Replayed {
+        more: messages.len() >= REPLAY_MAX_MESSAGES,
+        ..Replayed::default()
+    };
     // Each event with the index of its message.
     let mut events: Vec<(usize, Rendered)> = Vec::new();
     let mut notes = Vec::new();
