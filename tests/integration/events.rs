@@ -507,6 +507,7 @@ async fn events_not_published_in_time_are_kept_as_events_and_events_replay_publi
         (Some(3), Some(0)),
         "{replayed}"
     );
+    assert_eq!(replayed["more"], json!(false), "all taken in one run");
     let delivered = consumer.take().await;
     let of = |sub: &str| -> Vec<(String, u64)> {
         delivered
