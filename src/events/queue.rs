@@ -22,14 +22,6 @@ pub enum Kept {
     },
 }
 
-impl Kept {
-    pub fn sequence_number(&self) -> &str {
-        match self {
-            Self::Events { sequence_number, .. } | Self::UnreadableRecord { sequence_number, .. } => sequence_number,
-        }
-    }
-}
-
 /// Keeps what a batch gives up; the production one is [`FailureQueue`].
 pub trait EventKeeper: Send + Sync {
     /// Keeps every item, or fails (then none counts as kept).
