@@ -132,6 +132,9 @@ pub fn code_digest(code: &AuthCode) -> String {
     hex::encode(digest(&SHA256, code.expose_secret().as_bytes()))
 }
 
+/// The least of the budget left for the steps after the exchange when the code is sent.
+const AFTER_EXCHANGE_FLOOR: Duration = Duration::from_secs(1);
+
 /// Tries of a step after a successful exchange: the code is spent then, so a transient
 /// failure is tried again here, until the budget less one call, rather than handed back
 /// to the phone. Capped exponential backoff with full jitter.
@@ -230,6 +233,11 @@ impl<P: Ports> SignIn<P> {
         let (call, aws_call) = (self.settings.call_timeout, self.settings.aws_call_timeout);
         let credentials = self.secrets.current().await?;
         let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
+        // Sending the code spends it: only while the exchange and a second for what follows
+        // still fit in the budget. Else the app is told to retry, the code unspent.
+        if tokio::time::Instant::now() + call + AFTER_EXCHANGE_FLOOR > deadline {
+            return Err(Upstream::unavailable("sign-in", "too little of the budget left to spend the code").into());
+        }
         *sent = true;
         let tokens = self
             .token_endpoint

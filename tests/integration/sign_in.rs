@@ -575,3 +575,44 @@ async fn a_store_down_for_seconds_after_the_exchange_is_waited_out_within_the_bu
     let replayed = test_support::invoke_service(&service, &android_form_event(&minted.code)).await;
     assert_eq!(replayed.status, 200, "{}", replayed.json);
 }
+
+#[tokio::test]
+async fn a_code_is_not_sent_to_google_when_too_little_of_the_budget_is_left_for_what_follows() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    // The exchange may take 1.5 s (HTTP_TIMEOUT_MS); the claim's first attempt hangs for
+    // 2 s of a 3 s budget, leaving too little to spend the code and store what it brings.
+    let service = sign_in_with(
+        &stack,
+        &[
+            ("SIGN_IN_BUDGET_MS", "3000"),
+            ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
+            ("AWS_CALL_TIMEOUT_MS", "3000"),
+        ],
+    );
+    stack.iam.delay("PutItem", Duration::from_secs(30), 1);
+    let exchanges = stack.emulator.stats().code_exchanges;
+    let minted = stack.mint(CodeSpec::default());
+    let event = android_form_event(&minted.code);
+    let refused = test_support::invoke_service(&service, &event).await;
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (502, "upstream_unavailable"),
+        "{}",
+        refused.json
+    );
+    assert!(refused.retry_after().is_some());
+    assert_eq!(
+        stack.emulator.stats().code_exchanges,
+        exchanges,
+        "the code was not spent"
+    );
+
+    // The app retries the same code: it signs the user in.
+    let retried = test_support::invoke_service(&service, &event).await;
+    assert_eq!(retried.status, 200, "{}", retried.json);
+    assert_eq!(
+        stack.stored_refresh_token(&minted.sub).await,
+        stack.emulator.refresh_token_of(&minted.sub)
+    );
+}
