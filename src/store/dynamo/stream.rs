@@ -18,7 +18,10 @@ fn image(item: &serde_dynamo::Item) -> Result<Option<Grant>, StoreError> {
 /// position, commit time and key: the events function keeps that note and moves on).
 pub fn change_from_record(record: &EventRecord) -> Result<Change, Unreadable> {
     let sequence_number = record.change.sequence_number.clone().unwrap_or_default();
-    let created_at = u64::try_from(record.change.approximate_creation_date_time.timestamp()).ok();
+    // A record without a creation time reads as the epoch: unknown, never "old".
+    let created_at = u64::try_from(record.change.approximate_creation_date_time.timestamp())
+        .ok()
+        .filter(|at| *at > 0);
     let read = image(&record.change.old_image).and_then(|old| Ok((old, image(&record.change.new_image)?)));
     match read {
         Ok((old, new)) => Ok(Change {
@@ -69,6 +72,14 @@ pub fn check_image_invariants(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_without_a_creation_time_is_of_unknown_age_not_old() {
+        let mut record = EventRecord::default();
+        record.change.sequence_number = Some("1".into());
+        let change = change_from_record(&record).map(|c| c.created_at);
+        assert!(matches!(change, Ok(None)), "{change:?}");
+    }
 
     #[test]
     fn the_image_reader_holds_its_invariants_on_generated_input() {
