@@ -119,17 +119,12 @@ impl FailureQueue {
     pub async fn delete(&self, receipts: &[&str]) -> Result<(), Upstream> {
         use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
         for chunk in receipts.chunks(MAX_MESSAGES_PER_SEND) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, receipt)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*receipt)
-                        .build()
-                        .map_err(|_| Upstream::unavailable("sqs", "batch entry"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let entries = by_receipt(chunk, |id, receipt| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(id)
+                    .receipt_handle(receipt)
+                    .build()
+            })?;
             let out = self
                 .client
                 .delete_message_batch()
@@ -144,25 +139,18 @@ impl FailureQueue {
         }
         Ok(())
     }
-}
 
-impl FailureQueue {
     /// Makes messages this run is not done with visible again at once, for the next reader.
     pub async fn release(&self, receipts: &[&str]) -> Result<(), Upstream> {
         use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
         for chunk in receipts.chunks(MAX_MESSAGES_PER_SEND) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, receipt)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*receipt)
-                        .visibility_timeout(0)
-                        .build()
-                        .map_err(|_| Upstream::unavailable("sqs", "batch entry"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let entries = by_receipt(chunk, |id, receipt| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(id)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .build()
+            })?;
             self.client
                 .change_message_visibility_batch()
                 .queue_url(&self.queue_url)
@@ -173,6 +161,15 @@ impl FailureQueue {
         }
         Ok(())
     }
+}
+
+/// One batch entry per receipt, each with its index in the batch as its id.
+fn by_receipt<T, E>(receipts: &[&str], entry: impl Fn(String, &str) -> Result<T, E>) -> Result<Vec<T>, Upstream> {
+    receipts
+        .iter()
+        .enumerate()
+        .map(|(i, receipt)| entry(i.to_string(), receipt).map_err(|_| Upstream::unavailable("sqs", "batch entry")))
+        .collect()
 }
 
 /// What `offline-access events replay` came to.
