@@ -32,9 +32,9 @@ $(CHECKOV_STAMP): infra/local/requirements-checkov.txt
 
 venv: $(STAMP) ## Install the pinned local tools (moto, cargo-lambda, SAM CLI, cfn-lint) into .venv
 
-build: $(STAMP) ## Build the four functions for Lambda: release, arm64, with cargo-lambda
+build: $(STAMP) ## Build the five functions for Lambda: release, arm64, with cargo-lambda
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 \
-	  --bin auth-code --bin refresher --bin access-token --bin events
+	  --bin auth-code --bin refresher --bin access-token --bin events --bin parked-sign-in
 
 STACK ?= offline-access
 

@@ -28,6 +28,7 @@ use crate::google::{
 use crate::job::{JobSettings, OfflineJob, Pacer};
 use crate::ports::{AnyClock, AnyJobStore, AnyKeys, Aws, IdTokens, Ports, Secrets};
 use crate::risc::{RiscReceiver, RiscSettings};
+use crate::sign_in::parked::ParkingQueue;
 use crate::sign_in::{SignIn, SignInSettings};
 use crate::store::DynamoStore;
 use crate::upstream::RetryPolicy;
@@ -45,6 +46,8 @@ pub struct App<K = KmsKeyProvider, C = SystemClock> {
     /// Seals and opens cached access tokens, under their own purpose.
     pub access_cipher: TokenCipher<K, AccessToken>,
     pub secrets: Secrets<C>,
+    /// SQS: where a sign-in parks what it cannot store (`SIGN_IN_PARKING_QUEUE_URL`).
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 /// Builds an [`App`]: `AppBuilder::new(..).build()` is production.
@@ -105,6 +108,7 @@ impl<K: AnyKeys, C: AnyClock> AppBuilder<K, C> {
         let common = self.common;
         Ok(App {
             http: crate::http_client::build(common.http_timeout)?,
+            sqs: aws_sdk_sqs::Client::new(&self.aws),
             store: store(&common, self.dynamodb),
             refresh_cipher: cipher(&common, self.keys.clone()),
             access_cipher: cipher(&common, self.keys.clone()),
@@ -178,7 +182,12 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
                 budget: config.budget,
                 call_timeout: common.http_timeout,
                 aws_call_timeout: config.common.aws_timeouts.call,
+                aws_attempt_timeout: config.common.aws_timeouts.attempt,
             },
+            parking: config
+                .parking_queue_url
+                .clone()
+                .map(|url| ParkingQueue::new(self.sqs.clone(), url)),
         }
     }
 

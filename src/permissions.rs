@@ -26,7 +26,15 @@
 //!   that changes the grant; PutItem and UpdateItem on state: the cached token, which
 //!   ends a routine refresh's lease, and a failed refresh's note); `crypto` for both
 //!   purposes; the secret.
-//! - both: `kms:Decrypt` through DynamoDB and Secrets Manager only (`kms:ViaService`),
+//!   A sign-in that cannot store its grant in time parks Google's answer (SendMessage on
+//!   `ParkedSignIns`).
+//! - the parked sign-in consumer: the sign-in's own grant write (TransactWriteItems: PutItem
+//!   or UpdateItem on grants, PutItem of the outcome on state) or a refusal's record
+//!   (PutItem on state); `crypto` opens the parked message and seals the token under the
+//!   grant's binding (Decrypt, GenerateDataKey); no secret (the parked message names the
+//!   client id). Lambda's SQS poller reads the queue with the execution role SAM attaches
+//!   for the SQS event source.
+//! - all: `kms:Decrypt` through DynamoDB and Secrets Manager only (`kms:ViaService`),
 //!   because the tables and the secret are encrypted with the same customer key.
 
 use crate::crypto::Purpose;
@@ -56,6 +64,16 @@ pub const SIGN_IN: &[Permission] = &[
     allow("TokenKey", "kms:GenerateDataKey"),
     allow("TokenKey", "kms:Decrypt"),
     allow("ClientSecret", "secretsmanager:GetSecretValue"),
+    allow("ParkedSignIns", "sqs:SendMessage"),
+];
+
+/// What the parked sign-in consumer calls.
+pub const PARKED_SIGN_IN: &[Permission] = &[
+    allow("GrantsTable", "dynamodb:PutItem"),
+    allow("GrantsTable", "dynamodb:UpdateItem"),
+    allow("StateTable", "dynamodb:PutItem"),
+    allow("TokenKey", "kms:GenerateDataKey"),
+    allow("TokenKey", "kms:Decrypt"),
 ];
 
 /// What the offline job calls.
@@ -93,5 +111,6 @@ pub const EVENTS: &[Permission] = &[
 /// The KMS encryption-context purposes each function seals or opens under; its data-key
 /// grants are conditioned on exactly these.
 pub const SIGN_IN_PURPOSES: &[Purpose] = &[Purpose::RefreshToken];
+pub const PARKED_SIGN_IN_PURPOSES: &[Purpose] = &[Purpose::RefreshToken];
 pub const JOB_PURPOSES: &[Purpose] = &[Purpose::RefreshToken, Purpose::AccessToken];
 pub const ACCESS_TOKEN_PURPOSES: &[Purpose] = &[Purpose::RefreshToken, Purpose::AccessToken];

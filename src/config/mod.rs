@@ -110,6 +110,8 @@ pub struct SignInConfig {
     pub risc_config_uri: String,
     /// `RISC_EVENT_RETENTION_DAYS`.
     pub risc_event_retention: Duration,
+    /// `SIGN_IN_PARKING_QUEUE_URL`; `None`: nothing is parked.
+    pub parking_queue_url: Option<String>,
 }
 
 /// Configuration of the offline job.
@@ -209,6 +211,7 @@ impl SignInConfig {
             budget: SIGN_IN_BUDGET_MS.read(env)?,
             risc_config_uri: GOOGLE_RISC_CONFIG_URI.read(env)?,
             risc_event_retention: RISC_EVENT_RETENTION_DAYS.read(env)?,
+            parking_queue_url: SIGN_IN_PARKING_QUEUE_URL.read_optional(env)?,
         };
         config.common.aws_timeouts.fit(config.budget);
         Ok(config)

@@ -65,6 +65,15 @@ pub trait VerifyIdToken: Send + Sync {
         client_id: &str,
     ) -> impl Future<Output = Result<VerifiedIdToken, IdTokenError>> + Send;
 
+    /// Verifies as of `at` (Unix seconds) rather than now: a parked sign-in's ID token
+    /// was valid when Google sent it, and is checked as of then.
+    fn verify_as_of(
+        &self,
+        token: &str,
+        client_id: &str,
+        at: u64,
+    ) -> impl Future<Output = Result<VerifiedIdToken, IdTokenError>> + Send;
+
     /// Loads the signing keys ahead of the first request (during Lambda init).
     fn prefetch(&self) -> impl Future<Output = Result<(), IdTokenError>> + Send;
 }
@@ -104,7 +113,7 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
         }
     }
 
-    fn check_claims(&self, claims: Claims, client_id: &str) -> Result<VerifiedIdToken, IdTokenError> {
+    fn check_claims(&self, claims: Claims, client_id: &str, now: u64) -> Result<VerifiedIdToken, IdTokenError> {
         if !GOOGLE_ISSUERS.contains(&claims.iss.as_str()) {
             return Err(IdTokenError::WrongIssuer);
         }
@@ -123,7 +132,6 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
                 return Err(IdTokenError::AzpNotAllowed);
             }
         }
-        let now = self.keys.clock().now_unix();
         if claims.exp.saturating_add(self.leeway) <= now {
             return Err(IdTokenError::Expired);
         }
@@ -150,6 +158,10 @@ impl<F: JwksFetcher, C: Clock> GoogleIdTokenVerifier<F, C> {
 
 impl<F: JwksFetcher, C: Clock> VerifyIdToken for GoogleIdTokenVerifier<F, C> {
     async fn verify(&self, token: &str, client_id: &str) -> Result<VerifiedIdToken, IdTokenError> {
+        self.verify_as_of(token, client_id, self.keys.clock().now_unix()).await
+    }
+
+    async fn verify_as_of(&self, token: &str, client_id: &str, at: u64) -> Result<VerifiedIdToken, IdTokenError> {
         let header = parse_header(token).ok_or(IdTokenError::Malformed)?;
         if header.alg != "RS256" {
             return Err(IdTokenError::UnsupportedAlgorithm);
@@ -167,7 +179,7 @@ impl<F: JwksFetcher, C: Clock> VerifyIdToken for GoogleIdTokenVerifier<F, C> {
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => IdTokenError::UnsupportedAlgorithm,
             _ => IdTokenError::Malformed,
         })?;
-        self.check_claims(claims.claims, client_id)
+        self.check_claims(claims.claims, client_id, at)
     }
 
     async fn prefetch(&self) -> Result<(), IdTokenError> {
@@ -378,6 +390,29 @@ mod tests {
         assert_eq!(
             v(at(NOW - 61)).verify(&token, CLIENT).await.err(),
             Some(IdTokenError::IssuedInFuture)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_verified_as_of_its_receipt_passes_after_it_expired_and_nothing_else_changes() {
+        let k = key("k1");
+        let jwks = FakeJwks::with(&[&k]);
+        let token = k.sign(&claims(json!({})), Forgery::None).expect("sign");
+        let days_later = ManualClock::at(NOW + 3 * 86_400);
+        let v = verifier(&jwks, &days_later, &[]);
+        assert_eq!(v.verify(&token, CLIENT).await.err(), Some(IdTokenError::Expired));
+        assert!(
+            v.verify_as_of(&token, CLIENT, NOW + 10).await.is_ok(),
+            "as of its receipt"
+        );
+        assert_eq!(
+            v.verify_as_of(&token, "another-client", NOW + 10).await.err(),
+            Some(IdTokenError::WrongAudience)
+        );
+        let forged = k.sign(&claims(json!({})), Forgery::FlippedSignatureBit).expect("sign");
+        assert_eq!(
+            v.verify_as_of(&forged, CLIENT, NOW + 10).await.err(),
+            Some(IdTokenError::BadSignature)
         );
     }
 

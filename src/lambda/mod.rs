@@ -4,10 +4,12 @@
 //!
 //! - [`http`]: API Gateway's HTTP API (`auth-code`: sign-in, deletion, RISC);
 //! - [`invoke`]: a direct `Invoke` payload (`access-token`);
+//! - [`queue`]: the `ParkedSignIns` SQS queue (`parked-sign-in`);
 //! - [`schedule`]: a scheduled event (`refresher`: the offline job);
 //! - [`stream`]: the grants table's DynamoDB Stream (`events`).
 
 pub mod http;
 pub mod invoke;
+pub mod queue;
 pub mod schedule;
 pub mod stream;

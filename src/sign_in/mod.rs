@@ -8,7 +8,13 @@
 //! 3. Seal the refresh token, then store the grant and the answer together (the second
 //!    and last round trip). A code that brings no refresh token keeps the stored one;
 //!    with none stored the user must consent again.
+//!
+//! Once Google has answered, the code is spent: each later step is tried again within
+//! the budget, and what still cannot be stored is parked ([`parked`]): sealed, sent to
+//! the `ParkedSignIns` queue, and written by [`SignIn::unpark`] (the `parked-sign-in`
+//! function) through the same steps, while a retry of the code answers 503.
 
+pub mod parked;
 pub mod rule;
 
 use std::time::Duration;
@@ -23,6 +29,7 @@ use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError,
 use crate::ports::Ports;
 use crate::store::{Claim, ClaimKey, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
 use crate::upstream::{RetryPolicy, Upstream, retry_until};
+use parked::{Answered, PARKED_CLAIM_TTL, ParkedSignIn, ParkingQueue, UnparkError};
 
 /// What the app asked.
 #[derive(Debug)]
@@ -55,6 +62,8 @@ pub enum SignInError {
     ReconsentRequired,
     #[error("the same code is being processed by another request")]
     DuplicateInFlight,
+    #[error("Google's answer is parked until the store takes it")]
+    Parked,
     #[error(transparent)]
     Upstream(#[from] Upstream),
     #[error("stored data is inconsistent")]
@@ -113,6 +122,9 @@ pub struct SignInSettings {
     pub call_timeout: Duration,
     /// How long one AWS call may take, its SDK retries included (`AWS_CALL_TIMEOUT_MS`).
     pub aws_call_timeout: Duration,
+    /// How long one attempt of an AWS call may take (`AWS_ATTEMPT_TIMEOUT_MS`): parking's
+    /// two calls are given one each of the budget (at most a quarter of it).
+    pub aws_attempt_timeout: Duration,
 }
 
 /// The sign-in use case over its ports.
@@ -125,6 +137,8 @@ pub struct SignIn<P: Ports = crate::ports::Aws> {
     pub secrets: P::Secrets,
     pub clock: P::Clock,
     pub settings: SignInSettings,
+    /// `SIGN_IN_PARKING_QUEUE_URL`: where an answer that cannot be stored is parked.
+    pub parking: Option<ParkingQueue>,
 }
 
 /// The idempotency key of a code: its SHA-256 in hex, so the code itself is never stored.
@@ -155,11 +169,16 @@ impl<P: Ports> SignIn<P> {
     /// request does not pay for them. Failures are logged, not fatal: the request path
     /// fetches again and answers with a proper error.
     pub async fn warm_up(&self) {
-        let (secret, keys) = tokio::join!(self.secrets.current(), self.verifier.prefetch());
+        let (secret, ()) = tokio::join!(self.secrets.current(), self.warm_up_keys());
         if let Err(e) = secret {
             tracing::warn!(error = %e, "client secret not loaded during init");
         }
-        if let Err(e) = keys {
+    }
+
+    /// Fetches Google's signing keys during init: all the parked sign-in consumer needs
+    /// ahead (it sends nothing to the token endpoint, so it holds no client secret).
+    pub async fn warm_up_keys(&self) {
+        if let Err(e) = self.verifier.prefetch().await {
             tracing::warn!(error = %e, "Google signing keys not loaded during init");
         }
     }
@@ -182,6 +201,10 @@ impl<P: Ports> SignIn<P> {
                     tracing::info!(replayed = true, "sign-in replayed from the request log");
                     return replay(outcome);
                 }
+                Claim::Parked => {
+                    tracing::info!("the code's answer is parked; not stored yet");
+                    return Err(SignInError::Parked);
+                }
                 Claim::InProgress if tokio::time::Instant::now() < waited_until => {
                     tokio::time::sleep(DUPLICATE_POLL).await;
                 }
@@ -203,15 +226,24 @@ impl<P: Ports> SignIn<P> {
             other => other,
         };
         // A success recorded its outcome with the grant; a failure records it here.
-        let bookkeeping = match result.as_ref().map_err(SignInError::recorded) {
+        let bookkeeping = match result.as_ref().map_err(|e| (e, e.recorded())) {
             Ok(_) => Ok(()),
-            Err(Some(outcome)) => {
+            Err((_, Some(outcome))) => {
                 let now = self.clock.now_unix();
                 self.store
                     .record_refusal(&key, &outcome, now, self.settings.idempotency_window)
                     .await
             }
-            Err(None) => self.store.release(&key, sent).await,
+            // One attempt, as parking's send had: the store may still be down, and then
+            // a retry after the lease finds the claim as a crashed attempt left it.
+            Err((SignInError::Parked, None)) => {
+                let now = self.clock.now_unix();
+                let marked = self.store.park_claim(&key, now, PARKED_CLAIM_TTL);
+                tokio::time::timeout_at(deadline, marked)
+                    .await
+                    .unwrap_or_else(|_| Err(Upstream::unavailable("dynamodb", "timed out").into()))
+            }
+            Err((_, None)) => self.store.release(&key, sent).await,
         };
         if let Err(e) = bookkeeping {
             // The failure is already decided; a lost record only means a retry reaches
@@ -230,7 +262,7 @@ impl<P: Ports> SignIn<P> {
         deadline: tokio::time::Instant,
         sent: &mut bool,
     ) -> Result<SignedIn, SignInError> {
-        let (call, aws_call) = (self.settings.call_timeout, self.settings.aws_call_timeout);
+        let call = self.settings.call_timeout;
         let credentials = self.secrets.current().await?;
         let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
         // Sending the code spends it: only while the exchange and a second for what follows
@@ -253,7 +285,82 @@ impl<P: Ports> SignIn<P> {
                 GoogleTokenError::RedirectUriMismatch => SignInError::RedirectUriMismatch,
                 GoogleTokenError::Upstream(u) => SignInError::Upstream(u),
             })?;
-        let id_token = tokens
+        let answered = Answered {
+            client_id: credentials.client_id.clone(),
+            received_at: self.clock.now_unix(),
+            refresh_token: tokens.refresh_token,
+            refresh_token_lifetime: tokens.refresh_token_lifetime,
+            scopes: tokens.scopes,
+            id_token: tokens.id_token,
+        };
+        let parking = self.parking.as_ref();
+        let settle_by = match parking {
+            Some(_) => deadline.checked_sub(self.parking_reserve()).unwrap_or(deadline),
+            None => deadline,
+        };
+        match self.settle(key, &answered, settle_by, None).await {
+            Err(SignInError::Upstream(u)) if unavailable(&u) => {
+                let Some(queue) = parking else {
+                    return Err(SignInError::Upstream(u));
+                };
+                tracing::warn!(error = %u, "the grant could not be stored within the budget; parking Google's answer");
+                self.park(queue, key, &answered, deadline).await.map_err(|e| {
+                    tracing::error!(error = %e, "Google's answer could not be parked: this first consent is lost");
+                    SignInError::Upstream(u)
+                })?;
+                Err(SignInError::Parked)
+            }
+            settled => settled,
+        }
+    }
+
+    /// What the steps after the exchange leave of the budget for parking's two calls (the
+    /// send, then the claim's mark): an attempt each, at most a quarter of the budget.
+    fn parking_reserve(&self) -> Duration {
+        (self.settings.aws_attempt_timeout * 2).min(self.settings.budget / 4)
+    }
+
+    /// Seals what Google answered under the code's binding and sends it to the queue, one
+    /// try of each (a cached data key needs no KMS call), within half of what is left of
+    /// the budget: the claim's mark has the rest.
+    async fn park(
+        &self,
+        queue: &ParkingQueue,
+        key: &ClaimKey,
+        answered: &Answered,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), SignInError> {
+        let until = tokio::time::Instant::now() + deadline.saturating_duration_since(tokio::time::Instant::now()) / 2;
+        let timed_out = |_| Upstream::unavailable("sign-in", "parking timed out");
+        let sealed = ParkedSignIn::seal(
+            &self.cipher,
+            &self.settings.token_binding,
+            &key.code,
+            &key.owner,
+            answered,
+        );
+        let parked = tokio::time::timeout_at(until, sealed).await.map_err(timed_out)??;
+        tokio::time::timeout_at(until, queue.park(&parked))
+            .await
+            .map_err(timed_out)??;
+        tracing::info!("Google's answer parked");
+        Ok(())
+    }
+
+    /// Makes Google's answer a stored grant: verify the ID token (as of `as_of`, a parked
+    /// answer's receipt, else now), seal the refresh token under the grant's binding,
+    /// write the grant by the sign-in rule with the code's outcome. Each step is tried
+    /// again, on a transient failure, until `deadline` less one call.
+    async fn settle(
+        &self,
+        key: &ClaimKey,
+        answered: &Answered,
+        deadline: tokio::time::Instant,
+        as_of: Option<u64>,
+    ) -> Result<SignedIn, SignInError> {
+        let (call, aws_call) = (self.settings.call_timeout, self.settings.aws_call_timeout);
+        let client_id = answered.client_id.as_str();
+        let id_token = answered
             .id_token
             .as_ref()
             .ok_or(SignInError::InvalidIdToken(Some(IdTokenError::Missing)))?;
@@ -261,7 +368,16 @@ impl<P: Ports> SignIn<P> {
             &AFTER_EXCHANGE,
             deadline,
             call,
-            || self.verifier.verify(id_token.expose_secret(), &credentials.client_id),
+            || async {
+                match as_of {
+                    Some(at) => {
+                        self.verifier
+                            .verify_as_of(id_token.expose_secret(), client_id, at)
+                            .await
+                    }
+                    None => self.verifier.verify(id_token.expose_secret(), client_id).await,
+                }
+            },
             |e| matches!(e, IdTokenError::KeysUnavailable(u) if unavailable(u)),
         )
         .await
@@ -269,14 +385,14 @@ impl<P: Ports> SignIn<P> {
             IdTokenError::KeysUnavailable(u) => SignInError::Upstream(u),
             other => SignInError::InvalidIdToken(Some(other)),
         })?;
-        tracing::info!(sub = %identity.sub, new_refresh_token = tokens.refresh_token.is_some(), "code exchanged");
+        tracing::info!(sub = %identity.sub, new_refresh_token = answered.refresh_token.is_some(), "code exchanged");
 
-        let sealed = match &tokens.refresh_token {
+        let sealed = match &answered.refresh_token {
             Some(token) => {
                 let binding = Binding {
                     store: &self.settings.token_binding,
                     sub: identity.sub.as_str(),
-                    client_id: &credentials.client_id,
+                    client_id,
                 };
                 let sealed = retry_until(
                     &AFTER_EXCHANGE,
@@ -291,14 +407,14 @@ impl<P: Ports> SignIn<P> {
         };
 
         // Time-based access: the limit belongs to the token that came with it.
-        let refresh_expires_at = match (&sealed, tokens.refresh_token_lifetime) {
-            (Some(_), Some(limit)) => Some(self.clock.now_unix().saturating_add(limit.as_secs())),
+        let refresh_expires_at = match (&sealed, answered.refresh_token_lifetime) {
+            (Some(_), Some(limit)) => Some(answered.received_at.saturating_add(limit.as_secs())),
             _ => None,
         };
         let grant = SignInGrant {
             sub: identity.sub,
-            client_id: credentials.client_id.clone(),
-            scopes: tokens.scopes,
+            client_id: client_id.to_owned(),
+            scopes: answered.scopes.clone(),
             profile: identity.profile,
             email_verified: identity.email_verified,
             refresh_token: sealed,
@@ -328,6 +444,58 @@ impl<P: Ports> SignIn<P> {
             SignInStored::NoRefreshToken => Err(SignInError::ReconsentRequired),
         }
     }
+
+    /// Writes a parked sign-in (the `parked-sign-in` function): opens it, then settles it
+    /// as the sign-in would have, the ID token verified as of Google's answer, and records
+    /// the code's outcome for its retries. A final refusal is recorded and returned;
+    /// `Err` with a transient cause means: try the message again later.
+    pub async fn unpark(
+        &self,
+        message: &ParkedSignIn,
+        deadline: tokio::time::Instant,
+    ) -> Result<Unparked, SignInError> {
+        let key = ClaimKey {
+            code: message.code.clone(),
+            owner: message.owner.clone(),
+        };
+        let answered = match message.open(&self.cipher, &self.settings.token_binding).await {
+            Ok(answered) => answered,
+            Err(UnparkError::Crypto(CryptoError::Upstream(u))) => return Err(SignInError::Upstream(u)),
+            Err(e) => {
+                // Nothing of it can be read: the app must ask again, with consent.
+                tracing::error!(error = %e, "a parked sign-in does not open; its first consent is lost");
+                return self.refused(&key, RecordedOutcome::ReconsentRequired).await;
+            }
+        };
+        match self.settle(&key, &answered, deadline, Some(answered.received_at)).await {
+            Ok(done) => Ok(Unparked::Stored(done)),
+            Err(e) => match e.recorded() {
+                Some(outcome) => {
+                    tracing::warn!(error = %e, "a parked sign-in was refused");
+                    self.refused(&key, outcome).await
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn refused(&self, key: &ClaimKey, outcome: RecordedOutcome) -> Result<Unparked, SignInError> {
+        let now = self.clock.now_unix();
+        self.store
+            .record_refusal(key, &outcome, now, self.settings.idempotency_window)
+            .await?;
+        Ok(Unparked::Refused(outcome))
+    }
+}
+
+/// What became of a parked sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unparked {
+    /// The grant is stored and the code's retries replay this.
+    Stored(SignedIn),
+    /// Refused for good (the ID token does not verify, no refresh token is held, or
+    /// the message does not open): recorded for the code's retries.
+    Refused(RecordedOutcome),
 }
 
 fn replay(outcome: RecordedOutcome) -> Result<SignedIn, SignInError> {

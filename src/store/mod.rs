@@ -224,6 +224,8 @@ pub enum Claim {
     Claimed { code_sent: bool },
     /// Another invocation holds it right now.
     InProgress,
+    /// Google's answer for it is parked, not stored yet (`sign_in::parked`).
+    Parked,
     /// It was done before: here is what it answered.
     Done(RecordedOutcome),
 }
@@ -355,6 +357,15 @@ pub trait SignInStore: Send + Sync {
     /// Lets a later retry start over (the work failed transiently). `code_sent`: the code
     /// went to Google, which the retry's claim will then say.
     fn release(&self, claim: &ClaimKey, code_sent: bool) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks the claim parked (Google's answer waits in the parking queue), kept for
+    /// `ttl`: a retry is told to wait instead of spending the code. Only the holder
+    /// marks, and only a claim still in progress (the parked answer may be stored first).
+    fn park_claim(
+        &self,
+        claim: &ClaimKey,
+        now: u64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// One committed change of a grant, as the table's stream records it: its position and

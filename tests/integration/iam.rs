@@ -30,6 +30,7 @@ fn names() -> Names {
         client_secret_id: "p/google-client".into(),
         event_bus_name: "p-bus".into(),
         events_failure_queue_url: "http://127.0.0.1/123/p-events-failures".into(),
+        parking_queue_url: "http://127.0.0.1/123/p-parked-sign-ins".into(),
     }
 }
 
@@ -254,4 +255,59 @@ async fn the_job_and_the_access_token_function_ask_only_what_their_roles_allow()
             asked.difference(&declared).collect::<Vec<_>>()
         );
     }
+}
+
+#[tokio::test]
+async fn parking_a_sign_in_and_storing_it_later_ask_only_what_the_two_roles_allow() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    let one_attempt = [
+        ("SIGN_IN_BUDGET_MS", "16000"),
+        ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
+        ("AWS_CALL_TIMEOUT_MS", "2000"),
+    ];
+    let service = test_support::sign_in_as(&stack, Role::SignIn, &one_attempt);
+    // A known user (their grant is updated) and a new one (put whole).
+    let known = stack.mint(CodeSpec::default());
+    assert_eq!(stack.invoke(&android_form_event(&known.code)).await.status, 200);
+    let first_token = stack.stored_refresh_token(&known.sub).await;
+    let again = stack.mint(CodeSpec {
+        sub: Some(known.sub.clone()),
+        consent: Consent::Forced,
+        ..CodeSpec::default()
+    });
+    let parked = stack.mint(CodeSpec::default());
+    stack.iam.delay("TransactWriteItems", Duration::from_secs(30), 1_000);
+    let (new_user, forced) = (android_form_event(&parked.code), android_form_event(&again.code));
+    let (first, second) = tokio::join!(
+        test_support::invoke_service(&service, &new_user),
+        test_support::invoke_service(&service, &forced),
+    );
+    assert_eq!(
+        (first.status, second.status),
+        (503, 503),
+        "{} {}",
+        first.json,
+        second.json
+    );
+    stack.iam.delay("TransactWriteItems", Duration::ZERO, 0);
+    let mut messages = stack.take_parked().await;
+    assert_eq!(messages.len(), 2);
+    // And one the consumer refuses for good: its refusal is recorded too.
+    let mut moved: serde_json::Value = serde_json::from_str(&messages[0].1).expect("JSON");
+    moved["code"] = "0".repeat(64).into();
+    messages.push(("moved".into(), moved.to_string()));
+    let consumer = test_support::sign_in_as(&stack, Role::ParkedSignIn, &[]);
+    assert!(test_support::deliver_parked(&consumer, &messages).await.is_empty());
+    assert!(stack.grant(&parked.sub).await.is_some());
+    let forced_token = stack.stored_refresh_token(&known.sub).await;
+    assert!(
+        forced_token.is_some() && forced_token != first_token,
+        "the forced consent's token replaced the first"
+    );
+
+    let asked_to_park = asked(&stack, Role::SignIn);
+    assert!(asked_to_park.contains(&("ParkedSignIns".into(), "sqs:SendMessage".into())));
+    assert!(asked_to_park.is_subset(&declared(permissions::SIGN_IN)));
+    assert_eq!(asked(&stack, Role::ParkedSignIn), declared(permissions::PARKED_SIGN_IN));
 }

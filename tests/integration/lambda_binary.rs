@@ -270,3 +270,110 @@ async fn the_built_access_token_binary_answers_an_invoke_with_a_token_then_from_
         "a token in the logs"
     );
 }
+
+#[tokio::test]
+async fn a_first_consent_the_store_cannot_take_is_parked_by_the_built_binary_and_stored_by_parked_sign_in() {
+    use std::time::Duration;
+    // One attempt per AWS call; the grant's write hangs for the whole budget, a quarter of
+    // which is kept for parking's two calls.
+    let stack = test_support::spawn_stack_with(&[
+        ("SIGN_IN_BUDGET_MS", "16000"),
+        ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
+        ("AWS_CALL_TIMEOUT_MS", "2000"),
+    ])
+    .await;
+    let mut sign_in = Function::start(binary("auth-code"), &stack.function_env(Role::SignIn)).await;
+    let ada = stack.mint(CodeSpec {
+        email: Some("ada.parked@example.com".into()),
+        ..CodeSpec::default()
+    });
+    stack.iam.delay("TransactWriteItems", Duration::from_secs(30), 1_000);
+
+    let (status, body) = http_answer(sign_in.invoke(&android_form_event(&ada.code)).await);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("upstream_unavailable")),
+        "{body}"
+    );
+    assert!(stack.iam.held("TransactWriteItems") >= 1, "the grant's write was tried");
+    assert_eq!(stack.grant(&ada.sub).await.map(|g| g.sub), None, "nothing stored yet");
+    // The app retries the same code: told to wait, and the code is not sent again.
+    let (status, body) = http_answer(sign_in.invoke(&android_form_event(&ada.code)).await);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("upstream_unavailable")),
+        "{body}"
+    );
+    assert_eq!(stack.emulator.stats().code_exchanges, 1);
+
+    // What waits in the queue is sealed: no token, no email, no code.
+    let parked = stack.take_parked().await;
+    assert_eq!(parked.len(), 1, "one parked sign-in");
+    let refresh = stack
+        .emulator
+        .refresh_token_of(&ada.sub)
+        .expect("Google issued a refresh token");
+    let body = &parked[0].1;
+    for planted in [
+        refresh.as_str(),
+        ada.code.as_str(),
+        "ada.parked@example.com",
+        ada.sub.as_str(),
+    ] {
+        assert!(
+            !body.contains(planted),
+            "a parked message holds a secret or the user: {body}"
+        );
+    }
+    let fields: std::collections::BTreeSet<String> = serde_json::from_str::<serde_json::Value>(body)
+        .expect("JSON")
+        .as_object()
+        .expect("object")
+        .keys()
+        .cloned()
+        .collect();
+    let expected = [
+        "client_id",
+        "code",
+        "format",
+        "id_token",
+        "owner",
+        "received_at",
+        "refresh_token",
+        "scopes",
+    ];
+    assert_eq!(fields, expected.into_iter().map(str::to_owned).collect());
+
+    // The store is back; Lambda delivers the message to the parked-sign-in binary.
+    stack.iam.delay("TransactWriteItems", Duration::ZERO, 0);
+    let mut consumer = Function::start_with_timeout(
+        binary("parked-sign-in"),
+        &stack.function_env(Role::ParkedSignIn),
+        Duration::from_secs(30),
+    )
+    .await;
+    let Outcome::Response(answer) = consumer.invoke(&test_support::sqs_event(&parked)).await else {
+        panic!("the consumer failed: {}", consumer.logs())
+    };
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([]),
+        "{}",
+        consumer.logs()
+    );
+    assert_eq!(stack.stored_refresh_token(&ada.sub).await, Some(refresh.clone()));
+
+    // The code's retry now replays the sign-in, still without a second exchange.
+    let (status, body) = http_answer(sign_in.invoke(&android_form_event(&ada.code)).await);
+    assert_eq!((status, body["sub"].as_str()), (200, Some(ada.sub.as_str())), "{body}");
+    assert_eq!(body["email"].as_str(), Some("ada.parked@example.com"));
+    assert_eq!(stack.emulator.stats().code_exchanges, 1);
+
+    for logs in [sign_in.logs(), consumer.logs()] {
+        for planted in [ada.code.as_str(), refresh.as_str(), "ada.parked@example.com"] {
+            assert!(!logs.contains(planted), "a function's logs contain a planted secret");
+        }
+    }
+    assert!(sign_in.logs().contains("parking Google's answer"));
+    assert!(consumer.logs().contains("parked sign-in stored"));
+}

@@ -483,15 +483,7 @@ async fn only_the_holder_of_a_claim_releases_it_or_records_its_outcome() {
 
 /// The sign-in use case under its role, with `vars` over the stack's environment.
 fn sign_in_with(stack: &test_support::Stack, vars: &[(&str, &str)]) -> test_support::TestSignIn {
-    let mut env = stack.env.clone();
-    env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let config = offline_access::config::SignInConfig::from_env(&env).expect("config");
-    test_support::build_app(
-        &config,
-        &stack.aws_as(test_support::Role::SignIn),
-        stack.secret_clock.clone(),
-    )
-    .sign_in(&config)
+    test_support::sign_in_as(stack, test_support::Role::SignIn, vars)
 }
 
 #[tokio::test]
@@ -615,4 +607,152 @@ async fn a_code_is_not_sent_to_google_when_too_little_of_the_budget_is_left_for_
         stack.stored_refresh_token(&minted.sub).await,
         stack.emulator.refresh_token_of(&minted.sub)
     );
+}
+
+#[tokio::test]
+async fn a_parked_sign_in_waits_out_the_store_and_one_that_does_not_open_or_parse_is_set_aside() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    // One attempt per AWS call; a quarter of the budget is kept for parking's two calls.
+    let one_attempt = [("AWS_ATTEMPT_TIMEOUT_MS", "2000"), ("AWS_CALL_TIMEOUT_MS", "2000")];
+    let service = sign_in_with(
+        &stack,
+        &[("SIGN_IN_BUDGET_MS", "16000"), one_attempt[0], one_attempt[1]],
+    );
+    stack.iam.delay("TransactWriteItems", Duration::from_secs(30), 1_000);
+    let minted = stack.mint(CodeSpec::default());
+    let event = android_form_event(&minted.code);
+    let parked = test_support::invoke_service(&service, &event).await;
+    assert_eq!(
+        (parked.status, parked.error_code()),
+        (503, "upstream_unavailable"),
+        "{}",
+        parked.json
+    );
+    assert_eq!(parked.retry_after(), Some(30));
+    let messages = stack.take_parked().await;
+    assert_eq!(messages.len(), 1);
+
+    // The store is still down: the consumer gives the message back for a later delivery.
+    let consumer = test_support::sign_in_as(
+        &stack,
+        test_support::Role::ParkedSignIn,
+        &[("SIGN_IN_BUDGET_MS", "3000"), one_attempt[0], one_attempt[1]],
+    );
+    let again = test_support::deliver_parked(&consumer, &messages).await;
+    assert_eq!(again, vec![messages[0].0.clone()]);
+
+    // A message moved to another code does not open (its parts are bound to their code's
+    // digest), and one that is not a parked sign-in at all: both are set aside, never
+    // retried, and neither stores anything.
+    let mut moved: serde_json::Value = serde_json::from_str(&messages[0].1).expect("JSON");
+    moved["code"] = "0".repeat(64).into();
+    let set_aside = [
+        ("moved".to_owned(), moved.to_string()),
+        ("garbage".to_owned(), "not a parked sign-in".to_owned()),
+    ];
+    assert_eq!(
+        test_support::deliver_parked(&consumer, &set_aside).await,
+        Vec::<String>::new()
+    );
+    assert!(stack.grant(&minted.sub).await.is_none(), "nothing stored");
+    let waiting = test_support::invoke_service(&service, &event).await;
+    assert_eq!((waiting.status, waiting.error_code()), (503, "upstream_unavailable"));
+
+    // The store is back: the redelivered message is stored, and the code replays.
+    stack.iam.delay("TransactWriteItems", Duration::ZERO, 0);
+    assert_eq!(
+        test_support::deliver_parked(&consumer, &messages).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        stack.stored_refresh_token(&minted.sub).await,
+        stack.emulator.refresh_token_of(&minted.sub)
+    );
+    let replayed = test_support::invoke_service(&service, &event).await;
+    assert_eq!(
+        (replayed.status, replayed.json["sub"].as_str()),
+        (200, Some(minted.sub.as_str()))
+    );
+    assert_eq!(stack.emulator.stats().code_exchanges, 1, "Google saw the code once");
+}
+
+#[tokio::test]
+async fn without_a_parking_queue_a_grant_not_stored_in_time_is_not_parked() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    let service = sign_in_with(
+        &stack,
+        &[
+            ("SIGN_IN_BUDGET_MS", "5000"),
+            ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
+            ("AWS_CALL_TIMEOUT_MS", "2000"),
+            ("SIGN_IN_PARKING_QUEUE_URL", ""),
+        ],
+    );
+    stack.iam.delay("TransactWriteItems", Duration::from_secs(30), 1_000);
+    let minted = stack.mint(CodeSpec::default());
+    let event = android_form_event(&minted.code);
+    let answer = test_support::invoke_service(&service, &event).await;
+    assert_eq!(
+        (answer.status, answer.error_code()),
+        (502, "upstream_unavailable"),
+        "{}",
+        answer.json
+    );
+    assert!(stack.take_parked().await.is_empty());
+    // What parking prevents: the code is spent, and its retry can only ask for consent.
+    let retried = test_support::invoke_service(&service, &event).await;
+    assert_eq!(
+        (retried.status, retried.error_code()),
+        (409, "reconsent_required"),
+        "{}",
+        retried.json
+    );
+}
+
+#[tokio::test]
+async fn a_sign_in_whose_id_token_cannot_be_checked_while_googles_keys_are_down_is_parked_and_verified_later() {
+    let stack = spawn_stack().await;
+    let service = sign_in_with(
+        &stack,
+        &[
+            ("SIGN_IN_BUDGET_MS", "16000"),
+            ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
+            ("AWS_CALL_TIMEOUT_MS", "2000"),
+        ],
+    );
+    // Google rotates its keys and the new set cannot be fetched for the whole budget.
+    stack.emulator.rotate_keys(true).expect("rotate");
+    let outage = google_emulator::Fault {
+        status: Some(503),
+        count: Some(10_000),
+        ..google_emulator::Fault::default()
+    };
+    stack.emulator.inject_fault(google_emulator::Endpoint::Certs, outage);
+    let minted = stack.mint(CodeSpec::default());
+    let event = android_form_event(&minted.code);
+    let parked = test_support::invoke_service(&service, &event).await;
+    assert_eq!(
+        (parked.status, parked.error_code()),
+        (503, "upstream_unavailable"),
+        "{}",
+        parked.json
+    );
+    let messages = stack.take_parked().await;
+    assert_eq!(messages.len(), 1);
+
+    // Google's keys are back: the consumer verifies the ID token as of Google's answer.
+    stack.emulator.clear_faults();
+    let consumer = test_support::sign_in_as(&stack, test_support::Role::ParkedSignIn, &[]);
+    assert_eq!(
+        test_support::deliver_parked(&consumer, &messages).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        stack.stored_refresh_token(&minted.sub).await,
+        stack.emulator.refresh_token_of(&minted.sub)
+    );
+    let replayed = test_support::invoke_service(&service, &event).await;
+    assert_eq!(replayed.status, 200, "{}", replayed.json);
 }

@@ -75,6 +75,10 @@ fn each_functions_policy_allows_exactly_what_its_code_calls() {
         allowed(function(&template, "EventsFunction")),
         expected(permissions::EVENTS)
     );
+    assert_eq!(
+        allowed(function(&template, "ParkedSignInFunction")),
+        expected(permissions::PARKED_SIGN_IN)
+    );
 }
 
 #[test]
@@ -106,6 +110,7 @@ fn the_kms_data_key_grants_are_conditioned_on_the_purposes_each_function_uses() 
     let template = template();
     for (id, purposes) in [
         ("AuthCodeFunction", permissions::SIGN_IN_PURPOSES),
+        ("ParkedSignInFunction", permissions::PARKED_SIGN_IN_PURPOSES),
         ("RefresherFunction", permissions::JOB_PURPOSES),
         ("AccessTokenFunction", permissions::ACCESS_TOKEN_PURPOSES),
     ] {
@@ -150,6 +155,7 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
     let required = ["GRANTS_TABLE", "STATE_TABLE", "CLIENT_SECRET_ID", "TOKEN_KEY_ID"];
     for (id, own) in [
         ("AuthCodeFunction", SIGN_IN),
+        ("ParkedSignInFunction", SIGN_IN),
         ("RefresherFunction", JOB),
         ("AccessTokenFunction", ACCESS_TOKEN),
     ] {

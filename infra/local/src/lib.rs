@@ -159,6 +159,7 @@ pub struct Bootstrapped {
     pub client_secret_id: String,
     pub event_bus_name: String,
     pub events_failure_queue_url: String,
+    pub parking_queue_url: String,
 }
 
 impl Bootstrapped {
@@ -171,6 +172,7 @@ impl Bootstrapped {
             ("CLIENT_SECRET_ID", self.client_secret_id.clone()),
             ("EVENT_BUS_NAME", self.event_bus_name.clone()),
             ("EVENTS_FAILURE_QUEUE_URL", self.events_failure_queue_url.clone()),
+            ("SIGN_IN_PARKING_QUEUE_URL", self.parking_queue_url.clone()),
         ]
     }
 }
@@ -208,15 +210,11 @@ pub async fn bootstrap(aws: &aws_config::SdkConfig, plan: &Plan) -> anyhow::Resu
     .await?;
     let event_bus_name = format!("{}-grants", plan.prefix);
     ensure_event_bus(&aws_sdk_eventbridge::Client::new(aws), &event_bus_name).await?;
-    let events_failure_queue_url = aws_sdk_sqs::Client::new(aws)
-        .create_queue()
-        .queue_name(format!("{}-events-failures", plan.prefix))
-        .send()
-        .await
-        .context("creating the events failure queue")?
-        .queue_url()
-        .context("the created queue has no URL")?
-        .to_owned();
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let events_failure_queue_url = ensure_queue(&sqs, &format!("{}-events-failures", plan.prefix), None).await?;
+    // Locally a parked sign-in not stored yet is tried again after ten seconds (the
+    // template's three minutes are six times the function's timeout).
+    let parking_queue_url = ensure_queue(&sqs, &format!("{}-parked-sign-ins", plan.prefix), Some(10)).await?;
     Ok(Bootstrapped {
         grants_table: name_of("GrantsTable")?,
         state_table: name_of("StateTable")?,
@@ -224,7 +222,26 @@ pub async fn bootstrap(aws: &aws_config::SdkConfig, plan: &Plan) -> anyhow::Resu
         client_secret_id,
         event_bus_name,
         events_failure_queue_url,
+        parking_queue_url,
     })
+}
+
+/// Creates a queue (or finds it), with this visibility timeout in seconds.
+async fn ensure_queue(sqs: &aws_sdk_sqs::Client, name: &str, visibility: Option<u32>) -> anyhow::Result<String> {
+    let mut create = sqs.create_queue().queue_name(name);
+    if let Some(secs) = visibility {
+        create = create.attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            secs.to_string(),
+        );
+    }
+    Ok(create
+        .send()
+        .await
+        .with_context(|| format!("creating the queue {name}"))?
+        .queue_url()
+        .context("the created queue has no URL")?
+        .to_owned())
 }
 
 async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, def: &TableDefinition) -> anyhow::Result<()> {

@@ -45,6 +45,13 @@ pub const SIGN_IN_BUDGET_MS: Var<Span> = Var {
     doc: "the longest one sign-in may take; steps after Google redeemed the code are tried again only within \
           it (keep it below the function's timeout and the claim lease)",
 };
+pub const SIGN_IN_PARKING_QUEUE_URL: Var<Text> = Var {
+    name: "SIGN_IN_PARKING_QUEUE_URL",
+    absent: Absent::Means("nothing is parked: a grant not stored within the budget is lost with its spent code"),
+    kind: Text,
+    doc: "the SQS queue where a sign-in parks, sealed, what Google answered when the grant cannot be stored within \
+          `SIGN_IN_BUDGET_MS` (`ParkedSignIns`; the template sets it); the `parked-sign-in` function stores it",
+};
 pub const GOOGLE_RISC_CONFIG_URI: Var<Url> = Var {
     name: "GOOGLE_RISC_CONFIG_URI",
     absent: Absent::Default(crate::google::risc::DEFAULT_RISC_CONFIG_URI),

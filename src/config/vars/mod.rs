@@ -43,7 +43,7 @@ pub struct Group {
 }
 
 pub const COMMON: Group = Group {
-    read_by: "auth-code, refresher, access-token",
+    read_by: "auth-code, parked-sign-in, refresher, access-token",
     vars: &[
         &GRANTS_TABLE,
         &STATE_TABLE,
@@ -65,7 +65,7 @@ pub const COMMON: Group = Group {
 };
 
 pub const SIGN_IN: Group = Group {
-    read_by: "auth-code",
+    read_by: "auth-code, parked-sign-in",
     vars: &[
         &IDEMPOTENCY_WINDOW_SECS,
         &ID_TOKEN_LEEWAY_SECS,
@@ -73,6 +73,7 @@ pub const SIGN_IN: Group = Group {
         &SIGN_IN_CLAIM_LEASE_SECS,
         &DUPLICATE_WAIT_MS,
         &SIGN_IN_BUDGET_MS,
+        &SIGN_IN_PARKING_QUEUE_URL,
         &GOOGLE_RISC_CONFIG_URI,
         &RISC_EVENT_RETENTION_DAYS,
     ],

@@ -97,6 +97,10 @@ fn parse_json(text: &str) -> Result<(Option<String>, Option<String>), ApiError> 
     Ok((payload.auth_code, payload.platform))
 }
 
+/// When a retry of a parked code is worth making: the queue is read at once, and an
+/// outage long enough to park usually ends within a minute or so.
+const PARKED_RETRY_AFTER_SECS: u64 = 30;
+
 /// The one mapping from a sign-in failure to an HTTP answer.
 pub fn error_for(error: &SignInError) -> ApiError {
     match error {
@@ -126,6 +130,16 @@ pub fn error_for(error: &SignInError) -> ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream_unavailable",
                 "this code is being processed; retry shortly",
+            )
+        },
+        // Google's answer is safe in the queue; a retry of the same code gets the 200
+        // once the grant is written.
+        SignInError::Parked => ApiError {
+            retry_after_secs: Some(PARKED_RETRY_AFTER_SECS),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                "the sign-in is kept and will complete; retry the same code later",
             )
         },
         SignInError::Upstream(Upstream::Unavailable {

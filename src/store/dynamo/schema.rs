@@ -115,10 +115,13 @@ pub(super) mod grant {
 pub(super) mod state {
     pub const PK: &str = "pk";
     pub const EXPIRES_AT: &str = "expires_at";
-    /// A sign-in claim: `in_progress` while held, `done` with its outcome.
+    /// A sign-in claim: `in_progress` while held, `done` with its outcome, `parked` while
+    /// Google's answer waits to be stored.
     pub const STATE: &str = "state";
     pub const IN_PROGRESS: &str = "in_progress";
     pub const DONE: &str = "done";
+    /// Google's answer for the code waits in the parking queue (`sign_in::parked`).
+    pub const PARKED: &str = "parked";
     pub const OUTCOME: &str = "outcome";
     pub const LEASE_UNTIL: &str = "lease_until";
     /// Which attempt holds the claim.

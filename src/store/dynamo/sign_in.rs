@@ -288,6 +288,7 @@ impl SignInStore for DynamoStore {
         };
         let item = held.item();
         match item.and_then(|i| schema::text(i, state::STATE)).as_deref() {
+            Some(state::PARKED) => Ok(Claim::Parked),
             Some(state::DONE) => {
                 let raw = item
                     .and_then(|i| schema::text(i, state::OUTCOME))
@@ -370,6 +371,23 @@ impl SignInStore for DynamoStore {
                 .map(|_| ())
                 .map_err(conflict_or)
         };
+        holds_either_way(result)
+    }
+
+    async fn park_claim(&self, claim: &ClaimKey, now: u64, ttl: Duration) -> Result<(), StoreError> {
+        let mut u = Update::default();
+        let (st, in_progress) = (u.p.name(state::STATE), u.p.value(s(state::IN_PROGRESS)));
+        let (owner, me) = (u.p.name(state::OWNER), u.p.value(s(claim.owner.clone())));
+        u.condition(format!("{st} = {in_progress} AND {owner} = {me}"));
+        u.set(state::STATE, s(state::PARKED))
+            .remove(state::LEASE_UNTIL)
+            .set(state::EXPIRES_AT, n(now.saturating_add(ttl.as_secs())));
+        let result = self
+            .update_state_item(schema::sign_in_key(&claim.code), &u)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(conflict_or);
         holds_either_way(result)
     }
 }

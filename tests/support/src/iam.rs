@@ -56,10 +56,18 @@ pub enum Role {
     AccessToken,
     /// `EventsFunction`.
     Events,
+    /// `ParkedSignInFunction`: stores parked sign-ins.
+    ParkedSignIn,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::SignIn, Role::Job, Role::AccessToken, Role::Events];
+    pub const ALL: [Role; 5] = [
+        Role::SignIn,
+        Role::Job,
+        Role::AccessToken,
+        Role::Events,
+        Role::ParkedSignIn,
+    ];
 
     /// The function's logical id in `template.yaml`.
     pub fn function(self) -> &'static str {
@@ -68,6 +76,7 @@ impl Role {
             Role::Job => "RefresherFunction",
             Role::AccessToken => "AccessTokenFunction",
             Role::Events => "EventsFunction",
+            Role::ParkedSignIn => "ParkedSignInFunction",
         }
     }
 
@@ -78,6 +87,7 @@ impl Role {
             Role::Job => "ASIAROLEREFRESHER",
             Role::AccessToken => "ASIAROLEACCESSTOKEN",
             Role::Events => "ASIAROLEEVENTS",
+            Role::ParkedSignIn => "ASIAROLEPARKEDSIGNIN",
         }
     }
 
@@ -222,6 +232,7 @@ pub struct Names {
     pub client_secret_id: String,
     pub event_bus_name: String,
     pub events_failure_queue_url: String,
+    pub parking_queue_url: String,
 }
 
 impl Names {
@@ -322,6 +333,8 @@ pub fn needs(target: &str, body: &Json, names: &Names) -> Vec<Need> {
             let url = body["QueueUrl"].as_str().unwrap_or_default();
             let resource = if url == names.events_failure_queue_url {
                 "EventsFailures".to_owned()
+            } else if url == names.parking_queue_url {
+                "ParkedSignIns".to_owned()
             } else {
                 format!("?{url}")
             };

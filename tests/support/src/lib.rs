@@ -128,6 +128,7 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
             client_secret_id: resources.client_secret_id.clone(),
             event_bus_name: resources.event_bus_name.clone(),
             events_failure_queue_url: resources.events_failure_queue_url.clone(),
+            parking_queue_url: resources.parking_queue_url.clone(),
         },
     )
     .await;
@@ -388,7 +389,82 @@ pub fn risc_event(body: &str, content_type: &str) -> String {
     event.to_string()
 }
 
+/// The `ParkedSignIns` queue's messages as Lambda's SQS event source delivers them (the
+/// committed event), one record per `(message id, body)`.
+pub fn sqs_event(messages: &[(String, String)]) -> String {
+    let raw = std::fs::read_to_string(format!("{ROOT}/tests/events/sqs-parked-sign-in.json")).expect("committed event");
+    let mut event: serde_json::Value = serde_json::from_str(&raw).expect("event JSON");
+    let template = event["Records"][0].clone();
+    event["Records"] = messages
+        .iter()
+        .map(|(id, body)| {
+            let mut record = template.clone();
+            record["messageId"] = id.as_str().into();
+            record["body"] = body.as_str().into();
+            record
+        })
+        .collect();
+    event.to_string()
+}
+
+/// Hands `messages` to the parked sign-in consumer as Lambda's SQS event source would
+/// (the committed event); the ids it asks to have delivered again.
+pub async fn deliver_parked<P: Ports>(
+    consumer: &offline_access::sign_in::SignIn<P>,
+    messages: &[(String, String)],
+) -> Vec<String> {
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&sqs_event(messages)).expect("an SQS event");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    offline_access::lambda::queue::handle(&event, consumer, deadline)
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+/// The sign-in use case as `role`'s function builds it (the sign-in's, or the parked
+/// sign-in consumer's), with `vars` set over the stack's environment.
+pub fn sign_in_as(stack: &Stack, role: Role, vars: &[(&str, &str)]) -> TestSignIn {
+    let mut env = stack.env.clone();
+    env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let config = SignInConfig::from_env(&env).expect("config");
+    build_app(&config, &stack.aws_as(role), stack.secret_clock.clone()).sign_in(&config)
+}
+
 impl Stack {
+    /// Takes what waits in the `ParkedSignIns` queue, as `(message id, body)`: each
+    /// message is deleted, as Lambda's poller does once the function has answered.
+    pub async fn take_parked(&self) -> Vec<(String, String)> {
+        let sqs = aws_sdk_sqs::Client::new(&self.aws);
+        let url = &self.env["SIGN_IN_PARKING_QUEUE_URL"];
+        let received = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive parked sign-ins");
+        let mut taken = Vec::new();
+        for message in received.messages() {
+            if let Some(receipt) = message.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .expect("delete a parked sign-in");
+            }
+            taken.push((
+                message.message_id().unwrap_or_default().to_owned(),
+                message.body().unwrap_or_default().to_owned(),
+            ));
+        }
+        taken
+    }
+
     /// The HTTP API's use cases as the auth-code function builds them.
     pub fn routes(&self) -> Routes {
         self.app.http_api(&self.config)
