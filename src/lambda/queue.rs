@@ -39,7 +39,9 @@ pub async fn handle<P: Ports>(event: &SqsEvent, sign_in: &SignIn<P>, deadline: I
             unreadable += 1;
             continue;
         };
-        match sign_in.unpark(&parked, Instant::now() + budget).await {
+        // Boxed: the sign-in's future is deep, and the runtime's layout of it would
+        // otherwise pass the compiler's query depth in the function's test build.
+        match Box::pin(sign_in.unpark(&parked, Instant::now() + budget)).await {
             Ok(Unparked::Stored(done)) => {
                 tracing::info!(message_id = id, sub = %done.sub, "parked sign-in stored");
                 stored += 1;
