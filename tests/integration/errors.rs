@@ -356,18 +356,28 @@ async fn google_faults_answer_502_or_503_with_retry_after_and_write_nothing() {
 
 #[tokio::test]
 async fn an_unreachable_jwks_is_upstream_unavailable_not_a_bad_token() {
-    let stack = spawn_stack().await;
-    stack.emulator.inject_fault(
-        Endpoint::Certs,
-        Fault {
-            status: Some(503),
-            retry_after: Some(3),
-            ..Fault::default()
-        },
-    );
+    // Without a parking queue, Google's own Retry-After is passed on.
+    let stack = spawn_stack_with(&[("SIGN_IN_PARKING_QUEUE_URL", "")]).await;
+    let down = Fault {
+        status: Some(503),
+        retry_after: Some(3),
+        ..Fault::default()
+    };
+    stack.emulator.inject_fault(Endpoint::Certs, down.clone());
     let minted = stack.mint(CodeSpec::default());
     let answer = assert_refused(&stack, &android_form_event(&minted.code), 503, "upstream_unavailable").await;
     assert_eq!(answer.retry_after(), Some(3));
+
+    // With one (the template's), the sign-in is parked: the app is told when to retry the
+    // code, which is then not sent to Google again.
+    let stack = spawn_stack().await;
+    stack.emulator.inject_fault(Endpoint::Certs, down);
+    let minted = stack.mint(CodeSpec::default());
+    let event = android_form_event(&minted.code);
+    let answer = assert_refused(&stack, &event, 503, "upstream_unavailable").await;
+    assert_eq!(answer.retry_after(), Some(30));
+    assert_refused(&stack, &event, 503, "upstream_unavailable").await;
+    assert_eq!(stack.emulator.stats().code_exchanges, 1);
 }
 
 #[tokio::test]
