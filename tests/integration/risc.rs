@@ -155,6 +155,12 @@ async fn each_event_of_the_table_acts_on_its_grant() {
     assert_eq!(status_of(&stack, &sub(1)).await, (GrantStatus::Active, None));
     let answer = ask_for_token(&tokens, &json!({"sub": sub(1)})).await;
     assert_eq!(answer["status"], json!(200), "{answer}");
+    // Its access tokens are cached again: the next call is answered without Google (the
+    // suspension's marker named the generation that resumed, and went with the suspension).
+    let refreshes = stack.emulator.stats().refreshes;
+    let again = ask_for_token(&tokens, &json!({"sub": sub(1)})).await;
+    assert_eq!(again["access_token"], answer["access_token"], "{again}");
+    assert_eq!(stack.emulator.stats().refreshes, refreshes);
     // …and an account-disabled Google said before it, delivered late, does not undo it.
     let mut late = event("account-disabled", &sub(1));
     late.iat = Some(SystemClock.now_unix() - 3_600);

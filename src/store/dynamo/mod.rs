@@ -154,6 +154,22 @@ impl DynamoStore {
         holds_either_way(marked)
     }
 
+    /// Lets a resumed grant's generation be cached again: the marker its suspension left,
+    /// naming that generation, goes (a marker of any other end stays).
+    async fn resume_cached_access_token(&self, sub: &GoogleSubject, resumed_gen: u64) -> Result<(), StoreError> {
+        use schema::{n, state};
+        let mut u = expr::Update::default();
+        let (ended, this) = (u.p.name(state::ENDED_GEN), u.p.value(n(resumed_gen)));
+        u.condition(format!("{ended} = {this}"));
+        u.remove(state::ENDED_GEN);
+        let resumed = self
+            .update_state_item(schema::access_key(sub.as_str()), &u)
+            .send()
+            .await
+            .map_err(conflict_or);
+        holds_either_way(resumed)
+    }
+
     /// Applies `update` to the grant; `false` when its condition failed.
     async fn update_grant(&self, sub: &str, update: &expr::Update) -> Result<bool, StoreError> {
         match self.update_grant_item(sub, update).send().await.map_err(conflict_or) {

@@ -158,10 +158,16 @@ impl RiscStore for DynamoStore {
             AccountState::Enabled => u.remove(grant::STATUS_REASON),
         };
         let updated = self.update_grant_returning(sub.as_str(), &u).await?;
-        if let (Updated::Written(item), AccountState::Disabled) = (&updated, account) {
-            // Suspended: its cached token is not served while the account is disabled, nor
-            // written again by a refresh in flight.
-            self.end_cached_access_token(sub, schema::token_gen(item), now).await?;
+        if let Updated::Written(item) = &updated {
+            let token_gen = schema::token_gen(item);
+            match account {
+                // Suspended: its cached token is not served while the account is disabled,
+                // nor written again by a refresh in flight.
+                AccountState::Disabled => self.end_cached_access_token(sub, token_gen, now).await?,
+                // Active again with the same refresh token: its access tokens may be cached
+                // again.
+                AccountState::Enabled => self.resume_cached_access_token(sub, token_gen).await?,
+            }
         }
         if let Updated::Refused(Some(item)) = &updated
             && schema::number(item, grant::ACCOUNT_EVENT_AT).is_none_or(|at| at < said_at)
