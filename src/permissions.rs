@@ -7,7 +7,8 @@
 //! Where each comes from:
 //! - sign-in: `store::DynamoStore` as `SignInStore`: the claim (PutItem on state, which
 //!   returns a recorded outcome itself), one TransactWriteItems (PutItem on grants for a
-//!   new user, UpdateItem for a known one, PutItem on state: IAM authorizes a transaction
+//!   new user, UpdateItem for a known one, PutItem on state, and UpdateItem on state when a
+//!   new token replaces one (its cached access token ends): IAM authorizes a transaction
 //!   by its items' actions), a refusal's
 //!   record (PutItem) and a release (DeleteItem on state, or UpdateItem when the code went
 //!   to Google); `crypto::KmsKeyProvider` seals (GenerateDataKey) and, for a deletion,
@@ -29,7 +30,8 @@
 //!   A sign-in that cannot store its grant in time parks Google's answer (SendMessage on
 //!   `ParkedSignIns`).
 //! - the parked sign-in consumer: the sign-in's own grant write (TransactWriteItems: PutItem
-//!   or UpdateItem on grants, PutItem of the outcome on state) or a refusal's record
+//!   or UpdateItem on grants, PutItem of the outcome on state, UpdateItem of a replaced
+//!   token's cached access token) or a refusal's record
 //!   (PutItem on state); `crypto` opens the parked message and seals the token under the
 //!   grant's binding (Decrypt, GenerateDataKey); no secret (the parked message names the
 //!   client id). Lambda's SQS poller reads the queue with the execution role SAM attaches
@@ -72,6 +74,7 @@ pub const PARKED_SIGN_IN: &[Permission] = &[
     allow("GrantsTable", "dynamodb:PutItem"),
     allow("GrantsTable", "dynamodb:UpdateItem"),
     allow("StateTable", "dynamodb:PutItem"),
+    allow("StateTable", "dynamodb:UpdateItem"),
     allow("TokenKey", "kms:GenerateDataKey"),
     allow("TokenKey", "kms:Decrypt"),
 ];

@@ -77,8 +77,11 @@ pub async fn sealed_for_cache<K: KeyProvider>(
     tokens: &Tokens,
     now: u64,
 ) -> Result<CachedToken, CryptoError> {
+    // Time-based access: no access token is taken for longer than the grant lasts, so a
+    // cache hit read without the grant never serves one past its end.
+    let lives_until = now.saturating_add(tokens.expires_in.as_secs());
     let (expires_at, scopes) = (
-        now.saturating_add(tokens.expires_in.as_secs()),
+        grant.refresh_expires_at.map_or(lives_until, |end| lives_until.min(end)),
         token_scopes(tokens, grant),
     );
     let details = cache_details(expires_at, now, grant.token_gen, &scopes);

@@ -75,8 +75,13 @@ pub fn next_write(with_token: bool, scopes: &Scopes, last: Option<(&GrantWrite, 
         });
     };
     match (last, refused) {
-        // A grant is stored already, or the put met another write: replace the token.
-        (GrantWrite::PutNew | GrantWrite::ReplaceToken, _) => Next::Write(GrantWrite::ReplaceToken),
+        // A grant is stored already, or the put met another write: replace the token, and
+        // end the stored generation's cached access token when the refusal says which.
+        (GrantWrite::PutNew, Refused::Condition(stored)) => Next::Write(GrantWrite::ReplaceToken {
+            ends: stored.map(|g| g.token_gen),
+        }),
+        (GrantWrite::PutNew, Refused::Conflict) => Next::Write(GrantWrite::ReplaceToken { ends: None }),
+        (GrantWrite::ReplaceToken { ends }, _) => Next::Write(GrantWrite::ReplaceToken { ends: *ends }),
         (keep @ GrantWrite::KeepToken { .. }, Refused::Conflict) => Next::Write(keep.clone()),
         (GrantWrite::KeepToken { .. }, Refused::Condition(None)) => Next::NoRefreshToken,
         (GrantWrite::KeepToken { .. }, Refused::Condition(Some(stored))) => {
@@ -149,7 +154,7 @@ mod tests {
                     GrantWrite::PutNew,
                     refused(Some(stored(GrantStatus::Active, true, "openid"))),
                 )),
-                Next::Write(GrantWrite::ReplaceToken),
+                Next::Write(GrantWrite::ReplaceToken { ends: Some(1) }),
             ),
             (
                 "a new token over a revoked grant",
@@ -158,19 +163,19 @@ mod tests {
                     GrantWrite::PutNew,
                     refused(Some(stored(GrantStatus::Revoked, false, ""))),
                 )),
-                Next::Write(GrantWrite::ReplaceToken),
+                Next::Write(GrantWrite::ReplaceToken { ends: Some(1) }),
             ),
             (
                 "a new token whose put met another write",
                 true,
                 Some((GrantWrite::PutNew, Refused::Conflict)),
-                Next::Write(GrantWrite::ReplaceToken),
+                Next::Write(GrantWrite::ReplaceToken { ends: None }),
             ),
             (
                 "a replacement that met another write, again",
                 true,
-                Some((GrantWrite::ReplaceToken, Refused::Conflict)),
-                Next::Write(GrantWrite::ReplaceToken),
+                Some((GrantWrite::ReplaceToken { ends: Some(4) }, Refused::Conflict)),
+                Next::Write(GrantWrite::ReplaceToken { ends: Some(4) }),
             ),
             (
                 "no token, first try: expect this code's scopes",

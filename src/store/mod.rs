@@ -252,8 +252,11 @@ pub enum GrantWrite {
     /// The whole grant with the new token, on condition that none is stored.
     PutNew,
     /// The new token over the stored grant, unconditionally: it becomes active with this
-    /// code's scopes, no failures and no end of life.
-    ReplaceToken,
+    /// code's scopes, no failures and no end of life. The same write ends the cached
+    /// access token of the refresh token it replaces: `ends` names that generation when
+    /// the refused put returned the stored grant, so no refresh still in flight caches one
+    /// of it again.
+    ReplaceToken { ends: Option<u64> },
     /// The stored token kept: the profile refreshed and `scopes` recorded, on condition
     /// that the grant is active, holds a token, and is as `expect` says.
     KeepToken { expect: Expect, scopes: Scopes },
@@ -283,7 +286,7 @@ impl GrantWrite {
     pub fn scopes<'a>(&'a self, grant: &'a SignInGrant) -> &'a Scopes {
         match self {
             GrantWrite::KeepToken { scopes, .. } => scopes,
-            GrantWrite::PutNew | GrantWrite::ReplaceToken => &grant.scopes,
+            GrantWrite::PutNew | GrantWrite::ReplaceToken { .. } => &grant.scopes,
         }
     }
 }

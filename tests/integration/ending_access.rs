@@ -554,3 +554,54 @@ async fn a_job_refresh_in_flight_when_the_user_deletes_their_data_never_writes_i
     let again = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;
     assert_ne!(again["status"], json!(200), "not served: {again}");
 }
+
+#[tokio::test]
+async fn a_new_refresh_token_from_a_sign_in_ends_the_cached_access_token_of_the_one_it_replaces() {
+    use std::time::Duration;
+    let stack = spawn_stack().await;
+    let users = stack
+        .seed_grants(2, "openid https://www.googleapis.com/auth/drive.appdata", 0)
+        .await;
+    let tokens = stack.access_tokens(&[]);
+    let consent_again = |sub: &str| {
+        stack.mint(CodeSpec {
+            sub: Some(sub.to_owned()),
+            consent: Consent::Forced,
+            ..CodeSpec::default()
+        })
+    };
+
+    // A token cached from the first refresh token; the user consents again.
+    let first = ask_for_token(&tokens, &json!({"sub": users[0].sub})).await;
+    assert_eq!(first["status"], json!(200), "{first}");
+    let code = consent_again(&users[0].sub);
+    assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    let item = stack.cached_token_item(&users[0].sub).await.expect("the cache item");
+    assert!(!item.contains_key("access_token"), "ended with the sign-in: {item:?}");
+    let next = ask_for_token(&tokens, &json!({"sub": users[0].sub})).await;
+    assert_ne!(next["access_token"], first["access_token"], "{next}");
+
+    // A refresh of the first token in flight when the user consents again: its cache write
+    // lands after the sign-in's, and is refused.
+    stack.iam.delay("PutItem", Duration::from_millis(1_500), 1);
+    let sub = users[1].sub.clone();
+    let in_flight = {
+        let tokens = stack.access_tokens(&[]);
+        tokio::spawn(async move { ask_for_token(&tokens, &json!({"sub": sub})).await })
+    };
+    while stack.iam.held("PutItem") == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let code = consent_again(&users[1].sub);
+    assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    let old = in_flight.await.expect("the call");
+    assert_eq!(old["status"], json!(200), "it began before the sign-in: {old}");
+    let item = stack.cached_token_item(&users[1].sub).await.expect("the cache item");
+    assert!(!item.contains_key("access_token"), "{item:?}");
+    let new = ask_for_token(&tokens, &json!({"sub": users[1].sub})).await;
+    assert_eq!(new["status"], json!(200), "{new}");
+    assert_ne!(
+        new["access_token"], old["access_token"],
+        "a token of the new refresh token"
+    );
+}

@@ -137,15 +137,7 @@ impl DynamoStore {
             "(attribute_not_exists({cached_gen}) OR {cached_gen} <= {this}) AND \
              (attribute_not_exists({ended}) OR {ended} <= {this})"
         ));
-        // The token and what goes with it go; the job's released lease stays (a lease
-        // that item ended is still nobody's).
-        u.set(state::ENDED_GEN, n(ended_gen))
-            .set(state::EXPIRES_AT, n(now.saturating_add(MARKER_KEEP_SECS)))
-            .remove(state::ACCESS_TOKEN)
-            .remove(state::TOKEN_EXPIRES_AT)
-            .remove(state::SCOPES)
-            .remove(state::OBTAINED_AT)
-            .remove(state::GEN);
+        end_marker(&mut u, Some(ended_gen), now);
         let marked = self
             .update_state_item(schema::access_key(sub.as_str()), &u)
             .send()
@@ -182,6 +174,22 @@ impl DynamoStore {
 
 /// How long a marker of an ended generation is kept (a day).
 const MARKER_KEEP_SECS: u64 = 86_400;
+
+/// Makes `u` turn a cache item into the marker of `ended_gen` (or, when the generation is
+/// not known, just empty it, keeping any marker it holds): the token and what goes with
+/// it go; the job's released lease stays (a lease that item ended is still nobody's).
+fn end_marker(u: &mut expr::Update, ended_gen: Option<u64>, now: u64) {
+    use schema::{n, state};
+    if let Some(ended) = ended_gen {
+        u.set(state::ENDED_GEN, n(ended));
+    }
+    u.set(state::EXPIRES_AT, n(now.saturating_add(MARKER_KEEP_SECS)))
+        .remove(state::ACCESS_TOKEN)
+        .remove(state::TOKEN_EXPIRES_AT)
+        .remove(state::SCOPES)
+        .remove(state::OBTAINED_AT)
+        .remove(state::GEN);
+}
 
 /// What a conditional update found.
 enum Updated {

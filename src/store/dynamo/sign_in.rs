@@ -107,7 +107,7 @@ impl DynamoStore {
                     .ok_or(StoreError::Corrupt("no token to put"))?;
                 self.put_new_item(new, token, now)
             }
-            GrantWrite::ReplaceToken => {
+            GrantWrite::ReplaceToken { .. } => {
                 let token = new
                     .refresh_token
                     .as_ref()
@@ -152,6 +152,25 @@ impl DynamoStore {
         }
     }
 
+    /// What else the write changes, in the same transaction: a replaced token's cached
+    /// access token ends (its item becomes the marker of that generation).
+    fn cache_end(&self, write: &GrantWrite, sub: &str, now: u64) -> Result<Option<TransactWriteItem>, StoreError> {
+        let GrantWrite::ReplaceToken { ends } = write else {
+            return Ok(None);
+        };
+        let mut u = Update::default();
+        super::end_marker(&mut u, *ends, now);
+        let update = TransactUpdate::builder()
+            .table_name(&self.state_table)
+            .key(state::PK, s(schema::access_key(sub)))
+            .update_expression(u.expression())
+            .set_expression_attribute_names(u.p.names())
+            .set_expression_attribute_values(u.p.values())
+            .build()
+            .map_err(|_| StoreError::Corrupt("cache end"))?;
+        Ok(Some(TransactWriteItem::builder().update(update).build()))
+    }
+
     /// The grant's part as a whole new item, on condition that there is none yet.
     fn put_new_item(
         &self,
@@ -176,22 +195,30 @@ impl DynamoStore {
             .set_item(Some(schema::item_from_grant(&grant)))
             .condition_expression(condition)
             .set_expression_attribute_names(p.names())
+            // A refusal returns the grant stored, whose generation the replacement ends.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(|_| StoreError::Corrupt("grant put"))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// Writes the grant's part and the outcome in one transaction. Should the claim be
-    /// another attempt's by now, the grant is written alone: it holds what Google gave
-    /// this attempt, and only the outcome is the claim holder's to record.
-    async fn transact(&self, grant: TransactWriteItem, outcome: Put) -> Result<Result<(), Cancelled>, StoreError> {
-        match self
-            .transact_items(vec![grant.clone(), TransactWriteItem::builder().put(outcome).build()])
-            .await?
-        {
+    /// Writes the grant's part, the outcome and what else goes with the grant (`also`) in
+    /// one transaction, in that order. Should the claim be another attempt's by now, the
+    /// grant is written without the outcome: it holds what Google gave this attempt, and
+    /// only the outcome is the claim holder's to record.
+    async fn transact(
+        &self,
+        grant: TransactWriteItem,
+        outcome: Put,
+        also: Option<TransactWriteItem>,
+    ) -> Result<Result<(), Cancelled>, StoreError> {
+        let outcome = TransactWriteItem::builder().put(outcome).build();
+        let items = [Some(grant.clone()), Some(outcome), also.clone()];
+        match self.transact_items(items.into_iter().flatten().collect()).await? {
             Err(Cancelled::ClaimLost) => {
                 tracing::warn!("the code's claim was taken over; storing the grant without its outcome");
-                self.transact_items(vec![grant]).await
+                self.transact_items([Some(grant), also].into_iter().flatten().collect())
+                    .await
             }
             done => Ok(done),
         }
@@ -221,7 +248,9 @@ impl DynamoStore {
                 reasons.first().and_then(|r| r.item()).cloned(),
             ))),
             schema::CANCELLED_BY_CONFLICT => Ok(Err(Cancelled::Conflict)),
-            _ if code_of(1) == schema::CANCELLED_BY_CONFLICT => Ok(Err(Cancelled::Conflict)),
+            _ if code_of(1) == schema::CANCELLED_BY_CONFLICT || code_of(2) == schema::CANCELLED_BY_CONFLICT => {
+                Ok(Err(Cancelled::Conflict))
+            }
             _ if code_of(1) == schema::CANCELLED_BY_CONDITION => Ok(Err(Cancelled::ClaimLost)),
             _ => {
                 tracing::warn!(reasons = ?reasons.iter().map(|r| r.code()).collect::<Vec<_>>(), "sign-in write cancelled");
@@ -309,8 +338,9 @@ impl SignInStore for DynamoStore {
         window: Duration,
     ) -> Result<Result<(), Refused>, StoreError> {
         let outcome = self.outcome_put(claim, &signed_in(new, write.scopes(new)), now, window)?;
+        let also = self.cache_end(write, new.sub.as_str(), now)?;
         Ok(
-            match self.transact(self.grant_write(write, new, now)?, outcome).await? {
+            match self.transact(self.grant_write(write, new, now)?, outcome, also).await? {
                 Ok(()) => Ok(()),
                 Err(Cancelled::Conflict | Cancelled::ClaimLost) => Err(Refused::Conflict),
                 Err(Cancelled::Condition(item)) => Err(Refused::Condition(
