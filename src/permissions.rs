@@ -22,8 +22,8 @@
 //!   state to claim and give back the day's Google quota units); `crypto` opens
 //!   and re-seals rotated tokens and seals access tokens (Decrypt, GenerateDataKey); the
 //!   secret; and Lambda's on-failure destination (SendMessage).
-//! - access tokens: `store::DynamoStore` as `AccessStore` (one BatchGetItem of the grant
-//!   and its cached token; UpdateItem on grants: the lease, and the record of a refresh
+//! - access tokens: `store::DynamoStore` as `AccessStore` (GetItem of the cached token
+//!   alone, which serves a hit; else one BatchGetItem of the grant and its cached token; UpdateItem on grants: the lease, and the record of a refresh
 //!   that changes the grant; PutItem and UpdateItem on state: the cached token, which
 //!   ends a routine refresh's lease, and a failed refresh's note); `crypto` for both
 //!   purposes; the secret.
@@ -96,6 +96,7 @@ pub const JOB: &[Permission] = &[
 pub const ACCESS_TOKEN: &[Permission] = &[
     allow("GrantsTable", "dynamodb:BatchGetItem"),
     allow("GrantsTable", "dynamodb:UpdateItem"),
+    allow("StateTable", "dynamodb:GetItem"),
     allow("StateTable", "dynamodb:BatchGetItem"),
     allow("StateTable", "dynamodb:PutItem"),
     allow("StateTable", "dynamodb:UpdateItem"),

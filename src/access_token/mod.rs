@@ -27,7 +27,7 @@ use crate::crypto::{Binding, TokenCipher};
 use crate::domain::{AccessToken, GoogleSubject, RefreshToken, Scopes};
 use crate::google::ClientSecrets;
 use crate::ports::Ports;
-use crate::store::{AccessStore, CacheEntry, Grant, RefreshLease, StoreError, random_owner};
+use crate::store::{AccessStore, CacheEntry, CachedToken, Grant, RefreshLease, StoreError, random_owner};
 use crate::upstream::Upstream;
 
 mod held_off;
@@ -163,6 +163,15 @@ impl<P: Ports> AccessTokens<P> {
     pub async fn access_token(&self, request: &AccessRequest) -> Result<IssuedToken, AccessError> {
         let deadline = Instant::now() + self.settings.budget;
         let started = self.clock.now_unix();
+        // The usual call: the cached token, from its item alone (one read). Anything else —
+        // no token that fits, a forced refresh, an ended or suspended grant — reads the
+        // grant with it and goes on below.
+        if !request.force_refresh
+            && let Some(token) = self.served_alone(request, started).await?
+        {
+            tracing::info!(cached = true, "access token issued");
+            return Ok(token);
+        }
         let owner = random_owner();
         let mut view = self.store.read(&request.sub).await?;
         let mut poll = POLL_FIRST;
@@ -224,9 +233,45 @@ impl<P: Ports> AccessTokens<P> {
         }
     }
 
-    /// The cached token, if it meets the request: enough time left (or issued within the
-    /// floor: the most Google gives) and every scope asked for. With `force_refresh`, only one obtained at or after `accepted` (another
-    /// caller's refresh, which this one waited for); `None` accepts none.
+    /// The cached token read from its item alone, when it meets the request. Its binding's
+    /// client is this deployment's (a grant's client id is the one it signed in with);
+    /// a token of another client does not open, and the call reads the grant.
+    async fn served_alone(&self, request: &AccessRequest, now: u64) -> Result<Option<IssuedToken>, AccessError> {
+        let cache = self.store.read_cache(&request.sub).await?;
+        let Some(cached) = cache.token.as_ref().filter(|t| self.fits(t, request, None, now)) else {
+            return Ok(None);
+        };
+        let Ok(credentials) = self.secrets.current().await else {
+            return Ok(None);
+        };
+        let binding = Binding {
+            store: &self.settings.token_binding,
+            sub: request.sub.as_str(),
+            client_id: &credentials.client_id,
+        };
+        Ok(self.opened(cached, binding).await)
+    }
+
+    /// Whether a cached token meets the request: enough time left (or issued within the
+    /// floor: the most Google gives) and every scope asked for. With `force_refresh`, only
+    /// one obtained at or after `accepted` (another caller's refresh, which this one
+    /// waited for); `None` accepts none.
+    fn fits(&self, cached: &CachedToken, request: &AccessRequest, accepted: Option<u64>, now: u64) -> bool {
+        let fresh_enough = match (request.force_refresh, accepted) {
+            (false, _) => true,
+            (true, Some(since)) => cached.obtained_at >= since,
+            (true, None) => false,
+        };
+        // A token Google issued within the floor is as long-lived as Google makes them:
+        // refreshing again would not give more, only spend quota.
+        let just_issued = now < cached.obtained_at + self.settings.force_refresh_floor.as_secs();
+        fresh_enough
+            && (cached.expires_at >= now + request.min_ttl.as_secs() || just_issued)
+            && cached.expires_at > now
+            && request.scopes.missing_from(&cached.scopes).is_empty()
+    }
+
+    /// The cached token of the grant read with it, if it meets the request ([`Self::fits`]).
     async fn served_from_cache(
         &self,
         cache: &CacheEntry,
@@ -238,24 +283,17 @@ impl<P: Ports> AccessTokens<P> {
         // A token of another generation came from a refresh token the grant no longer
         // holds (revoked, replaced by a sign-in): never served.
         let cached = cache.token.as_ref().filter(|t| t.token_gen == grant.token_gen)?;
-        let fresh_enough = match (request.force_refresh, accepted) {
-            (false, _) => true,
-            (true, Some(since)) => cached.obtained_at >= since,
-            (true, None) => false,
-        };
-        // A token Google issued within the floor is as long-lived as Google makes them:
-        // refreshing again would not give more, only spend quota.
-        let just_issued = now < cached.obtained_at + self.settings.force_refresh_floor.as_secs();
-        let fits = fresh_enough
-            && (cached.expires_at >= now + request.min_ttl.as_secs() || just_issued)
-            && cached.expires_at > now
-            && request.scopes.missing_from(&cached.scopes).is_empty();
-        if !fits {
+        if !self.fits(cached, request, accepted, now) {
             return None;
         }
+        self.opened(cached, self.binding(grant)).await
+    }
+
+    /// The cached token opened under `binding`; `None` when it does not open.
+    async fn opened(&self, cached: &CachedToken, binding: Binding<'_>) -> Option<IssuedToken> {
         match self
             .access_cipher
-            .open_described(&cached.token, self.binding(grant), &cached.details())
+            .open_described(&cached.token, binding, &cached.details())
             .await
         {
             Ok(access_token) => Some(IssuedToken {

@@ -93,6 +93,12 @@ pub trait AccessTokenCache: Send + Sync {
 
 /// The access-token use case's store operations.
 pub trait AccessStore: AccessTokenCache {
+    /// The grant's cache item alone, read consistently: all a cache hit needs. Whatever
+    /// stops a grant from giving tokens takes the token out of this item first — every end
+    /// and a suspension (the item becomes the marker of the generation that ended), and a
+    /// sign-in's new refresh token (the marker of the one it replaced) — and a time limit
+    /// caps the token's expiry, so a token found here is the grant's to serve.
+    fn read_cache(&self, sub: &GoogleSubject) -> impl Future<Output = Result<CacheEntry, StoreError>> + Send;
     /// The grant (with its lease) and its cache item, read consistently.
     fn read(&self, sub: &GoogleSubject) -> impl Future<Output = Result<AccessView, StoreError>> + Send;
     /// Takes the grant's lease for `owner` until `until`, if it is active, holds a refresh

@@ -533,7 +533,7 @@ async fn no_access_token_is_readable_at_rest_nor_opens_anywhere_but_its_own_plac
 }
 
 #[tokio::test]
-async fn a_cached_token_costs_one_dynamodb_request_and_a_refresh_three() {
+async fn a_cached_token_costs_one_read_of_its_item_and_a_refresh_four_requests() {
     let stack = spawn_stack().await;
     let user = &stack.seed_grants(1, DRIVE, 0).await[0];
     let requests = test_support::CountRequests::default();
@@ -544,13 +544,19 @@ async fn a_cached_token_costs_one_dynamodb_request_and_a_refresh_three() {
         .expect("app")
         .access_tokens(&config);
 
-    // A refresh: read the grant and its cache (one BatchGetItem), take the lease, cache
-    // the new token, which lets go of the lease.
+    // A refresh: the cache item (nothing there), the grant and its cache (one
+    // BatchGetItem), take the lease, cache the new token, which lets go of the lease.
     token_of(&ask_for_token(&service, &json!({"sub": user.sub})).await);
-    assert_eq!(requests.count(), 3);
-    // From the cache: the one read alone.
+    assert_eq!(requests.count(), 4);
+    // From the cache: its item alone, one read of one item.
     token_of(&ask_for_token(&service, &json!({"sub": user.sub})).await);
-    assert_eq!(requests.count(), 3 + 1);
+    assert_eq!(requests.count(), 4 + 1);
+    let last = stack.iam.checked().pop().map(|c| c.needs);
+    let one_read = vec![("dynamodb:GetItem".to_owned(), "StateTable".to_owned())];
+    assert_eq!(
+        last.map(|needs| needs.into_iter().map(|n| (n.action, n.resource)).collect::<Vec<_>>()),
+        Some(one_read)
+    );
     // The lease is let go: a forced refresh past the floor takes it at once.
     stack
         .set_cached_token_attributes(&user.sub, &[("obtained_at", Some(AttributeValue::N("1".into())))])
@@ -561,7 +567,11 @@ async fn a_cached_token_costs_one_dynamodb_request_and_a_refresh_three() {
     let refreshes = stack.emulator.stats().refreshes;
     token_of(&ask_for_token(&service, &json!({"sub": user.sub, "force_refresh": true})).await);
     assert_eq!(stack.emulator.stats().refreshes, refreshes + 1);
-    assert_eq!(requests.count(), 3 + 1 + 3, "no wait for a lease held");
+    assert_eq!(
+        requests.count(),
+        4 + 1 + 3,
+        "a forced refresh reads the grant with its cache at once, and waits for no lease"
+    );
 }
 
 #[tokio::test]

@@ -43,8 +43,16 @@ async fn time_based_access_is_kept_and_once_it_runs_out_nothing_calls_google_and
     let answer = ask_for_token(&tokens, &json!({"sub": code.sub})).await;
     assert_eq!(answer["status"], json!(200), "{answer}");
 
-    // The day passes.
+    // The day passes: the grant's time is up, and so is the token cached within it (no
+    // token is cached for longer than the grant lasts, so its item alone never serves one
+    // past the end).
     set_grant_number(&stack, &code.sub, "refresh_expires_at", Some(now - 1)).await;
+    stack
+        .set_cached_token_attributes(
+            &code.sub,
+            &[("token_expires_at", Some(AttributeValue::N((now - 1).to_string())))],
+        )
+        .await;
     let refreshes = stack.emulator.stats().refreshes;
     let answer = ask_for_token(&tokens, &json!({"sub": code.sub})).await;
     assert_eq!(
@@ -603,5 +611,33 @@ async fn a_new_refresh_token_from_a_sign_in_ends_the_cached_access_token_of_the_
     assert_ne!(
         new["access_token"], old["access_token"],
         "a token of the new refresh token"
+    );
+}
+
+#[tokio::test]
+async fn no_access_token_is_cached_for_longer_than_a_time_limited_grant_lasts() {
+    let stack = spawn_stack().await;
+    // The user granted two minutes; Google's access tokens live an hour.
+    let code = stack.mint(CodeSpec {
+        refresh_token_expires_in: Some(120),
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    let limit = stack
+        .grant(&code.sub)
+        .await
+        .and_then(|g| g.refresh_expires_at)
+        .expect("a limit");
+    let answer = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": code.sub})).await;
+    assert_eq!(answer["status"], json!(200), "{answer}");
+    let item = stack.cached_token_item(&code.sub).await.expect("the cache item");
+    let cached_until = item
+        .get("token_expires_at")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("an expiry");
+    assert!(
+        cached_until <= limit,
+        "cached until {cached_until}, the grant ends at {limit}"
     );
 }

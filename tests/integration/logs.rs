@@ -45,6 +45,11 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let stack = spawn_stack().await;
+    // Other tests of this binary log through no subscriber, on other threads, at the same
+    // time: a callsite one of them was registering while this subscriber was installed may
+    // have cached "no interest" (tracing-core's registration races its rebuild). Rebuilt
+    // now, once they are under way, every callsite asks this subscriber too.
+    tracing::callsite::rebuild_interest_cache();
     let ada = stack.mint(CodeSpec {
         email: Some("ada.planted@example.com".into()),
         ..CodeSpec::default()

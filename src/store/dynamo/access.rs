@@ -174,6 +174,13 @@ impl AccessTokenCache for DynamoStore {
 }
 
 impl AccessStore for DynamoStore {
+    async fn read_cache(&self, sub: &GoogleSubject) -> Result<CacheEntry, StoreError> {
+        let item = self
+            .get(&self.state_table, (state::PK, schema::access_key(sub.as_str())))
+            .await?;
+        Ok(item.as_ref().map(cache_entry).unwrap_or_default())
+    }
+
     async fn read(&self, sub: &GoogleSubject) -> Result<AccessView, StoreError> {
         // One request for both items.
         let (grant, cache) = self.grant_and_cache_items(sub).await?;
