@@ -25,6 +25,17 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// returns the one JSON line it prints. Awaited, so the runtime that serves the emulator
 /// keeps running meanwhile.
 pub async fn run_python(script: &str, plan: &serde_json::Value, args: &[&str]) -> serde_json::Value {
+    run_python_with(script, plan, args, &[]).await
+}
+
+/// [`run_python`] with `env` set for the program (an `AWS_ENDPOINT_URL` through a proxy
+/// that adds latency, say).
+pub async fn run_python_with(
+    script: &str,
+    plan: &serde_json::Value,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> serde_json::Value {
     let path = std::env::temp_dir().join(format!("{script}-{}.json", std::process::id()));
     std::fs::write(&path, plan.to_string()).expect("write plan");
     let root = crate::ROOT;
@@ -32,6 +43,7 @@ pub async fn run_python(script: &str, plan: &serde_json::Value, args: &[&str]) -
         .arg(format!("{root}/benches/{script}"))
         .arg(&path)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("run the Python program (make venv installs it)");

@@ -353,7 +353,12 @@ pub struct IamProxy {
     log: Arc<Mutex<Vec<Checked>>>,
     names: Arc<Mutex<Names>>,
     delays: Delays,
+    latency: Latency,
 }
+
+/// Added to every request, in microseconds: how far AWS is (a benchmark's production-like
+/// run).
+type Latency = Arc<std::sync::atomic::AtomicU64>;
 
 /// Operations (the `X-Amz-Target` after its dot) to hold: how long, for how many more,
 /// and how many were held so far.
@@ -377,6 +382,7 @@ struct Proxy {
     /// KMS keys (by key id) that refuse cryptographic calls, with KMS's error for it.
     refusing_keys: Arc<Mutex<HashMap<String, &'static str>>>,
     delays: Delays,
+    latency: Latency,
 }
 
 /// The key id of a KMS `KeyId` (a key id, or a key's ARN).
@@ -443,6 +449,7 @@ impl IamProxy {
         let log = Arc::new(Mutex::new(Vec::new()));
         let names = Arc::new(Mutex::new(names));
         let delays = Delays::default();
+        let latency = Latency::default();
         let state = Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder().build().expect("HTTP client"),
@@ -451,6 +458,7 @@ impl IamProxy {
             log: Arc::clone(&log),
             refusing_keys: Arc::default(),
             delays: Arc::clone(&delays),
+            latency: Arc::clone(&latency),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -465,7 +473,15 @@ impl IamProxy {
             log,
             names,
             delays,
+            latency,
         }
+    }
+
+    /// Adds `latency` to every request from now on (zero: none), as a round trip to AWS
+    /// takes in production.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency.store(micros, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Holds the next `count` requests of `operation` (`PutItem`, `TransactWriteItems`,
@@ -526,6 +542,10 @@ fn access_key(authorization: &str) -> Option<&str> {
 }
 
 async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
+    let latency = proxy.latency.load(std::sync::atomic::Ordering::SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_micros(latency)).await;
+    }
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 64 << 20).await.expect("request body");
     let header = |name: &str| {
