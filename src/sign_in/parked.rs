@@ -72,50 +72,53 @@ pub enum UnparkError {
     Crypto(#[from] CryptoError),
 }
 
-/// The binding of a parked part: the store, the code's digest and which part it is, the
-/// client. A real `sub` is digits only, so no grant's binding is ever one of these.
-fn binding_name(code: &str, part: &str) -> String {
-    format!("parked:{code}:{part}")
-}
-
 const REFRESH_PART: &str = "refresh-token";
 const ID_PART: &str = "id-token";
 
-async fn seal_part<K: KeyProvider>(
-    cipher: &TokenCipher<K, RefreshToken>,
-    text: &str,
-    store: &str,
-    code: &str,
-    part: &str,
-    client_id: &str,
-) -> Result<String, CryptoError> {
-    let name = binding_name(code, part);
-    let binding = Binding {
-        store,
-        sub: &name,
-        client_id,
-    };
-    let sealed = cipher.seal(&RefreshToken::new(text.to_owned()), binding).await?;
-    Ok(BASE64.encode(sealed.to_bytes()))
+/// Where a parked part is sealed: the store, the code's digest and which part it is, the
+/// client. A real `sub` is digits only, so no grant's binding is ever one of these.
+struct Part<'a> {
+    store: &'a str,
+    name: String,
+    client_id: &'a str,
 }
 
-async fn open_part<K: KeyProvider>(
-    cipher: &TokenCipher<K, RefreshToken>,
-    sealed: &str,
-    store: &str,
-    message: &ParkedSignIn,
-    part: &str,
-) -> Result<String, UnparkError> {
-    let bytes = BASE64.decode(sealed).map_err(|_| UnparkError::Format)?;
-    let sealed = SealedToken::from_bytes(&bytes).map_err(|_| UnparkError::Format)?;
-    let name = binding_name(&message.code, part);
-    let binding = Binding {
-        store,
-        sub: &name,
-        client_id: &message.client_id,
-    };
-    let opened = cipher.open(&sealed, binding).await?;
-    Ok(opened.expose_secret().to_owned())
+impl<'a> Part<'a> {
+    fn new(store: &'a str, code: &str, part: &str, client_id: &'a str) -> Self {
+        Self {
+            store,
+            name: format!("parked:{code}:{part}"),
+            client_id,
+        }
+    }
+
+    fn binding(&self) -> Binding<'_> {
+        Binding {
+            store: self.store,
+            sub: &self.name,
+            client_id: self.client_id,
+        }
+    }
+
+    async fn seal<K: KeyProvider>(
+        &self,
+        cipher: &TokenCipher<K, RefreshToken>,
+        text: &str,
+    ) -> Result<String, CryptoError> {
+        let sealed = cipher.seal(&RefreshToken::new(text.to_owned()), self.binding()).await?;
+        Ok(BASE64.encode(sealed.to_bytes()))
+    }
+
+    async fn open<K: KeyProvider>(
+        &self,
+        cipher: &TokenCipher<K, RefreshToken>,
+        sealed: &str,
+    ) -> Result<String, UnparkError> {
+        let bytes = BASE64.decode(sealed).map_err(|_| UnparkError::Format)?;
+        let sealed = SealedToken::from_bytes(&bytes).map_err(|_| UnparkError::Format)?;
+        let opened = cipher.open(&sealed, self.binding()).await?;
+        Ok(opened.expose_secret().to_owned())
+    }
 }
 
 impl ParkedSignIn {
@@ -130,11 +133,19 @@ impl ParkedSignIn {
     ) -> Result<Self, CryptoError> {
         let client = answered.client_id.as_str();
         let refresh_token = match &answered.refresh_token {
-            Some(t) => Some(seal_part(cipher, t.expose_secret(), store, code, REFRESH_PART, client).await?),
+            Some(t) => Some(
+                Part::new(store, code, REFRESH_PART, client)
+                    .seal(cipher, t.expose_secret())
+                    .await?,
+            ),
             None => None,
         };
         let id_token = match &answered.id_token {
-            Some(t) => Some(seal_part(cipher, t.expose_secret(), store, code, ID_PART, client).await?),
+            Some(t) => Some(
+                Part::new(store, code, ID_PART, client)
+                    .seal(cipher, t.expose_secret())
+                    .await?,
+            ),
             None => None,
         };
         Ok(Self {
@@ -159,16 +170,13 @@ impl ParkedSignIn {
         if self.format != PARKED_FORMAT {
             return Err(UnparkError::Format);
         }
+        let part = |name| Part::new(store, &self.code, name, &self.client_id);
         let refresh_token = match &self.refresh_token {
-            Some(sealed) => Some(RefreshToken::new(
-                open_part(cipher, sealed, store, self, REFRESH_PART).await?,
-            )),
+            Some(sealed) => Some(RefreshToken::new(part(REFRESH_PART).open(cipher, sealed).await?)),
             None => None,
         };
         let id_token = match &self.id_token {
-            Some(sealed) => Some(SecretString::from(
-                open_part(cipher, sealed, store, self, ID_PART).await?,
-            )),
+            Some(sealed) => Some(SecretString::from(part(ID_PART).open(cipher, sealed).await?)),
             None => None,
         };
         Ok(Answered {
