@@ -295,6 +295,7 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
                 segments: config.segments,
                 concurrency: config.concurrency,
                 lease: config.lease,
+                aws_call_timeout: config.common.aws_timeouts.call,
                 page_size: config.page_size,
                 retry: RetryPolicy {
                     max_attempts: config.retry_max_attempts,

@@ -48,9 +48,11 @@ pub fn parse_retry_after(value: Option<&http::HeaderValue>) -> Option<Duration> 
     Some(Duration::from_secs(secs.min(3_600)))
 }
 
-/// Classifies an AWS SDK error by its error code and HTTP status: throttling, 5xx and
-/// transport failures are transient; everything else (access denied, not found, a
-/// disabled key, a validation error) is our misconfiguration.
+/// Classifies an AWS SDK error by its error code and HTTP status: throttling, 5xx,
+/// transport failures and a write that met a transaction on the same item
+/// (`TransactionConflictException`, which the SDK does not retry) are transient;
+/// everything else (access denied, not found, a disabled key, a validation error) is our
+/// misconfiguration. A cancelled transaction is read by its reasons where it is sent.
 pub fn classify_aws<E, R>(service: &'static str, err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> Upstream
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
@@ -80,6 +82,8 @@ where
                     | "ServiceUnavailable"
                     | "KMSInternalException"
                     | "DependencyTimeoutException"
+                    | "TransactionConflictException"
+                    | "TransactionInProgressException"
             );
             if throttled || server {
                 Upstream::Unavailable {

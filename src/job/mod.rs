@@ -60,6 +60,9 @@ pub struct JobSettings {
     pub segments: u32,
     pub concurrency: usize,
     pub lease: Duration,
+    /// How long one AWS call may take, its SDK retries included (`AWS_CALL_TIMEOUT_MS`): a
+    /// store write is tried again only while one more fits before the run stops.
+    pub aws_call_timeout: Duration,
     pub page_size: i32,
     pub retry: RetryPolicy,
     /// A deferred grant waits `defer_base·2^(failures-1)`, at most `defer_max`.

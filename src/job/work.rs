@@ -12,7 +12,10 @@ use crate::google::{GoogleTokenError, TokenEndpoint, TokenRefresh, TokenRevocati
 use crate::grant::decide::{Disposition, Failure, disposition};
 use crate::grant::{seal_rotated, sealed_for_cache};
 use crate::ports::Ports;
-use crate::store::{CachedToken, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, reasons};
+use crate::store::{
+    CachedToken, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, StoreError, reasons,
+};
+use crate::upstream::retry_until;
 
 impl<P: Ports> OfflineJob<P> {
     /// Leases `grant`, works it, and records the outcome.
@@ -38,7 +41,16 @@ impl<P: Ports> OfflineJob<P> {
             drive_planned: grant.status == GrantStatus::Active && self.drive_planned(&grant),
             released: released.as_deref().filter(|r| grant.lease_owner.as_deref() == Some(*r)),
         };
-        let Some(leased) = self.store.lease(&grant.sub, lease).await? else {
+        // The lease is the grant's first write: one that met a transaction or was
+        // throttled is tried again with the run's backoff, within the run's time.
+        let leasing = retry_until(
+            &self.settings.retry,
+            run.stop_at,
+            self.settings.aws_call_timeout,
+            || self.store.lease(&grant.sub, lease),
+            StoreError::may_pass,
+        );
+        let Some(leased) = leasing.await? else {
             run.counters.bump(Count::skipped);
             return Ok(Worked::Skipped);
         };

@@ -428,7 +428,7 @@ impl<P: Ports> SignIn<P> {
                 let now = self.clock.now_unix();
                 rule::store_grant(&self.store, key, &grant, now, self.settings.idempotency_window)
             },
-            |e| matches!(e, StoreError::Upstream(u) if unavailable(u)),
+            StoreError::may_pass,
         );
         match stored.await? {
             SignInStored::Stored { scopes } => {

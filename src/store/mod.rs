@@ -193,6 +193,14 @@ pub enum StoreError {
     Upstream(#[from] Upstream),
 }
 
+impl StoreError {
+    /// Whether trying again may succeed: the store was unavailable, throttled, or the write
+    /// met another transaction.
+    pub fn may_pass(&self) -> bool {
+        matches!(self, Self::Upstream(Upstream::Unavailable { .. }))
+    }
+}
+
 /// The grants table as a port.
 pub trait GrantStore: Send + Sync {
     fn load(&self, sub: &GoogleSubject) -> impl Future<Output = Result<Option<Grant>, StoreError>> + Send;

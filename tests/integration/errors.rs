@@ -481,3 +481,68 @@ async fn a_retry_after_an_exchange_that_outlived_its_timeout_is_never_told_inval
         "{answered:?}: a retry is signed in, or told to ask for consent again, never invalid_grant"
     );
 }
+
+/// DynamoDB's error body for `error` (`TransactionConflictException`, ...).
+fn dynamodb_error(error: &str) -> serde_json::Value {
+    json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{error}"), "message": "planted by the test"})
+}
+
+#[tokio::test]
+async fn dynamodbs_conflicts_and_throttled_transactions_are_transient_for_sign_in() {
+    // One attempt per AWS call, so a step after the exchange has room to be tried again.
+    let stack = spawn_stack_with(&[("AWS_ATTEMPT_TIMEOUT_MS", "2000"), ("AWS_CALL_TIMEOUT_MS", "2000")]).await;
+    // The claim meets another transaction on its item (the SDK does not retry this): the
+    // app is told to retry, and the code is not spent.
+    stack
+        .iam
+        .answer_with("PutItem", dynamodb_error("TransactionConflictException"), 1);
+    let minted = stack.mint(CodeSpec::default());
+    let event = android_form_event(&minted.code);
+    let answer = assert_refused(&stack, &event, 502, "upstream_unavailable").await;
+    assert!(answer.retry_after().is_some());
+    assert_eq!(stack.emulator.stats().code_exchanges, 0);
+
+    // The grant's transaction is cancelled for throttling, after Google redeemed the code:
+    // tried again within the budget, and the user is signed in.
+    let mut cancelled = dynamodb_error("TransactionCanceledException");
+    cancelled["CancellationReasons"] = json!([{"Code": "ThrottlingError", "Message": "planted"}, {"Code": "None"}]);
+    stack.iam.answer_with("TransactWriteItems", cancelled, 2);
+    let answer = stack.invoke(&event).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(
+        stack.stored_refresh_token(&minted.sub).await,
+        stack.emulator.refresh_token_of(&minted.sub)
+    );
+}
+
+#[tokio::test]
+async fn dynamodbs_conflicts_are_transient_for_the_access_token_function_and_the_job() {
+    let stack = spawn_stack().await;
+    let users = stack
+        .seed_grants(2, "openid https://www.googleapis.com/auth/drive.appdata", 0)
+        .await;
+    // The lease's write meets a sign-in's transaction on the grant.
+    let conflict = dynamodb_error("TransactionConflictException");
+    stack.iam.answer_with("UpdateItem GrantsTable", conflict.clone(), 1);
+    let tokens = stack.access_tokens(&[]);
+    let answer = test_support::ask_for_token(&tokens, &json!({"sub": users[0].sub})).await;
+    assert_eq!(
+        (answer["status"].clone(), answer["error"].clone()),
+        (json!(503), json!("upstream_unavailable")),
+        "{answer}"
+    );
+    let answer = test_support::ask_for_token(&tokens, &json!({"sub": users[0].sub})).await;
+    assert_eq!(answer["status"], json!(200), "{answer}");
+
+    // The job's lease meets one too: tried again, not a misconfiguration that stops the
+    // run.
+    stack.iam.answer_with("UpdateItem GrantsTable", conflict, 1);
+    let cycle = offline_access::job::CycleId::parse("2026-11-26T10:00:00Z").expect("cycle");
+    let report = stack
+        .job(&[])
+        .run(&cycle, "job", test_support::no_deadline())
+        .await
+        .expect("the run goes on");
+    assert_eq!(report.scanned, 2, "{report:?}");
+    assert_eq!(report.refreshed, 2, "{report:?}");
+}

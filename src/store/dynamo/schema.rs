@@ -215,6 +215,13 @@ fn parse_status(raw: &str) -> Option<GrantStatus> {
 pub(super) const CANCELLED_BY_CONDITION: &str = "ConditionalCheckFailed";
 /// The cancellation reason of an item another transaction was writing at the same time.
 pub(super) const CANCELLED_BY_CONFLICT: &str = "TransactionConflict";
+/// The reasons a transaction is cancelled for throttling (one of its items' table or
+/// partition was over its capacity): a failure that may pass.
+pub(super) const CANCELLED_BY_THROTTLING: [&str; 3] = [
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "RequestLimitExceeded",
+];
 
 /// Whether a DynamoDB error is a failed condition (a lost race or a refused state), as
 /// opposed to a failure of the service.

@@ -252,6 +252,16 @@ impl DynamoStore {
                 Ok(Err(Cancelled::Conflict))
             }
             _ if code_of(1) == schema::CANCELLED_BY_CONDITION => Ok(Err(Cancelled::ClaimLost)),
+            // Cancelled because DynamoDB throttled an item: may pass, as throttling does.
+            _ if (0..reasons.len()).any(|i| schema::CANCELLED_BY_THROTTLING.contains(&code_of(i))) => {
+                Err(crate::upstream::Upstream::Unavailable {
+                    service: "dynamodb",
+                    throttled: true,
+                    retry_after: None,
+                    detail: "transaction cancelled: throttled".into(),
+                }
+                .into())
+            }
             _ => {
                 tracing::warn!(reasons = ?reasons.iter().map(|r| r.code()).collect::<Vec<_>>(), "sign-in write cancelled");
                 Err(classify_aws("dynamodb", &err).into())

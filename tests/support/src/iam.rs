@@ -354,7 +354,12 @@ pub struct IamProxy {
     names: Arc<Mutex<Names>>,
     delays: Delays,
     latency: Latency,
+    answers: Answers,
 }
+
+/// Operations to answer with an error instead of forwarding them: the error's JSON body
+/// and how many more requests get it.
+type Answers = Arc<Mutex<HashMap<String, (Json, u32)>>>;
 
 /// Added to every request, in microseconds: how far AWS is (a benchmark's production-like
 /// run).
@@ -383,6 +388,7 @@ struct Proxy {
     refusing_keys: Arc<Mutex<HashMap<String, &'static str>>>,
     delays: Delays,
     latency: Latency,
+    answers: Answers,
 }
 
 /// The key id of a KMS `KeyId` (a key id, or a key's ARN).
@@ -450,6 +456,7 @@ impl IamProxy {
         let names = Arc::new(Mutex::new(names));
         let delays = Delays::default();
         let latency = Latency::default();
+        let answers = Answers::default();
         let state = Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder().build().expect("HTTP client"),
@@ -459,6 +466,7 @@ impl IamProxy {
             refusing_keys: Arc::default(),
             delays: Arc::clone(&delays),
             latency: Arc::clone(&latency),
+            answers: Arc::clone(&answers),
         };
         let app = axum::Router::new().fallback(forward).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -474,7 +482,19 @@ impl IamProxy {
             names,
             delays,
             latency,
+            answers,
         }
+    }
+
+    /// Answers the next `count` requests of `operation` (`TransactWriteItems`,
+    /// `UpdateItem`, or `UpdateItem GrantsTable` for one table's) with the AWS error `body` (its `__type` names the error; a
+    /// cancelled transaction's `CancellationReasons` go beside it), as DynamoDB does under
+    /// load: HTTP 400. Every attempt counts, the SDK's own retries included.
+    pub fn answer_with(&self, operation: &str, body: Json, count: u32) {
+        self.answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(operation.to_owned(), (body, count));
     }
 
     /// Adds `latency` to every request from now on (zero: none), as a round trip to AWS
@@ -572,6 +592,35 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     };
     if let Some(delay) = held {
         tokio::time::sleep(delay).await;
+    }
+    let answer = {
+        // Keyed by the operation, or by the operation and the table it writes (by the
+        // template's logical id: `UpdateItem GrantsTable`).
+        let table = serde_json::from_slice::<Json>(&body)
+            .ok()
+            .and_then(|json| json["TableName"].as_str().map(str::to_owned))
+            .map(|name| proxy.names.lock().unwrap_or_else(PoisonError::into_inner).table(&name));
+        let on_table = table.map(|t| format!("{operation} {t}"));
+        let mut answers = proxy.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = on_table
+            .filter(|k| answers.contains_key(k))
+            .unwrap_or_else(|| operation.to_owned());
+        match answers.get_mut(&key) {
+            Some((body, left)) if *left > 0 => {
+                *left -= 1;
+                Some(body.clone())
+            }
+            _ => None,
+        }
+    };
+    if let Some(body) = answer {
+        let error = body["__type"].as_str().unwrap_or("InternalServerError").to_owned();
+        return Response::builder()
+            .status(400)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amzn-errortype", error)
+            .body(Body::from(body.to_string()))
+            .expect("response");
     }
     let named_key = serde_json::from_slice::<Json>(&body)
         .ok()
