@@ -226,6 +226,18 @@ async fn a_sign_in_costs_two_dynamodb_round_trips_first_time_and_again() {
     let before = requests.count();
     let replay = test_support::invoke_service(&service, &android_form_event(&again.code)).await;
     assert_eq!((replay.status, requests.count() - before), (200, 1));
+
+    // A new refresh token over the stored grant (a forced consent) is three: the claim,
+    // the put (refused, returning the grant whose generation the replacement ends), then
+    // the replacement with its outcome.
+    let forced = stack.mint(CodeSpec {
+        sub: Some(first.sub.clone()),
+        consent: Consent::Forced,
+        ..CodeSpec::default()
+    });
+    let before = requests.count();
+    let answer = test_support::invoke_service(&service, &android_form_event(&forced.code)).await;
+    assert_eq!((answer.status, requests.count() - before), (200, 3), "{}", answer.json);
 }
 
 #[tokio::test]
