@@ -490,7 +490,7 @@ fn dynamodb_error(error: &str) -> serde_json::Value {
 #[tokio::test]
 async fn dynamodbs_conflicts_and_throttled_transactions_are_transient_for_sign_in() {
     // One attempt per AWS call, so a step after the exchange has room to be tried again.
-    let stack = spawn_stack_with(&[("AWS_ATTEMPT_TIMEOUT_MS", "2000"), ("AWS_CALL_TIMEOUT_MS", "2000")]).await;
+    let stack = spawn_stack_with(&test_support::one_attempt_sign_in("12000", &[])).await;
     // The claim meets another transaction on its item (the SDK does not retry this): the
     // app is told to retry, and the code is not spent.
     stack

@@ -259,14 +259,8 @@ async fn the_job_and_the_access_token_function_ask_only_what_their_roles_allow()
 
 #[tokio::test]
 async fn parking_a_sign_in_and_storing_it_later_ask_only_what_the_two_roles_allow() {
-    use std::time::Duration;
     let stack = spawn_stack().await;
-    let one_attempt = [
-        ("SIGN_IN_BUDGET_MS", "16000"),
-        ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
-        ("AWS_CALL_TIMEOUT_MS", "2000"),
-    ];
-    let service = test_support::sign_in_as(&stack, Role::SignIn, &one_attempt);
+    let service = test_support::sign_in_as(&stack, Role::SignIn, &test_support::one_attempt_sign_in("16000", &[]));
     // A known user (their grant is updated) and a new one (put whole).
     let known = stack.mint(CodeSpec::default());
     assert_eq!(stack.invoke(&android_form_event(&known.code)).await.status, 200);
@@ -277,7 +271,7 @@ async fn parking_a_sign_in_and_storing_it_later_ask_only_what_the_two_roles_allo
         ..CodeSpec::default()
     });
     let parked = stack.mint(CodeSpec::default());
-    stack.iam.delay("TransactWriteItems", Duration::from_secs(30), 1_000);
+    stack.iam.hang("TransactWriteItems");
     let (new_user, forced) = (android_form_event(&parked.code), android_form_event(&again.code));
     let (first, second) = tokio::join!(
         test_support::invoke_service(&service, &new_user),
@@ -290,7 +284,7 @@ async fn parking_a_sign_in_and_storing_it_later_ask_only_what_the_two_roles_allo
         first.json,
         second.json
     );
-    stack.iam.delay("TransactWriteItems", Duration::ZERO, 0);
+    stack.iam.release("TransactWriteItems");
     let mut messages = stack.take_parked().await;
     assert_eq!(messages.len(), 2);
     // And one the consumer refuses for good: its refusal is recorded too.

@@ -276,18 +276,13 @@ async fn a_first_consent_the_store_cannot_take_is_parked_by_the_built_binary_and
     use std::time::Duration;
     // One attempt per AWS call; the grant's write hangs for the whole budget, a quarter of
     // which is kept for parking's two calls.
-    let stack = test_support::spawn_stack_with(&[
-        ("SIGN_IN_BUDGET_MS", "16000"),
-        ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
-        ("AWS_CALL_TIMEOUT_MS", "2000"),
-    ])
-    .await;
+    let stack = test_support::spawn_stack_with(&test_support::one_attempt_sign_in("16000", &[])).await;
     let mut sign_in = Function::start(binary("auth-code"), &stack.function_env(Role::SignIn)).await;
     let ada = stack.mint(CodeSpec {
         email: Some("ada.parked@example.com".into()),
         ..CodeSpec::default()
     });
-    stack.iam.delay("TransactWriteItems", Duration::from_secs(30), 1_000);
+    stack.iam.hang("TransactWriteItems");
 
     let (status, body) = http_answer(sign_in.invoke(&android_form_event(&ada.code)).await);
     assert_eq!(
@@ -345,7 +340,7 @@ async fn a_first_consent_the_store_cannot_take_is_parked_by_the_built_binary_and
     assert_eq!(fields, expected.into_iter().map(str::to_owned).collect());
 
     // The store is back; Lambda delivers the message to the parked-sign-in binary.
-    stack.iam.delay("TransactWriteItems", Duration::ZERO, 0);
+    stack.iam.release("TransactWriteItems");
     let mut consumer = Function::start_with_timeout(
         binary("parked-sign-in"),
         &stack.function_env(Role::ParkedSignIn),

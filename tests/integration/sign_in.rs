@@ -555,14 +555,7 @@ async fn a_store_down_for_seconds_after_the_exchange_is_waited_out_within_the_bu
     use std::time::Duration;
     let stack = spawn_stack().await;
     // One attempt per call (no SDK retry inside it), and room for a loaded moto.
-    let service = sign_in_with(
-        &stack,
-        &[
-            ("SIGN_IN_BUDGET_MS", "20000"),
-            ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
-            ("AWS_CALL_TIMEOUT_MS", "2000"),
-        ],
-    );
+    let service = sign_in_with(&stack, &test_support::one_attempt_sign_in("20000", &[]));
 
     // After Google's answer, the grant's write hangs for five calls (ten seconds and the
     // waits, of the twenty; the fixed 100/300/900 ms gave up after four): it is tried
@@ -623,15 +616,10 @@ async fn a_code_is_not_sent_to_google_when_too_little_of_the_budget_is_left_for_
 
 #[tokio::test]
 async fn a_parked_sign_in_waits_out_the_store_and_one_that_does_not_open_or_parse_is_set_aside() {
-    use std::time::Duration;
     let stack = spawn_stack().await;
-    // One attempt per AWS call; a quarter of the budget is kept for parking's two calls.
-    let one_attempt = [("AWS_ATTEMPT_TIMEOUT_MS", "2000"), ("AWS_CALL_TIMEOUT_MS", "2000")];
-    let service = sign_in_with(
-        &stack,
-        &[("SIGN_IN_BUDGET_MS", "16000"), one_attempt[0], one_attempt[1]],
-    );
-    stack.iam.delay("TransactWriteItems", Duration::from_secs(30), 1_000);
+    // A quarter of the budget is kept for parking's two calls.
+    let service = sign_in_with(&stack, &test_support::one_attempt_sign_in("16000", &[]));
+    stack.iam.hang("TransactWriteItems");
     let minted = stack.mint(CodeSpec::default());
     let event = android_form_event(&minted.code);
     let parked = test_support::invoke_service(&service, &event).await;
@@ -649,7 +637,7 @@ async fn a_parked_sign_in_waits_out_the_store_and_one_that_does_not_open_or_pars
     let consumer = test_support::sign_in_as(
         &stack,
         test_support::Role::ParkedSignIn,
-        &[("SIGN_IN_BUDGET_MS", "3000"), one_attempt[0], one_attempt[1]],
+        &test_support::one_attempt_sign_in("3000", &[]),
     );
     let again = test_support::deliver_parked(&consumer, &messages).await;
     assert_eq!(again, vec![messages[0].0.clone()]);
@@ -672,7 +660,7 @@ async fn a_parked_sign_in_waits_out_the_store_and_one_that_does_not_open_or_pars
     assert_eq!((waiting.status, waiting.error_code()), (503, "upstream_unavailable"));
 
     // The store is back: the redelivered message is stored, and the code replays.
-    stack.iam.delay("TransactWriteItems", Duration::ZERO, 0);
+    stack.iam.release("TransactWriteItems");
     assert_eq!(
         test_support::deliver_parked(&consumer, &messages).await,
         Vec::<String>::new()
@@ -691,18 +679,12 @@ async fn a_parked_sign_in_waits_out_the_store_and_one_that_does_not_open_or_pars
 
 #[tokio::test]
 async fn without_a_parking_queue_a_grant_not_stored_in_time_is_not_parked() {
-    use std::time::Duration;
     let stack = spawn_stack().await;
     let service = sign_in_with(
         &stack,
-        &[
-            ("SIGN_IN_BUDGET_MS", "5000"),
-            ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
-            ("AWS_CALL_TIMEOUT_MS", "2000"),
-            ("SIGN_IN_PARKING_QUEUE_URL", ""),
-        ],
+        &test_support::one_attempt_sign_in("5000", &[("SIGN_IN_PARKING_QUEUE_URL", "")]),
     );
-    stack.iam.delay("TransactWriteItems", Duration::from_secs(30), 1_000);
+    stack.iam.hang("TransactWriteItems");
     let minted = stack.mint(CodeSpec::default());
     let event = android_form_event(&minted.code);
     let answer = test_support::invoke_service(&service, &event).await;
@@ -726,14 +708,7 @@ async fn without_a_parking_queue_a_grant_not_stored_in_time_is_not_parked() {
 #[tokio::test]
 async fn a_sign_in_whose_id_token_cannot_be_checked_while_googles_keys_are_down_is_parked_and_verified_later() {
     let stack = spawn_stack().await;
-    let service = sign_in_with(
-        &stack,
-        &[
-            ("SIGN_IN_BUDGET_MS", "16000"),
-            ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
-            ("AWS_CALL_TIMEOUT_MS", "2000"),
-        ],
-    );
+    let service = sign_in_with(&stack, &test_support::one_attempt_sign_in("16000", &[]));
     // Google rotates its keys and the new set cannot be fetched for the whole budget.
     stack.emulator.rotate_keys(true).expect("rotate");
     let outage = google_emulator::Fault {

@@ -513,6 +513,18 @@ impl IamProxy {
             .insert(operation.to_owned(), (delay, count, 0));
     }
 
+    /// Holds every request of `operation` for longer than any budget (the store down for
+    /// it) until [`IamProxy::release`].
+    pub fn hang(&self, operation: &str) {
+        self.delay(operation, std::time::Duration::from_secs(30), u32::MAX);
+    }
+
+    /// Ends [`IamProxy::hang`] or [`IamProxy::delay`] for `operation`: its next requests
+    /// go through at once.
+    pub fn release(&self, operation: &str) {
+        self.delay(operation, std::time::Duration::ZERO, 0);
+    }
+
     /// How many requests of `operation` were held since [`IamProxy::delay`] named it: a
     /// test waits for one to be in flight before it acts.
     pub fn held(&self, operation: &str) -> u32 {

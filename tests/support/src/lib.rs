@@ -407,6 +407,22 @@ pub fn sqs_event(messages: &[(String, String)]) -> String {
     event.to_string()
 }
 
+/// A sign-in's variables for the fault tests that hang a call: each AWS call gets one
+/// 2 s attempt (no SDK retry inside it, and room for a loaded moto), within a budget of
+/// `budget_ms`, with `extra` set too.
+pub fn one_attempt_sign_in(
+    budget_ms: &'static str,
+    extra: &[(&'static str, &'static str)],
+) -> Vec<(&'static str, &'static str)> {
+    let mut vars = vec![
+        ("SIGN_IN_BUDGET_MS", budget_ms),
+        ("AWS_ATTEMPT_TIMEOUT_MS", "2000"),
+        ("AWS_CALL_TIMEOUT_MS", "2000"),
+    ];
+    vars.extend_from_slice(extra);
+    vars
+}
+
 /// Hands `messages` to the parked sign-in consumer as Lambda's SQS event source would
 /// (the committed event); the ids it asks to have delivered again.
 pub async fn deliver_parked<P: Ports>(
