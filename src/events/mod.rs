@@ -28,6 +28,20 @@ pub const SOURCE: &str = "offline-access";
 /// The most entries one `PutEvents` takes.
 pub const MAX_ENTRIES_PER_PUT: usize = 10;
 
+/// How many entries from the front of `entries` make the next `PutEvents` call: at most
+/// [`MAX_ENTRIES_PER_PUT`], and at most one of each user. EventBridge takes or refuses
+/// each entry of a call on its own, so two events of one user in one call could be taken
+/// out of order (the second taken, the first refused); one a call, a refused entry holds
+/// back only its own user's later events, which the caller does not send after it.
+pub(crate) fn next_call<T>(entries: &[T], sub: impl Fn(&T) -> &str) -> usize {
+    let mut subs = std::collections::HashSet::new();
+    entries
+        .iter()
+        .take(MAX_ENTRIES_PER_PUT)
+        .take_while(|entry| subs.insert(sub(entry)))
+        .count()
+}
+
 /// An event's `detail-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DetailType {
@@ -212,8 +226,12 @@ mod tests {
     use std::sync::Mutex;
 
     fn grant(status: GrantStatus, scopes: &str, version: u64) -> Grant {
+        grant_of("1234", status, scopes, version)
+    }
+
+    fn grant_of(sub: &str, status: GrantStatus, scopes: &str, version: u64) -> Grant {
         Grant {
-            sub: GoogleSubject::parse("1234").expect("sub"),
+            sub: GoogleSubject::parse(sub).expect("sub"),
             status,
             status_reason: None,
             likely_cause: None,
@@ -334,22 +352,26 @@ mod tests {
         assert!(!text.contains("ada@example.com") && !text.contains("Ada"));
     }
 
-    /// Takes every event but those of one version, and records what it took.
+    /// Takes every event but one (`sub`, `version`), and records each call as it was made
+    /// and what it took, in the order taken.
     struct Recorder {
-        refuse_version: Option<u64>,
+        refuse: Option<(&'static str, u64)>,
+        calls: Mutex<Vec<Vec<(String, u64)>>>,
         taken: Mutex<Vec<(String, u64)>>,
     }
 
     impl EventPublisher for Recorder {
         async fn publish(&self, events: &[Rendered]) -> Result<Vec<bool>, Upstream> {
             assert!(events.len() <= MAX_ENTRIES_PER_PUT);
+            let entries: Vec<(String, u64)> = events.iter().map(|e| (e.sub().to_owned(), e.version())).collect();
+            self.calls.lock().expect("calls").push(entries.clone());
             let mut taken = self.taken.lock().expect("taken");
-            Ok(events
-                .iter()
-                .map(|e| {
-                    let ok = Some(e.version()) != self.refuse_version;
+            Ok(entries
+                .into_iter()
+                .map(|(sub, version)| {
+                    let ok = self.refuse != Some((sub.as_str(), version));
                     if ok {
-                        taken.push((e.detail_type.clone(), e.version()));
+                        taken.push((sub, version));
                     }
                     ok
                 })
@@ -358,14 +380,31 @@ mod tests {
     }
 
     fn recorder(refuse_version: Option<u64>) -> Recorder {
+        refusing(refuse_version.map(|v| ("1234", v)))
+    }
+
+    fn refusing(refuse: Option<(&'static str, u64)>) -> Recorder {
         Recorder {
-            refuse_version,
+            refuse,
+            calls: Mutex::new(Vec::new()),
             taken: Mutex::new(Vec::new()),
         }
     }
 
     fn taken(recorder: &Recorder) -> Vec<u64> {
         recorder.taken.lock().expect("taken").iter().map(|(_, v)| *v).collect()
+    }
+
+    /// What one user's events were taken, in the order taken.
+    fn taken_of(recorder: &Recorder, sub: &str) -> Vec<u64> {
+        recorder
+            .taken
+            .lock()
+            .expect("taken")
+            .iter()
+            .filter(|(s, _)| s == sub)
+            .map(|(_, v)| *v)
+            .collect()
     }
 
     /// Keeps what it is given, or refuses everything when `down`.
@@ -418,6 +457,23 @@ mod tests {
         batch_aged(n, 5)
     }
 
+    /// `rounds` rounds of one record per user, in the users' order: each a suspension of
+    /// version `round + 1` (one event each), committed `age` seconds ago.
+    fn interleaved(users: &[&str], rounds: u64, age: u64) -> Vec<Result<Change, Unreadable>> {
+        (1..=rounds)
+            .flat_map(|v| {
+                users.iter().map(move |sub| {
+                    Ok(Change {
+                        sequence_number: format!("seq-{sub}-{v}"),
+                        created_at: Some(NOW - age),
+                        old: Some(grant_of(sub, GrantStatus::Active, "openid", v)),
+                        new: Some(grant_of(sub, GrantStatus::Suspended, "openid", v + 1)),
+                    })
+                })
+            })
+            .collect()
+    }
+
     fn poison(sequence_number: &str) -> Result<Change, Unreadable> {
         Err(Unreadable {
             sequence_number: sequence_number.into(),
@@ -429,12 +485,12 @@ mod tests {
     #[tokio::test]
     async fn a_refused_entry_stops_the_batch_at_its_record_and_nothing_after_goes_out_of_order() {
         let (refusing, queue) = (recorder(Some(14)), Queue::default());
-        // 25 records; the odd ones are suspensions (an event each), the even ones routine.
+        // 25 records of one user; the odd ones are suspensions (an event each), the even
+        // ones routine. One user: one event a call.
         let published = publish_batch(batch(25), &refusing, &queue, SETTINGS, NOW).await;
         assert_eq!(published.retry_from.as_deref(), Some("seq-13"));
-        // The first call held records 1 to 19's events; EventBridge took all but record
-        // 13's. Nothing after that call went out.
-        assert_eq!(taken(&refusing), [2, 4, 6, 8, 10, 12, 16, 18, 20]);
+        assert_eq!(taken(&refusing), [2, 4, 6, 8, 10, 12], "nothing after the refused one");
+        assert!(refusing.calls.lock().expect("calls").iter().all(|call| call.len() == 1));
         assert_eq!(published.events, 6, "counted up to the refused one");
         assert!(
             queue.kept.lock().expect("kept").is_empty(),
@@ -444,6 +500,76 @@ mod tests {
         let all = recorder(None);
         let published = publish_batch(batch(25), &all, &queue, SETTINGS, NOW).await;
         assert_eq!((published.events, published.retry_from), (13, None));
+    }
+
+    #[tokio::test]
+    async fn a_call_holds_one_event_of_each_user_and_no_user_has_an_event_taken_after_a_refused_one() {
+        let users = ["111", "222", "333", "444"];
+        // Twelve rounds of four users: 48 events. The second user's fourth is refused.
+        let (first, queue) = (refusing(Some(("222", 5))), Queue::default());
+        let published = publish_batch(interleaved(&users, 12, 5), &first, &queue, SETTINGS, NOW).await;
+        assert_eq!(published.retry_from.as_deref(), Some("seq-222-4"));
+        let calls = first.calls.lock().expect("calls").clone();
+        for call in &calls {
+            let subs: std::collections::HashSet<&str> = call.iter().map(|(s, _)| s.as_str()).collect();
+            assert_eq!(subs.len(), call.len(), "one event of each user a call: {call:?}");
+        }
+        // Delivered as delivered: each user's taken events in version order, and the
+        // refused user's none after the refused one.
+        assert_eq!(taken_of(&first, "222"), [2, 3, 4]);
+        for sub in ["111", "333", "444"] {
+            let versions = taken_of(&first, sub);
+            assert!(versions.windows(2).all(|w| w[0] < w[1]), "{sub}: {versions:?}");
+            assert!(versions.starts_with(&[2, 3, 4]), "{sub}: {versions:?}");
+        }
+        assert_eq!(published.events, 4 * 3 + 1, "counted up to the refused one");
+
+        // The stream delivers the batch again from that record: every user's events arrive,
+        // and what went twice is a repeat of one (sub, version).
+        let all = refusing(None);
+        let again: Vec<_> = interleaved(&users, 12, 5)
+            .into_iter()
+            .skip_while(|c| c.as_ref().ok().map(|c| c.sequence_number.as_str()) != Some("seq-222-4"))
+            .collect();
+        let published = publish_batch(again, &all, &queue, SETTINGS, NOW).await;
+        assert_eq!(published.retry_from, None);
+        for sub in users {
+            let versions = taken_of(&all, sub);
+            assert!(versions.windows(2).all(|w| w[0] < w[1]), "{sub}: {versions:?}");
+            assert_eq!(versions.last(), Some(&13), "{sub}: {versions:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_user_given_up_on_has_their_later_events_kept_behind_it_and_the_others_go_on() {
+        let users = ["111", "222"];
+        let (eb, queue) = (refusing(Some(("111", 3))), Queue::default());
+        let published = publish_batch(interleaved(&users, 4, 18_000), &eb, &queue, SETTINGS, NOW).await;
+        assert_eq!(published.retry_from, None);
+        assert_eq!(taken_of(&eb, "111"), [2], "nothing of 111 after the given-up one");
+        assert_eq!(taken_of(&eb, "222"), [2, 3, 4, 5]);
+        assert_eq!((published.events, published.kept_events), (5, 3));
+        let kept: Vec<(String, Vec<u64>)> = queue
+            .kept
+            .lock()
+            .expect("kept")
+            .iter()
+            .map(|k| match k {
+                Kept::Events {
+                    sequence_number,
+                    events,
+                } => (sequence_number.clone(), events.iter().map(Rendered::version).collect()),
+                Kept::UnreadableRecord { .. } => panic!("no unreadable record here"),
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("seq-111-2".to_owned(), vec![3]),
+                ("seq-111-3".to_owned(), vec![4]),
+                ("seq-111-4".to_owned(), vec![5]),
+            ]
+        );
     }
 
     #[tokio::test]
@@ -468,24 +594,31 @@ mod tests {
     async fn the_events_of_a_record_too_old_to_wait_for_are_kept_as_events_and_the_batch_goes_on() {
         let (refusing, queue) = (recorder(Some(4)), Queue::default());
         let published = publish_batch(batch_aged(5, 18_000), &refusing, &queue, SETTINGS, NOW).await;
-        assert_eq!(published.retry_from, None);
-        assert_eq!((published.events, published.kept_events), (2, 1));
-        assert_eq!(taken(&refusing), [2, 6]);
+        assert_eq!(published.retry_from, None, "the stream moves on");
+        // The user's later event (record 5's) is kept behind the given-up one, not sent
+        // before it.
+        assert_eq!((published.events, published.kept_events), (1, 2));
+        assert_eq!(taken(&refusing), [2]);
         let kept = queue.kept.lock().expect("kept").clone();
         let [
             Kept::Events {
                 sequence_number,
                 events,
             },
+            Kept::Events {
+                sequence_number: behind,
+                events: behind_events,
+            },
         ] = kept.as_slice()
         else {
-            panic!("one record's events: {kept:?}");
+            panic!("two records' events: {kept:?}");
         };
-        assert_eq!(sequence_number, "seq-3");
+        assert_eq!((sequence_number.as_str(), behind.as_str()), ("seq-3", "seq-5"));
         assert_eq!(
             (events[0].detail_type.as_str(), events[0].sub(), events[0].version()),
             ("GrantSuspended", "1234", 4)
         );
+        assert_eq!(behind_events[0].version(), 6);
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! A stream batch published in order, what cannot be published in time kept.
 
-use super::{EventKeeper, EventPublisher, Kept, MAX_ENTRIES_PER_PUT, Rendered, events_for};
+use super::{EventKeeper, EventPublisher, Kept, Rendered, events_for, next_call};
 use crate::store::{Change, Unreadable};
 
 /// How a batch is published.
@@ -29,10 +29,12 @@ pub struct Published {
 ///
 /// - A record whose images cannot be read is skipped — logged with its sequence number,
 ///   counted, and noted in the failure queue — and never blocks the records behind it.
+/// - A `PutEvents` call holds at most one event of each user ([`next_call`]), so no
+///   user's event is taken after an earlier one of theirs was refused.
 /// - At the first event not taken, publishing stops: that record is delivered again, and
 ///   the records after it are not published now (they come again with it). Unless the
-///   record is older than `give_up_after`: its events are kept in the failure queue, as
-///   events, and the batch goes on.
+///   record is older than `give_up_after`: its events, and that user's later events in
+///   the batch, are kept in the failure queue, as events, and the batch goes on.
 /// - If the queue cannot take what is to be kept, the earliest such record is delivered
 ///   again instead: nothing is dropped.
 pub async fn publish_batch<P: EventPublisher, K: EventKeeper>(
@@ -79,9 +81,12 @@ pub async fn publish_batch<P: EventPublisher, K: EventKeeper>(
             .is_some_and(|at| now.saturating_sub(at) >= settings.give_up_after.as_secs())
     };
     let mut given_up: std::collections::BTreeMap<usize, Vec<Rendered>> = std::collections::BTreeMap::new();
+    let mut pending: std::collections::VecDeque<(usize, Rendered)> = pending.into();
     let mut stopped_at = None;
-    'calls: for chunk in pending.chunks(MAX_ENTRIES_PER_PUT) {
-        let events: Vec<Rendered> = chunk.iter().map(|(_, e)| e.clone()).collect();
+    'calls: while !pending.is_empty() {
+        let n = next_call(pending.make_contiguous(), |(_, e)| e.sub());
+        let call: Vec<(usize, Rendered)> = pending.drain(..n).collect();
+        let events: Vec<Rendered> = call.iter().map(|(_, e)| e.clone()).collect();
         let taken = match publisher.publish(&events).await {
             Ok(taken) => taken,
             Err(e) => {
@@ -89,7 +94,7 @@ pub async fn publish_batch<P: EventPublisher, K: EventKeeper>(
                 vec![false; events.len()]
             }
         };
-        for ((record, event), taken) in chunk.iter().zip(taken) {
+        for ((record, event), taken) in call.into_iter().zip(taken) {
             if taken {
                 published.events += 1;
                 tracing::info!(
@@ -98,16 +103,27 @@ pub async fn publish_batch<P: EventPublisher, K: EventKeeper>(
                     version = event.version(),
                     "event published"
                 );
-            } else if too_old(*record) {
-                given_up.entry(*record).or_default().push(event.clone());
+            } else if too_old(record) {
+                // Given up on: this user's later events in the batch are kept behind it,
+                // in order, rather than published before it.
+                let sub = event.sub().to_owned();
+                given_up.entry(record).or_default().push(event);
+                pending.retain(|(later, e)| {
+                    let behind = e.sub() == sub;
+                    if behind {
+                        given_up.entry(*later).or_default().push(e.clone());
+                    }
+                    !behind
+                });
             } else {
-                // Entries after it in the same call may have been taken: they are published
-                // again with their records (consumers de-duplicate on sub and version).
+                // The call's other entries are other users' events: taken or not, none of
+                // them is this user's. They come again with their records (consumers
+                // de-duplicate on sub and version).
                 tracing::warn!(
-                    sequence_number = records.get(*record).map(|(s, _)| s.as_str()),
+                    sequence_number = records.get(record).map(|(s, _)| s.as_str()),
                     "an event was not taken; its record comes again"
                 );
-                stopped_at = Some(*record);
+                stopped_at = Some(record);
                 break 'calls;
             }
         }

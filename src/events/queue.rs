@@ -1,7 +1,7 @@
 //! The failure queue (`EventsFailures`): what the events function gives up is kept here,
 //! as events, and `offline-access events replay` publishes it.
 
-use super::{EventPublisher, MAX_ENTRIES_PER_PUT, Rendered};
+use super::{EventPublisher, Rendered, next_call};
 use crate::upstream::Upstream;
 
 /// What the failure queue keeps: a record's events that could not be published in time,
@@ -197,7 +197,8 @@ const REPLAY_HOLD: std::time::Duration = std::time::Duration::from_secs(300);
 pub const REPLAY_MAX_MESSAGES: usize = 10_000;
 
 /// Publishes again what the failure queue kept, in (`sub`, `version`) order so that each
-/// user's events go out oldest first (within one run: a queue of more than
+/// user's events go out oldest first, one of each user a call ([`next_call`]); a user's
+/// event not taken holds back their later ones for the next replay (within one run: a queue of more than
 /// [`REPLAY_MAX_MESSAGES`] takes several), and deletes each message once all its events
 /// are taken. Notes of unreadable records are reported, and deleted with `drop_notes`;
 /// anything else in the queue is counted and left.
@@ -225,15 +226,26 @@ pub async fn replay<P: EventPublisher>(
         }
     }
     events.sort_by(|(_, a), (_, b)| (a.sub(), a.version()).cmp(&(b.sub(), b.version())));
+    let mut pending: std::collections::VecDeque<(usize, Rendered)> = events.iter().cloned().collect();
     let mut refused = std::collections::BTreeSet::new();
-    for chunk in events.chunks(MAX_ENTRIES_PER_PUT) {
-        let batch: Vec<Rendered> = chunk.iter().map(|(_, e)| e.clone()).collect();
+    while !pending.is_empty() {
+        let n = next_call(pending.make_contiguous(), |(_, e)| e.sub());
+        let call: Vec<(usize, Rendered)> = pending.drain(..n).collect();
+        let batch: Vec<Rendered> = call.iter().map(|(_, e)| e.clone()).collect();
         let taken = publisher.publish(&batch).await?;
-        for ((message, _), taken) in chunk.iter().zip(taken) {
+        for ((message, event), taken) in call.into_iter().zip(taken) {
             if taken {
                 replayed.events += 1;
             } else {
-                refused.insert(*message);
+                // This user's later events wait with it for the next replay.
+                refused.insert(message);
+                pending.retain(|(later, e)| {
+                    let behind = e.sub() == event.sub();
+                    if behind {
+                        refused.insert(*later);
+                    }
+                    !behind
+                });
             }
         }
     }

@@ -153,12 +153,11 @@ impl EventsFunction {
     }
 }
 
-/// The detail-types each user got, in version order.
+/// The detail-types each user got, in the order the consumer received them (the test
+/// asserts that order: it is never sorted here).
 fn by_user(events: &[Value]) -> BTreeMap<String, Vec<String>> {
-    let mut sorted: Vec<&Value> = events.iter().collect();
-    sorted.sort_by_key(|e| e["detail"]["version"].as_u64());
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for e in sorted {
+    for e in events {
         assert_eq!(e["source"], "offline-access");
         let sub = e["detail"]["sub"].as_str().expect("sub").to_owned();
         users
@@ -402,6 +401,39 @@ async fn an_event_not_taken_is_delivered_again_from_its_record_and_every_event_a
     assert!(users[&subs[2]].iter().all(|t| t == "GrantCreated") && !users[&subs[2]].is_empty());
 }
 
+/// EventBridge refusing one user's first event once (as an entry's `InternalFailure`),
+/// then taking everything through the real publisher.
+struct RefusesFirstOf<'a> {
+    inner: &'a EventBridgePublisher,
+    refuse: String,
+    refused: Mutex<bool>,
+}
+
+impl EventPublisher for RefusesFirstOf<'_> {
+    async fn publish(&self, events: &[Rendered]) -> Result<Vec<bool>, Upstream> {
+        let refused_at = {
+            let mut refused = self.refused.lock().expect("lock");
+            let at = if *refused {
+                None
+            } else {
+                events.iter().position(|e| e.sub() == self.refuse)
+            };
+            *refused |= at.is_some();
+            at
+        };
+        let keep: Vec<Rendered> = events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != refused_at)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let mut taken = self.inner.publish(&keep).await?.into_iter();
+        Ok((0..events.len())
+            .map(|i| Some(i) != refused_at && taken.next().unwrap_or(false))
+            .collect())
+    }
+}
+
 /// EventBridge refusing every entry, as in an outage.
 struct Outage;
 
@@ -531,4 +563,63 @@ async fn events_not_published_in_time_are_kept_as_events_and_events_replay_publi
     assert_eq!(of(&bob.sub).len(), 1);
     // Deleted once published: a second replay has nothing to do.
     assert_eq!(replay(&stack, &[]).await["events"], json!(0));
+}
+
+#[tokio::test]
+async fn a_replay_holds_back_a_users_later_events_behind_one_not_taken() {
+    let stack = spawn_stack().await;
+    let consumer = Consumer::attach(&stack).await;
+    let mut reader = StreamReader::open(&stack.aws, &stack.config.common.grants_table)
+        .await
+        .expect("stream");
+    let function = EventsFunction::new(&stack, &[("EVENTS_GIVE_UP_SECS", "0")]);
+    let routes = stack.routes();
+    let (ada, bob) = (stack.mint(CodeSpec::default()), stack.mint(CodeSpec::default()));
+    for user in [&ada, &bob] {
+        assert_eq!(stack.invoke(&android_form_event(&user.code)).await.status, 200);
+    }
+    let deleted = stack.delete_as(&routes, &ada.sub).await;
+    assert_eq!(deleted.status, 200, "{:?}", deleted.json);
+    let records = reader.drain().await.expect("stream");
+    let event: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(lambda_event(&records)).expect("event");
+    assert!(function.handle(&event, &Outage).await.batch_item_failures.is_empty());
+
+    // The operator's replay (the CLI's parts, under the operator's credentials); its call
+    // refuses Ada's GrantCreated: her GrantDeleted is not sent after it.
+    let config = EventsConfig::from_env(&stack.env).expect("events config");
+    let (keeper, publisher) = (
+        offline_access::app::event_keeper(&config, &stack.aws),
+        offline_access::app::event_publisher(&config, &stack.aws),
+    );
+    let flaky = RefusesFirstOf {
+        inner: &publisher,
+        refuse: ada.sub.clone(),
+        refused: Mutex::new(false),
+    };
+    let replayed = offline_access::events::replay(&keeper, &flaky, false)
+        .await
+        .expect("replay");
+    assert_eq!(
+        (replayed.events, replayed.messages, replayed.left),
+        (1, 1, 2),
+        "{replayed:?}"
+    );
+    assert_eq!(
+        by_user(&consumer.take().await),
+        BTreeMap::from([(bob.sub.clone(), vec!["GrantCreated".to_owned()])])
+    );
+
+    // The next replay sends hers, in order as delivered.
+    let replayed = offline_access::events::replay(&keeper, &publisher, false)
+        .await
+        .expect("replay");
+    assert_eq!((replayed.events, replayed.left), (2, 0), "{replayed:?}");
+    assert_eq!(
+        by_user(&consumer.take().await),
+        BTreeMap::from([(
+            ada.sub.clone(),
+            vec!["GrantCreated".to_owned(), "GrantDeleted".to_owned()]
+        )])
+    );
 }
