@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use google_emulator::{Endpoint, Fault};
+use google_emulator::{DriveReason, Endpoint, Fault};
 use offline_access::app::AppBuilder;
 use offline_access::clock::{Clock, ManualClock, SystemClock};
 use offline_access::job::CycleId;
@@ -166,25 +166,14 @@ async fn a_pacer_wait_past_the_deadline_stops_the_run_cleanly_and_the_next_run_f
     assert_eq!(stack.emulator.stats().refreshes, 30);
 }
 
-fn drive_403(reason: &str) -> Fault {
-    Fault {
-        status: Some(403),
-        body: Some(format!(
-            r#"{{"error":{{"code":403,"message":"{reason}","errors":[{{"domain":"usageLimits","reason":"{reason}","message":"{reason}"}}]}}}}"#
-        )),
-        count: Some(1),
-        ..Fault::default()
-    }
-}
-
 #[tokio::test]
 async fn drives_rate_limit_answers_are_retried_and_a_missing_scope_is_not() {
     let stack = spawn_stack().await;
     let seeded = stack.seed_grants(1, DRIVE, 3).await;
     for mode in ["get", "list"] {
         for fault in [
-            drive_403("userRateLimitExceeded"),
-            drive_403("rateLimitExceeded"),
+            DriveReason::UserRateLimitExceeded.fault(1),
+            DriveReason::RateLimitExceeded.fault(1),
             Fault {
                 status: Some(429),
                 retry_after: Some(1),
@@ -221,7 +210,7 @@ async fn drives_rate_limit_answers_are_retried_and_a_missing_scope_is_not() {
     // A 403 for a scope the user took away: refreshed only, never retried.
     stack
         .emulator
-        .inject_fault(Endpoint::Drive, drive_403("insufficientPermissions"));
+        .inject_fault(Endpoint::Drive, DriveReason::InsufficientPermissions.fault(1));
     let before = stack.emulator.stats();
     let job = stack.job(&[("DRIVE_SYNC", "get")]);
     let report = job.run(&cycle("scope-gone"), "run", no_deadline()).await.expect("run");

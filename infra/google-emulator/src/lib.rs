@@ -3,16 +3,29 @@
 //! A local stand-in for the Google endpoints offline-access calls, over real HTTP on
 //! 127.0.0.1, with Google's semantics where they matter to us:
 //!
-//! - `POST /token`: `authorization_code` and `refresh_token` grants; client
-//!   authentication (body or HTTP Basic); `redirect_uri` checked against the code's;
-//!   single-use codes (`invalid_grant` "Code was already redeemed."); a refresh token
-//!   only on first (or forced) consent; the granted `scope`; RS256 ID tokens.
+//! - `POST /token`: `authorization_code` and `refresh_token` grants. The client is
+//!   authenticated (body or HTTP Basic) before the code or token is looked at:
+//!   `invalid_client` for an unknown id or a wrong secret, `deleted_client` once the
+//!   client is deleted, `unauthorized_client` when it may not use the grant type, or
+//!   for a refresh token issued to another client. `redirect_uri` is checked against the
+//!   code's; codes are single-use (`invalid_grant` "Code was already redeemed."); a
+//!   refresh token only on first (or forced) consent; the granted `scope`; an RS256
+//!   `id_token` only when an identity scope (`openid`, `email`, `profile`) was granted.
+//!   Refresh tokens end as Google's do: seven days after issue for a Testing-mode client
+//!   when scopes beyond the identity ones were granted, after six months unused, and the
+//!   oldest beyond 100 per user and client (`invalid_grant` each). Time is the
+//!   emulator's clock, which tests move with `advance_clock`.
 //! - `GET /oauth2/v3/certs`: the JWKS with `Cache-Control: public, max-age=N`; keys rotate.
-//! - `POST /revoke`: revokes a refresh token (and with it the user's whole grant) or an
-//!   access token; an already revoked token answers 400 `invalid_token`.
+//! - `POST /revoke`: revoking a refresh token ends the user's whole grant, access tokens
+//!   included; revoking an access token ends the grant too, as Google's does; an already
+//!   revoked token answers 400 `invalid_token`.
 //! - Time-based access: a code minted with `refresh_token_expires_in` answers with it,
 //!   and its refresh token stops working then.
-//! - `GET /drive/v3/files` (`spaces=appDataFolder`, paged) and `GET /drive/v3/files/{id}`.
+//! - `GET /drive/v3/files` (`spaces=appDataFolder`, paged) and `GET /drive/v3/files/{id}`:
+//!   401 `authError` for a token that is not live; 403s with Google's error shape
+//!   (`error.errors[].reason`: `accessNotConfigured`, `dailyLimitExceeded`,
+//!   `domainPolicy` per user, `insufficientPermissions`, the rate limits), on demand
+//!   (`refuse_drive`) or as an injected fault (`DriveReason::fault`).
 //! - `GET /.well-known/risc-configuration`: Cross-Account Protection's discovery
 //!   document (issuer `https://accounts.google.com/`, with its trailing slash, as Google's).
 //! - `/_emulator/...`: the control API: mint a code for a chosen user, scopes and
@@ -35,6 +48,151 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::{Forgery, SigningKey};
 pub use risc::{SecurityEventSpec, event_type_uri, token_identifier};
+
+/// The scopes that identify the user: an exchange answers an `id_token` only when one of
+/// them was granted, as Google's does.
+pub const IDENTITY_SCOPES: [&str; 5] = [
+    "openid",
+    "email",
+    "profile",
+    "https://www.googleapis.com/auth/userinfo.email",
+    "https://www.googleapis.com/auth/userinfo.profile",
+];
+
+/// The scopes a Testing-mode client's refresh tokens may hold and still not expire after
+/// seven days (name, email and profile).
+const BASIC_SCOPES: [&str; 5] = IDENTITY_SCOPES;
+
+/// How long a refresh token issued to a Testing-mode client lives when it holds more than
+/// the basic scopes: seven days.
+pub const TESTING_TOKEN_LIFETIME_SECS: u64 = 7 * 24 * 3_600;
+/// A refresh token unused this long stops working: six months.
+pub const UNUSED_TOKEN_LIFETIME_SECS: u64 = 183 * 24 * 3_600;
+/// The most live refresh tokens one user holds for one client: issuing another ends the
+/// oldest.
+pub const MAX_REFRESH_TOKENS_PER_USER: usize = 100;
+
+/// The OAuth client's state in the project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientState {
+    #[default]
+    Active,
+    /// Deleted (Google deletes a client unused for six months): `401 deleted_client`.
+    Deleted,
+    /// Not allowed this grant (e.g. a client of the wrong type): `401 unauthorized_client`.
+    Unauthorized,
+}
+
+/// A refusal Drive answers, shaped as Google's (`error.errors[].reason`, `domain`,
+/// `message`, and the top-level `code`, `message`, `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DriveReason {
+    /// 401: the access token is not valid (expired, revoked, unknown).
+    AuthError,
+    /// 403: the Drive API is off in the project.
+    AccessNotConfigured,
+    /// 403: the project's daily quota is spent.
+    DailyLimitExceeded,
+    /// 403: the user's domain administrators disabled Drive apps.
+    DomainPolicy,
+    /// 403: the token lacks the scope.
+    InsufficientPermissions,
+    /// 403: the per-user rate limit.
+    UserRateLimitExceeded,
+    /// 403: the project's rate limit.
+    RateLimitExceeded,
+    /// 403: the scopes do not allow the space asked for.
+    InsufficientScopes,
+    /// 404.
+    NotFound,
+}
+
+impl DriveReason {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::AuthError => "authError",
+            Self::AccessNotConfigured => "accessNotConfigured",
+            Self::DailyLimitExceeded => "dailyLimitExceeded",
+            Self::DomainPolicy => "domainPolicy",
+            Self::InsufficientPermissions => "insufficientPermissions",
+            Self::UserRateLimitExceeded => "userRateLimitExceeded",
+            Self::RateLimitExceeded => "rateLimitExceeded",
+            Self::InsufficientScopes => "insufficientScopes",
+            Self::NotFound => "notFound",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Self::AuthError => 401,
+            Self::NotFound => 404,
+            _ => 403,
+        }
+    }
+
+    /// Google's answer: status and JSON body.
+    pub fn answer(self) -> (u16, serde_json::Value) {
+        let (domain, message, top) = match self {
+            Self::AuthError => (
+                "global",
+                "Invalid Credentials",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+            ),
+            Self::AccessNotConfigured => (
+                "usageLimits",
+                "Google Drive API has not been used in project 000000000000 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/drive.googleapis.com/overview?project=000000000000 then retry.",
+                "Google Drive API has not been used in project 000000000000 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/drive.googleapis.com/overview?project=000000000000 then retry.",
+            ),
+            Self::DailyLimitExceeded => ("usageLimits", "Daily Limit Exceeded", "Daily Limit Exceeded"),
+            Self::DomainPolicy => (
+                "global",
+                "The domain administrators have disabled Drive apps.",
+                "The domain administrators have disabled Drive apps.",
+            ),
+            Self::InsufficientPermissions => (
+                "global",
+                "Insufficient Permission",
+                "Request had insufficient authentication scopes.",
+            ),
+            Self::UserRateLimitExceeded => ("usageLimits", "User Rate Limit Exceeded", "User Rate Limit Exceeded"),
+            Self::RateLimitExceeded => ("usageLimits", "Rate Limit Exceeded", "Rate Limit Exceeded"),
+            Self::InsufficientScopes => (
+                "global",
+                "The granted scopes do not allow use of the Drive space.",
+                "The granted scopes do not allow use of the Drive space.",
+            ),
+            Self::NotFound => ("global", "File not found.", "File not found."),
+        };
+        let status = match self {
+            Self::AuthError => "UNAUTHENTICATED",
+            Self::NotFound => "NOT_FOUND",
+            _ => "PERMISSION_DENIED",
+        };
+        let mut error = serde_json::json!({"message": message, "domain": domain, "reason": self.reason()});
+        if self == Self::AuthError {
+            error["location"] = "Authorization".into();
+            error["locationType"] = "header".into();
+        }
+        let code = self.status();
+        (
+            code,
+            serde_json::json!({"error": {"code": code, "message": top, "errors": [error], "status": status}}),
+        )
+    }
+
+    /// A fault that answers this refusal on the next `count` Drive calls.
+    pub fn fault(self, count: u32) -> Fault {
+        let (status, body) = self.answer();
+        Fault {
+            status: Some(status),
+            body: Some(body.to_string()),
+            count: Some(count),
+            ..Fault::default()
+        }
+    }
+}
 
 /// The scopes a default code grants.
 pub const DEFAULT_SCOPES: &str = "openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/userinfo.profile https://www.googleapis.com/auth/drive.appdata";
@@ -208,6 +366,13 @@ struct RefreshGrant {
     sub: String,
     client_id: String,
     scopes: String,
+    /// The order it was issued in (the emulator's serial), to end the oldest beyond
+    /// [`MAX_REFRESH_TOKENS_PER_USER`].
+    issued: u64,
+    /// When it was last used to refresh (or issued), for the six months' expiry.
+    last_used_at: u64,
+    /// A Testing-mode client's token holding more than the basic scopes: when it expires.
+    testing_until: Option<u64>,
     revoked: bool,
     /// The `error_subtype` to answer once revoked (e.g. `invalid_rapt`).
     revoked_subtype: Option<String>,
@@ -260,6 +425,13 @@ struct State {
     risc_stream: risc_api::Stream,
     stats: Stats,
     serial: u64,
+    /// Seconds added to the wall clock: [`Emulator::advance_clock`].
+    clock_offset: u64,
+    client_state: ClientState,
+    /// The OAuth consent screen's publishing status is Testing (External apps).
+    testing_mode: bool,
+    /// Standing Drive refusals: project-wide (`None`) or for one user.
+    drive_refusals: HashMap<Option<String>, DriveReason>,
 }
 
 /// A running emulator.
@@ -327,6 +499,10 @@ impl Emulator {
             risc_stream: risc_api::Stream::default(),
             stats: Stats::default(),
             serial: 1,
+            clock_offset: 0,
+            client_state: ClientState::Active,
+            testing_mode: false,
+            drive_refusals: HashMap::new(),
         })));
         let app = server::router(shared.clone());
         let task = tokio::spawn(async move {
@@ -439,8 +615,8 @@ impl Emulator {
             s.refresh_tokens
                 .iter()
                 .filter(|(_, g)| g.sub == sub && !g.revoked)
+                .max_by_key(|(_, g)| g.issued)
                 .map(|(t, _)| t.clone())
-                .next()
         })
     }
 
@@ -455,30 +631,25 @@ impl Emulator {
                 name: format!("Seeded {sub}"),
                 files: drive_files,
             });
-            let token = random_token("1//0seed-");
             let client_id = s.settings.client_id.clone();
-            s.refresh_tokens.insert(
-                token.clone(),
-                RefreshGrant {
-                    sub: sub.to_owned(),
-                    client_id,
-                    scopes: scopes.to_owned(),
-                    revoked: false,
-                    revoked_subtype: None,
-                    expires_at: None,
-                },
-            );
-            token
+            s.issue_refresh_token("1//0seed-", sub, &client_id, scopes, None)
         })
     }
 
     /// Revokes a refresh token as the user would (or as a password change does); the
     /// next refresh answers `invalid_grant`, with `error_subtype` when given.
+    ///
+    /// A revocation (no `subtype`) ends the user's access tokens at Drive too; a session
+    /// control's `invalid_rapt` (a `subtype`) leaves them to expire.
     pub fn revoke_refresh_token(&self, token: &str, subtype: Option<&str>) -> bool {
         self.shared.with(|s| match s.refresh_tokens.get_mut(token) {
             Some(grant) => {
                 grant.revoked = true;
                 grant.revoked_subtype = subtype.map(str::to_owned);
+                if subtype.is_none() {
+                    let sub = grant.sub.clone();
+                    s.access_tokens.retain(|_, a| a.sub != sub);
+                }
                 true
             }
             None => false,
@@ -487,8 +658,50 @@ impl Emulator {
 
     /// Whether Google would still accept this refresh token.
     pub fn refresh_token_is_live(&self, token: &str) -> bool {
+        self.shared.with(|s| {
+            s.refresh_tokens
+                .get(token)
+                .is_some_and(|g| s.refresh_token_ended(g).is_none())
+        })
+    }
+
+    /// Moves the emulator's clock forward: codes, access tokens and refresh tokens age
+    /// as if `by` had passed (the ID tokens it signs carry the moved time too).
+    pub fn advance_clock(&self, by: Duration) {
+        self.shared.with(|s| s.clock_offset += by.as_secs());
+    }
+
+    /// Sets the OAuth client's state: deleted, not authorized, or active again.
+    pub fn set_client_state(&self, state: ClientState) {
+        self.shared.with(|s| s.client_state = state);
+    }
+
+    /// Publishing status Testing (an External app not yet in production): refresh tokens
+    /// issued from now on with more than the basic scopes expire seven days after issue.
+    pub fn set_testing_mode(&self, on: bool) {
+        self.shared.with(|s| s.testing_mode = on);
+    }
+
+    /// Drive answers every call with `reason` from now on: for one user (`domainPolicy`),
+    /// or for the whole project with `None` (`accessNotConfigured`, `dailyLimitExceeded`).
+    pub fn refuse_drive(&self, sub: Option<&str>, reason: DriveReason) {
         self.shared
-            .with(|s| s.refresh_tokens.get(token).is_some_and(|g| !g.revoked))
+            .with(|s| s.drive_refusals.insert(sub.map(str::to_owned), reason));
+    }
+
+    /// Lifts every standing Drive refusal.
+    pub fn clear_drive_refusals(&self) {
+        self.shared.with(|s| s.drive_refusals.clear());
+    }
+
+    /// How many of the user's refresh tokens Google would still accept.
+    pub fn live_refresh_tokens(&self, sub: &str) -> usize {
+        self.shared.with(|s| {
+            s.refresh_tokens
+                .values()
+                .filter(|g| g.sub == sub && s.refresh_token_ended(g).is_none())
+                .count()
+        })
     }
 
     /// Issues access tokens that live `secs` from now on (Google's live 3599 s).
@@ -604,7 +817,7 @@ impl State {
                 redirect_uri: spec.redirect_uri.clone().unwrap_or_default(),
                 user: user.clone(),
                 spec,
-                issued_at: now(),
+                issued_at: self.now(),
                 redeemed: false,
             },
         );
@@ -612,6 +825,74 @@ impl State {
             code,
             sub: user.sub,
             email: user.email,
+        }
+    }
+
+    /// The emulator's time (Unix seconds): the wall clock moved by [`Emulator::advance_clock`].
+    fn now(&self) -> u64 {
+        now() + self.clock_offset
+    }
+
+    /// Issues a refresh token to `sub` for `client_id`, as Google does: dated, expiring
+    /// after seven days when a Testing-mode client asks for more than the basic scopes,
+    /// and ending the user's oldest live token beyond [`MAX_REFRESH_TOKENS_PER_USER`].
+    fn issue_refresh_token(
+        &mut self,
+        prefix: &str,
+        sub: &str,
+        client_id: &str,
+        scopes: &str,
+        expires_at: Option<u64>,
+    ) -> String {
+        self.serial += 1;
+        let now = self.now();
+        let beyond_basic = scopes.split(' ').any(|sc| !BASIC_SCOPES.contains(&sc));
+        let token = random_token(prefix);
+        self.refresh_tokens.insert(
+            token.clone(),
+            RefreshGrant {
+                sub: sub.to_owned(),
+                client_id: client_id.to_owned(),
+                scopes: scopes.to_owned(),
+                issued: self.serial,
+                last_used_at: now,
+                testing_until: (self.testing_mode && beyond_basic).then_some(now + TESTING_TOKEN_LIFETIME_SECS),
+                revoked: false,
+                revoked_subtype: None,
+                expires_at,
+            },
+        );
+        let mut live: Vec<(u64, String)> = self
+            .refresh_tokens
+            .iter()
+            .filter(|(_, g)| g.sub == sub && g.client_id == client_id && !g.revoked)
+            .map(|(t, g)| (g.issued, t.clone()))
+            .collect();
+        if live.len() > MAX_REFRESH_TOKENS_PER_USER {
+            live.sort();
+            let over = live.len() - MAX_REFRESH_TOKENS_PER_USER;
+            for (_, oldest) in live.into_iter().take(over) {
+                if let Some(g) = self.refresh_tokens.get_mut(&oldest) {
+                    g.revoked = true;
+                }
+            }
+        }
+        token
+    }
+
+    /// Why Google no longer accepts a refresh token, if it does not.
+    fn refresh_token_ended(&self, grant: &RefreshGrant) -> Option<&'static str> {
+        let now = self.now();
+        if grant.revoked {
+            Some("revoked")
+        } else if grant.expires_at.is_some_and(|at| at <= now) {
+            Some("time-based access ended")
+        } else if grant.testing_until.is_some_and(|at| at <= now) {
+            Some("Testing-mode token expired")
+        } else if now >= grant.last_used_at + UNUSED_TOKEN_LIFETIME_SECS {
+            Some("unused for six months")
+        } else {
+            None
         }
     }
 

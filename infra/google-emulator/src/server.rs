@@ -11,7 +11,10 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::{AccessGrant, CodeSpec, DEFAULT_SCOPES, Endpoint, Fault, RefreshGrant, Shared, State, now, random_token};
+use crate::{
+    AccessGrant, ClientState, CodeSpec, DEFAULT_SCOPES, DriveReason, Endpoint, Fault, IDENTITY_SCOPES, Shared, State,
+    random_token,
+};
 
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
@@ -99,6 +102,8 @@ async fn token(AxumState(shared): AxumState<Shared>, headers: HeaderMap, body: S
     }
     let form = form(&body);
     let (client_id, client_secret) = client_credentials(&headers, &form);
+    // The client is authenticated before anything in the request (the code, the refresh
+    // token) is looked at: a refused client spends nothing.
     shared.with(|s| {
         if client_id.as_deref() != Some(s.settings.client_id.as_str()) {
             return oauth_error(
@@ -107,8 +112,18 @@ async fn token(AxumState(shared): AxumState<Shared>, headers: HeaderMap, body: S
                 "The OAuth client was not found.",
             );
         }
+        if s.client_state == ClientState::Deleted {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "deleted_client",
+                "The OAuth client was deleted.",
+            );
+        }
         if client_secret.as_deref() != Some(s.client_secret.as_str()) {
             return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Unauthorized");
+        }
+        if s.client_state == ClientState::Unauthorized {
+            return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized_client", "Unauthorized");
         }
         match form.get("grant_type").map(String::as_str) {
             Some("authorization_code") => s.exchange_code(&form),
@@ -117,7 +132,7 @@ async fn token(AxumState(shared): AxumState<Shared>, headers: HeaderMap, body: S
                 "rate_limit_exceeded",
                 "Rate limit exceeded",
             ),
-            Some("refresh_token") => s.refresh(&form),
+            Some("refresh_token") => s.refresh(&form, &s.settings.client_id.clone()),
             _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid grant_type"),
         }
     })
@@ -133,6 +148,7 @@ impl State {
                 "Missing required parameter: code",
             );
         };
+        let now = self.now();
         let Some(issued) = self.codes.get_mut(code) else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Malformed auth code.");
         };
@@ -140,7 +156,7 @@ impl State {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Code was already redeemed.");
         }
         // Codes live ten minutes.
-        if now() > issued.issued_at + 600 {
+        if now > issued.issued_at + 600 {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
         }
         if issued.client_id != *form.get("client_id").unwrap_or(&issued.client_id) {
@@ -166,24 +182,16 @@ impl State {
         };
         let mut answer = self.access_answer(&user.sub, &scopes);
         if issue_refresh {
-            let refresh = random_token("1//0emu-");
-            self.refresh_tokens.insert(
-                refresh.clone(),
-                RefreshGrant {
-                    sub: user.sub.clone(),
-                    client_id,
-                    scopes: scopes.clone(),
-                    revoked: false,
-                    revoked_subtype: None,
-                    expires_at: spec.refresh_token_expires_in.map(|secs| now() + secs),
-                },
-            );
+            let expires_at = spec.refresh_token_expires_in.map(|secs| now + secs);
+            let refresh = self.issue_refresh_token("1//0emu-", &user.sub, &client_id, &scopes, expires_at);
             answer["refresh_token"] = json!(refresh);
             if let Some(secs) = spec.refresh_token_expires_in {
                 answer["refresh_token_expires_in"] = json!(secs);
             }
         }
-        if scopes.split(' ').any(|s| s == "openid") {
+        // Google answers an ID token only when an identity scope was granted: a code for
+        // Drive alone carries none.
+        if scopes.split(' ').any(|s| IDENTITY_SCOPES.contains(&s)) {
             match self.id_token(&user, &spec) {
                 Ok(token) => answer["id_token"] = json!(token),
                 Err(_) => {
@@ -194,36 +202,33 @@ impl State {
         axum::Json(answer).into_response()
     }
 
-    fn refresh(&mut self, form: &HashMap<String, String>) -> Response {
+    fn refresh(&mut self, form: &HashMap<String, String>, client_id: &str) -> Response {
         self.stats.refreshes += 1;
         let presented = form.get("refresh_token").cloned().unwrap_or_default();
         let Some(grant) = self.refresh_tokens.get(&presented) else {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "Token has been expired or revoked.",
-            );
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Bad Request");
         };
-        if grant.revoked {
+        if grant.client_id != client_id {
+            return oauth_error(StatusCode::UNAUTHORIZED, "unauthorized_client", "Unauthorized");
+        }
+        if let Some(_why) = self.refresh_token_ended(grant) {
+            // Revoked, time-based access over, a Testing-mode token past seven days, or
+            // unused for six months: Google answers them alike.
             let mut body = json!({"error": "invalid_grant", "error_description": "Token has been expired or revoked."});
-            if let Some(subtype) = &grant.revoked_subtype {
+            if let Some(subtype) = grant.revoked.then_some(()).and(grant.revoked_subtype.as_ref()) {
                 body["error_subtype"] = json!(subtype);
             }
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
-        // Time-based access that ran out: Google's answer for an expired token.
-        if grant.expires_at.is_some_and(|at| at <= now()) {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "Token has been expired or revoked.",
-            );
-        }
-        let (sub, scopes, client_id) = (grant.sub.clone(), grant.scopes.clone(), grant.client_id.clone());
+        let (sub, scopes) = (grant.sub.clone(), grant.scopes.clone());
         let expires_at = grant.expires_at;
+        let now = self.now();
+        if let Some(used) = self.refresh_tokens.get_mut(&presented) {
+            used.last_used_at = now;
+        }
         let mut answer = self.access_answer(&sub, &scopes);
         if let Some(at) = expires_at {
-            answer["refresh_token_expires_in"] = json!(at.saturating_sub(now()));
+            answer["refresh_token_expires_in"] = json!(at.saturating_sub(now));
         }
         if let Some(access) = answer["access_token"].as_str() {
             self.refreshed_access_tokens
@@ -232,21 +237,10 @@ impl State {
                 .push(access.to_owned());
         }
         if self.rotate_refresh_tokens {
-            let rotated = random_token("1//0rot-");
             if let Some(old) = self.refresh_tokens.get_mut(&presented) {
                 old.revoked = true;
             }
-            self.refresh_tokens.insert(
-                rotated.clone(),
-                RefreshGrant {
-                    sub,
-                    client_id,
-                    scopes,
-                    revoked: false,
-                    revoked_subtype: None,
-                    expires_at,
-                },
-            );
+            let rotated = self.issue_refresh_token("1//0rot-", &sub, client_id, &scopes, expires_at);
             answer["refresh_token"] = json!(rotated);
         }
         axum::Json(answer).into_response()
@@ -259,14 +253,14 @@ impl State {
             AccessGrant {
                 sub: sub.to_owned(),
                 scopes: scopes.to_owned(),
-                expires_at: now() + self.access_token_lifetime,
+                expires_at: self.now() + self.access_token_lifetime,
             },
         );
         json!({"access_token": access, "expires_in": self.access_token_lifetime, "scope": scopes, "token_type": "Bearer"})
     }
 
     fn id_token(&self, user: &crate::User, spec: &CodeSpec) -> anyhow::Result<String> {
-        let issued_at = now();
+        let issued_at = self.now();
         let (given, family) = user.name.split_once(' ').unwrap_or((&user.name, ""));
         let mut claims = json!({
             "iss": self.settings.issuer,
@@ -351,45 +345,60 @@ async fn revoke(
             s.access_tokens.retain(|_, a| a.sub != sub);
             return axum::Json(json!({})).into_response();
         }
-        if s.access_tokens.remove(&token).is_some() {
+        // Revoking an access token revokes its grant: the refresh tokens behind it too.
+        if let Some(access) = s.access_tokens.remove(&token) {
+            for grant in s.refresh_tokens.values_mut() {
+                if grant.sub == access.sub {
+                    grant.revoked = true;
+                }
+            }
+            s.access_tokens.retain(|_, a| a.sub != access.sub);
             return axum::Json(json!({})).into_response();
         }
         oauth_error(StatusCode::BAD_REQUEST, "invalid_token", "Bad Request")
     })
 }
 
-fn drive_error(status: StatusCode, reason: &str, message: &str) -> Response {
-    let body = json!({"error": {"code": status.as_u16(), "message": message, "errors": [{"domain": "global", "reason": reason, "message": message}]}});
-    (status, axum::Json(body)).into_response()
+fn drive_error(reason: DriveReason) -> Response {
+    let (status, body) = reason.answer();
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
+        axum::Json(body),
+    )
+        .into_response()
 }
 
-/// The user and scopes behind a Bearer token, or the error Drive answers.
-type DriveRefusal = (StatusCode, &'static str, &'static str);
-
-fn drive_caller(s: &mut State, headers: &HeaderMap) -> Result<(String, usize), DriveRefusal> {
+/// The user and file count behind a Bearer token, or the refusal Drive answers: an
+/// unknown, expired or revoked token (401), then the project's standing refusals (the
+/// API off, the daily quota spent), the user's (domain policy), and a missing scope.
+fn drive_caller(s: &mut State, headers: &HeaderMap) -> Result<(String, usize), DriveReason> {
     s.stats.drive += 1;
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
+    let now = s.now();
     let grant = token
         .as_ref()
         .and_then(|t| s.access_tokens.get(t))
-        .filter(|a| a.expires_at > now());
+        .filter(|a| a.expires_at > now);
     let Some(grant) = grant else {
-        return Err((StatusCode::UNAUTHORIZED, "authError", "Invalid Credentials"));
+        return Err(DriveReason::AuthError);
     };
+    if let Some(reason) = s
+        .drive_refusals
+        .get(&None)
+        .or_else(|| s.drive_refusals.get(&Some(grant.sub.clone())))
+    {
+        return Err(*reason);
+    }
     if !grant
         .scopes
         .split(' ')
         .any(|sc| sc == "https://www.googleapis.com/auth/drive.appdata")
     {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "insufficientPermissions",
-            "Insufficient Permission",
-        ));
+        return Err(DriveReason::InsufficientPermissions);
     }
     let sub = grant.sub.clone();
     if let Some(t) = token {
@@ -409,15 +418,15 @@ async fn drive_list(
     }
     shared.with(|s| {
         if !s.spend_units(|q| q.files_list) {
-            return drive_error(StatusCode::FORBIDDEN, "rateLimitExceeded", "Rate Limit Exceeded");
+            return drive_error(DriveReason::RateLimitExceeded);
         }
         let (sub, files) = match drive_caller(s, &headers) {
             Ok(caller) => caller,
-            Err((status, reason, message)) => return drive_error(status, reason, message),
+            Err(reason) => return drive_error(reason),
         };
         s.stats.drive_lists += 1;
         if query.get("spaces").map(String::as_str) != Some("appDataFolder") {
-            return drive_error(StatusCode::FORBIDDEN, "insufficientScopes", "The granted scopes do not allow use of the Drive space.");
+            return drive_error(DriveReason::InsufficientScopes);
         }
         let page_size = query.get("pageSize").and_then(|p| p.parse::<usize>().ok()).unwrap_or(100).clamp(1, 1_000);
         let start = query.get("pageToken").and_then(|p| p.parse::<usize>().ok()).unwrap_or(0);
@@ -441,17 +450,17 @@ async fn drive_get(AxumState(shared): AxumState<Shared>, headers: HeaderMap, Pat
     }
     shared.with(|s| {
         if !s.spend_units(|q| q.files_get) {
-            return drive_error(StatusCode::FORBIDDEN, "rateLimitExceeded", "Rate Limit Exceeded");
+            return drive_error(DriveReason::RateLimitExceeded);
         }
         let (sub, _) = match drive_caller(s, &headers) {
             Ok(caller) => caller,
-            Err((status, reason, message)) => return drive_error(status, reason, message),
+            Err(reason) => return drive_error(reason),
         };
         s.stats.drive_gets += 1;
         if id == "appDataFolder" || id == "appdata" {
             return axum::Json(json!({"kind": "drive#file", "id": format!("{sub}-appdata"), "name": "Application Data", "mimeType": "application/vnd.google-apps.folder"})).into_response();
         }
-        drive_error(StatusCode::NOT_FOUND, "notFound", "File not found.")
+        drive_error(DriveReason::NotFound)
     })
 }
 
