@@ -114,8 +114,14 @@ impl RetryPolicy {
     /// "Exponential Backoff And Jitter"), but never sooner than the server's
     /// `Retry-After`.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        self.delay_at(attempt, retry_after, random_unit())
+    }
+
+    /// [`RetryPolicy::delay`] for a given draw `unit` in `[0, 1)`: the wait is that
+    /// fraction of the attempt's ceiling.
+    fn delay_at(&self, attempt: u32, retry_after: Option<Duration>, unit: f64) -> Duration {
         let ceiling = self.base.saturating_mul(1u32 << attempt.min(16)).min(self.cap);
-        let jitter = ceiling.mul_f64(random_unit());
+        let jitter = ceiling.mul_f64(unit.clamp(0.0, 1.0));
         retry_after.map_or(jitter, |floor| jitter.max(floor))
     }
 }
@@ -169,17 +175,45 @@ fn random_unit() -> f64 {
 mod tests {
     use super::*;
 
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_attempts: 5,
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(1),
+    };
+
+    /// The ceiling doubles from the base to the cap, and the draw places the wait in it:
+    /// a draw near 1 waits (almost) the whole ceiling, so backoff grows, not just stays
+    /// under a bound.
     #[test]
-    fn backoff_is_capped_jittered_and_honours_retry_after() {
-        let policy = RetryPolicy {
-            max_attempts: 5,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(1),
-        };
-        for attempt in 0..10 {
-            let d = policy.delay(attempt, None);
-            assert!(d <= Duration::from_millis(100 * (1 << attempt)).min(Duration::from_secs(1)));
-        }
-        assert!(policy.delay(0, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    fn backoff_is_the_drawn_fraction_of_a_doubling_capped_ceiling() {
+        let ms = |attempt, unit| POLICY.delay_at(attempt, None, unit).as_millis();
+        let ceilings: Vec<u128> = (0..6).map(|attempt| ms(attempt, 1.0)).collect();
+        assert_eq!(ceilings, [100, 200, 400, 800, 1_000, 1_000]);
+        assert_eq!(ms(3, 0.5), 400);
+        assert_eq!(ms(3, 0.0), 0, "full jitter may retry at once");
+        assert_eq!(ms(40, 0.75), 750, "a late attempt stays at the cap");
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_never_a_ceiling() {
+        let three = Some(Duration::from_secs(3));
+        assert_eq!(POLICY.delay_at(0, three, 0.0), Duration::from_secs(3));
+        assert_eq!(POLICY.delay_at(9, three, 0.99), Duration::from_secs(3));
+        let brief = Some(Duration::from_millis(10));
+        assert_eq!(
+            POLICY.delay_at(3, brief, 0.5),
+            Duration::from_millis(400),
+            "the backoff when longer"
+        );
+    }
+
+    /// The random draw spreads over the whole ceiling: of 1,000 draws, some wait more than
+    /// 90 % of it and some less than 10 % (each fails with odds below 10^-45).
+    #[test]
+    fn the_draw_covers_the_ceiling() {
+        let draws: Vec<Duration> = (0..1_000).map(|_| POLICY.delay(2, None)).collect();
+        assert!(draws.iter().all(|d| *d <= Duration::from_millis(400)));
+        assert!(draws.iter().any(|d| *d > Duration::from_millis(360)));
+        assert!(draws.iter().any(|d| *d < Duration::from_millis(40)));
     }
 }

@@ -91,6 +91,10 @@ impl<P: Ports> OfflineJob<P> {
                 return Err(Attempt::Failed(error));
             }
             run.counters.bump(Count::retries);
+            run.counters.add(
+                Count::backed_off_ms,
+                u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            );
             tokio::time::sleep(wait).await;
             last = Some(error);
         }

@@ -89,6 +89,9 @@ counters! {
     /// other metrics).
     quota_units => None,
     retries => Some("Retries"),
+    /// Milliseconds the run chose to wait before retrying a Google call (the backoff, or
+    /// Google's `Retry-After` when longer), summed over every grant in flight.
+    backed_off_ms => None,
     errors => Some("Errors"),
 }
 

@@ -415,23 +415,22 @@ async fn invalid_grant_revokes_the_grant_as_the_job_would() {
 }
 
 /// A user-facing refresh of `sub`'s grant whose stored `token` Google has revoked, held
-/// at Google for a second: returned once the refresh has reached Google, with its lease.
+/// at Google until the test calls `release_held`: returned once the refresh has reached
+/// Google, with its lease.
 async fn refresh_held_at_google(stack: &Stack, sub: &str, token: &str) -> tokio::task::JoinHandle<Value> {
     stack.emulator.revoke_refresh_token(token, None);
     stack.emulator.inject_fault(
         Endpoint::Token,
         Fault {
-            delay_ms: 1_000,
+            held: true,
             count: Some(1),
             ..Fault::default()
         },
     );
-    let service = stack.access_tokens(&[("HTTP_TIMEOUT_MS", "5000")]);
+    let service = stack.access_tokens(&[("HTTP_TIMEOUT_MS", "60000")]);
     let sub = sub.to_owned();
     let call = tokio::spawn(async move { ask_for_token(&service, &json!({"sub": sub})).await });
-    while stack.emulator.stats().faults_served == 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    assert!(stack.emulator.until_held(1).await, "the refresh reached Google");
     call
 }
 
@@ -450,6 +449,7 @@ async fn a_sign_in_that_replaces_the_token_during_a_refresh_is_not_revoked_and_i
     assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
     let new_token = stack.emulator.refresh_token_of(&user.sub).expect("the new token");
 
+    stack.emulator.release_held();
     let answer = call.await.expect("call");
     token_of(&answer);
     let grant = stack.grant(&user.sub).await.expect("grant");
@@ -805,6 +805,7 @@ async fn a_security_flag_landing_mid_refresh_does_not_make_the_token_look_supers
         .await;
     assert_eq!(flagged.status, 202);
 
+    stack.emulator.release_held();
     let answer = in_flight.await.expect("the call");
     assert_eq!(answer["error"], json!("reauthorization_required"), "{answer}");
     let grant = stack.grant(&user.sub).await.expect("grant");

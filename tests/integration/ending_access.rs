@@ -481,7 +481,6 @@ async fn a_token_cached_before_google_revoked_the_grant_is_not_served_after_the_
 
 #[tokio::test]
 async fn a_refresh_in_flight_when_the_grant_ends_never_writes_its_token_back() {
-    use std::time::Duration;
     let stack = spawn_stack().await;
     let users = stack
         .seed_grants(2, "openid https://www.googleapis.com/auth/drive.appdata", 0)
@@ -489,13 +488,11 @@ async fn a_refresh_in_flight_when_the_grant_ends_never_writes_its_token_back() {
     let routes = stack.routes();
     for (user, end) in users.iter().zip(["DELETE /grants/me", "RISC tokens-revoked"]) {
         // The refresh's cache write reaches DynamoDB only after the grant has ended.
-        stack.iam.delay("PutItem", Duration::from_millis(1_500), 1);
-        let tokens = stack.access_tokens(&[]);
+        stack.iam.hold("PutItem", 1);
+        let tokens = stack.access_tokens(&[("AWS_CALL_TIMEOUT_MS", "60000"), ("AWS_ATTEMPT_TIMEOUT_MS", "60000")]);
         let sub = user.sub.clone();
         let in_flight = tokio::spawn(async move { ask_for_token(&tokens, &json!({"sub": sub})).await });
-        while stack.iam.held("PutItem") == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        stack.iam.until_held("PutItem").await;
         let ended = if end.starts_with("DELETE") {
             stack.delete_as(&routes, &user.sub).await
         } else {
@@ -510,6 +507,7 @@ async fn a_refresh_in_flight_when_the_grant_ends_never_writes_its_token_back() {
                 .await
         };
         assert!([200, 202].contains(&ended.status), "{end}: {:?}", ended.json);
+        stack.iam.release("PutItem");
         let answer = in_flight.await.expect("the call");
         assert_eq!(answer["status"], json!(200), "{end}: it began before the end: {answer}");
         // Its write came after the end, and was refused: nothing of the grant's token is
@@ -532,15 +530,19 @@ async fn a_job_refresh_in_flight_when_the_user_deletes_their_data_never_writes_i
     // The job's refresh succeeds; its routine record (the cache write that ends its
     // lease: the job's first PutItem) reaches DynamoDB only after the user deleted
     // their data.
-    stack.iam.delay("PutItem", std::time::Duration::from_millis(1_500), 1);
-    let job = stack.job(&[("DRIVE_SYNC", "off")]);
+    stack.iam.hold("PutItem", 1);
+    let job = stack.job(&[
+        ("DRIVE_SYNC", "off"),
+        ("AWS_CALL_TIMEOUT_MS", "60000"),
+        ("AWS_ATTEMPT_TIMEOUT_MS", "60000"),
+    ]);
     let cycle = cycle("2026-11-26T08:00:00Z");
     let run = job.run(&cycle, "job", no_deadline());
     let end = async {
-        while stack.iam.held("PutItem") == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        stack.delete_as(&routes, &user.sub).await
+        stack.iam.until_held("PutItem").await;
+        let deleted = stack.delete_as(&routes, &user.sub).await;
+        stack.iam.release("PutItem");
+        deleted
     };
     let (report, deleted) = tokio::join!(run, end);
     assert_eq!(deleted.status, 200, "{:?}", deleted.json);
@@ -565,7 +567,6 @@ async fn a_job_refresh_in_flight_when_the_user_deletes_their_data_never_writes_i
 
 #[tokio::test]
 async fn a_new_refresh_token_from_a_sign_in_ends_the_cached_access_token_of_the_one_it_replaces() {
-    use std::time::Duration;
     let stack = spawn_stack().await;
     let users = stack
         .seed_grants(2, "openid https://www.googleapis.com/auth/drive.appdata", 0)
@@ -591,17 +592,16 @@ async fn a_new_refresh_token_from_a_sign_in_ends_the_cached_access_token_of_the_
 
     // A refresh of the first token in flight when the user consents again: its cache write
     // lands after the sign-in's, and is refused.
-    stack.iam.delay("PutItem", Duration::from_millis(1_500), 1);
+    stack.iam.hold("PutItem", 1);
     let sub = users[1].sub.clone();
     let in_flight = {
-        let tokens = stack.access_tokens(&[]);
+        let tokens = stack.access_tokens(&[("AWS_CALL_TIMEOUT_MS", "60000"), ("AWS_ATTEMPT_TIMEOUT_MS", "60000")]);
         tokio::spawn(async move { ask_for_token(&tokens, &json!({"sub": sub})).await })
     };
-    while stack.iam.held("PutItem") == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    stack.iam.until_held("PutItem").await;
     let code = consent_again(&users[1].sub);
     assert_eq!(stack.invoke(&android_form_event(&code.code)).await.status, 200);
+    stack.iam.release("PutItem");
     let old = in_flight.await.expect("the call");
     assert_eq!(old["status"], json!(200), "it began before the sign-in: {old}");
     let item = stack.cached_token_item(&users[1].sub).await.expect("the cache item");

@@ -295,6 +295,9 @@ pub struct Fault {
     pub body: Option<String>,
     /// Apply to this fraction of calls (0.0–1.0) instead of every call.
     pub probability: Option<f64>,
+    /// Hold the call (after `delay_ms`) until the test lets it go with
+    /// [`Emulator::release_held`]: a window as long as the test needs, on any machine.
+    pub held: bool,
 }
 
 /// A project's per-minute quota, as Google counts it: every call spends its units, and a
@@ -432,6 +435,10 @@ struct State {
     testing_mode: bool,
     /// Standing Drive refusals: project-wide (`None`) or for one user.
     drive_refusals: HashMap<Option<String>, DriveReason>,
+    /// Bumped by [`Emulator::release_held`]: every held call waits for the next bump.
+    releases: tokio::sync::watch::Sender<u64>,
+    /// Calls held now.
+    held_now: u64,
 }
 
 /// A running emulator.
@@ -503,6 +510,8 @@ impl Emulator {
             client_state: ClientState::Active,
             testing_mode: false,
             drive_refusals: HashMap::new(),
+            releases: tokio::sync::watch::Sender::new(0),
+            held_now: 0,
         })));
         let app = server::router(shared.clone());
         let task = tokio::spawn(async move {
@@ -565,6 +574,28 @@ impl Emulator {
 
     pub fn clear_faults(&self) {
         self.shared.with(|s| s.faults.clear());
+    }
+
+    /// How many calls a `held` fault holds now.
+    pub fn held_calls(&self) -> u64 {
+        self.shared.with(|s| s.held_now)
+    }
+
+    /// Waits (up to a minute) until `n` calls are held: `false` if they never were.
+    #[must_use]
+    pub async fn until_held(&self, n: u64) -> bool {
+        for _ in 0..6_000 {
+            if self.held_calls() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Lets every held call go on.
+    pub fn release_held(&self) {
+        self.shared.with(|s| s.releases.send_modify(|g| *g += 1));
     }
 
     /// Adds a new signing key and signs with it from now on; `drop_old` removes the

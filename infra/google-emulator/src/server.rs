@@ -18,9 +18,15 @@ use crate::{
 
 pub(crate) fn router(shared: Shared) -> Router {
     Router::new()
-        .route("/token", post(token))
+        .route(
+            "/token",
+            post(|state, headers, body| to_completion(token(state, headers, body))),
+        )
         .route("/oauth2/v3/certs", get(certs))
-        .route("/revoke", post(revoke))
+        .route(
+            "/revoke",
+            post(|state, query, body| to_completion(revoke(state, query, body))),
+        )
         .route("/drive/v3/files", get(drive_list))
         .route("/drive/v3/files/{id}", get(drive_get))
         .route("/_emulator/health", get(|| async { "ok" }))
@@ -47,11 +53,32 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         .into_response()
 }
 
+/// Runs a handler to its end even when the caller hangs up first, as Google's servers do:
+/// a code whose exchange outlived the caller's timeout is redeemed all the same.
+async fn to_completion(handler: impl Future<Output = Response> + Send + 'static) -> Response {
+    tokio::spawn(handler)
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 /// Applies an injected fault: waits, then answers in place of the endpoint if it says so.
 async fn fault_answer(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
-    let fault: Fault = shared.with(|s| s.take_fault(endpoint))?;
+    let (fault, mut release) = shared.with(|s| (s.take_fault(endpoint), s.releases.subscribe()));
+    let fault: Fault = fault?;
     if fault.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+    }
+    if fault.held {
+        /// Counts the call as held while it waits, until it goes on or is dropped.
+        struct Holding<'a>(&'a Shared);
+        impl Drop for Holding<'_> {
+            fn drop(&mut self) {
+                self.0.with(|s| s.held_now -= 1);
+            }
+        }
+        shared.with(|s| s.held_now += 1);
+        let _holding = Holding(shared);
+        let _ = release.changed().await;
     }
     let status = StatusCode::from_u16(fault.status?).ok()?;
     let body = fault.body.unwrap_or_else(|| {

@@ -371,3 +371,48 @@ async fn drives_refusals_are_shaped_as_googles() {
     );
     assert_eq!(google.drive(access).await.0, 200);
 }
+
+/// Google finishes a request its caller gave up on: an exchange that outlived the
+/// caller's timeout has redeemed the code all the same.
+#[tokio::test]
+async fn an_exchange_the_caller_abandoned_still_redeems_the_code() {
+    let google = Client::start().await;
+    google.emulator.inject_fault(
+        google_emulator::Endpoint::Token,
+        google_emulator::Fault {
+            delay_ms: 300,
+            count: Some(1),
+            ..google_emulator::Fault::default()
+        },
+    );
+    let code = google.emulator.mint_code(CodeSpec::default());
+    let settings = google.emulator.settings();
+    let impatient = google
+        .http
+        .post(google.emulator.token_uri())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("client_id", settings.client_id.as_str()),
+                    ("client_secret", settings.client_secret.as_str()),
+                    ("grant_type", "authorization_code"),
+                    ("code", code.code.as_str()),
+                    ("redirect_uri", ""),
+                ])
+                .finish(),
+        )
+        .timeout(Duration::from_millis(50))
+        .send()
+        .await;
+    assert!(impatient.is_err_and(|e| e.is_timeout()));
+
+    let mut polls = 0;
+    while google.emulator.stats().code_exchanges == 0 {
+        polls += 1;
+        assert!(polls < 100, "the abandoned exchange was never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, answer) = google.exchange(&code.code).await;
+    assert_eq!((status, text(&answer, "error")), (400, "invalid_grant"), "{answer}");
+}

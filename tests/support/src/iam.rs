@@ -365,9 +365,32 @@ type Answers = Arc<Mutex<HashMap<String, (Json, u32)>>>;
 /// run).
 type Latency = Arc<std::sync::atomic::AtomicU64>;
 
-/// Operations (the `X-Amz-Target` after its dot) to hold: how long, for how many more,
-/// and how many were held so far.
-type Delays = Arc<Mutex<HashMap<String, (std::time::Duration, u32, u32)>>>;
+/// Operations (the `X-Amz-Target` after its dot) to hold.
+type Delays = Arc<Mutex<HashMap<String, Hold>>>;
+
+/// How an operation's requests are held.
+#[derive(Debug)]
+struct Hold {
+    /// How long; `None`: until [`IamProxy::release`] opens the gate.
+    wait: Option<std::time::Duration>,
+    /// For how many more requests.
+    left: u32,
+    /// How many were held so far.
+    held: u32,
+    /// Opened by [`IamProxy::release`]: every request waiting on it goes on.
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl Hold {
+    fn new(wait: Option<std::time::Duration>, left: u32) -> Self {
+        Self {
+            wait,
+            left,
+            held: 0,
+            gate: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
 
 impl std::fmt::Debug for IamProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -507,10 +530,14 @@ impl IamProxy {
     /// Holds the next `count` requests of `operation` (`PutItem`, `TransactWriteItems`,
     /// `Decrypt`, …) for `delay` before forwarding them.
     pub fn delay(&self, operation: &str, delay: std::time::Duration, count: u32) {
-        self.delays
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(operation.to_owned(), (delay, count, 0));
+        self.set_hold(operation, Hold::new(Some(delay), count));
+    }
+
+    /// Holds the next `count` requests of `operation` until [`IamProxy::release`], however
+    /// long that takes: a window in which a test acts, as wide on a slow machine as on a
+    /// fast one.
+    pub fn hold(&self, operation: &str, count: u32) {
+        self.set_hold(operation, Hold::new(None, count));
     }
 
     /// Holds every request of `operation` for longer than any budget (the store down for
@@ -519,20 +546,44 @@ impl IamProxy {
         self.delay(operation, std::time::Duration::from_secs(30), u32::MAX);
     }
 
-    /// Ends [`IamProxy::hang`] or [`IamProxy::delay`] for `operation`: its next requests
-    /// go through at once.
+    /// Ends [`IamProxy::hold`], [`IamProxy::hang`] or [`IamProxy::delay`] for `operation`:
+    /// the requests held by `hold` go on now, and its next requests go through at once.
     pub fn release(&self, operation: &str) {
-        self.delay(operation, std::time::Duration::ZERO, 0);
+        self.set_hold(operation, Hold::new(None, 0));
     }
 
-    /// How many requests of `operation` were held since [`IamProxy::delay`] named it: a
-    /// test waits for one to be in flight before it acts.
+    /// Replaces `operation`'s hold, opening the gate of the one it replaces.
+    fn set_hold(&self, operation: &str, hold: Hold) {
+        let replaced = self
+            .delays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(operation.to_owned(), hold);
+        if let Some(replaced) = replaced {
+            replaced.gate.send_replace(true);
+        }
+    }
+
+    /// How many requests of `operation` were held since [`IamProxy::delay`] or
+    /// [`IamProxy::hold`] named it: a test waits for one to be in flight before it acts.
     pub fn held(&self, operation: &str) -> u32 {
         self.delays
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(operation)
-            .map_or(0, |(_, _, held)| *held)
+            .map_or(0, |hold| hold.held)
+    }
+
+    /// Waits (up to a minute, then panics: a test that never gets there is broken) until
+    /// a request of `operation` is held.
+    pub async fn until_held(&self, operation: &str) {
+        for _ in 0..6_000 {
+            if self.held(operation) > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("no {operation} request was ever held");
     }
 
     /// The harness's own access through the proxy (no role: nothing is checked), for the
@@ -594,16 +645,20 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let held = {
         let mut delays = proxy.delays.lock().unwrap_or_else(PoisonError::into_inner);
         match delays.get_mut(operation) {
-            Some((delay, left, held)) if *left > 0 => {
-                *left -= 1;
-                *held += 1;
-                Some(*delay)
+            Some(hold) if hold.left > 0 => {
+                hold.left -= 1;
+                hold.held += 1;
+                Some((hold.wait, hold.gate.subscribe()))
             }
             _ => None,
         }
     };
-    if let Some(delay) = held {
-        tokio::time::sleep(delay).await;
+    match held {
+        Some((Some(delay), _)) => tokio::time::sleep(delay).await,
+        Some((None, mut gate)) => {
+            let _ = gate.wait_for(|open| *open).await;
+        }
+        None => {}
     }
     let answer = {
         // Keyed by the operation, or by the operation and the table it writes (by the
