@@ -72,7 +72,7 @@ fn main() {
     let service = AppBuilder::new(&stack.config.common, &stack.aws)
         .dynamodb(counted_dynamodb)
         .keys(offline_access::app::kms_keys(&stack.config.common, counted_kms))
-        .secret_clock(stack.secret_clock.clone())
+        .cache_clock(stack.cache_clock.clone())
         .build()
         .expect("app")
         .sign_in(&stack.config);

@@ -46,6 +46,8 @@ pub struct App<K = KmsKeyProvider, C = SystemClock> {
     /// Seals and opens cached access tokens, under their own purpose.
     pub access_cipher: TokenCipher<K, AccessToken>,
     pub secrets: Secrets<C>,
+    /// What the process's caches (the client secret, Google's keys) age by.
+    pub cache_clock: C,
     /// SQS: where a sign-in parks what it cannot store (`SIGN_IN_PARKING_QUEUE_URL`).
     pub sqs: aws_sdk_sqs::Client,
 }
@@ -57,7 +59,7 @@ pub struct AppBuilder<K, C> {
     aws: aws_config::SdkConfig,
     dynamodb: aws_sdk_dynamodb::Client,
     keys: K,
-    secret_clock: C,
+    cache_clock: C,
 }
 
 impl AppBuilder<KmsKeyProvider, SystemClock> {
@@ -70,7 +72,7 @@ impl AppBuilder<KmsKeyProvider, SystemClock> {
             aws: aws.clone(),
             dynamodb: aws_sdk_dynamodb::Client::new(aws),
             keys: kms_keys(common, aws_sdk_kms::Client::new(aws)),
-            secret_clock: SystemClock,
+            cache_clock: SystemClock,
         }
     }
 }
@@ -83,18 +85,19 @@ impl<K: AnyKeys, C: AnyClock> AppBuilder<K, C> {
             aws: self.aws,
             dynamodb: self.dynamodb,
             keys,
-            secret_clock: self.secret_clock,
+            cache_clock: self.cache_clock,
         }
     }
 
-    /// Another clock for the client-secret cache (tests move it past the TTL).
-    pub fn secret_clock<C2: AnyClock>(self, clock: C2) -> AppBuilder<K, C2> {
+    /// Another clock for the process's caches, the client secret's and Google's keys'
+    /// (tests move it past a TTL or a max-age).
+    pub fn cache_clock<C2: AnyClock>(self, clock: C2) -> AppBuilder<K, C2> {
         AppBuilder {
             common: self.common,
             aws: self.aws,
             dynamodb: self.dynamodb,
             keys: self.keys,
-            secret_clock: clock,
+            cache_clock: clock,
         }
     }
 
@@ -118,9 +121,10 @@ impl<K: AnyKeys, C: AnyClock> AppBuilder<K, C> {
                     aws_sdk_secretsmanager::Client::new(&self.aws),
                     common.client_secret_id.clone(),
                 ),
-                self.secret_clock,
+                self.cache_clock.clone(),
                 common.client_secret_ttl,
             ),
+            cache_clock: self.cache_clock,
             common,
         })
     }
@@ -149,10 +153,10 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
     }
 
     /// Google ID-token verification as sign-in and deletion both do it (DESIGN §6).
-    fn id_tokens(&self, config: &SignInConfig) -> IdTokens {
+    fn id_tokens(&self, config: &SignInConfig) -> IdTokens<C> {
         GoogleIdTokenVerifier::new(
             HttpJwksFetcher::new(self.http.clone(), self.common.certs_uri.clone()),
-            SystemClock,
+            self.cache_clock.clone(),
             self.common.allowed_azp.clone(),
             config.id_token_leeway,
             config.jwks_min_refetch,
@@ -164,7 +168,7 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
         self.sign_in_with(config, self.id_tokens(config))
     }
 
-    fn sign_in_with(&self, config: &SignInConfig, verifier: IdTokens) -> SignIn<Aws<K, C>> {
+    fn sign_in_with(&self, config: &SignInConfig, verifier: IdTokens<C>) -> SignIn<Aws<K, C>> {
         let common = &self.common;
         SignIn {
             token_endpoint: self.token_endpoint(),
@@ -224,7 +228,7 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
         self.deletion_with(self.id_tokens(config))
     }
 
-    fn deletion_with(&self, verifier: IdTokens) -> DeleteGrant<Aws<K, C>> {
+    fn deletion_with(&self, verifier: IdTokens<C>) -> DeleteGrant<Aws<K, C>> {
         let common = &self.common;
         DeleteGrant {
             token_endpoint: self.token_endpoint(),

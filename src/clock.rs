@@ -47,6 +47,24 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system clock, moved forward by hand: a test's caches age with real time and jump
+/// when the test says (past a TTL, a max-age), while what the test's Google signs — dated
+/// by the real clock — still reads as current.
+#[derive(Debug, Clone, Default)]
+pub struct ShiftedClock(Arc<AtomicU64>);
+
+impl ShiftedClock {
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now_unix(&self) -> u64 {
+        SystemClock.now_unix() + self.0.load(Ordering::SeqCst)
+    }
+}
+
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now_unix(&self) -> u64 {
         (**self).now_unix()

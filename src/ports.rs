@@ -51,7 +51,7 @@ pub trait Ports: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct Aws<K = KmsKeyProvider, SC = SystemClock, J = DynamoStore, C = SystemClock> {
     keys: PhantomData<fn() -> K>,
-    secret_clock: PhantomData<fn() -> SC>,
+    cache_clock: PhantomData<fn() -> SC>,
     job_store: PhantomData<fn() -> J>,
     clock: PhantomData<fn() -> C>,
 }
@@ -62,8 +62,8 @@ pub type Production = Aws;
 /// The client-secret cache (Secrets Manager), on the clock that ages it.
 pub type Secrets<C = SystemClock> = CachedClientSecret<SecretsManagerSource, C>;
 
-/// Google ID-token verification over HTTP.
-pub type IdTokens = GoogleIdTokenVerifier<HttpJwksFetcher, SystemClock>;
+/// Google ID-token verification over HTTP, on the clock its key cache ages by.
+pub type IdTokens<C = SystemClock> = GoogleIdTokenVerifier<HttpJwksFetcher, C>;
 
 /// A key provider [`Aws`] can run on: KMS, or a test's wrapper of it.
 pub trait AnyKeys: KeyProvider + Clone + Debug + 'static {}
@@ -79,7 +79,7 @@ impl<S: JobStore + Debug + 'static> AnyJobStore for S {}
 
 impl<K: AnyKeys, SC: AnyClock, J: AnyJobStore, C: AnyClock> Ports for Aws<K, SC, J, C> {
     type Tokens = HttpTokenEndpoint;
-    type IdTokens = IdTokens;
+    type IdTokens = IdTokens<SC>;
     type Drive = HttpDrive;
     type Store = DynamoStore;
     type JobStore = J;

@@ -8,7 +8,7 @@
 
 use google_emulator::{CodeSpec, Forgery, SecurityEventSpec};
 use offline_access::app::HttpApi;
-use offline_access::clock::{Clock, ManualClock, SystemClock};
+use offline_access::clock::{Clock, ShiftedClock, SystemClock};
 use serde_json::json;
 use test_support::iam::Checked;
 use test_support::{Role, Stack, android_form_event, build_app, delete_event, risc_event, spawn_stack};
@@ -34,11 +34,7 @@ fn asked(stack: &Stack, action: &str) -> usize {
 #[tokio::test]
 async fn the_http_apis_routes_share_one_secret_one_id_token_key_set_and_one_data_key() {
     let stack = spawn_stack().await;
-    let app = build_app(
-        &stack.config,
-        &stack.aws_as(Role::SignIn),
-        ManualClock::at(SystemClock.now_unix()),
-    );
+    let app = build_app(&stack.config, &stack.aws_as(Role::SignIn), ShiftedClock::default());
     let api = app.http_api(&stack.config);
     api.warm_up().await;
     assert_eq!(asked(&stack, "secretsmanager:GetSecretValue"), 1, "warmed at init");

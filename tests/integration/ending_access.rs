@@ -370,7 +370,7 @@ async fn a_user_whose_kms_key_is_disabled_or_deleted_is_deleted_as_unrevocable_b
     let fresh = test_support::build_app(
         &stack.config,
         &stack.aws_as(test_support::Role::SignIn),
-        offline_access::clock::ManualClock::at(SystemClock.now_unix()),
+        offline_access::clock::ShiftedClock::default(),
     )
     .http_api(&stack.config);
     let answer = stack.delete_as(&fresh, &first).await;

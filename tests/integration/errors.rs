@@ -432,7 +432,7 @@ async fn an_unreachable_aws_is_upstream_unavailable_and_google_is_not_called() {
     let stack = spawn_stack().await;
     // Nothing listens on the discard port: every AWS call fails to connect.
     let dead = local_stack::local_aws_config("http://127.0.0.1:9").await;
-    let service = test_support::build_app(&stack.config, &dead, stack.secret_clock.clone()).sign_in(&stack.config);
+    let service = test_support::build_app(&stack.config, &dead, stack.cache_clock.clone()).sign_in(&stack.config);
     let minted = stack.mint(CodeSpec::default());
 
     let answer = test_support::invoke_service(&service, &android_form_event(&minted.code)).await;

@@ -6,6 +6,8 @@
     reason = "test helpers: a panic is a failed test"
 )]
 
+use std::time::Duration;
+
 use google_emulator::{CodeSpec, Consent};
 use test_support::{android_form_event, json_event, spawn_stack};
 
@@ -340,7 +342,7 @@ async fn a_rotated_client_secret_is_used_after_the_ttl_without_a_restart() {
         "the cached secret is still in use"
     );
 
-    stack.secret_clock.advance(stack.config.common.client_secret_ttl);
+    stack.cache_clock.advance(stack.config.common.client_secret_ttl);
     let fresh = stack
         .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
         .await;
@@ -349,7 +351,9 @@ async fn a_rotated_client_secret_is_used_after_the_ttl_without_a_restart() {
 
 #[tokio::test]
 async fn jwks_rotation_is_followed_with_one_refetch_and_unknown_kids_cannot_force_more() {
-    let stack = spawn_stack().await;
+    // An unknown kid refetches at most once per ten minutes of the caches' clock (which
+    // the test moves), so the count below does not depend on how fast the machine is.
+    let stack = test_support::spawn_stack_with(&[("JWKS_MIN_REFETCH_SECS", "600")]).await;
     assert_eq!(
         stack
             .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
@@ -364,35 +368,63 @@ async fn jwks_rotation_is_followed_with_one_refetch_and_unknown_kids_cannot_forc
         .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
         .await;
     assert_eq!(after_rotation.status, 200, "{}", after_rotation.json);
-    assert_eq!(stack.emulator.stats().certs, fetched + 1);
+    assert_eq!(stack.emulator.stats().certs, fetched + 1, "one refetch for the new key");
 
-    for _ in 0..3 {
+    let forged = || async {
         let forged = stack.mint(CodeSpec {
             forgery: google_emulator::Forgery::UnknownKid,
             ..CodeSpec::default()
         });
         let answer = stack.invoke(&android_form_event(&forged.code)).await;
         assert_eq!((answer.status, answer.error_code()), (401, "invalid_id_token"));
+    };
+    for _ in 0..3 {
+        forged().await;
     }
-    assert!(
-        stack.emulator.stats().certs <= fetched + 2,
-        "unknown kids refetch at most once per interval"
+    assert_eq!(
+        stack.emulator.stats().certs,
+        fetched + 1,
+        "no refetch within the interval of the last"
     );
+
+    // The interval passed: one refetch for the next unknown kid, then none again.
+    stack.cache_clock.advance(Duration::from_secs(601));
+    for _ in 0..3 {
+        forged().await;
+    }
+    assert_eq!(stack.emulator.stats().certs, fetched + 2, "one refetch per interval");
 }
 
 #[tokio::test]
 async fn the_jwks_is_cached_as_long_as_its_max_age_says() {
     let stack = spawn_stack().await;
+    let max_age = Duration::from_secs(stack.emulator.settings().jwks_max_age);
+    let sign_in = || async {
+        let answer = stack
+            .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+    };
+    // Every ID token below is signed by the key the first fetch brought.
     for _ in 0..3 {
-        assert_eq!(
-            stack
-                .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
-                .await
-                .status,
-            200
-        );
+        sign_in().await;
     }
-    assert_eq!(stack.emulator.stats().certs, 1);
+    assert_eq!(stack.emulator.stats().certs, 1, "cached within max-age");
+
+    // A second before max-age ends: still the cached set. (Google dates its ID tokens by
+    // the same clock the cache ages by.)
+    let almost = max_age - Duration::from_secs(1);
+    stack.cache_clock.advance(almost);
+    stack.emulator.advance_clock(almost);
+    sign_in().await;
+    assert_eq!(stack.emulator.stats().certs, 1, "not refetched before max-age");
+
+    // Max-age passed: the next sign-in fetches the keys again, once.
+    stack.cache_clock.advance(Duration::from_secs(2));
+    stack.emulator.advance_clock(Duration::from_secs(2));
+    sign_in().await;
+    sign_in().await;
+    assert_eq!(stack.emulator.stats().certs, 2, "refetched once max-age passed");
 }
 
 #[tokio::test]
@@ -440,7 +472,7 @@ async fn a_retry_of_a_code_an_unfinished_attempt_spent_answers_reconsent_require
     let mut env = stack.env.clone();
     env.insert("GRANTS_TABLE".into(), "no-such-table".into());
     let config = offline_access::config::SignInConfig::from_env(&env).expect("config");
-    let broken = test_support::build_app(&config, &stack.aws, stack.secret_clock.clone()).sign_in(&config);
+    let broken = test_support::build_app(&config, &stack.aws, stack.cache_clock.clone()).sign_in(&config);
     let minted = stack.mint(CodeSpec::default());
     let event = android_form_event(&minted.code);
 
@@ -458,7 +490,6 @@ async fn a_retry_of_a_code_an_unfinished_attempt_spent_answers_reconsent_require
 #[tokio::test]
 async fn only_the_holder_of_a_claim_releases_it_or_records_its_outcome() {
     use offline_access::store::{Claim, ClaimKey, RecordedOutcome, SignInStore};
-    use std::time::Duration;
     let stack = spawn_stack().await;
     let store = &stack.service.store;
     let (now, lease, window) = (1_800_000_000, Duration::from_secs(20), Duration::from_secs(600));
@@ -500,7 +531,6 @@ fn sign_in_with(stack: &test_support::Stack, vars: &[(&str, &str)]) -> test_supp
 
 #[tokio::test]
 async fn a_dynamodb_call_that_hangs_is_given_up_within_the_budget_and_the_code_is_not_spent() {
-    use std::time::Duration;
     let stack = spawn_stack().await;
     let service = sign_in_with(
         &stack,
@@ -552,7 +582,6 @@ async fn a_dynamodb_call_that_hangs_is_given_up_within_the_budget_and_the_code_i
 
 #[tokio::test]
 async fn a_store_down_for_seconds_after_the_exchange_is_waited_out_within_the_budget() {
-    use std::time::Duration;
     let stack = spawn_stack().await;
     // One attempt per call (no SDK retry inside it), and room for a loaded moto.
     let service = sign_in_with(&stack, &test_support::one_attempt_sign_in("20000", &[]));
@@ -575,7 +604,6 @@ async fn a_store_down_for_seconds_after_the_exchange_is_waited_out_within_the_bu
 
 #[tokio::test]
 async fn a_code_is_not_sent_to_google_when_too_little_of_the_budget_is_left_for_what_follows() {
-    use std::time::Duration;
     let stack = spawn_stack().await;
     // The exchange may take 1.5 s (HTTP_TIMEOUT_MS); the claim's first attempt hangs for
     // 2 s of a 3 s budget, leaving too little to spend the code and store what it brings.

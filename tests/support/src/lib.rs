@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use google_emulator::{CodeSpec, Emulator, MintedCode, Settings};
 use offline_access::app::{App, AppBuilder};
-use offline_access::clock::{Clock, ManualClock, SystemClock};
+use offline_access::clock::{Clock, ShiftedClock, SystemClock};
 use offline_access::config::{AccessTokenConfig, JobConfig, SignInConfig};
 use offline_access::crypto::KmsKeyProvider;
 use offline_access::ports::{Aws, Ports};
@@ -37,16 +37,16 @@ pub use memory_store::MemoryJobStore;
 /// The repository's root (this crate lives in `tests/support`).
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
-/// The sign-in service as tests build it: production adapters, with the client-secret
-/// cache on a clock the test moves.
+/// The sign-in service as tests build it: production adapters, with the caches (the
+/// client secret, Google's keys) on a clock the test moves.
 pub type TestSignIn = offline_access::sign_in::SignIn<TestPorts>;
 
-/// Production's ports, with the client-secret cache on a clock the test moves.
-pub type TestPorts = Aws<KmsKeyProvider, ManualClock>;
+/// Production's ports, with the caches on a clock the test moves.
+pub type TestPorts = Aws<KmsKeyProvider, ShiftedClock>;
 
-/// The App as the sign-in function's code runs in tests: its role, the secret on a clock
+/// The App as the sign-in function's code runs in tests: its role, its caches on a clock
 /// the test moves.
-pub type TestApp = App<KmsKeyProvider, ManualClock>;
+pub type TestApp = App<KmsKeyProvider, ShiftedClock>;
 
 /// A per-test stack: its emulator, AWS resources, configuration and sign-in service.
 pub struct Stack {
@@ -57,10 +57,10 @@ pub struct Stack {
     pub iam: iam::IamProxy,
     pub env: HashMap<String, String>,
     pub config: SignInConfig,
-    /// The sign-in function's App (its role, the secret cache on `secret_clock`).
+    /// The sign-in function's App (its role, its caches on `cache_clock`).
     pub app: TestApp,
     pub service: TestSignIn,
-    pub secret_clock: ManualClock,
+    pub cache_clock: ShiftedClock,
     seeded: AtomicU32,
 }
 
@@ -147,8 +147,8 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
         env.insert((*k).to_owned(), (*v).to_owned());
     }
     let config = SignInConfig::from_env(&env).expect("valid test config");
-    let secret_clock = ManualClock::at(SystemClock.now_unix());
-    let app = build_app(&config, &aws_as(&aws, &iam, Role::SignIn), secret_clock.clone());
+    let cache_clock = ShiftedClock::default();
+    let app = build_app(&config, &aws_as(&aws, &iam, Role::SignIn), cache_clock.clone());
     let service = app.sign_in(&config);
     Stack {
         emulator,
@@ -158,7 +158,7 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
         config,
         app,
         service,
-        secret_clock,
+        cache_clock,
         seeded: AtomicU32::new(0),
     }
 }
@@ -173,10 +173,10 @@ fn aws_as(aws: &aws_config::SdkConfig, iam: &iam::IamProxy, role: Role) -> aws_c
         .build()
 }
 
-/// The production App, with the secret cache on `secret_clock`.
-pub fn build_app(config: &SignInConfig, aws: &aws_config::SdkConfig, secret_clock: ManualClock) -> TestApp {
+/// The production App, with its caches on `cache_clock`.
+pub fn build_app(config: &SignInConfig, aws: &aws_config::SdkConfig, cache_clock: ShiftedClock) -> TestApp {
     AppBuilder::new(&config.common, aws)
-        .secret_clock(secret_clock)
+        .cache_clock(cache_clock)
         .build()
         .expect("wiring")
 }
@@ -446,7 +446,7 @@ pub fn sign_in_as(stack: &Stack, role: Role, vars: &[(&str, &str)]) -> TestSignI
     let mut env = stack.env.clone();
     env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let config = SignInConfig::from_env(&env).expect("config");
-    build_app(&config, &stack.aws_as(role), stack.secret_clock.clone()).sign_in(&config)
+    build_app(&config, &stack.aws_as(role), stack.cache_clock.clone()).sign_in(&config)
 }
 
 impl Stack {
