@@ -155,6 +155,54 @@ async fn overlapping_runs_and_a_concurrent_sign_in_never_double_refresh_or_lose_
     );
 }
 
+/// A sign-in stores a new refresh token while the job's refresh of the old one is at
+/// Google, which answers it with a rotated token: the job's write of it comes after the
+/// sign-in's and is superseded — the sign-in's token stays. (Without a rotated token the
+/// job's routine record touches no token, and is written.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sign_in_during_the_jobs_refresh_supersedes_the_jobs_outcome() {
+    let stack = spawn_stack().await;
+    let user = stack.seed_grants(1, DRIVE, 1).await.remove(0);
+    stack.emulator.set_refresh_token_rotation(true);
+    stack.emulator.inject_fault(
+        Endpoint::Token,
+        Fault {
+            held: true,
+            count: Some(1),
+            ..Fault::default()
+        },
+    );
+    let job = stack.job(&[("DRIVE_SYNC", "off")]);
+    let raced = cycle("raced");
+    let run = job.run(&raced, "run", no_deadline());
+    let sign_in = async {
+        assert!(stack.emulator.until_held(1).await, "the job's refresh reached Google");
+        let code = stack.mint(CodeSpec {
+            sub: Some(user.sub.clone()),
+            consent: Consent::Forced,
+            ..CodeSpec::default()
+        });
+        let answer = stack.invoke(&android_form_event(&code.code)).await;
+        let token = stack.emulator.refresh_token_of(&user.sub);
+        stack.emulator.release_held();
+        (answer, token)
+    };
+    let (report, (signed_in, sign_in_token)) = tokio::join!(run, sign_in);
+    let report = report.expect("run");
+    assert_eq!(signed_in.status, 200, "{}", signed_in.json);
+
+    assert_eq!(
+        (report.refreshed, report.superseded, report.errors),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    let sign_in_token = sign_in_token.expect("the sign-in's token");
+    assert_ne!(sign_in_token, user.token);
+    assert_eq!(stack.stored_refresh_token(&user.sub).await, Some(sign_in_token));
+    let grant = stack.grant(&user.sub).await.expect("grant");
+    assert_eq!(grant.status.as_str(), "active");
+}
+
 /// Every invocation is cut short, and the cycle still covers each grant once. The cut is
 /// made by the pacer, not by the wall clock: each invocation (a new job, as a new Lambda
 /// process) has a burst of 100 quota units, then one unit a minute, so its next slot

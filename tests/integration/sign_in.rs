@@ -177,9 +177,16 @@ async fn a_forced_consent_replaces_the_stored_refresh_token() {
     });
     assert_eq!(stack.invoke(&android_form_event(&forced.code)).await.status, 200);
 
-    let stored = stack.stored_refresh_token(&first.sub).await;
-    assert_ne!(stored, original);
+    let stored = stack.stored_refresh_token(&first.sub).await.expect("a token is stored");
+    assert_eq!(
+        Some(&stored),
+        stack.emulator.refresh_token_of(&first.sub).as_ref(),
+        "the new consent's token, the one Google issued last"
+    );
+    assert_ne!(Some(stored), original);
     assert_eq!(stack.grants().await.len(), 1);
+    let grant = stack.grant(&first.sub).await.expect("grant");
+    assert_eq!((grant.status.as_str(), grant.version), ("active", 2));
 }
 
 #[tokio::test]
