@@ -77,29 +77,6 @@ pub fn check_target(target: &str, mut check: impl FnMut(&[u8]) -> bool) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The inputs reach every length a bound is set at: both sides of 512 bytes (a code)
-    /// and of 8 KiB (a body), not only the seeds' few dozen bytes.
-    #[test]
-    fn generated_inputs_reach_both_sides_of_the_length_bounds() {
-        let mut lengths = Vec::new();
-        check_generated(&[b"code=4/0AbC"], &[b"&"], INPUTS, |data| lengths.push(data.len()));
-        for bound in [512usize, 8 * 1024] {
-            assert!(
-                lengths.iter().any(|&n| n > bound && n < bound + 64),
-                "just over {bound}"
-            );
-            assert!(
-                lengths.iter().any(|&n| n <= bound && n + 64 > bound),
-                "just under {bound}"
-            );
-        }
-    }
-}
-
 /// Calls `check` on `count` inputs, each one of `examples` (inputs the parser accepts)
 /// with up to four mutations — a byte changed, a piece of `fragments` (shapes the parser
 /// looks for: field names, odd values) spliced in, a byte repeated into a run of 2^k ± 1
@@ -144,4 +121,27 @@ fn check_generated(examples: &[&[u8]], fragments: &[&[u8]], count: usize, mut ch
         check(&data);
     }
     longest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inputs reach every length a bound is set at: both sides of 512 bytes (a code)
+    /// and of 8 KiB (a body), not only the seeds' few dozen bytes.
+    #[test]
+    fn generated_inputs_reach_both_sides_of_the_length_bounds() {
+        let mut lengths = Vec::new();
+        check_generated(&[b"code=4/0AbC"], &[b"&"], INPUTS, |data| lengths.push(data.len()));
+        for bound in [512usize, 8 * 1024] {
+            assert!(
+                lengths.iter().any(|&n| n > bound && n < bound + 64),
+                "just over {bound}"
+            );
+            assert!(
+                lengths.iter().any(|&n| n <= bound && n + 64 > bound),
+                "just under {bound}"
+            );
+        }
+    }
 }

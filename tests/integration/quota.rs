@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use google_emulator::{DriveReason, Endpoint, Fault};
+use google_emulator::{CodeSpec, DriveReason, Endpoint, Fault};
 use offline_access::app::AppBuilder;
 use offline_access::clock::{Clock, ManualClock, SystemClock};
 use offline_access::job::CycleId;
@@ -243,7 +243,25 @@ async fn a_routine_cycle_costs_each_grant_two_writes_of_one_write_unit() {
     use aws_sdk_dynamodb::types::AttributeValue;
     let stack = spawn_stack().await;
     const GRANTS: usize = 20;
-    let seeded = stack.seed_grants(GRANTS, DRIVE, 150).await;
+    let seeded = stack.seed_grants(GRANTS - 1, DRIVE, 150).await;
+    // One grant signed in as a user is: through the sign-in, with a profile as long as
+    // real ones run (a long name with accents, a work address, Google's picture URL).
+    let real = stack.mint(CodeSpec {
+        email: Some("maria-jose.fernandez-castellanos@ingenieria.example-university.edu".into()),
+        name: Some("María José Fernández-Castellanos de la Peña".into()),
+        scopes: Some(format!(
+            "openid https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/userinfo.profile {DRIVE}"
+        )),
+        drive_files: Some(150),
+        id_token_claims: Some(serde_json::json!({
+            "picture": "https://lh3.googleusercontent.com/a/ACg8ocJx3q7Vb0kZ9tYw2LmN4pQ8rS1uV6xW0yZ3aB5cD7eF9gH1jK2lM4nO6pQ8rS0tU2vW4xY6zA=s96-c",
+            "locale": "es-419",
+            "hd": "ingenieria.example-university.edu",
+        })),
+        ..CodeSpec::default()
+    });
+    let signed_in = stack.invoke(&test_support::android_form_event(&real.code)).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.json);
     let grants_table = stack.config.common.grants_table.clone();
     let log = test_support::WriteLog::default();
     let job_with = |mode: &str| {
@@ -315,6 +333,20 @@ async fn a_routine_cycle_costs_each_grant_two_writes_of_one_write_unit() {
             "{table}: an item of {largest} bytes costs two write units"
         );
     }
+    let real_grant = stack
+        .scan(&grants_table)
+        .await
+        .into_iter()
+        .find(|i| i.get("sub").and_then(|k| k.as_s().ok()) == Some(&real.sub))
+        .expect("the signed-in grant");
+    assert!(
+        real_grant.contains_key("email") && real_grant.contains_key("picture"),
+        "the profile is on the item: {:?}",
+        real_grant.keys().collect::<Vec<_>>()
+    );
+    let size = test_support::item_size(&real_grant);
+    eprintln!("the signed-in grant with a real-length profile: {size} bytes");
+    assert!(size <= 1024, "the signed-in grant is {size} bytes");
     let lease = stack.grant_attribute(&seeded_sub, "lease_owner").await;
     assert!(
         matches!(lease, Some(AttributeValue::S(_))),

@@ -13,7 +13,7 @@ use super::expr::{Placeholders, Update};
 use super::schema::{self, Item, grant, n, s, state};
 use super::{DynamoStore, Updated, conflict_or, holds_either_way, lease};
 use crate::crypto::SealedToken;
-use crate::domain::{GoogleSubject, Scopes};
+use crate::domain::GoogleSubject;
 use crate::store::{
     AccessStore, AccessTokenCache, AccessView, CacheEntry, CachedToken, Grant, GrantOutcome, GrantStatus, Holder,
     Recorded, RefreshLease, StoreError,
@@ -58,7 +58,7 @@ fn cached_token(item: &Item) -> Result<Option<CachedToken>, &'static str> {
     Ok(Some(CachedToken {
         token,
         expires_at: schema::number(item, state::TOKEN_EXPIRES_AT).ok_or(state::TOKEN_EXPIRES_AT)?,
-        scopes: Scopes::from_space_delimited(&schema::text(item, state::SCOPES).unwrap_or_default()),
+        scopes: schema::read_scopes(schema::text(item, state::SCOPES)),
         obtained_at: schema::number(item, state::OBTAINED_AT).ok_or(state::OBTAINED_AT)?,
         token_gen,
     }))
