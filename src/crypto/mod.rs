@@ -18,7 +18,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// Data keys age by tokio's clock: the system's in production, and a test's paused,
+/// moved-by-hand time in the age bound's tests.
+use tokio::time::Instant;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::digest::{SHA256, digest};
@@ -485,6 +489,42 @@ mod tests {
 
     fn token(s: &str) -> RefreshToken {
         RefreshToken::new(s.to_owned())
+    }
+
+    /// A data key is used for `max_age` of the clock and no longer: a seal a second
+    /// before reuses it; a seal a second after asks KMS for a new one, and an open of a
+    /// token sealed under the old key asks KMS to unwrap it again.
+    #[tokio::test(start_paused = true)]
+    async fn a_data_key_is_used_until_its_age_bound_and_not_after() {
+        let limits = KeyCacheLimits {
+            max_age: Duration::from_secs(300),
+            ..KeyCacheLimits::default()
+        };
+        let cipher = TokenCipher::new(FakeKms::default(), limits);
+        let first = cipher.seal(&token("1//a"), ADA).await.expect("seal");
+        tokio::time::advance(Duration::from_secs(299)).await;
+        let within = cipher.seal(&token("1//b"), ADA).await.expect("seal");
+        cipher.open(&first, ADA).await.expect("opens");
+        assert_eq!(within.wrapped_key(), first.wrapped_key(), "the same key within its age");
+        assert_eq!(
+            (
+                cipher.keys.generated.load(Ordering::SeqCst),
+                cipher.keys.decrypted.load(Ordering::SeqCst)
+            ),
+            (1, 0),
+            "one data key, never unwrapped: it is cached"
+        );
+
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let after = cipher.seal(&token("1//c"), ADA).await.expect("seal");
+        assert_ne!(after.wrapped_key(), first.wrapped_key(), "a new key past its age");
+        assert_eq!(cipher.keys.generated.load(Ordering::SeqCst), 2);
+        cipher.open(&first, ADA).await.expect("opens");
+        assert_eq!(
+            cipher.keys.decrypted.load(Ordering::SeqCst),
+            1,
+            "the old key's cached unwrap aged out with it"
+        );
     }
 
     #[tokio::test]

@@ -255,7 +255,9 @@ async fn with_google_unreachable_the_deletion_is_pending_and_the_job_finishes_it
 
 #[tokio::test]
 async fn a_deletion_needs_a_valid_id_token_and_x_requested_with() {
-    let stack = spawn_stack().await;
+    // Only our Android app may present a user's ID token (empty ALLOWED_AZP allows any).
+    let android = google_emulator::Settings::default().android_client_id;
+    let stack = test_support::spawn_stack_with(&[("ALLOWED_AZP", &android)]).await;
     let routes = stack.routes();
     let (sub, token) = signed_in(&stack).await;
     let valid = stack.id_token(&sub, Forgery::None);
@@ -277,9 +279,76 @@ async fn a_deletion_needs_a_valid_id_token_and_x_requested_with() {
         let answer = stack.invoke_api(&routes, &event).await;
         assert_eq!((answer.status, answer.error_code()), (status, code), "{}", answer.json);
     }
+    // Checked as sign-in's is (DESIGN §6): every forgery, and every claim that is not
+    // Google's, our client's, or current.
+    let forgeries = [Forgery::Hs256WithPublicKey, Forgery::UnknownKid, Forgery::ForeignKey];
+    for forgery in forgeries {
+        let event = delete_event(Some(&stack.id_token(&sub, forgery)), &[]);
+        let answer = stack.invoke_api(&routes, &event).await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (401, "invalid_id_token"),
+            "{forgery:?}: {}",
+            answer.json
+        );
+    }
+    let settings = stack.emulator.settings();
+    let now = offline_access::clock::Clock::now_unix(&offline_access::clock::SystemClock);
+    let claims = |changes: serde_json::Value| {
+        let mut claims = json!({
+            "iss": "https://accounts.google.com",
+            "aud": settings.client_id,
+            "azp": settings.android_client_id,
+            "sub": sub,
+            "email": "deleting.user@example.com",
+            "email_verified": true,
+            "iat": now,
+            "exp": now + 3_600,
+        });
+        if let (Some(all), Some(changed)) = (claims.as_object_mut(), changes.as_object()) {
+            for (name, value) in changed {
+                all.insert(name.clone(), value.clone());
+            }
+        }
+        claims
+    };
+    for (why, changes) in [
+        ("another issuer", json!({"iss": "https://accounts.example.com"})),
+        (
+            "another audience",
+            json!({"aud": "someone-else.apps.googleusercontent.com"}),
+        ),
+        (
+            "an app not in ALLOWED_AZP",
+            json!({"azp": "someone-else.apps.googleusercontent.com"}),
+        ),
+        ("expired", json!({"iat": now - 7_200, "exp": now - 3_600})),
+        ("issued in the future", json!({"iat": now + 3_600, "exp": now + 7_200})),
+    ] {
+        let token = stack
+            .emulator
+            .sign_id_token(&claims(changes), Forgery::None)
+            .expect("signed");
+        let answer = stack.invoke_api(&routes, &delete_event(Some(&token), &[])).await;
+        assert_eq!(
+            (answer.status, answer.error_code()),
+            (401, "invalid_id_token"),
+            "{why}: {}",
+            answer.json
+        );
+    }
     let grant = stack.grant(&sub).await.expect("grant");
     assert_eq!(grant.status, GrantStatus::Active, "nothing changed");
     assert!(stack.emulator.refresh_token_is_live(&token));
+
+    // The claims each refusal above changed one of are a valid token's: it deletes.
+    let control = stack
+        .emulator
+        .sign_id_token(&claims(json!({})), Forgery::None)
+        .expect("signed");
+    let answer = stack.invoke_api(&routes, &delete_event(Some(&control), &[])).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_tombstone(&stack, &sub).await;
 }
 
 /// Google's revocation endpoint answers the next call 503.

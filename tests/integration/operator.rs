@@ -640,3 +640,38 @@ async fn a_stopped_reencrypt_resumes_after_the_last_grant_it_did() {
     }
     assert_eq!(store.reencrypt_checkpoint().await.expect("read"), None);
 }
+
+/// README: `grants revoke` with Google unreachable changes nothing, and the command fails.
+#[tokio::test]
+async fn revoke_with_google_unreachable_changes_nothing_and_fails() {
+    let stack = spawn_stack().await;
+    let user = stack.seed_grants(1, SCOPES, 0).await.remove(0);
+    let file = env_file(&stack, &[]);
+    let before = stack.grant(&user.sub).await.expect("grant");
+    stack.emulator.inject_fault(
+        google_emulator::Endpoint::Revoke,
+        google_emulator::Fault {
+            status: Some(503),
+            ..google_emulator::Fault::default()
+        },
+    );
+
+    let out = cli(&file, &["grants", "revoke", &user.sub]).await;
+
+    assert!(!out.status.success(), "the command fails");
+    assert_ne!(out.status.code(), Some(3), "not 'not found'");
+    let after = stack.grant(&user.sub).await.expect("grant");
+    assert_eq!(
+        (after.status, after.version, after.token_gen),
+        (GrantStatus::Active, before.version, before.token_gen),
+        "the grant is as it was"
+    );
+    assert_eq!(stack.stored_refresh_token(&user.sub).await, Some(user.token.clone()));
+    assert!(
+        stack.emulator.refresh_token_is_live(&user.token),
+        "not revoked at Google"
+    );
+    stack.emulator.clear_faults();
+    let answer = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;
+    assert_eq!(answer["status"], json!(200), "still served: {answer}");
+}

@@ -547,3 +547,63 @@ async fn each_event_costs_a_few_dynamodb_round_trips_and_a_repeat_costs_one() {
     );
     count(1, "a repeat");
 }
+
+/// README: a sign-in with fresh consent lifts a suspension (Google issues no code for a
+/// disabled account); its access tokens are served again.
+#[tokio::test]
+async fn a_fresh_consent_sign_in_lifts_a_suspension() {
+    let stack = spawn_stack().await;
+    let routes = stack.routes();
+    let user = stack.seed_grants(1, "openid", 0).await.remove(0);
+    let tokens = stack.access_tokens(&[]);
+    let mut hijacked = event("account-disabled", &user.sub);
+    hijacked.reason = Some("hijacking".into());
+    assert_eq!(deliver(&stack, &routes, &hijacked).await.status, 202);
+    assert_eq!(status_of(&stack, &user.sub).await.0, GrantStatus::Suspended);
+    let refused = ask_for_token(&tokens, &json!({"sub": user.sub})).await;
+    assert_eq!(refused["status"], json!(409), "{refused}");
+
+    let code = stack.mint(google_emulator::CodeSpec {
+        sub: Some(user.sub.clone()),
+        consent: google_emulator::Consent::Forced,
+        ..google_emulator::CodeSpec::default()
+    });
+    let signed_in = stack.invoke(&test_support::android_form_event(&code.code)).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.json);
+
+    assert_eq!(status_of(&stack, &user.sub).await, (GrantStatus::Active, None));
+    assert_eq!(
+        stack.stored_refresh_token(&user.sub).await,
+        stack.emulator.refresh_token_of(&user.sub),
+        "the new consent's token"
+    );
+    let served = ask_for_token(&tokens, &json!({"sub": user.sub})).await;
+    assert_eq!(served["status"], json!(200), "served again: {served}");
+}
+
+/// README: Google addresses a security event to whichever of the project's clients the
+/// user used; one addressed to a client in `ALLOWED_AZP` is ours, and acts.
+#[tokio::test]
+async fn a_security_event_addressed_to_an_allowed_azp_client_is_accepted() {
+    let android = google_emulator::Settings::default().android_client_id;
+    let stack = test_support::spawn_stack_with(&[("ALLOWED_AZP", &android)]).await;
+    let routes = stack.routes();
+    let user = stack.seed_grants(1, "openid", 0).await.remove(0);
+
+    let mut to_android = event("tokens-revoked", &user.sub);
+    to_android.aud = Some(android);
+    let answer = deliver(&stack, &routes, &to_android).await;
+    assert_eq!(answer.status, 202, "{}", answer.json);
+    assert_eq!(
+        status_of(&stack, &user.sub).await,
+        (GrantStatus::Revoked, Some("risc:tokens-revoked".into()))
+    );
+
+    // A client that is not ours is still refused.
+    let other = stack.seed_grants(1, "openid", 0).await.remove(0);
+    let mut elsewhere = event("tokens-revoked", &other.sub);
+    elsewhere.aud = Some("someone-else.apps.googleusercontent.com".into());
+    let answer = deliver(&stack, &routes, &elsewhere).await;
+    assert_eq!(answer.status, 400, "{}", answer.json);
+    assert_eq!(status_of(&stack, &other.sub).await.0, GrantStatus::Active);
+}
