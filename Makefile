@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= python3
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev dev-check job test ci lint lint-infra build deploy secret smoke venv bench fuzz clean-local
+.PHONY: help dev dev-check job test ci lint lint-infra build deploy secret smoke venv bench fuzz fuzz-check clean-local
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -77,7 +77,7 @@ lint-infra: $(STAMP) $(CHECKOV_STAMP) ## Check template.yaml: sam validate --lin
 	$(VENV)/bin/cfn-lint template.yaml
 	$(CHECKOV_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation --file template.yaml
 
-ci: lint lint-infra dev-check test ## What CI runs (dev-check first: on a fresh clone it is the first build)
+ci: lint lint-infra fuzz-check dev-check test ## What CI runs (dev-check before test: on a fresh clone it is the first build)
 
 bench: $(STAMP) ## Sign-in, offline-job, access-token, RISC and quota benchmarks (release build) against the local stack
 	cargo build --release --workspace --bins
@@ -97,6 +97,10 @@ fuzz: $(CARGO_FUZZ) ## Fuzz each outside-input parser for FUZZ_SECS or FUZZ_RUNS
 	  (cd fuzz && RUSTC_BOOTSTRAP=1 PATH="$(CURDIR)/.local/cargo/bin:$$PATH" cargo fuzz run $$t corpus/$$t seeds/$$t -- \
 	    -dict=dicts/$$t.dict -max_total_time=$(FUZZ_SECS) -runs=$(FUZZ_RUNS) -print_final_stats=1) || exit 1; \
 	done
+
+fuzz-check: ## Type-check the fuzz targets (their own workspace), on the root Cargo.lock's versions
+	cp Cargo.lock fuzz/Cargo.lock
+	CARGO_TARGET_DIR=$(CURDIR)/target cargo check --manifest-path fuzz/Cargo.toml --bins
 
 clean-local: ## Remove the local stack's state and logs
 	rm -rf .local

@@ -235,14 +235,21 @@ async fn a_run_cut_short_resumes_over_invocations_and_covers_every_grant_once() 
             break;
         }
         assert!(report.stopped_at_deadline && !report.budget_exhausted, "{report:?}");
-        // A burst pays for 16 grants (6 units each): every cut run made progress.
-        assert!(report.refreshed > 0, "invocation {invocations} did nothing: {report:?}");
+        // A burst of 100 units pays for 16 grants at 6 units (a refresh 1, a files.get
+        // 5) and at most 23: up to 8 grants in flight may have been refreshed when the
+        // next files.get no longer fits (r + 5(r - 8) <= 100). Which, between the two,
+        // depends on how the eight workers interleave.
+        assert!(
+            (16..=23).contains(&report.refreshed),
+            "invocation {invocations} refreshed {}: {report:?}",
+            report.refreshed
+        );
         assert_eq!((report.deferred, report.errors), (0, 0), "{report:?}");
     }
 
     assert!(
-        invocations >= 15,
-        "240 grants at 6 units need 15 bursts of 100: {invocations}"
+        (11..=15).contains(&invocations),
+        "240 grants at 16 to 23 an invocation take 11 to 15: {invocations}"
     );
     assert_eq!(refreshed, 240);
     for s in &seeded {

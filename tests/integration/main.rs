@@ -17,3 +17,4 @@ mod risc;
 mod rotation;
 mod sign_in;
 mod template;
+mod tooling;

@@ -344,3 +344,25 @@ fn the_readmes_configuration_table_is_the_one_generated_from_the_declarations() 
         "README's configuration table is not the one src/config/vars/ declares; replace it with:\n\n{generated}"
     );
 }
+
+/// The README's count of checkov's skips is the template's, so it cannot go stale.
+#[test]
+fn the_readmes_count_of_checkov_skips_is_the_templates() {
+    let template = template();
+    let mut skips = 0;
+    let mut rules = BTreeSet::new();
+    if let Some(resources) = template["Resources"].as_mapping() {
+        for resource in resources.values() {
+            for skip in list(&resource["Metadata"]["checkov"]["skip"]) {
+                skips += 1;
+                rules.insert(skip["id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let said = format!("whose {skips} skips ({} rules)", rules.len());
+    assert!(
+        readme.contains(&said),
+        "the README should say `{said}` of checkov's skips"
+    );
+}
