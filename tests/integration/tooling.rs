@@ -30,3 +30,48 @@ fn with_moto_fails_when_moto_never_answers() {
     assert!(!ran.exists(), "the command was not run");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The local moto serves requests one at a time (DynamoDB's atomicity), but an SQS long
+/// poll waits outside that: `make dev`'s pollers keep one open all the time, and under the
+/// lock each would hold a sign-in's every write for its wait (the pasted example took
+/// 9 s, not 0.2 s). Here a DynamoDB call answers while a ten-second poll still waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqs_long_poll_does_not_hold_the_local_aws_for_other_calls() {
+    let stack = test_support::spawn_stack().await;
+    let sqs = aws_sdk_sqs::Client::new(&stack.aws);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("long-poll-{}", std::process::id()))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_owned();
+    let poll = tokio::spawn({
+        let sqs = sqs.clone();
+        let queue_url = queue_url.clone();
+        async move {
+            sqs.receive_message()
+                .queue_url(queue_url)
+                .wait_time_seconds(10)
+                .send()
+                .await
+        }
+    });
+    // Let the poll reach moto first. Nothing shows when it has, so this waits; a poll
+    // slower than that to arrive would make the test pass without proving anything, never
+    // fail it.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let dynamodb = aws_sdk_dynamodb::Client::new(&stack.aws);
+    dynamodb
+        .describe_table()
+        .table_name(&stack.env["GRANTS_TABLE"])
+        .send()
+        .await
+        .expect("describe");
+    assert!(!poll.is_finished(), "the table answered only after the poll's wait");
+    let received = poll.await.expect("task").expect("receive");
+    assert!(received.messages().is_empty());
+}
