@@ -292,19 +292,9 @@ async fn a_deletion_needs_a_valid_id_token_and_x_requested_with() {
             answer.json
         );
     }
-    let settings = stack.emulator.settings();
     let now = offline_access::clock::Clock::now_unix(&offline_access::clock::SystemClock);
     let claims = |changes: serde_json::Value| {
-        let mut claims = json!({
-            "iss": "https://accounts.google.com",
-            "aud": settings.client_id,
-            "azp": settings.android_client_id,
-            "sub": sub,
-            "email": "deleting.user@example.com",
-            "email_verified": true,
-            "iat": now,
-            "exp": now + 3_600,
-        });
+        let mut claims = stack.id_token_claims(&sub);
         if let (Some(all), Some(changed)) = (claims.as_object_mut(), changes.as_object()) {
             for (name, value) in changed {
                 all.insert(name.clone(), value.clone());

@@ -507,15 +507,17 @@ async fn an_unreadable_record_is_noted_in_the_failure_queue_and_never_blocks_the
     assert_eq!(replay(&stack, &[]).await["unreadable"], json!([]), "dropped");
 }
 
-#[tokio::test]
-async fn events_not_published_in_time_are_kept_as_events_and_events_replay_publishes_them_in_order() {
-    let stack = spawn_stack().await;
-    let consumer = Consumer::attach(&stack).await;
+/// Ada and Bob sign in and Ada deletes her grant while EventBridge is down: the events
+/// function gives their three events up at once (so the test need not wait hours for a
+/// record to age) and keeps them; the stream moves on, nothing is lost, none delivered.
+async fn kept_through_an_outage(
+    stack: &Stack,
+    consumer: &Consumer,
+) -> (google_emulator::MintedCode, google_emulator::MintedCode) {
     let mut reader = StreamReader::open(&stack.aws, &stack.config.common.grants_table)
         .await
         .expect("stream");
-    // Given up at once, so the test need not wait hours for a record to age.
-    let function = EventsFunction::new(&stack, &[("EVENTS_GIVE_UP_SECS", "0")]);
+    let function = EventsFunction::new(stack, &[("EVENTS_GIVE_UP_SECS", "0")]);
     let routes = stack.routes();
     let (ada, bob) = (stack.mint(CodeSpec::default()), stack.mint(CodeSpec::default()));
     for user in [&ada, &bob] {
@@ -523,14 +525,20 @@ async fn events_not_published_in_time_are_kept_as_events_and_events_replay_publi
     }
     let deleted = stack.delete_as(&routes, &ada.sub).await;
     assert_eq!(deleted.status, 200, "{:?}", deleted.json);
-
-    // EventBridge is down: the stream moves on, and nothing is lost.
     let records = reader.drain().await.expect("stream");
     let event: aws_lambda_events::event::dynamodb::Event =
         serde_json::from_value(lambda_event(&records)).expect("event");
     let answer = function.handle(&event, &Outage).await;
     assert!(answer.batch_item_failures.is_empty(), "given up, not retried");
     assert!(consumer.take().await.is_empty());
+    (ada, bob)
+}
+
+#[tokio::test]
+async fn events_not_published_in_time_are_kept_as_events_and_events_replay_publishes_them_in_order() {
+    let stack = spawn_stack().await;
+    let consumer = Consumer::attach(&stack).await;
+    let (ada, bob) = kept_through_an_outage(&stack, &consumer).await;
 
     // The operator replays once EventBridge is back: every event, each user's in order.
     let replayed = replay(&stack, &[]).await;
@@ -569,21 +577,7 @@ async fn events_not_published_in_time_are_kept_as_events_and_events_replay_publi
 async fn a_replay_holds_back_a_users_later_events_behind_one_not_taken() {
     let stack = spawn_stack().await;
     let consumer = Consumer::attach(&stack).await;
-    let mut reader = StreamReader::open(&stack.aws, &stack.config.common.grants_table)
-        .await
-        .expect("stream");
-    let function = EventsFunction::new(&stack, &[("EVENTS_GIVE_UP_SECS", "0")]);
-    let routes = stack.routes();
-    let (ada, bob) = (stack.mint(CodeSpec::default()), stack.mint(CodeSpec::default()));
-    for user in [&ada, &bob] {
-        assert_eq!(stack.invoke(&android_form_event(&user.code)).await.status, 200);
-    }
-    let deleted = stack.delete_as(&routes, &ada.sub).await;
-    assert_eq!(deleted.status, 200, "{:?}", deleted.json);
-    let records = reader.drain().await.expect("stream");
-    let event: aws_lambda_events::event::dynamodb::Event =
-        serde_json::from_value(lambda_event(&records)).expect("event");
-    assert!(function.handle(&event, &Outage).await.batch_item_failures.is_empty());
+    let (ada, bob) = kept_through_an_outage(&stack, &consumer).await;
 
     // The operator's replay (the CLI's parts, under the operator's credentials); its call
     // refuses Ada's GrantCreated: her GrantDeleted is not sent after it.

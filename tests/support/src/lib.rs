@@ -326,9 +326,17 @@ impl Stack {
     /// A Google ID token for `sub`, issued to our web client (for the Android app), signed
     /// by the emulator's key, or forged.
     pub fn id_token(&self, sub: &str, forgery: google_emulator::Forgery) -> String {
+        self.emulator
+            .sign_id_token(&self.id_token_claims(sub), forgery)
+            .expect("signed")
+    }
+
+    /// The claims of [`Stack::id_token`]: Google's, for our web client, issued now for an
+    /// hour.
+    pub fn id_token_claims(&self, sub: &str) -> serde_json::Value {
         let settings = self.emulator_settings();
         let now = offline_access::clock::Clock::now_unix(&offline_access::clock::SystemClock);
-        let claims = serde_json::json!({
+        serde_json::json!({
             "iss": "https://accounts.google.com",
             "aud": settings.client_id,
             "azp": settings.android_client_id,
@@ -337,8 +345,7 @@ impl Stack {
             "email_verified": true,
             "iat": now,
             "exp": now + 3_600,
-        });
-        self.emulator.sign_id_token(&claims, forgery).expect("signed")
+        })
     }
 
     /// `DELETE /grants/me` as `sub`, with a fresh ID token of theirs.
