@@ -187,6 +187,7 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
                 call_timeout: common.http_timeout,
                 aws_call_timeout: config.common.aws_timeouts.call,
                 aws_attempt_timeout: config.common.aws_timeouts.attempt,
+                allowed_redirect_uris: config.allowed_redirect_uris.clone(),
             },
             parking: config
                 .parking_queue_url

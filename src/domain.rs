@@ -93,6 +93,70 @@ impl Platform {
     }
 }
 
+/// The longest `redirectUri` accepted.
+pub const MAX_REDIRECT_URI_LEN: usize = 512;
+
+/// The `redirect_uri` a web app's code was issued for, when it is not the platform's: the
+/// literal `postmessage` (the GIS popup), or an absolute `https` URL (`http` only on a
+/// loopback host), as Google's redirect flow has it. Whether it is one the deployment
+/// allows (`ALLOWED_REDIRECT_URIS`) is the sign-in's to decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectUri(String);
+
+impl RedirectUri {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        const WHAT: &str = "redirectUri must be postmessage or an absolute https URL of at most 512 bytes";
+        if raw == "postmessage" {
+            return Ok(Self(raw.to_owned()));
+        }
+        // As written, not as a URL parser would mend it (`HTTPS:`, `https:host`).
+        let written_whole = raw.starts_with("https://") || raw.starts_with("http://");
+        if !written_whole || raw.len() > MAX_REDIRECT_URI_LEN || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ParseError(WHAT));
+        }
+        let url = url::Url::parse(raw).map_err(|_| ParseError(WHAT))?;
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+        // Google refuses a fragment or user info in a redirect URI.
+        if !scheme_ok || url.host().is_none() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(ParseError(WHAT));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// As the app sent it: Google compares it with the authorization request's, byte for
+    /// byte.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A PKCE `code_verifier` (RFC 7636 §4.1): 43 to 128 characters of `[A-Za-z0-9-._~]`. A
+/// secret: it goes to Google's token endpoint and nowhere else; its `Debug` is redacted.
+#[derive(Debug, Clone)]
+pub struct CodeVerifier(SecretString);
+
+impl CodeVerifier {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+        if !(43..=128).contains(&raw.len()) || !raw.bytes().all(unreserved) {
+            return Err(ParseError(
+                "codeVerifier must be 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', '_', '~'",
+            ));
+        }
+        Ok(Self(SecretString::from(raw)))
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
 /// The `drive.appdata` scope the offline job needs to list the app's folder.
 pub const DRIVE_APPDATA_SCOPE: &str = "https://www.googleapis.com/auth/drive.appdata";
 
@@ -281,6 +345,66 @@ mod tests {
     fn auth_code_debug_never_shows_the_code() {
         let code = AuthCode::parse("4/0-very-secret").map_err(|e| e.0);
         assert!(!format!("{code:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn redirect_uris_are_postmessage_or_https_or_loopback_http() {
+        for ok in [
+            "postmessage",
+            "https://app.example.com/callback",
+            "https://app.example.com:8443/cb?x=1",
+            "http://localhost:8080/cb",
+            "http://127.0.0.1:5173/",
+            "http://[::1]/cb",
+        ] {
+            assert_eq!(RedirectUri::parse(ok).map(|u| u.as_str().to_owned()), Ok(ok.to_owned()));
+        }
+        let long = format!("https://app.example.com/{}", "a".repeat(MAX_REDIRECT_URI_LEN));
+        for bad in [
+            "",
+            "PostMessage",
+            "http://app.example.com/cb",
+            "https://",
+            "https://app.example.com/cb#frag",
+            "https://user@app.example.com/cb",
+            "javascript:alert(1)",
+            "com.example.app:/oauth2redirect",
+            "/callback",
+            "HTTPS://app.example.com/cb",
+            "https:app.example.com/cb",
+            "https:/app.example.com/cb",
+            "https://app.example.com/a b",
+            long.as_str(),
+        ] {
+            let refused = RedirectUri::parse(bad).map(|_| ()).map_err(|e| e.0);
+            assert!(refused.is_err_and(|m| m.starts_with("redirectUri must be")), "{bad}");
+        }
+    }
+
+    #[test]
+    fn code_verifiers_are_43_to_128_unreserved_characters_and_redacted() {
+        for ok in ["a".repeat(43), "Az09-._~".repeat(16)] {
+            assert!(CodeVerifier::parse(&ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "a".repeat(42),
+            "a".repeat(129),
+            format!("{}+", "a".repeat(42)),
+            format!("{} ", "a".repeat(43)),
+        ] {
+            assert_eq!(
+                CodeVerifier::parse(&bad)
+                    .map(|_| ())
+                    .map_err(|e| e.0.contains("codeVerifier")),
+                Err(true),
+                "{bad}"
+            );
+        }
+        let secret = "s3cr3t-verifier-".repeat(3);
+        let verifier = CodeVerifier::parse(&secret)
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        assert!(!verifier.contains("s3cr3t"), "{verifier}");
     }
 
     #[test]

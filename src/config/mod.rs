@@ -112,6 +112,8 @@ pub struct SignInConfig {
     pub risc_event_retention: Duration,
     /// `SIGN_IN_PARKING_QUEUE_URL`; `None`: nothing is parked.
     pub parking_queue_url: Option<String>,
+    /// `ALLOWED_REDIRECT_URIS`, each a valid redirect URI.
+    pub allowed_redirect_uris: Vec<String>,
 }
 
 /// Configuration of the offline job.
@@ -212,7 +214,18 @@ impl SignInConfig {
             risc_config_uri: GOOGLE_RISC_CONFIG_URI.read(env)?,
             risc_event_retention: RISC_EVENT_RETENTION_DAYS.read(env)?,
             parking_queue_url: SIGN_IN_PARKING_QUEUE_URL.read_optional(env)?,
+            allowed_redirect_uris: ALLOWED_REDIRECT_URIS.read_optional(env)?.unwrap_or_default(),
         };
+        if let Some(bad) = config
+            .allowed_redirect_uris
+            .iter()
+            .find_map(|uri| crate::domain::RedirectUri::parse(uri).err())
+        {
+            return Err(ConfigError::Invalid {
+                name: ALLOWED_REDIRECT_URIS.name,
+                why: format!("each entry: {bad}"),
+            });
+        }
         config.common.aws_timeouts.fit(config.budget);
         Ok(config)
     }
@@ -440,6 +453,34 @@ mod tests {
         assert!(common.is_err_and(|e| e.to_string().contains("at least AWS_ATTEMPT_TIMEOUT_MS")));
         let events = EventsConfig::from_env(&[("EVENT_BUS_NAME", "bus"), ("AWS_CALL_TIMEOUT_MS", "1")]);
         assert!(events.is_err(), "the events function reads them too");
+    }
+
+    #[test]
+    fn allowed_redirect_uris_are_each_a_redirect_uri() {
+        let [a, b, c, d] = BASE;
+        let good = (
+            "ALLOWED_REDIRECT_URIS",
+            "https://app.example.com/cb, http://localhost:5173/cb",
+        );
+        let config = SignInConfig::from_env(&[a, b, c, d, good]).map(|c| c.allowed_redirect_uris);
+        assert_eq!(
+            config.ok(),
+            Some(vec![
+                "https://app.example.com/cb".into(),
+                "http://localhost:5173/cb".into()
+            ])
+        );
+        let bad = (
+            "ALLOWED_REDIRECT_URIS",
+            "https://app.example.com/cb,http://app.example.com/cb",
+        );
+        let error = SignInConfig::from_env(&[a, b, c, d, bad]).err().map(|e| e.to_string());
+        assert!(
+            error
+                .as_ref()
+                .is_some_and(|e| e.contains("ALLOWED_REDIRECT_URIS") && e.contains("https")),
+            "{error:?}"
+        );
     }
 
     #[test]

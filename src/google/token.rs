@@ -7,7 +7,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::client_secret::ClientCredentials;
-use crate::domain::{AccessToken, AuthCode, RefreshToken, Scopes};
+use crate::domain::{AccessToken, AuthCode, CodeVerifier, RefreshToken, Scopes};
 use crate::upstream::Upstream;
 
 /// What the token endpoint answered. The refresh token is absent when the user had
@@ -61,6 +61,8 @@ pub struct CodeExchange<'a> {
     pub credentials: &'a ClientCredentials,
     pub code: &'a AuthCode,
     pub redirect_uri: &'a str,
+    /// PKCE (RFC 7636): sent when the code was issued with a `code_challenge`.
+    pub code_verifier: Option<&'a CodeVerifier>,
 }
 
 /// The token endpoint as a port.
@@ -115,13 +117,18 @@ impl TokenEndpoint for HttpTokenEndpoint {
     async fn exchange_code(&self, request: CodeExchange<'_>) -> Result<Tokens, GoogleTokenError> {
         // Client authentication in the body (client_secret_post), as Google's own
         // libraries do; the secret is exposed only here, at the call site.
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "authorization_code")
-            .append_pair("code", request.code.expose_secret())
-            .append_pair("client_id", &request.credentials.client_id)
-            .append_pair("client_secret", request.credentials.client_secret().expose_secret())
-            .append_pair("redirect_uri", request.redirect_uri)
-            .finish();
+        let form = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "authorization_code")
+                .append_pair("code", request.code.expose_secret())
+                .append_pair("client_id", &request.credentials.client_id)
+                .append_pair("client_secret", request.credentials.client_secret().expose_secret())
+                .append_pair("redirect_uri", request.redirect_uri);
+            if let Some(verifier) = request.code_verifier {
+                form.append_pair("code_verifier", verifier.expose_secret());
+            }
+            form.finish()
+        };
         self.post_form(request.token_uri, form).await
     }
 

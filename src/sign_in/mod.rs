@@ -24,7 +24,7 @@ use secrecy::ExposeSecret;
 
 use crate::clock::Clock;
 use crate::crypto::{Binding, CryptoError, TokenCipher};
-use crate::domain::{AuthCode, Email, GoogleSubject, Platform, Scopes};
+use crate::domain::{AuthCode, CodeVerifier, Email, GoogleSubject, Platform, RedirectUri, Scopes};
 use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken};
 use crate::ports::Ports;
 use crate::store::{Claim, ClaimKey, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
@@ -36,6 +36,21 @@ use parked::{Answered, PARKED_CLAIM_TTL, ParkedSignIn, ParkingQueue, UnparkError
 pub struct SignInRequest {
     pub code: AuthCode,
     pub platform: Platform,
+    /// The `redirect_uri` the code was issued for, when not the platform's (a web app's
+    /// redirect flow, or a popup's code exchanged with the page's origin).
+    pub redirect_uri: Option<RedirectUri>,
+    /// The PKCE verifier of a code issued with a `code_challenge`: it goes to Google and
+    /// nowhere else.
+    pub code_verifier: Option<CodeVerifier>,
+}
+
+impl SignInRequest {
+    /// The `redirect_uri` to exchange the code with.
+    pub fn redirect_uri(&self) -> &str {
+        self.redirect_uri
+            .as_ref()
+            .map_or(self.platform.redirect_uri(), RedirectUri::as_str)
+    }
 }
 
 /// What the app is told on success. Tokens never go back to the app.
@@ -56,6 +71,8 @@ pub enum SignInError {
     InvalidGrant(#[source] Option<GoogleTokenError>),
     #[error("the code was issued for another redirect_uri (wrong platform)")]
     RedirectUriMismatch,
+    #[error("the redirectUri is not postmessage nor one of ALLOWED_REDIRECT_URIS")]
+    RedirectUriNotAllowed,
     #[error("the ID token failed verification")]
     InvalidIdToken(#[source] Option<IdTokenError>),
     #[error("no refresh token is held and Google sent none: the user must consent again")]
@@ -125,6 +142,8 @@ pub struct SignInSettings {
     /// How long one attempt of an AWS call may take (`AWS_ATTEMPT_TIMEOUT_MS`): parking's
     /// two calls are given one each of the budget (at most a quarter of it).
     pub aws_attempt_timeout: Duration,
+    /// `ALLOWED_REDIRECT_URIS`: the `redirectUri`s accepted besides `postmessage`.
+    pub allowed_redirect_uris: Vec<String>,
 }
 
 /// The sign-in use case over its ports.
@@ -187,6 +206,13 @@ impl<P: Ports> SignIn<P> {
     #[tracing::instrument(name = "sign_in", skip_all, fields(platform = ?request.platform))]
     pub async fn sign_in(&self, request: SignInRequest) -> Result<SignedIn, SignInError> {
         let started = tokio::time::Instant::now();
+        // Refused before anything is claimed or sent: the code stays unspent.
+        if let Some(uri) = &request.redirect_uri
+            && uri.as_str() != "postmessage"
+            && !self.settings.allowed_redirect_uris.iter().any(|a| a == uri.as_str())
+        {
+            return Err(SignInError::RedirectUriNotAllowed);
+        }
         let key = ClaimKey::new(code_digest(&request.code));
         let waited_until = tokio::time::Instant::now() + self.settings.duplicate_wait;
         let sent_before = loop {
@@ -277,7 +303,8 @@ impl<P: Ports> SignIn<P> {
                 token_uri,
                 credentials: &credentials,
                 code: &request.code,
-                redirect_uri: request.platform.redirect_uri(),
+                redirect_uri: request.redirect_uri(),
+                code_verifier: request.code_verifier.as_ref(),
             })
             .await
             .map_err(|e| match e {

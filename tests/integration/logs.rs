@@ -61,6 +61,24 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         ..CodeSpec::default()
     });
     assert_eq!(stack.invoke(&android_form_event(&again.code)).await.status, 200);
+    // A web code with PKCE: the verifier goes to Google and into no log, right or wrong.
+    let verifier = "PlantedVerifier-0123456789abcdefghijklmnopqrstuvwxyz";
+    for sent in [verifier, "PlantedWrongVerifier-0123456789abcdefghijklmnopqrstuvwxyz"] {
+        let pkce = stack.mint(CodeSpec {
+            redirect_uri: Some("postmessage".into()),
+            code_challenge: Some(google_emulator::s256_challenge(verifier)),
+            ..CodeSpec::default()
+        });
+        let body = serde_json::json!({"authCode": pkce.code, "platform": "web", "redirectUri": "postmessage", "codeVerifier": sent});
+        let event = test_support::apigw_event(
+            "apigw-authcode-json.json",
+            Some("application/json"),
+            body.to_string().as_bytes(),
+            &[],
+        );
+        let expected = if sent == verifier { 200 } else { 400 };
+        assert_eq!(stack.invoke(&event).await.status, expected, "{sent}");
+    }
     let forged = stack.mint(CodeSpec {
         forgery: Forgery::FlippedSignatureBit,
         ..CodeSpec::default()
@@ -98,8 +116,9 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         .run(&cycle, "logged", test_support::no_deadline())
         .await
         .expect("refresh run");
-    // Ada (signed in above) and four seeded users; one seeded grant was revoked.
-    assert_eq!((report.refreshed, report.revoked), (5, 1));
+    // Ada and the PKCE user (signed in above) and four seeded users; one seeded grant was
+    // revoked.
+    assert_eq!((report.refreshed, report.revoked), (6, 1));
 
     // And the customer's backend asking for tokens: from the job's cache, refreshed,
     // refused, and a request that carries a token where none belongs.
@@ -191,6 +210,8 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         ("refresh token hash in a SET", hash.as_str()),
         ("token named in a refused SET", "1//0planted-in-a-set"),
         ("verification state", "state-planted-in-a-set"),
+        ("PKCE verifier", "PlantedVerifier"),
+        ("wrong PKCE verifier", "PlantedWrongVerifier"),
         (
             "rotated refresh token",
             &stack.emulator.refresh_token_of(&seeded[2].sub).expect("rotated"),

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use google_emulator::{CodeSpec, Consent};
-use test_support::{android_form_event, json_event, spawn_stack};
+use test_support::{android_form_event, apigw_event, json_event, spawn_stack, spawn_stack_with};
 
 #[tokio::test]
 async fn the_android_form_post_stores_a_grant_whose_token_decrypts_to_what_google_issued() {
@@ -86,6 +86,77 @@ async fn a_code_for_another_platform_is_refused_as_invalid_grant() {
 
     assert_eq!((answer.status, answer.error_code()), (400, "invalid_grant"));
     assert!(stack.grants().await.is_empty());
+}
+
+/// A web app's redirect flow with PKCE: the app sends the code with the `redirectUri` it
+/// was issued for and its `codeVerifier`. An allowed URI and the right verifier sign in;
+/// a URI not allowed is refused before Google is called (the code stays unspent); a wrong
+/// or missing verifier is Google's `invalid_grant`. The verifier is in no table.
+#[tokio::test]
+async fn a_redirect_flow_code_signs_in_with_its_allowed_redirect_uri_and_verifier() {
+    let callback = "https://app.example.com/oauth/callback";
+    let stack = spawn_stack_with(&[(
+        "ALLOWED_REDIRECT_URIS",
+        "https://app.example.com/other, https://app.example.com/oauth/callback",
+    )])
+    .await;
+    let verifier = "VerifierKeptNowhere-0123456789abcdefghijklmnopqrstuvwxyz";
+    let mint = |redirect: &str| {
+        stack.mint(CodeSpec {
+            redirect_uri: Some(redirect.into()),
+            code_challenge: Some(google_emulator::s256_challenge(verifier)),
+            ..CodeSpec::default()
+        })
+    };
+    let post = |code: &str, redirect: &str, verifier: Option<&str>| {
+        let mut body = serde_json::json!({"authCode": code, "platform": "web", "redirectUri": redirect});
+        if let Some(v) = verifier {
+            body["codeVerifier"] = v.into();
+        }
+        apigw_event(
+            "apigw-authcode-json.json",
+            Some("application/json"),
+            body.to_string().as_bytes(),
+            &[],
+        )
+    };
+
+    // Not allowed: refused before the code goes to Google.
+    let elsewhere = mint("https://evil.example.com/cb");
+    let answer = stack
+        .invoke(&post(&elsewhere.code, "https://evil.example.com/cb", Some(verifier)))
+        .await;
+    assert_eq!((answer.status, answer.error_code()), (400, "invalid_request"));
+    assert!(
+        answer.json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("redirectUri") && !m.contains("evil"))
+    );
+    assert_eq!(stack.emulator.stats().code_exchanges, 0, "the code is not spent");
+
+    // A wrong verifier, then none: Google refuses the code.
+    for sent in [Some("x".repeat(43)), None] {
+        let code = mint(callback);
+        let answer = stack.invoke(&post(&code.code, callback, sent.as_deref())).await;
+        assert_eq!((answer.status, answer.error_code()), (400, "invalid_grant"), "{sent:?}");
+    }
+    assert!(stack.grants().await.is_empty());
+
+    let minted = mint(callback);
+    let answer = stack.invoke(&post(&minted.code, callback, Some(verifier))).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_eq!(
+        stack.stored_refresh_token(&minted.sub).await,
+        stack.emulator.refresh_token_of(&minted.sub)
+    );
+    let mut items = stack.grants().await;
+    items.extend(stack.scan(&stack.config.common.state_table).await);
+    for item in &items {
+        assert!(
+            !format!("{item:?}").contains("VerifierKeptNowhere"),
+            "a table holds the verifier"
+        );
+    }
 }
 
 #[tokio::test]

@@ -260,6 +260,16 @@ pub struct CodeSpec {
     /// Time-based access: the user granted access for this many seconds, and the answer
     /// carries `refresh_token_expires_in`; the refresh token stops working after it.
     pub refresh_token_expires_in: Option<u64>,
+    /// PKCE: the authorization request's `code_challenge` (method `S256`). The exchange
+    /// must then present the `code_verifier` it was made from.
+    pub code_challenge: Option<String>,
+}
+
+/// The `S256` challenge of a PKCE verifier (RFC 7636 §4.2).
+pub fn s256_challenge(verifier: &str) -> String {
+    use base64::Engine as _;
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash.as_ref())
 }
 
 /// A minted code and whose it is.

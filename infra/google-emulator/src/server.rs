@@ -192,6 +192,16 @@ impl State {
         if form.get("redirect_uri").map(String::as_str).unwrap_or_default() != issued.redirect_uri {
             return oauth_error(StatusCode::BAD_REQUEST, "redirect_uri_mismatch", "Bad Request");
         }
+        // PKCE: a code issued with a challenge is redeemed only with its verifier.
+        if let Some(challenge) = &issued.spec.code_challenge {
+            match form.get("code_verifier") {
+                None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Missing code verifier."),
+                Some(v) if crate::s256_challenge(v) != *challenge => {
+                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Invalid code verifier.");
+                }
+                Some(_) => {}
+            }
+        }
         issued.redeemed = true;
         let user = issued.user.clone();
         let spec = issued.spec.clone();

@@ -416,3 +416,59 @@ async fn an_exchange_the_caller_abandoned_still_redeems_the_code() {
     let (status, answer) = google.exchange(&code.code).await;
     assert_eq!((status, text(&answer, "error")), (400, "invalid_grant"), "{answer}");
 }
+
+/// PKCE (RFC 7636) as Google applies it: a code issued with an `S256` challenge is
+/// redeemed only with the verifier it was made from, and only at its own `redirect_uri`;
+/// a missing or wrong verifier is `invalid_grant` and leaves the code unredeemed.
+#[tokio::test]
+async fn a_pkce_code_needs_its_verifier_and_its_redirect_uri() {
+    let client = Client::start().await;
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    // RFC 7636 appendix B's example pair.
+    assert_eq!(
+        google_emulator::s256_challenge(verifier),
+        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    );
+    let redirect = "https://app.example.com/cb";
+    let minted = client.emulator.mint_code(CodeSpec {
+        redirect_uri: Some(redirect.into()),
+        code_challenge: Some(google_emulator::s256_challenge(verifier)),
+        ..CodeSpec::default()
+    });
+    let secret = client.emulator.settings().client_secret;
+    let exchange = |fields: Vec<(&'static str, String)>| {
+        let mut all = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", minted.code.clone()),
+        ];
+        all.extend(fields);
+        all
+    };
+    for (fields, error) in [
+        (vec![("redirect_uri", redirect.to_owned())], "invalid_grant"),
+        (
+            vec![("redirect_uri", redirect.to_owned()), ("code_verifier", "x".repeat(43))],
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("redirect_uri", "postmessage".to_owned()),
+                ("code_verifier", verifier.to_owned()),
+            ],
+            "redirect_uri_mismatch",
+        ),
+    ] {
+        let fields = exchange(fields);
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, body) = client.token(&secret, &fields).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some(error)), "{body}");
+    }
+    let fields = exchange(vec![
+        ("redirect_uri", redirect.to_owned()),
+        ("code_verifier", verifier.to_owned()),
+    ]);
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = client.token(&secret, &fields).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["refresh_token"].is_string());
+}

@@ -1,7 +1,7 @@
 //! The variables of the sign-in, access-token and events functions, and those the AWS
 //! SDK and the log set-up read.
 
-use super::super::var::{Absent, Span, Text, Unit, Url, Var, Whole};
+use super::super::var::{Absent, List, Span, Text, Unit, Url, Var, Whole};
 use super::{millis, secs};
 
 // The sign-in function (`auth-code`: sign-in, deletion, RISC).
@@ -51,6 +51,13 @@ pub const SIGN_IN_PARKING_QUEUE_URL: Var<Text> = Var {
     kind: Text,
     doc: "the SQS queue where a sign-in parks, sealed, what Google answered when the grant cannot be stored within \
           `SIGN_IN_BUDGET_MS` (`ParkedSignIns`; the template sets it); the `parked-sign-in` function stores it",
+};
+pub const ALLOWED_REDIRECT_URIS: Var<List> = Var {
+    name: "ALLOWED_REDIRECT_URIS",
+    absent: Absent::Means("only `postmessage` (the GIS popup)"),
+    kind: List,
+    doc: "the `redirectUri`s a web app may send besides `postmessage` (its redirect flow's callback URLs, as \
+          registered with Google: `https`, or `http` on a loopback host)",
 };
 pub const GOOGLE_RISC_CONFIG_URI: Var<Url> = Var {
     name: "GOOGLE_RISC_CONFIG_URI",

@@ -74,6 +74,7 @@ pub const SIGN_IN: Group = Group {
         &DUPLICATE_WAIT_MS,
         &SIGN_IN_BUDGET_MS,
         &SIGN_IN_PARKING_QUEUE_URL,
+        &ALLOWED_REDIRECT_URIS,
         &GOOGLE_RISC_CONFIG_URI,
         &RISC_EVENT_RETENTION_DAYS,
     ],

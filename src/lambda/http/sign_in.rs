@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, json_response, media_type, require_requested_with};
-use crate::domain::{AuthCode, Platform};
+use crate::domain::{AuthCode, CodeVerifier, Platform, RedirectUri};
 use crate::ports::Ports;
 use crate::sign_in::{SignIn, SignInError, SignInRequest, SignedIn};
 use crate::upstream::Upstream;
@@ -56,45 +56,74 @@ pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap, body: &[u
         }
     };
     let text = std::str::from_utf8(body).map_err(|_| ApiError::invalid("the body is not UTF-8"))?;
-    let (code, platform) = match kind {
+    let fields = match kind {
         Body::Form => parse_form(text)?,
         Body::Json => parse_json(text)?,
     };
-    let code = AuthCode::parse(&code.ok_or_else(|| ApiError::invalid("authCode is missing"))?)
-        .map_err(|e| ApiError::invalid(e.0))?;
-    let platform = match platform {
-        Some(p) => Platform::parse(&p).map_err(|e| ApiError::invalid(e.0))?,
+    let invalid = |e: crate::domain::ParseError| ApiError::invalid(e.0);
+    let code = AuthCode::parse(
+        &fields
+            .auth_code
+            .ok_or_else(|| ApiError::invalid("authCode is missing"))?,
+    )
+    .map_err(invalid)?;
+    let platform = match fields.platform {
+        Some(p) => Platform::parse(&p).map_err(invalid)?,
         None => Platform::default(),
     };
-    Ok(SignInRequest { code, platform })
+    let redirect_uri = fields
+        .redirect_uri
+        .as_deref()
+        .map(RedirectUri::parse)
+        .transpose()
+        .map_err(invalid)?;
+    let code_verifier = fields
+        .code_verifier
+        .as_deref()
+        .map(CodeVerifier::parse)
+        .transpose()
+        .map_err(invalid)?;
+    Ok(SignInRequest {
+        code,
+        platform,
+        redirect_uri,
+        code_verifier,
+    })
 }
 
-fn parse_form(text: &str) -> Result<(Option<String>, Option<String>), ApiError> {
-    let mut code = None;
-    let mut platform = None;
+/// The body's fields, as sent: the same names in a form and in JSON.
+#[derive(Default, Deserialize)]
+struct Fields {
+    #[serde(rename = "authCode")]
+    auth_code: Option<String>,
+    platform: Option<String>,
+    #[serde(rename = "redirectUri")]
+    redirect_uri: Option<String>,
+    #[serde(rename = "codeVerifier")]
+    code_verifier: Option<String>,
+}
+
+fn parse_form(text: &str) -> Result<Fields, ApiError> {
+    let mut fields = Fields::default();
     for (name, value) in url::form_urlencoded::parse(text.as_bytes()) {
         let slot = match name.as_ref() {
-            "authCode" => &mut code,
-            "platform" => &mut platform,
+            "authCode" => &mut fields.auth_code,
+            "platform" => &mut fields.platform,
+            "redirectUri" => &mut fields.redirect_uri,
+            "codeVerifier" => &mut fields.code_verifier,
             _ => continue,
         };
         if slot.replace(value.into_owned()).is_some() {
             return Err(ApiError::invalid("a field is repeated"));
         }
     }
-    Ok((code, platform))
+    Ok(fields)
 }
 
-fn parse_json(text: &str) -> Result<(Option<String>, Option<String>), ApiError> {
-    #[derive(Deserialize)]
-    struct Payload {
-        #[serde(rename = "authCode")]
-        auth_code: Option<String>,
-        platform: Option<String>,
-    }
-    let payload: Payload = serde_json::from_str(text)
-        .map_err(|_| ApiError::invalid("the body is not a JSON object with a string authCode"))?;
-    Ok((payload.auth_code, payload.platform))
+fn parse_json(text: &str) -> Result<Fields, ApiError> {
+    serde_json::from_str(text).map_err(|_| {
+        ApiError::invalid("the body is not a JSON object of strings (authCode, platform, redirectUri, codeVerifier)")
+    })
 }
 
 /// When a retry of a parked code is worth making: the queue is read at once, and an
@@ -112,7 +141,12 @@ pub fn error_for(error: &SignInError) -> ApiError {
         SignInError::RedirectUriMismatch => ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
-            "Google refused the code for this platform's redirect_uri; check the platform field",
+            "Google refused the code for this redirect_uri; check the platform and redirectUri fields",
+        ),
+        SignInError::RedirectUriNotAllowed => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "redirectUri is not postmessage nor one of the deployment's ALLOWED_REDIRECT_URIS",
         ),
         SignInError::InvalidIdToken(_) => ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -212,6 +246,20 @@ pub fn check_parse_invariants(data: &[u8]) -> bool {
             let code = request.code.expose_secret();
             assert!(!code.is_empty() && code.len() <= crate::domain::MAX_AUTH_CODE_LEN);
             assert!(code.bytes().all(|b| b.is_ascii_graphic()));
+            if let Some(verifier) = &request.code_verifier {
+                let verifier = verifier.expose_secret();
+                assert!((43..=128).contains(&verifier.len()));
+                assert!(
+                    verifier
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+                );
+            }
+            if let Some(uri) = &request.redirect_uri {
+                let uri = uri.as_str();
+                assert!(uri == "postmessage" || uri.len() <= crate::domain::MAX_REDIRECT_URI_LEN);
+                assert!(uri == "postmessage" || uri.starts_with("https://") || uri.starts_with("http://"));
+            }
             true
         }
         Err(e) => {
@@ -276,6 +324,61 @@ mod tests {
             br#"{"authCode":"4/0x","platform":"web"}"#,
         );
         assert_eq!(code_of(r), Ok(("4/0x".into(), Platform::Web)));
+    }
+
+    #[test]
+    fn a_redirect_and_a_verifier_are_read_from_a_form_and_from_json_alike() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let json = headers(&[("x-requested-with", "x"), ("content-type", "application/json")]);
+        let form = format!(
+            "authCode=4%2F0x&platform=web&redirectUri=https%3A%2F%2Fapp.example.com%2Fcb&codeVerifier={verifier}"
+        );
+        let body = format!(
+            r#"{{"authCode":"4/0x","platform":"web","redirectUri":"https://app.example.com/cb","codeVerifier":"{verifier}"}}"#
+        );
+        for (h, body) in [(headers(FORM), form), (json, body)] {
+            let r = parse_request(&Method::POST, "/authcode", &h, body.as_bytes()).map_err(|e| e.message);
+            let r = r.as_ref().expect("parsed");
+            assert_eq!(r.redirect_uri(), "https://app.example.com/cb");
+            assert_eq!(
+                r.code_verifier.as_ref().map(CodeVerifier::expose_secret),
+                Some(verifier)
+            );
+        }
+        // Without them, the platform's redirect_uri and no verifier, as before.
+        let r = parse_request(&Method::POST, "/authcode", &headers(FORM), b"authCode=x&platform=web");
+        let r = r.as_ref().map_err(|e| e.message.clone()).expect("parsed");
+        assert_eq!((r.redirect_uri(), r.code_verifier.is_none()), ("postmessage", true));
+    }
+
+    #[test]
+    fn a_bad_redirect_or_verifier_is_named_never_echoed() {
+        for (body, field) in [
+            (
+                "authCode=x&redirectUri=http%3A%2F%2Fevil.example.com%2Fcb",
+                "redirectUri",
+            ),
+            ("authCode=x&redirectUri=javascript%3Aalert(1)", "redirectUri"),
+            ("authCode=x&codeVerifier=short-s3cret", "codeVerifier"),
+            (
+                "authCode=x&codeVerifier=s3cret%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B%2B",
+                "codeVerifier",
+            ),
+            ("codeVerifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "authCode"),
+        ] {
+            let e = parse_request(&Method::POST, "/authcode", &headers(FORM), body.as_bytes()).expect_err("refused");
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::BAD_REQUEST, "invalid_request"),
+                "{body}"
+            );
+            assert!(e.message.contains(field), "{body}: {}", e.message);
+            assert!(
+                !e.message.contains("s3cret") && !e.message.contains("evil"),
+                "{}",
+                e.message
+            );
+        }
     }
 
     #[test]
