@@ -188,6 +188,8 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
                 aws_call_timeout: config.common.aws_timeouts.call,
                 aws_attempt_timeout: config.common.aws_timeouts.attempt,
                 allowed_redirect_uris: config.allowed_redirect_uris.clone(),
+                tokeninfo_uri: config.tokeninfo_uri.clone(),
+                required_scopes: config.required_scopes.clone(),
             },
             parking: config
                 .parking_queue_url

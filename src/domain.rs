@@ -83,6 +83,15 @@ impl Platform {
         }
     }
 
+    /// As the app sends it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Android => "android",
+            Self::Ios => "ios",
+            Self::Web => "web",
+        }
+    }
+
     /// Installed apps exchange with an empty `redirect_uri`; the Google Identity Services
     /// code client in popup mode uses the literal `postmessage`.
     pub fn redirect_uri(self) -> &'static str {
@@ -147,6 +156,38 @@ impl CodeVerifier {
         if !(43..=128).contains(&raw.len()) || !raw.bytes().all(unreserved) {
             return Err(ParseError(
                 "codeVerifier must be 43 to 128 characters of A-Z, a-z, 0-9, '-', '.', '_', '~'",
+            ));
+        }
+        Ok(Self(SecretString::from(raw)))
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+/// The largest `idToken` an app may send: Google's are about 1.2 KiB.
+pub const MAX_APP_ID_TOKEN_LEN: usize = 4 * 1024;
+
+/// The ID token an app sends beside its code (`idToken`: Credential Manager's, GIS's or
+/// `GIDSignIn`'s, audience our web client id): a compact JWT, three base64url parts, of at
+/// most 4 KiB. Only its shape is checked here; the sign-in verifies it (DESIGN §6) before
+/// the code goes to Google. A credential: its `Debug` is redacted.
+#[derive(Debug, Clone)]
+pub struct AppIdToken(SecretString);
+
+impl AppIdToken {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let base64url = |part: &str| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        let parts: Vec<&str> = raw.split('.').collect();
+        if raw.len() > MAX_APP_ID_TOKEN_LEN || parts.len() != 3 || !parts.iter().all(|p| base64url(p)) {
+            return Err(ParseError(
+                "idToken must be a compact JWT (three base64url parts) of at most 4 KiB",
             ));
         }
         Ok(Self(SecretString::from(raw)))
@@ -379,6 +420,30 @@ mod tests {
             let refused = RedirectUri::parse(bad).map(|_| ()).map_err(|e| e.0);
             assert!(refused.is_err_and(|m| m.starts_with("redirectUri must be")), "{bad}");
         }
+    }
+
+    #[test]
+    fn app_id_tokens_are_compact_jwts_of_at_most_4_kib_and_redacted() {
+        let part = "eyJhbGciOiJSUzI1NiJ9";
+        assert!(AppIdToken::parse(&format!("{part}.{part}.sig-_0")).is_ok());
+        let long = format!("{part}.{}.sig", "a".repeat(MAX_APP_ID_TOKEN_LEN));
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "a..c",
+            "a.b.c=",
+            "a.b.c d",
+            "a.b+.c",
+            long.as_str(),
+        ] {
+            let refused = AppIdToken::parse(bad).map(|_| ()).map_err(|e| e.0);
+            assert!(refused.is_err_and(|m| m.starts_with("idToken must be")), "{bad}");
+        }
+        let shown = AppIdToken::parse("s3cret.s3cret.s3cret")
+            .map(|t| format!("{t:?}"))
+            .unwrap_or_default();
+        assert!(!shown.is_empty() && !shown.contains("s3cret"), "{shown}");
     }
 
     #[test]

@@ -33,8 +33,8 @@
 //!   or UpdateItem on grants, PutItem of the outcome on state, UpdateItem of a replaced
 //!   token's cached access token) or a refusal's record
 //!   (PutItem on state); `crypto` opens the parked message and seals the token under the
-//!   grant's binding (Decrypt, GenerateDataKey); no secret (the parked message names the
-//!   client id). Lambda's SQS poller reads the queue with the execution role SAM attaches
+//!   grant's binding (Decrypt, GenerateDataKey); the secret, to refresh a parked token
+//!   whose access token expired before tokeninfo named its user. Lambda's SQS poller reads the queue with the execution role SAM attaches
 //!   for the SQS event source.
 //! - all: `kms:Decrypt` through DynamoDB and Secrets Manager only (`kms:ViaService`),
 //!   because the tables and the secret are encrypted with the same customer key.
@@ -77,6 +77,7 @@ pub const PARKED_SIGN_IN: &[Permission] = &[
     allow("StateTable", "dynamodb:UpdateItem"),
     allow("TokenKey", "kms:GenerateDataKey"),
     allow("TokenKey", "kms:Decrypt"),
+    allow("ClientSecret", "secretsmanager:GetSecretValue"),
 ];
 
 /// What the offline job calls.

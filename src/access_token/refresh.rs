@@ -7,7 +7,7 @@ use super::{AccessError, AccessRequest, AccessTokens, IssuedToken, MAX_TOKENS_TR
 use crate::clock::Clock;
 use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
 use crate::grant::decide::{Disposition, Failure, disposition, likely_cause};
-use crate::grant::{seal_rotated, sealed_for_cache, token_scopes};
+use crate::grant::{changed_scopes, seal_rotated, sealed_for_cache, token_scopes};
 use crate::ports::Ports;
 use crate::store::{
     AccessStore, AccessTokenCache, AccessView, DriveOutcome, Grant, GrantOutcome, GrantStatus, Holder, Recorded,
@@ -141,6 +141,7 @@ impl<P: Ports> AccessTokens<P> {
                         new_token,
                         refresh_expires_at,
                         drive: DriveOutcome::Skipped,
+                        scopes: changed_scopes(&tokens, &grant),
                     };
                     let end = self.cache(&grant, &tokens, now, owner, end).await;
                     let issued = IssuedToken {

@@ -114,6 +114,10 @@ pub struct SignInConfig {
     pub parking_queue_url: Option<String>,
     /// `ALLOWED_REDIRECT_URIS`, each a valid redirect URI.
     pub allowed_redirect_uris: Vec<String>,
+    /// `GOOGLE_TOKENINFO_URI`.
+    pub tokeninfo_uri: String,
+    /// `REQUIRED_SCOPES`.
+    pub required_scopes: Vec<String>,
 }
 
 /// Configuration of the offline job.
@@ -215,6 +219,8 @@ impl SignInConfig {
             risc_event_retention: RISC_EVENT_RETENTION_DAYS.read(env)?,
             parking_queue_url: SIGN_IN_PARKING_QUEUE_URL.read_optional(env)?,
             allowed_redirect_uris: ALLOWED_REDIRECT_URIS.read_optional(env)?.unwrap_or_default(),
+            tokeninfo_uri: GOOGLE_TOKENINFO_URI.read(env)?,
+            required_scopes: REQUIRED_SCOPES.read(env)?,
         };
         if let Some(bad) = config
             .allowed_redirect_uris
@@ -453,6 +459,30 @@ mod tests {
         assert!(common.is_err_and(|e| e.to_string().contains("at least AWS_ATTEMPT_TIMEOUT_MS")));
         let events = EventsConfig::from_env(&[("EVENT_BUS_NAME", "bus"), ("AWS_CALL_TIMEOUT_MS", "1")]);
         assert!(events.is_err(), "the events function reads them too");
+    }
+
+    #[test]
+    fn required_scopes_are_a_space_or_comma_list_and_none_by_default() {
+        let [a, b, c, d] = BASE;
+        let none = SignInConfig::from_env(&[a, b, c, d]).map(|c| c.required_scopes);
+        assert_eq!(none.ok(), Some(Vec::new()));
+        for raw in [
+            "https://www.googleapis.com/auth/drive.appdata openid",
+            "https://www.googleapis.com/auth/drive.appdata, openid",
+            " https://www.googleapis.com/auth/drive.appdata,openid ",
+        ] {
+            let read = SignInConfig::from_env(&[a, b, c, d, ("REQUIRED_SCOPES", raw)]).map(|c| c.required_scopes);
+            assert_eq!(
+                read.ok(),
+                Some(vec![
+                    "https://www.googleapis.com/auth/drive.appdata".into(),
+                    "openid".into()
+                ]),
+                "{raw}"
+            );
+        }
+        let bad = SignInConfig::from_env(&[a, b, c, d, ("REQUIRED_SCOPES", "openid caf\u{e9}")]);
+        assert!(bad.is_err_and(|e| !e.to_string().contains("caf")));
     }
 
     #[test]

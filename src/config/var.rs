@@ -187,6 +187,29 @@ impl Kind for List {
     }
 }
 
+/// OAuth scopes, separated by spaces or commas (as Google writes them, or as a comma
+/// list), each without control characters.
+#[derive(Debug)]
+pub struct ScopeList;
+
+impl Kind for ScopeList {
+    type Value = Vec<String>;
+    fn parse(&self, raw: &str) -> Result<Vec<String>, String> {
+        let scopes: Vec<String> = raw
+            .split(|c: char| c == ',' || c.is_ascii_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if scopes.iter().any(|s| !s.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err("a scope holds a character that is not printable ASCII".into());
+        }
+        Ok(scopes)
+    }
+    fn describe(&self) -> String {
+        "scopes, separated by spaces or commas".into()
+    }
+}
+
 /// A whole number in `min..=max`, read as `T`.
 #[derive(Debug)]
 pub struct Whole<T> {

@@ -8,12 +8,14 @@ pub mod revoke;
 pub mod risc;
 pub mod risc_api;
 pub mod token;
+pub mod tokeninfo;
 
 pub use client_secret::{CachedClientSecret, ClientCredentials, ClientSecrets, SecretSource, SecretsManagerSource};
 pub use drive::{DriveApi, DriveError, DriveListing, HttpDrive};
 pub use id_token::{GoogleIdTokenVerifier, HttpJwksFetcher, IdTokenError, JwksFetcher, VerifiedIdToken, VerifyIdToken};
 pub use revoke::{Revocation, TokenRevocation};
 pub use token::{CodeExchange, GoogleTokenError, HttpTokenEndpoint, TokenEndpoint, TokenRefresh, Tokens};
+pub use tokeninfo::{DEFAULT_TOKENINFO_URI, TokenInfo};
 
 /// Google's production endpoints (DESIGN §3 defaults).
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";

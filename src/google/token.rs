@@ -75,6 +75,13 @@ pub trait TokenEndpoint: Send + Sync {
         &self,
         request: super::TokenRevocation<'_>,
     ) -> impl Future<Output = Result<super::Revocation, Upstream>> + Send;
+    /// Asks Google's tokeninfo (`uri`) whom a live access token belongs to; `None` when
+    /// Google says it is not valid.
+    fn token_info(
+        &self,
+        uri: &str,
+        access_token: &AccessToken,
+    ) -> impl Future<Output = Result<Option<super::TokenInfo>, Upstream>> + Send;
 }
 
 /// One refresh request (`grant_type=refresh_token`).
@@ -144,6 +151,10 @@ impl TokenEndpoint for HttpTokenEndpoint {
 
     async fn revoke(&self, request: super::TokenRevocation<'_>) -> Result<super::Revocation, Upstream> {
         super::revoke::revoke(&self.http, request).await
+    }
+
+    async fn token_info(&self, uri: &str, access_token: &AccessToken) -> Result<Option<super::TokenInfo>, Upstream> {
+        super::tokeninfo::token_info(&self.http, uri, access_token).await
     }
 }
 

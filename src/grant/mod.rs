@@ -67,6 +67,13 @@ pub fn token_scopes(tokens: &Tokens, grant: &Grant) -> Scopes {
     }
 }
 
+/// The scopes a refresh answer names when they differ from the grant's: its `scope` is
+/// authoritative (a user may have taken one back, or granted one since), and replaces the
+/// stored set; an answer without `scope` changes nothing.
+pub fn changed_scopes(tokens: &Tokens, grant: &Grant) -> Option<Scopes> {
+    (!tokens.scopes.is_empty() && tokens.scopes != grant.scopes).then(|| tokens.scopes.clone())
+}
+
 /// The cache entry for an access token just obtained for `grant`, sealed under its own
 /// purpose with what the cache item keeps beside it.
 /// The offline job and the access-token function both cache what they obtain this way.

@@ -91,6 +91,7 @@ pub(super) fn settled(
                 new_token: None,
                 refresh_expires_at: None,
                 drive: DriveOutcome::Skipped,
+                scopes: None,
             };
             (outcome, None)
         }

@@ -10,7 +10,7 @@ use crate::crypto::Binding;
 use crate::domain::DRIVE_APPDATA_SCOPE;
 use crate::google::{GoogleTokenError, TokenEndpoint, TokenRefresh, TokenRevocation, Tokens};
 use crate::grant::decide::{Disposition, Failure, disposition};
-use crate::grant::{seal_rotated, sealed_for_cache};
+use crate::grant::{changed_scopes, seal_rotated, sealed_for_cache, token_scopes};
 use crate::ports::Ports;
 use crate::store::{
     CachedToken, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, StoreError, reasons,
@@ -175,7 +175,9 @@ impl<P: Ports> OfflineJob<P> {
             None => None,
         };
         *cached = self.sealed_for_cache(grant, binding, &tokens).await;
-        let drive_next = self.drive_planned(grant);
+        let scopes = changed_scopes(&tokens, grant);
+        // The answer's scopes are the grant's now: no Drive call without Drive's.
+        let drive_next = self.drive_planned(grant) && token_scopes(&tokens, grant).contains(DRIVE_APPDATA_SCOPE);
         if let (Some(token), true) = (&new_token, drive_next) {
             // Google retired the old token: keep the new one before Drive, whose listing
             // may take long or meet the deadline.
@@ -198,6 +200,7 @@ impl<P: Ports> OfflineJob<P> {
                     return GrantOutcome::Refreshed {
                         new_token,
                         refresh_expires_at,
+                        scopes,
                         drive: DriveOutcome::Failed {
                             failure_count: failures,
                             next_attempt_at: self.next_attempt(failures),
@@ -213,6 +216,7 @@ impl<P: Ports> OfflineJob<P> {
                 new_token,
                 refresh_expires_at,
                 drive: DriveOutcome::Skipped,
+                scopes,
             };
         }
         let drive = match self.settings.drive_sync {
@@ -243,6 +247,7 @@ impl<P: Ports> OfflineJob<P> {
             new_token,
             refresh_expires_at,
             drive,
+            scopes,
         }
     }
 

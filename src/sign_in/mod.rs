@@ -4,7 +4,10 @@
 //! 1. Claim the code (a round trip to the store), so a retry of the same code (phones
 //!    retry) replays the first answer and Google is called once, even when two arrive
 //!    together.
-//! 2. Exchange the code with the client secret; verify the ID token; `sub` is the key.
+//! 2. Exchange the code with the client secret; `sub` is the key: the exchange's ID token
+//!    names it, else Google's tokeninfo about the fresh access token does (a code granted
+//!    without an identity scope carries no ID token). An ID token the app sent is
+//!    verified before the code goes to Google, and must name the same user.
 //! 3. Seal the refresh token, then store the grant and the answer together (the second
 //!    and last round trip). A code that brings no refresh token keeps the stored one;
 //!    with none stored the user must consent again.
@@ -24,8 +27,13 @@ use secrecy::ExposeSecret;
 
 use crate::clock::Clock;
 use crate::crypto::{Binding, CryptoError, TokenCipher};
-use crate::domain::{AuthCode, CodeVerifier, Email, GoogleSubject, Platform, RedirectUri, Scopes};
-use crate::google::{ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifyIdToken};
+use crate::domain::{
+    AccessToken, AppIdToken, AuthCode, CodeVerifier, Email, GoogleSubject, Platform, Profile, RedirectUri, Scopes,
+};
+use crate::google::{
+    ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, TokenRefresh, VerifiedIdToken,
+    VerifyIdToken,
+};
 use crate::ports::Ports;
 use crate::store::{Claim, ClaimKey, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
 use crate::upstream::{RetryPolicy, Upstream, retry_until};
@@ -42,6 +50,9 @@ pub struct SignInRequest {
     /// The PKCE verifier of a code issued with a `code_challenge`: it goes to Google and
     /// nowhere else.
     pub code_verifier: Option<CodeVerifier>,
+    /// The ID token the app got with the code (Credential Manager's, GIS's, `GIDSignIn`'s):
+    /// verified before the code is spent; the user Google names for the code must be its.
+    pub id_token: Option<AppIdToken>,
 }
 
 impl SignInRequest {
@@ -62,6 +73,9 @@ pub struct SignedIn {
     pub offline_access: bool,
     /// True when this answer is the replay of an earlier request with the same code.
     pub replayed: bool,
+    /// `REQUIRED_SCOPES` the user did not grant (granular consent): the grant is stored
+    /// all the same, and the app may ask for these again.
+    pub missing_scopes: Vec<String>,
 }
 
 /// Why a sign-in did not succeed.
@@ -75,6 +89,13 @@ pub enum SignInError {
     RedirectUriNotAllowed,
     #[error("the ID token failed verification")]
     InvalidIdToken(#[source] Option<IdTokenError>),
+    /// Refused before the code was sent: the code is not spent.
+    #[error("the app's idToken failed verification")]
+    AppIdTokenRefused(#[source] IdTokenError),
+    #[error("Google named no user for the code's token (no ID token, tokeninfo without sub)")]
+    IdentityUnconfirmed,
+    #[error("the app's idToken names another user than Google does for the code")]
+    IdentityMismatch,
     #[error("no refresh token is held and Google sent none: the user must consent again")]
     ReconsentRequired,
     #[error("the same code is being processed by another request")]
@@ -114,6 +135,8 @@ impl SignInError {
         match self {
             Self::InvalidGrant(_) => Some(RecordedOutcome::InvalidGrant),
             Self::InvalidIdToken(_) => Some(RecordedOutcome::InvalidIdToken),
+            Self::IdentityUnconfirmed => Some(RecordedOutcome::IdentityUnconfirmed),
+            Self::IdentityMismatch => Some(RecordedOutcome::IdentityMismatch),
             Self::ReconsentRequired => Some(RecordedOutcome::ReconsentRequired),
             _ => None,
         }
@@ -144,6 +167,10 @@ pub struct SignInSettings {
     pub aws_attempt_timeout: Duration,
     /// `ALLOWED_REDIRECT_URIS`: the `redirectUri`s accepted besides `postmessage`.
     pub allowed_redirect_uris: Vec<String>,
+    /// `GOOGLE_TOKENINFO_URI`.
+    pub tokeninfo_uri: String,
+    /// `REQUIRED_SCOPES`.
+    pub required_scopes: Vec<String>,
 }
 
 /// The sign-in use case over its ports.
@@ -195,7 +222,8 @@ impl<P: Ports> SignIn<P> {
     }
 
     /// Fetches Google's signing keys during init: all the parked sign-in consumer needs
-    /// ahead (it sends nothing to the token endpoint, so it holds no client secret).
+    /// ahead (it needs the client secret only for a parked code whose access token
+    /// expired before tokeninfo named its user).
     pub async fn warm_up_keys(&self) {
         if let Err(e) = self.verifier.prefetch().await {
             tracing::warn!(error = %e, "Google signing keys not loaded during init");
@@ -213,6 +241,9 @@ impl<P: Ports> SignIn<P> {
         {
             return Err(SignInError::RedirectUriNotAllowed);
         }
+        if let Some(token) = &request.id_token {
+            self.check_app_id_token(token).await?;
+        }
         let key = ClaimKey::new(code_digest(&request.code));
         let waited_until = tokio::time::Instant::now() + self.settings.duplicate_wait;
         let sent_before = loop {
@@ -225,7 +256,7 @@ impl<P: Ports> SignIn<P> {
                 Claim::Claimed { code_sent } => break code_sent,
                 Claim::Done(outcome) => {
                     tracing::info!(replayed = true, "sign-in replayed from the request log");
-                    return replay(outcome);
+                    return replay(outcome).map(|done| self.with_missing_scopes(done));
                 }
                 Claim::Parked => {
                     tracing::info!("the code's answer is parked; not stored yet");
@@ -276,7 +307,35 @@ impl<P: Ports> SignIn<P> {
             // Google, which then refuses the spent code.
             tracing::warn!(error = %e, "the code's claim could not be updated");
         }
-        result
+        result.map(|done| self.with_missing_scopes(done))
+    }
+
+    /// Verifies the app's `idToken` as §6 has it, before anything is claimed or sent: a
+    /// refused one leaves the code unspent.
+    async fn check_app_id_token(&self, token: &AppIdToken) -> Result<(), SignInError> {
+        let credentials = self.secrets.current().await?;
+        match self
+            .verifier
+            .verify(token.expose_secret(), &credentials.client_id)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(IdTokenError::KeysUnavailable(u)) => Err(SignInError::Upstream(u)),
+            Err(e) => Err(SignInError::AppIdTokenRefused(e)),
+        }
+    }
+
+    /// The answer with the `REQUIRED_SCOPES` its grant lacks: worked out from the stored
+    /// scopes, so a replay of the code answers the same.
+    fn with_missing_scopes(&self, mut done: SignedIn) -> SignedIn {
+        done.missing_scopes = self
+            .settings
+            .required_scopes
+            .iter()
+            .filter(|s| !done.scopes.contains(s))
+            .cloned()
+            .collect();
+        done
     }
 
     /// `sent` becomes true once the code has gone to Google (whether or not the answer
@@ -312,13 +371,18 @@ impl<P: Ports> SignIn<P> {
                 GoogleTokenError::RedirectUriMismatch => SignInError::RedirectUriMismatch,
                 GoogleTokenError::Upstream(u) => SignInError::Upstream(u),
             })?;
+        let received_at = self.clock.now_unix();
         let answered = Answered {
             client_id: credentials.client_id.clone(),
-            received_at: self.clock.now_unix(),
+            received_at,
             refresh_token: tokens.refresh_token,
             refresh_token_lifetime: tokens.refresh_token_lifetime,
             scopes: tokens.scopes,
+            // Kept only to ask tokeninfo whose it is, when no ID token says.
+            access_token: tokens.id_token.is_none().then_some(tokens.access_token),
+            access_expires_at: received_at.saturating_add(tokens.expires_in.as_secs()),
             id_token: tokens.id_token,
+            app_id_token: request.id_token.as_ref().map(|t| t.expose_secret().into()),
         };
         let parking = self.parking.as_ref();
         let settle_by = match parking {
@@ -385,33 +449,9 @@ impl<P: Ports> SignIn<P> {
         deadline: tokio::time::Instant,
         as_of: Option<u64>,
     ) -> Result<SignedIn, SignInError> {
-        let (call, aws_call) = (self.settings.call_timeout, self.settings.aws_call_timeout);
+        let aws_call = self.settings.aws_call_timeout;
         let client_id = answered.client_id.as_str();
-        let id_token = answered
-            .id_token
-            .as_ref()
-            .ok_or(SignInError::InvalidIdToken(Some(IdTokenError::Missing)))?;
-        let identity = retry_until(
-            &AFTER_EXCHANGE,
-            deadline,
-            call,
-            || async {
-                match as_of {
-                    Some(at) => {
-                        self.verifier
-                            .verify_as_of(id_token.expose_secret(), client_id, at)
-                            .await
-                    }
-                    None => self.verifier.verify(id_token.expose_secret(), client_id).await,
-                }
-            },
-            |e| matches!(e, IdTokenError::KeysUnavailable(u) if unavailable(u)),
-        )
-        .await
-        .map_err(|e| match e {
-            IdTokenError::KeysUnavailable(u) => SignInError::Upstream(u),
-            other => SignInError::InvalidIdToken(Some(other)),
-        })?;
+        let identity = self.identity(answered, deadline, as_of).await?;
         tracing::info!(sub = %identity.sub, new_refresh_token = answered.refresh_token.is_some(), "code exchanged");
 
         let sealed = match &answered.refresh_token {
@@ -466,10 +506,191 @@ impl<P: Ports> SignIn<P> {
                     scopes,
                     offline_access: true,
                     replayed: false,
+                    missing_scopes: Vec::new(),
                 })
             }
             SignInStored::NoRefreshToken => Err(SignInError::ReconsentRequired),
         }
+    }
+
+    /// Whom Google's answer is for (DESIGN §16): the user its ID token names; without one,
+    /// the user tokeninfo names for its access token. An ID token the app sent must name
+    /// the same user: else nothing is stored (under either `sub`) nor revoked.
+    async fn identity(
+        &self,
+        answered: &Answered,
+        deadline: tokio::time::Instant,
+        as_of: Option<u64>,
+    ) -> Result<VerifiedIdToken, SignInError> {
+        let client_id = answered.client_id.as_str();
+        // The app's token was checked before the code was sent; as of Google's answer here,
+        // so a parked sign-in reads it as the sign-in did.
+        let app = match &answered.app_id_token {
+            Some(token) => Some(
+                self.verified(token, client_id, deadline, Some(answered.received_at))
+                    .await?,
+            ),
+            None => None,
+        };
+        let identity = match &answered.id_token {
+            Some(token) => self.verified(token, client_id, deadline, as_of).await?,
+            None => self.confirmed_by_tokeninfo(answered, app.as_ref(), deadline).await?,
+        };
+        if let Some(app) = &app
+            && app.sub != identity.sub
+        {
+            tracing::warn!(
+                security_event = "identity_mismatch",
+                sub = %identity.sub,
+                app_sub = %app.sub,
+                "the app's idToken names another user than Google does for this code: nothing stored, nothing revoked"
+            );
+            return Err(SignInError::IdentityMismatch);
+        }
+        Ok(identity)
+    }
+
+    /// Verifies an ID token (as of `as_of`, else now), trying again while Google's keys are
+    /// out of reach.
+    async fn verified(
+        &self,
+        token: &secrecy::SecretString,
+        client_id: &str,
+        deadline: tokio::time::Instant,
+        as_of: Option<u64>,
+    ) -> Result<VerifiedIdToken, SignInError> {
+        retry_until(
+            &AFTER_EXCHANGE,
+            deadline,
+            self.settings.call_timeout,
+            || async {
+                match as_of {
+                    Some(at) => self.verifier.verify_as_of(token.expose_secret(), client_id, at).await,
+                    None => self.verifier.verify(token.expose_secret(), client_id).await,
+                }
+            },
+            |e| matches!(e, IdTokenError::KeysUnavailable(u) if unavailable(u)),
+        )
+        .await
+        .map_err(|e| match e {
+            IdTokenError::KeysUnavailable(u) => SignInError::Upstream(u),
+            other => SignInError::InvalidIdToken(Some(other)),
+        })
+    }
+
+    /// The user Google's tokeninfo names for the answer's access token, which must have been
+    /// issued to our client. A parked answer read after its access token expired gets a
+    /// fresh one with its refresh token. No `sub` (Google documents one only for a token
+    /// with an identity scope): unconfirmed, and nothing is stored.
+    async fn confirmed_by_tokeninfo(
+        &self,
+        answered: &Answered,
+        app: Option<&VerifiedIdToken>,
+        deadline: tokio::time::Instant,
+    ) -> Result<VerifiedIdToken, SignInError> {
+        let fresh_until = self
+            .clock
+            .now_unix()
+            .saturating_add(self.settings.call_timeout.as_secs() + 1);
+        let first = answered
+            .access_token
+            .as_ref()
+            .filter(|_| answered.access_expires_at > fresh_until);
+        let info = match first {
+            Some(token) => match self.token_info(token, deadline).await? {
+                // Google no longer takes it (its clock ran ahead of ours): once more with
+                // a fresh one.
+                None if answered.refresh_token.is_some() => {
+                    let fresh = self.fresh_access_token(answered, deadline).await?;
+                    self.token_info(&fresh, deadline).await?
+                }
+                info => info,
+            },
+            None => {
+                let fresh = self.fresh_access_token(answered, deadline).await?;
+                self.token_info(&fresh, deadline).await?
+            }
+        };
+        let Some(info) = info.filter(|i| i.issued_to(&answered.client_id)) else {
+            tracing::warn!("tokeninfo does not confirm the code's access token as our client's");
+            return Err(SignInError::IdentityUnconfirmed);
+        };
+        let Some(sub) = info.sub.as_deref().and_then(|s| GoogleSubject::parse(s).ok()) else {
+            tracing::warn!("the code was granted without an identity scope and tokeninfo names no user");
+            return Err(SignInError::IdentityUnconfirmed);
+        };
+        // The profile of the app's ID token when it is the same user's; else what tokeninfo
+        // says (an email only when verified).
+        let (profile, email_verified) = match app {
+            Some(app) if app.sub == sub => (app.profile.clone(), app.email_verified),
+            _ => {
+                let email = info.email.filter(|_| info.email_verified).map(Email::new);
+                (
+                    Profile {
+                        email,
+                        ..Profile::default()
+                    },
+                    info.email_verified,
+                )
+            }
+        };
+        Ok(VerifiedIdToken {
+            sub,
+            email_verified,
+            profile,
+        })
+    }
+
+    /// What tokeninfo says of `token`, tried again while Google is out of reach.
+    async fn token_info(
+        &self,
+        token: &AccessToken,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<crate::google::TokenInfo>, SignInError> {
+        let asked = retry_until(
+            &AFTER_EXCHANGE,
+            deadline,
+            self.settings.call_timeout,
+            || self.token_endpoint.token_info(&self.settings.tokeninfo_uri, token),
+            unavailable,
+        );
+        Ok(asked.await?)
+    }
+
+    /// A new access token from the answer's refresh token (a parked answer's first one has
+    /// expired). Without a refresh token, the user cannot be confirmed.
+    async fn fresh_access_token(
+        &self,
+        answered: &Answered,
+        deadline: tokio::time::Instant,
+    ) -> Result<AccessToken, SignInError> {
+        let Some(refresh_token) = &answered.refresh_token else {
+            return Err(SignInError::IdentityUnconfirmed);
+        };
+        let credentials = self.secrets.current().await?;
+        let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
+        let tokens = retry_until(
+            &AFTER_EXCHANGE,
+            deadline,
+            self.settings.call_timeout,
+            || {
+                self.token_endpoint.refresh(TokenRefresh {
+                    token_uri,
+                    credentials: &credentials,
+                    refresh_token,
+                })
+            },
+            |e| matches!(e, GoogleTokenError::Upstream(u) if unavailable(u)),
+        )
+        .await
+        .map_err(|e| match e {
+            GoogleTokenError::Upstream(u) => SignInError::Upstream(u),
+            // The grant ended before its user was known: nothing to store.
+            GoogleTokenError::InvalidGrant { .. } | GoogleTokenError::RedirectUriMismatch => {
+                SignInError::IdentityUnconfirmed
+            }
+        })?;
+        Ok(tokens.access_token)
     }
 
     /// Writes a parked sign-in (the `parked-sign-in` function): opens it, then settles it
@@ -538,10 +759,13 @@ fn replay(outcome: RecordedOutcome) -> Result<SignedIn, SignInError> {
             scopes: scopes.into_iter().collect(),
             offline_access,
             replayed: true,
+            missing_scopes: Vec::new(),
         }),
         RecordedOutcome::ReconsentRequired => Err(SignInError::ReconsentRequired),
         RecordedOutcome::InvalidGrant => Err(SignInError::InvalidGrant(None)),
         RecordedOutcome::InvalidIdToken => Err(SignInError::InvalidIdToken(None)),
+        RecordedOutcome::IdentityUnconfirmed => Err(SignInError::IdentityUnconfirmed),
+        RecordedOutcome::IdentityMismatch => Err(SignInError::IdentityMismatch),
     }
 }
 

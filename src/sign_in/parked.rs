@@ -7,8 +7,9 @@
 //! token's time limit. The refresh token and the ID token are sealed under a binding to
 //! the code's digest (no `sub` is known before the ID token is verified), with the
 //! refresh-token cipher: the same purpose and data-key cache as the grant's token, so a
-//! process that sealed in the last minutes parks without a KMS call. The ID token is a
-//! credential of the same grant, so it is sealed as one.
+//! process that sealed in the last minutes parks without a KMS call. The ID tokens (the
+//! exchange's and the app's) and, when the exchange carried no ID token, the access token
+//! tokeninfo is asked about are credentials of the same grant, so each is sealed as one.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -16,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Binding, CryptoError, KeyProvider, SealedToken, TokenCipher};
-use crate::domain::{RefreshToken, Scopes};
+use crate::domain::{AccessToken, RefreshToken, Scopes};
 use crate::upstream::{Upstream, classify_aws};
 
 /// The format of a parked message this code writes and reads.
@@ -38,6 +39,13 @@ pub struct Answered {
     pub refresh_token_lifetime: Option<std::time::Duration>,
     pub scopes: Scopes,
     pub id_token: Option<SecretString>,
+    /// The exchange's access token, kept only when it carried no ID token: tokeninfo then
+    /// names the user.
+    pub access_token: Option<AccessToken>,
+    /// When that access token expires (Unix seconds).
+    pub access_expires_at: u64,
+    /// The ID token the app sent with the code: the user must be its.
+    pub app_id_token: Option<SecretString>,
 }
 
 /// One message of the `ParkedSignIns` queue.
@@ -61,6 +69,14 @@ pub struct ParkedSignIn {
     /// The sealed ID token (base64), when Google sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// The sealed access token (base64), when Google sent no ID token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<u64>,
+    /// The sealed ID token the app sent (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id_token: Option<String>,
 }
 
 /// Why a parked message could not be read back.
@@ -74,6 +90,8 @@ pub enum UnparkError {
 
 const REFRESH_PART: &str = "refresh-token";
 const ID_PART: &str = "id-token";
+const ACCESS_PART: &str = "access-token";
+const APP_ID_PART: &str = "app-id-token";
 
 /// Where a parked part is sealed: the store, the code's digest and which part it is, the
 /// client. A real `sub` is digits only, so no grant's binding is ever one of these.
@@ -132,22 +150,14 @@ impl ParkedSignIn {
         answered: &Answered,
     ) -> Result<Self, CryptoError> {
         let client = answered.client_id.as_str();
-        let refresh_token = match &answered.refresh_token {
-            Some(t) => Some(
-                Part::new(store, code, REFRESH_PART, client)
-                    .seal(cipher, t.expose_secret())
-                    .await?,
-            ),
-            None => None,
+        let seal = async |name: &str, text: Option<&str>| match text {
+            Some(text) => Part::new(store, code, name, client).seal(cipher, text).await.map(Some),
+            None => Ok(None),
         };
-        let id_token = match &answered.id_token {
-            Some(t) => Some(
-                Part::new(store, code, ID_PART, client)
-                    .seal(cipher, t.expose_secret())
-                    .await?,
-            ),
-            None => None,
-        };
+        let refresh_token = seal(REFRESH_PART, answered.refresh_token.as_ref().map(|t| t.expose_secret())).await?;
+        let id_token = seal(ID_PART, answered.id_token.as_ref().map(|t| t.expose_secret())).await?;
+        let access_token = seal(ACCESS_PART, answered.access_token.as_ref().map(|t| t.expose_secret())).await?;
+        let app_id_token = seal(APP_ID_PART, answered.app_id_token.as_ref().map(|t| t.expose_secret())).await?;
         Ok(Self {
             format: PARKED_FORMAT,
             code: code.to_owned(),
@@ -158,6 +168,9 @@ impl ParkedSignIn {
             refresh_token_lifetime_secs: answered.refresh_token_lifetime.map(|d| d.as_secs()),
             refresh_token,
             id_token,
+            access_expires_at: access_token.is_some().then_some(answered.access_expires_at),
+            access_token,
+            app_id_token,
         })
     }
 
@@ -170,22 +183,29 @@ impl ParkedSignIn {
         if self.format != PARKED_FORMAT {
             return Err(UnparkError::Format);
         }
-        let part = |name| Part::new(store, &self.code, name, &self.client_id);
-        let refresh_token = match &self.refresh_token {
-            Some(sealed) => Some(RefreshToken::new(part(REFRESH_PART).open(cipher, sealed).await?)),
-            None => None,
-        };
-        let id_token = match &self.id_token {
-            Some(sealed) => Some(SecretString::from(part(ID_PART).open(cipher, sealed).await?)),
-            None => None,
+        let open = async |name: &str, sealed: Option<&String>| match sealed {
+            Some(sealed) => Part::new(store, &self.code, name, &self.client_id)
+                .open(cipher, sealed)
+                .await
+                .map(Some),
+            None => Ok(None),
         };
         Ok(Answered {
             client_id: self.client_id.clone(),
             received_at: self.received_at,
-            refresh_token,
+            refresh_token: open(REFRESH_PART, self.refresh_token.as_ref())
+                .await?
+                .map(RefreshToken::new),
             refresh_token_lifetime: self.refresh_token_lifetime_secs.map(std::time::Duration::from_secs),
             scopes: Scopes::from_space_delimited(&self.scopes),
-            id_token,
+            id_token: open(ID_PART, self.id_token.as_ref()).await?.map(SecretString::from),
+            access_token: open(ACCESS_PART, self.access_token.as_ref())
+                .await?
+                .map(AccessToken::new),
+            access_expires_at: self.access_expires_at.unwrap_or_default(),
+            app_id_token: open(APP_ID_PART, self.app_id_token.as_ref())
+                .await?
+                .map(SecretString::from),
         })
     }
 }
@@ -232,6 +252,9 @@ mod tests {
             refresh_token_lifetime_secs: None,
             refresh_token: Some("AAEC".into()),
             id_token: None,
+            access_token: None,
+            access_expires_at: None,
+            app_id_token: None,
         };
         let text = serde_json::to_string(&message).unwrap_or_default();
         assert!(!text.contains("id_token"), "absent parts are left out: {text}");

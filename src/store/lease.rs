@@ -71,6 +71,9 @@ pub enum GrantOutcome {
         /// refresh token stops working. `None` leaves what is stored.
         refresh_expires_at: Option<u64>,
         drive: DriveOutcome,
+        /// Google's answer named other scopes than the grant holds: they replace them
+        /// (its `scope` is authoritative). `None`: unchanged, or the answer named none.
+        scopes: Option<crate::domain::Scopes>,
     },
     /// A transient failure outlived its retries: try again at `next_attempt_at`.
     Deferred {
@@ -120,7 +123,8 @@ impl GrantOutcome {
     /// then only on the version leased.
     pub fn touches_token(&self) -> bool {
         match self {
-            GrantOutcome::Refreshed { new_token, .. } => new_token.is_some(),
+            // The scopes belong to the token generation that was refreshed.
+            GrantOutcome::Refreshed { new_token, scopes, .. } => new_token.is_some() || scopes.is_some(),
             GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Deleted { .. } => {
                 true
             }
@@ -146,6 +150,7 @@ impl GrantOutcome {
             new_token: None,
             refresh_expires_at,
             drive,
+            scopes: None,
         } = self
         else {
             return false;
@@ -230,7 +235,22 @@ mod tests {
             new_token: None,
             refresh_expires_at: None,
             drive,
+            scopes: None,
         }
+    }
+
+    #[test]
+    fn new_scopes_from_google_are_no_routine_refresh_and_belong_to_the_token_leased() {
+        let g = grant();
+        let rescoped = GrantOutcome::Refreshed {
+            new_token: None,
+            refresh_expires_at: None,
+            drive: DriveOutcome::Skipped,
+            scopes: Some(crate::domain::Scopes::from_space_delimited("openid")),
+        };
+        let caller = Holder::Caller { owner: "o", now: 1 };
+        assert!(!rescoped.is_routine(&g, &caller) && rescoped.touches_token());
+        assert!(refreshed(DriveOutcome::Skipped).is_routine(&g, &caller));
     }
 
     #[test]
@@ -279,6 +299,7 @@ mod tests {
             new_token: None,
             refresh_expires_at: Some(5_000),
             drive: DriveOutcome::Reached,
+            scopes: None,
         };
         assert!(!limited.is_routine(&g, &Holder::Cycle(lease(true))));
         let mut timed = grant();
@@ -304,6 +325,7 @@ mod tests {
             new_token: None,
             refresh_expires_at: Some(at),
             drive: DriveOutcome::Skipped,
+            scopes: None,
         };
         // Its record leaves the job's deferral alone, so a failing grant is no obstacle.
         assert!(refreshed(DriveOutcome::Skipped).is_routine(&failing, &caller));
@@ -315,6 +337,7 @@ mod tests {
             new_token: Some(token()),
             refresh_expires_at: None,
             drive: DriveOutcome::Skipped,
+            scopes: None,
         };
         assert!(!rotated.is_routine(&failing, &caller), "a rotated token");
         for outcome in [

@@ -221,6 +221,10 @@ pub enum RecordedOutcome {
     ReconsentRequired,
     InvalidGrant,
     InvalidIdToken,
+    /// The exchange named no user Google confirms (no ID token, tokeninfo without `sub`).
+    IdentityUnconfirmed,
+    /// The app's `idToken` named another user than Google did.
+    IdentityMismatch,
 }
 
 /// What claiming a code found.

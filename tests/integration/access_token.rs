@@ -815,3 +815,20 @@ async fn a_security_flag_landing_mid_refresh_does_not_make_the_token_look_supers
         "revoked, not taken for superseded by the flag"
     );
 }
+
+#[tokio::test]
+async fn a_user_facing_refresh_records_the_scopes_google_answers() {
+    let stack = spawn_stack().await;
+    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
+    let service = stack.access_tokens(&[]);
+    stack.emulator.set_granted_scopes(&user.sub, "openid");
+    let answer = ask_for_token(&service, &json!({"sub": user.sub})).await;
+    assert!(answer.get("access_token").is_some(), "{answer}");
+    let grant = stack.grant(&user.sub).await.expect("grant");
+    assert_eq!(grant.scopes.iter().collect::<Vec<_>>(), ["openid"]);
+    // The next caller asking for Drive is told it is missing, without a call to Google.
+    let refreshes = stack.emulator.stats().refreshes;
+    let missing = ask_for_token(&service, &json!({"sub": user.sub, "scopes": [DRIVE_APPDATA]})).await;
+    assert_eq!(missing["missing_scopes"], json!([DRIVE_APPDATA]), "{missing}");
+    assert_eq!(stack.emulator.stats().refreshes, refreshes);
+}

@@ -204,13 +204,8 @@ async fn every_forged_or_foreign_id_token_is_refused() {
             claims(json!({"iat": now + 3_600, "exp": now + 7_200})),
         ),
         ("no sub", claims(json!({"sub": null}))),
-        (
-            "no openid scope, so no ID token",
-            CodeSpec {
-                scopes: Some("https://www.googleapis.com/auth/drive.appdata".into()),
-                ..CodeSpec::default()
-            },
-        ),
+        // A code without an identity scope brings no ID token: tokeninfo names the user
+        // then (`identity::a_code_without_an_identity_scope_signs_in_as_the_user_tokeninfo_names`).
     ];
     for (what, spec) in cases {
         let minted = stack.mint(spec);

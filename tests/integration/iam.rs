@@ -271,22 +271,32 @@ async fn parking_a_sign_in_and_storing_it_later_ask_only_what_the_two_roles_allo
         ..CodeSpec::default()
     });
     let parked = stack.mint(CodeSpec::default());
+    // A code without an identity scope: the consumer asks tokeninfo, and once its access
+    // token has expired, refreshes with the client secret first.
+    let drive_only = stack.mint(CodeSpec {
+        scopes: Some(offline_access::domain::DRIVE_APPDATA_SCOPE.into()),
+        ..CodeSpec::default()
+    });
     stack.iam.hang("TransactWriteItems");
     let (new_user, forced) = (android_form_event(&parked.code), android_form_event(&again.code));
-    let (first, second) = tokio::join!(
+    let unnamed = android_form_event(&drive_only.code);
+    let (first, second, third) = tokio::join!(
         test_support::invoke_service(&service, &new_user),
         test_support::invoke_service(&service, &forced),
+        test_support::invoke_service(&service, &unnamed),
     );
     assert_eq!(
-        (first.status, second.status),
-        (503, 503),
-        "{} {}",
+        (first.status, second.status, third.status),
+        (503, 503, 503),
+        "{} {} {}",
         first.json,
-        second.json
+        second.json,
+        third.json
     );
     stack.iam.release("TransactWriteItems");
     let mut messages = stack.take_parked().await;
-    assert_eq!(messages.len(), 2);
+    assert_eq!(messages.len(), 3);
+    stack.emulator.advance_clock(std::time::Duration::from_secs(3_700));
     // And one the consumer refuses for good: its refusal is recorded too.
     let mut moved: serde_json::Value = serde_json::from_str(&messages[0].1).expect("JSON");
     moved["code"] = "0".repeat(64).into();
@@ -294,6 +304,7 @@ async fn parking_a_sign_in_and_storing_it_later_ask_only_what_the_two_roles_allo
     let consumer = test_support::sign_in_as(&stack, Role::ParkedSignIn, &[]);
     assert!(test_support::deliver_parked(&consumer, &messages).await.is_empty());
     assert!(stack.grant(&parked.sub).await.is_some());
+    assert!(stack.grant(&drive_only.sub).await.is_some());
     let forced_token = stack.stored_refresh_token(&known.sub).await;
     assert!(
         forced_token.is_some() && forced_token != first_token,

@@ -751,3 +751,49 @@ async fn a_listing_that_outlasts_the_deadline_stops_with_it_and_a_rotated_token_
     stack.emulator.clear_faults();
     assert_every_token_is_live(&stack, &seeded).await;
 }
+
+#[tokio::test]
+async fn a_refresh_answers_scope_replaces_the_stored_set_and_without_drive_the_job_calls_no_drive() {
+    let stack = spawn_stack().await;
+    let user = stack.seed_grants(1, DRIVE, 1).await.remove(0);
+    let job = stack.job(&[("DRIVE_SYNC", "list")]);
+    job.run(&cycle("s1"), "a", no_deadline()).await.expect("run");
+    let drive_calls = stack.emulator.stats().drive;
+    assert!(drive_calls > 0);
+    let version = stack.grant(&user.sub).await.expect("grant").version;
+
+    // The user took Drive back at their account's settings: Google's answer says so.
+    stack.emulator.set_granted_scopes(&user.sub, NO_DRIVE);
+    let report = job.run(&cycle("s2"), "a", no_deadline()).await.expect("run");
+    assert_eq!((report.refreshed, report.refresh_only), (1, 1), "{report:?}");
+    assert_eq!(
+        stack.emulator.stats().drive,
+        drive_calls,
+        "no Drive call without its scope"
+    );
+    let grant = stack.grant(&user.sub).await.expect("grant");
+    let stored: Vec<&str> = grant.scopes.iter().collect();
+    let mut granted: Vec<&str> = NO_DRIVE.split(' ').collect();
+    granted.sort_unstable();
+    assert_eq!(stored, granted);
+    assert!(grant.version > version, "a change of the grant (its scopes event)");
+
+    // An answer without `scope` changes nothing.
+    stack.emulator.set_refresh_omits_scope(true);
+    stack.emulator.set_granted_scopes(&user.sub, DRIVE);
+    job.run(&cycle("s3"), "a", no_deadline()).await.expect("run");
+    let kept: Vec<String> = stack
+        .grant(&user.sub)
+        .await
+        .expect("grant")
+        .scopes
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(kept, granted);
+    // With it, Drive is back.
+    stack.emulator.set_refresh_omits_scope(false);
+    job.run(&cycle("s4"), "a", no_deadline()).await.expect("run");
+    let grant = stack.grant(&user.sub).await.expect("grant");
+    assert!(grant.scopes.contains(offline_access::domain::DRIVE_APPDATA_SCOPE));
+}

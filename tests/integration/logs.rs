@@ -79,6 +79,25 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         let expected = if sent == verifier { 200 } else { 400 };
         assert_eq!(stack.invoke(&event).await.status, expected, "{sent}");
     }
+    // A code without an identity scope with Credential Manager's ID token (tokeninfo names
+    // the user), and one whose app ID token names someone else (a security event).
+    for (sub, expected) in [(None, 200), (Some("108888888888888888888"), 401)] {
+        let drive_only = stack.mint(CodeSpec {
+            scopes: Some(offline_access::domain::DRIVE_APPDATA_SCOPE.into()),
+            ..CodeSpec::default()
+        });
+        let mut claims = stack.id_token_claims(sub.unwrap_or(&drive_only.sub));
+        claims["email"] = "cm.planted@example.com".into();
+        let id_token = stack.emulator.sign_id_token(&claims, Forgery::None).expect("signed");
+        let body = serde_json::json!({"authCode": drive_only.code, "idToken": id_token});
+        let event = test_support::apigw_event(
+            "apigw-authcode-json.json",
+            Some("application/json"),
+            body.to_string().as_bytes(),
+            &[],
+        );
+        assert_eq!(stack.invoke(&event).await.status, expected);
+    }
     let forged = stack.mint(CodeSpec {
         forgery: Forgery::FlippedSignatureBit,
         ..CodeSpec::default()
@@ -116,9 +135,9 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         .run(&cycle, "logged", test_support::no_deadline())
         .await
         .expect("refresh run");
-    // Ada and the PKCE user (signed in above) and four seeded users; one seeded grant was
-    // revoked.
-    assert_eq!((report.refreshed, report.revoked), (6, 1));
+    // Ada, the PKCE user and the Drive-only user (signed in above) and four seeded users;
+    // one seeded grant was revoked.
+    assert_eq!((report.refreshed, report.revoked), (7, 1));
 
     // And the customer's backend asking for tokens: from the job's cache, refreshed,
     // refused, and a request that carries a token where none belongs.
@@ -193,6 +212,10 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
     let logs = String::from_utf8(captured.0.lock().expect("logs").clone()).expect("UTF-8 logs");
     assert!(logs.contains("sign-in succeeded"), "the run was logged");
     assert!(logs.contains("security event applied"), "the events were logged");
+    assert!(
+        logs.contains("identity_mismatch"),
+        "a mismatch is logged as a security event"
+    );
     let secret = stack.emulator_settings().client_secret;
     for (what, planted) in [
         ("auth code", ada.code.as_str()),
@@ -204,6 +227,7 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         ("ID token header", "eyJ"),
         ("client secret", secret.as_str()),
         ("email", "ada.planted@example.com"),
+        ("app ID token's email", "cm.planted@example.com"),
         ("seeded refresh token", seeded[1].token.as_str()),
         ("token sent to the access-token function", "1//planted-in-request"),
         ("refresh token prefix in a SET", prefix.as_str()),

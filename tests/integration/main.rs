@@ -8,6 +8,7 @@ mod ending_access;
 mod errors;
 mod events;
 mod iam;
+mod identity;
 mod job;
 mod lambda_binary;
 mod logs;

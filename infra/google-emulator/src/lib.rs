@@ -288,6 +288,8 @@ pub enum Endpoint {
     Certs,
     Revoke,
     Drive,
+    /// `/tokeninfo`.
+    TokenInfo,
     /// The RISC discovery document.
     RiscConfig,
 }
@@ -352,6 +354,8 @@ pub struct Stats {
     pub units: u64,
     /// Fetches of the RISC discovery document.
     pub risc_config: u64,
+    /// Calls to `/tokeninfo`.
+    pub tokeninfo: u64,
     pub faults_served: u64,
 }
 
@@ -393,7 +397,7 @@ struct RefreshGrant {
     expires_at: Option<u64>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct AccessGrant {
     sub: String,
     scopes: String,
@@ -432,6 +436,11 @@ struct State {
     spent_in_window: u64,
     /// `expires_in` of every access token issued (Google's: 3599 s).
     access_token_lifetime: u64,
+    /// tokeninfo names the user (`sub`) of a token; off, it leaves `sub` out, as Google
+    /// documents it only for a token with an identity scope.
+    tokeninfo_names_user: bool,
+    /// Refresh answers leave `scope` out (RFC 6749 allows it when unchanged).
+    refresh_omits_scope: bool,
     /// Service accounts whose tokens the RISC management API accepts.
     service_accounts: Vec<risc_api::ServiceAccount>,
     /// The RISC stream's configuration.
@@ -512,6 +521,8 @@ impl Emulator {
             spent: VecDeque::new(),
             spent_in_window: 0,
             access_token_lifetime: 3_599,
+            tokeninfo_names_user: true,
+            refresh_omits_scope: false,
             service_accounts: Vec::new(),
             risc_stream: risc_api::Stream::default(),
             stats: Stats::default(),
@@ -746,6 +757,31 @@ impl Emulator {
     }
 
     /// Issues access tokens that live `secs` from now on (Google's live 3599 s).
+    /// The user changes what the client may do (ticks or unticks a scope at their
+    /// account's settings, or grants one incrementally): every live refresh token of
+    /// `sub` holds `scopes` (space-delimited) from now on.
+    pub fn set_granted_scopes(&self, sub: &str, scopes: &str) {
+        self.shared.with(|s| {
+            for grant in s.refresh_tokens.values_mut().filter(|g| g.sub == sub && !g.revoked) {
+                grant.scopes = scopes.to_owned();
+            }
+        });
+    }
+
+    /// Whether refresh answers leave `scope` out; off by default.
+    pub fn set_refresh_omits_scope(&self, on: bool) {
+        self.shared.with(|s| s.refresh_omits_scope = on);
+    }
+
+    /// Whether tokeninfo names an access token's user (`sub`); on by default.
+    pub fn set_tokeninfo_names_user(&self, on: bool) {
+        self.shared.with(|s| s.tokeninfo_names_user = on);
+    }
+
+    pub fn tokeninfo_uri(&self) -> String {
+        format!("{}/tokeninfo", self.base_url())
+    }
+
     pub fn set_access_token_lifetime(&self, secs: u64) {
         self.shared.with(|s| s.access_token_lifetime = secs);
     }

@@ -23,6 +23,7 @@ pub(crate) fn router(shared: Shared) -> Router {
             post(|state, headers, body| to_completion(token(state, headers, body))),
         )
         .route("/oauth2/v3/certs", get(certs))
+        .route("/tokeninfo", get(tokeninfo).post(tokeninfo))
         .route(
             "/revoke",
             post(|state, query, body| to_completion(revoke(state, query, body))),
@@ -267,6 +268,9 @@ impl State {
         if let Some(at) = expires_at {
             answer["refresh_token_expires_in"] = json!(at.saturating_sub(now));
         }
+        if self.refresh_omits_scope {
+            answer.as_object_mut().map(|a| a.remove("scope"));
+        }
         if let Some(access) = answer["access_token"].as_str() {
             self.refreshed_access_tokens
                 .entry(sub.clone())
@@ -344,6 +348,60 @@ async fn certs(AxumState(shared): AxumState<Shared>) -> Response {
             response.headers_mut().insert(header::CACHE_CONTROL, value);
         }
         response
+    })
+}
+
+/// `/tokeninfo` for an access token (`access_token` in the query or a form body, or a
+/// Bearer header), as Google answers it: every value a string; `email` only with an email
+/// scope; `sub` unless the emulator is told to leave it out.
+async fn tokeninfo(
+    AxumState(shared): AxumState<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Some(faulted) = fault_answer(&shared, Endpoint::TokenInfo).await {
+        return faulted;
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let token = form(&body)
+        .remove("access_token")
+        .or_else(|| query.get("access_token").cloned())
+        .or(bearer);
+    shared.with(|s| {
+        s.stats.tokeninfo += 1;
+        let now = s.now();
+        let Some(grant) = token
+            .and_then(|t| s.access_tokens.get(&t))
+            .filter(|g| g.expires_at > now)
+            .cloned()
+        else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_token", "Invalid Value");
+        };
+        let client_id = s.settings.client_id.clone();
+        let mut answer = json!({
+            "azp": client_id,
+            "aud": client_id,
+            "scope": grant.scopes,
+            "exp": grant.expires_at.to_string(),
+            "expires_in": (grant.expires_at - now).to_string(),
+            "access_type": "offline",
+        });
+        if s.tokeninfo_names_user {
+            answer["sub"] = json!(grant.sub);
+        }
+        let email_scope = ["email", "https://www.googleapis.com/auth/userinfo.email"];
+        if grant.scopes.split(' ').any(|sc| email_scope.contains(&sc))
+            && let Some(user) = s.users.get(&grant.sub)
+        {
+            answer["email"] = json!(user.email);
+            answer["email_verified"] = json!(user.email_verified.to_string());
+        }
+        axum::Json(answer).into_response()
     })
 }
 

@@ -472,3 +472,39 @@ async fn a_pkce_code_needs_its_verifier_and_its_redirect_uri() {
     assert_eq!(status, 200, "{body}");
     assert!(body["refresh_token"].is_string());
 }
+
+#[tokio::test]
+async fn tokeninfo_answers_as_google_does_and_can_leave_the_user_out() {
+    let google = Client::start().await;
+    let tokeninfo = google.emulator.tokeninfo_uri();
+    let client_id = google.emulator.settings().client_id;
+    let (sub, answer) = google.signed_in(spec(DRIVE)).await;
+    let access = text(&answer, "access_token").to_owned();
+
+    let (status, info) = google.post_form(&tokeninfo, &[("access_token", &access)]).await;
+    assert_eq!(status, 200, "{info}");
+    // Every value a string, as Google sends them; no email without an email scope.
+    assert_eq!(
+        (text(&info, "aud"), text(&info, "azp")),
+        (client_id.as_str(), client_id.as_str())
+    );
+    assert_eq!((text(&info, "sub"), text(&info, "scope")), (sub.as_str(), DRIVE));
+    assert!(info["exp"].is_string() && info["expires_in"].is_string() && info.get("email").is_none());
+
+    let (_, with_email) = google.signed_in(spec(&format!("email {DRIVE}"))).await;
+    let (_, info) = google
+        .post_form(&tokeninfo, &[("access_token", text(&with_email, "access_token"))])
+        .await;
+    assert_eq!(text(&info, "email_verified"), "true");
+
+    google.emulator.set_tokeninfo_names_user(false);
+    let (_, info) = google.post_form(&tokeninfo, &[("access_token", &access)]).await;
+    assert!(info.get("sub").is_none(), "{info}");
+
+    // An unknown or expired token: Google's `invalid_token`.
+    let (status, info) = google.post_form(&tokeninfo, &[("access_token", "ya29.unknown")]).await;
+    assert_eq!((status, text(&info, "error")), (400, "invalid_token"));
+    google.emulator.advance_clock(Duration::from_secs(3_600));
+    let (status, info) = google.post_form(&tokeninfo, &[("access_token", &access)]).await;
+    assert_eq!((status, text(&info, "error")), (400, "invalid_token"));
+}

@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         "GOOGLE_RISC_CONFIG_URI={emulator}/.well-known/risc-configuration\n"
     ));
     out.push_str(&format!("GOOGLE_DRIVE_API={emulator}/drive/v3\n"));
+    out.push_str(&format!("GOOGLE_TOKENINFO_URI={emulator}/tokeninfo\n"));
     std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The variables of the sign-in, access-token and events functions, and those the AWS
 //! SDK and the log set-up read.
 
-use super::super::var::{Absent, List, Span, Text, Unit, Url, Var, Whole};
+use super::super::var::{Absent, List, ScopeList, Span, Text, Unit, Url, Var, Whole};
 use super::{millis, secs};
 
 // The sign-in function (`auth-code`: sign-in, deletion, RISC).
@@ -58,6 +58,21 @@ pub const ALLOWED_REDIRECT_URIS: Var<List> = Var {
     kind: List,
     doc: "the `redirectUri`s a web app may send besides `postmessage` (its redirect flow's callback URLs, as \
           registered with Google: `https`, or `http` on a loopback host)",
+};
+pub const GOOGLE_TOKENINFO_URI: Var<Url> = Var {
+    name: "GOOGLE_TOKENINFO_URI",
+    absent: Absent::Default(crate::google::DEFAULT_TOKENINFO_URI),
+    kind: Url,
+    doc: "Google's tokeninfo: names the user of a code whose exchange carried no ID token (granted without an \
+          identity scope)",
+};
+pub const REQUIRED_SCOPES: Var<ScopeList> = Var {
+    name: "REQUIRED_SCOPES",
+    absent: Absent::Default(""),
+    kind: ScopeList,
+    doc: "the scopes the product needs: a sign-in that lacks one still stores the grant, and its answer names \
+          them (`missing_scopes`) with how the app asks again (`ask_again`); the template sets the Drive scope the \
+          job uses",
 };
 pub const GOOGLE_RISC_CONFIG_URI: Var<Url> = Var {
     name: "GOOGLE_RISC_CONFIG_URI",

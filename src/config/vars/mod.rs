@@ -75,6 +75,8 @@ pub const SIGN_IN: Group = Group {
         &SIGN_IN_BUDGET_MS,
         &SIGN_IN_PARKING_QUEUE_URL,
         &ALLOWED_REDIRECT_URIS,
+        &GOOGLE_TOKENINFO_URI,
+        &REQUIRED_SCOPES,
         &GOOGLE_RISC_CONFIG_URI,
         &RISC_EVENT_RETENTION_DAYS,
     ],

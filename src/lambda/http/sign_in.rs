@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, json_response, media_type, require_requested_with};
-use crate::domain::{AuthCode, CodeVerifier, Platform, RedirectUri};
+use crate::domain::{AppIdToken, AuthCode, CodeVerifier, Platform, RedirectUri};
 use crate::ports::Ports;
 use crate::sign_in::{SignIn, SignInError, SignInRequest, SignedIn};
 use crate::upstream::Upstream;
@@ -83,11 +83,18 @@ pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap, body: &[u
         .map(CodeVerifier::parse)
         .transpose()
         .map_err(invalid)?;
+    let id_token = fields
+        .id_token
+        .as_deref()
+        .map(AppIdToken::parse)
+        .transpose()
+        .map_err(invalid)?;
     Ok(SignInRequest {
         code,
         platform,
         redirect_uri,
         code_verifier,
+        id_token,
     })
 }
 
@@ -101,6 +108,8 @@ struct Fields {
     redirect_uri: Option<String>,
     #[serde(rename = "codeVerifier")]
     code_verifier: Option<String>,
+    #[serde(rename = "idToken")]
+    id_token: Option<String>,
 }
 
 fn parse_form(text: &str) -> Result<Fields, ApiError> {
@@ -111,6 +120,7 @@ fn parse_form(text: &str) -> Result<Fields, ApiError> {
             "platform" => &mut fields.platform,
             "redirectUri" => &mut fields.redirect_uri,
             "codeVerifier" => &mut fields.code_verifier,
+            "idToken" => &mut fields.id_token,
             _ => continue,
         };
         if slot.replace(value.into_owned()).is_some() {
@@ -122,7 +132,9 @@ fn parse_form(text: &str) -> Result<Fields, ApiError> {
 
 fn parse_json(text: &str) -> Result<Fields, ApiError> {
     serde_json::from_str(text).map_err(|_| {
-        ApiError::invalid("the body is not a JSON object of strings (authCode, platform, redirectUri, codeVerifier)")
+        ApiError::invalid(
+            "the body is not a JSON object of strings (authCode, platform, redirectUri, codeVerifier, idToken)",
+        )
     })
 }
 
@@ -152,6 +164,23 @@ pub fn error_for(error: &SignInError) -> ApiError {
             StatusCode::UNAUTHORIZED,
             "invalid_id_token",
             "the ID token from Google failed verification",
+        ),
+        SignInError::AppIdTokenRefused(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_id_token",
+            "idToken failed verification (it must be a current Google ID token whose audience is the web client \
+             id); the code was not used",
+        ),
+        SignInError::IdentityUnconfirmed => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "identity_unconfirmed",
+            "Google named no user for this code: request an identity scope with it (on Android, add openid to \
+             AuthorizationRequest's scopes)",
+        ),
+        SignInError::IdentityMismatch => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "identity_mismatch",
+            "idToken names another user than Google does for this code; nothing was stored",
         ),
         SignInError::ReconsentRequired => ApiError::new(
             StatusCode::CONFLICT,
@@ -185,15 +214,34 @@ pub fn error_for(error: &SignInError) -> ApiError {
     }
 }
 
-/// `200` with `{"sub", "email", "scopes", "offline_access"}`.
-pub fn success(done: &SignedIn) -> Response<String> {
-    let body = json!({
+/// `200` with `{"sub", "email", "scopes", "offline_access"}`; when `REQUIRED_SCOPES` were
+/// not all granted, also `missing_scopes` and `ask_again` (how `platform`'s app asks for
+/// them).
+pub fn success(done: &SignedIn, platform: Platform) -> Response<String> {
+    let mut body = json!({
         "sub": done.sub,
         "email": done.email,
         "scopes": done.scopes,
         "offline_access": done.offline_access,
     });
+    if !done.missing_scopes.is_empty() {
+        body["missing_scopes"] = json!(done.missing_scopes);
+        body["ask_again"] = json!({
+            "platform": platform.as_str(),
+            "scopes": done.missing_scopes,
+            "how": ask_again_how(platform),
+        });
+    }
     json_response(StatusCode::OK, body.to_string(), None)
+}
+
+/// The client API with which an app of `platform` asks the user for more scopes.
+fn ask_again_how(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Android => "AuthorizationRequest.setRequestedScopes",
+        Platform::Ios => "GIDGoogleUser.addScopes",
+        Platform::Web => "initCodeClient with include_granted_scopes",
+    }
 }
 
 /// Handles one HTTP request end to end.
@@ -205,13 +253,26 @@ pub async fn handle<P: Ports, B: AsRef<[u8]>>(sign_in: &SignIn<P>, request: &htt
         request.body().as_ref(),
     );
     let outcome = match parsed {
-        Ok(asked) => sign_in.sign_in(asked).await.map_err(|e| (error_for(&e), Some(e))),
+        Ok(asked) => {
+            let platform = asked.platform;
+            sign_in
+                .sign_in(asked)
+                .await
+                .map(|done| (done, platform))
+                .map_err(|e| (error_for(&e), Some(e)))
+        }
         Err(api) => Err((api, None)),
     };
     match outcome {
-        Ok(done) => {
-            tracing::info!(status = 200, sub = %done.sub, replayed = done.replayed, "sign-in succeeded");
-            success(&done)
+        Ok((done, platform)) => {
+            tracing::info!(
+                status = 200,
+                sub = %done.sub,
+                replayed = done.replayed,
+                missing_scopes = done.missing_scopes.len(),
+                "sign-in succeeded"
+            );
+            success(&done, platform)
         }
         Err((api, cause)) => api.logged("sign-in", cause.as_ref().map(|e| e as &dyn std::error::Error)),
     }
@@ -254,6 +315,11 @@ pub fn check_parse_invariants(data: &[u8]) -> bool {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
                 );
+            }
+            if let Some(token) = &request.id_token {
+                let token = token.expose_secret();
+                assert!(token.len() <= crate::domain::MAX_APP_ID_TOKEN_LEN && token.split('.').count() == 3);
+                assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
             }
             if let Some(uri) = &request.redirect_uri {
                 let uri = uri.as_str();
@@ -352,6 +418,19 @@ mod tests {
     }
 
     #[test]
+    fn an_id_token_is_read_from_a_form_and_from_json_alike() {
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln";
+        let json = headers(&[("x-requested-with", "x"), ("content-type", "application/json")]);
+        let form = format!("authCode=4%2F0x&idToken={token}");
+        let body = format!(r#"{{"authCode":"4/0x","idToken":"{token}"}}"#);
+        for (h, body) in [(headers(FORM), form), (json, body)] {
+            let r = parse_request(&Method::POST, "/authcode", &h, body.as_bytes()).map_err(|e| e.message);
+            let r = r.as_ref().expect("parsed");
+            assert_eq!(r.id_token.as_ref().map(AppIdToken::expose_secret), Some(token));
+        }
+    }
+
+    #[test]
     fn a_bad_redirect_or_verifier_is_named_never_echoed() {
         for (body, field) in [
             (
@@ -365,6 +444,9 @@ mod tests {
                 "codeVerifier",
             ),
             ("codeVerifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "authCode"),
+            ("authCode=x&idToken=s3cret", "idToken"),
+            ("authCode=x&idToken=s3cret.s3cret.s3cret%3D", "idToken"),
+            ("idToken=a.b.c", "authCode"),
         ] {
             let e = parse_request(&Method::POST, "/authcode", &headers(FORM), body.as_bytes()).expect_err("refused");
             assert_eq!(

@@ -86,6 +86,7 @@ fn outcome_update(leased: &Grant, holder: Holder<'_>, outcome: &GrantOutcome, wi
             new_token,
             refresh_expires_at,
             drive,
+            scopes,
         } => {
             u.set(grant::LAST_REFRESH_AT, n(now));
             if let Some(at) = refresh_expires_at {
@@ -96,6 +97,9 @@ fn outcome_update(leased: &Grant, holder: Holder<'_>, outcome: &GrantOutcome, wi
             }
             if let (Some(token), true) = (new_token, with_version) {
                 schema::set_token(&mut u, token).set(grant::TOKEN_ISSUED_AT, n(now));
+            }
+            if let (Some(scopes), true) = (scopes, with_version) {
+                u.set(grant::SCOPES, schema::scopes(scopes));
             }
         }
         GrantOutcome::Deferred {

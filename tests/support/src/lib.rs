@@ -137,6 +137,7 @@ pub async fn spawn_stack_with(extra: &[(&str, &str)]) -> Stack {
     env.insert("GOOGLE_REVOKE_URI".into(), emulator.revoke_uri());
     env.insert("GOOGLE_RISC_CONFIG_URI".into(), emulator.risc_config_uri());
     env.insert("GOOGLE_DRIVE_API".into(), emulator.drive_api());
+    env.insert("GOOGLE_TOKENINFO_URI".into(), emulator.tokeninfo_uri());
     env.insert("HTTP_TIMEOUT_MS".into(), "1500".into());
     // moto serves one request at a time for every test running at once: a call can wait
     // seconds in its queue that DynamoDB would answer in milliseconds. The budgets still

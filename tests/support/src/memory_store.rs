@@ -257,8 +257,12 @@ impl MemoryJobStore {
                 new_token,
                 refresh_expires_at,
                 drive,
+                scopes,
             } => {
                 g.last_refresh_at = Some(lease.now);
+                if let (Some(scopes), true) = (scopes, same_version) {
+                    g.scopes = scopes.clone();
+                }
                 if refresh_expires_at.is_some() {
                     g.refresh_expires_at = *refresh_expires_at;
                 }
