@@ -34,6 +34,7 @@
 //!
 //! Test infrastructure, not product code: nothing here ships.
 
+mod consent;
 pub mod keys;
 pub mod risc;
 pub mod risc_api;
@@ -441,6 +442,9 @@ struct State {
     tokeninfo_names_user: bool,
     /// Refresh answers leave `scope` out (RFC 6749 allows it when unchanged).
     refresh_omits_scope: bool,
+    /// The web client's registered redirect URIs: the authorization endpoint sends codes
+    /// to these only.
+    registered_redirect_uris: Vec<String>,
     /// Service accounts whose tokens the RISC management API accepts.
     service_accounts: Vec<risc_api::ServiceAccount>,
     /// The RISC stream's configuration.
@@ -523,6 +527,7 @@ impl Emulator {
             access_token_lifetime: 3_599,
             tokeninfo_names_user: true,
             refresh_omits_scope: false,
+            registered_redirect_uris: Vec::new(),
             service_accounts: Vec::new(),
             risc_stream: risc_api::Stream::default(),
             stats: Stats::default(),
@@ -766,6 +771,17 @@ impl Emulator {
                 grant.scopes = scopes.to_owned();
             }
         });
+    }
+
+    /// Registers a redirect URI of the web client (as in Google Cloud's console): the
+    /// authorization endpoint redirects to registered URIs only.
+    pub fn register_redirect_uri(&self, uri: &str) {
+        self.shared.with(|s| s.registered_redirect_uris.push(uri.to_owned()));
+    }
+
+    /// The authorization endpoint a browser is sent to.
+    pub fn authorization_uri(&self) -> String {
+        format!("{}/o/oauth2/v2/auth", self.base_url())
     }
 
     /// Whether refresh answers leave `scope` out; off by default.

@@ -24,6 +24,9 @@ pub(crate) fn router(shared: Shared) -> Router {
         )
         .route("/oauth2/v3/certs", get(certs))
         .route("/tokeninfo", get(tokeninfo).post(tokeninfo))
+        .route("/o/oauth2/v2/auth", get(crate::consent::authorize))
+        .route("/o/oauth2/v2/auth/approve", post(crate::consent::approve))
+        .route("/_emulator/redirect-uris", post(register_redirect_uri))
         .route(
             "/revoke",
             post(|state, query, body| to_completion(revoke(state, query, body))),
@@ -403,6 +406,17 @@ async fn tokeninfo(
         }
         axum::Json(answer).into_response()
     })
+}
+
+/// `POST /_emulator/redirect-uris` with the URI as the body: registers it (`make dev`
+/// registers its example page).
+async fn register_redirect_uri(AxumState(shared): AxumState<Shared>, body: String) -> Response {
+    let uri = body.trim().to_owned();
+    if url::Url::parse(&uri).is_err() {
+        return (StatusCode::BAD_REQUEST, "not a URL").into_response();
+    }
+    shared.with(|s| s.registered_redirect_uris.push(uri));
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn revoke(

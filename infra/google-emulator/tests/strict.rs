@@ -508,3 +508,138 @@ async fn tokeninfo_answers_as_google_does_and_can_leave_the_user_out() {
     let (status, info) = google.post_form(&tokeninfo, &[("access_token", &access)]).await;
     assert_eq!((status, text(&info, "error")), (400, "invalid_token"));
 }
+
+#[tokio::test]
+async fn the_authorization_endpoint_redirects_only_to_a_registered_uri_with_state_and_a_pkce_bound_code() {
+    let google = Client::start().await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let callback = "http://127.0.0.1:1/callback";
+    google.emulator.register_redirect_uri(callback);
+    let client_id = google.emulator.settings().client_id;
+    let verifier = "a-verifier-of-forty-three-characters-or-more-0123";
+    let challenge = google_emulator::s256_challenge(verifier);
+    let authorize_url = |client: &str, redirect: &str, method: &str| {
+        let mut url = url::Url::parse(&google.emulator.authorization_uri()).expect("URL");
+        url.query_pairs_mut().extend_pairs([
+            ("client_id", client),
+            ("redirect_uri", redirect),
+            ("response_type", "code"),
+            ("scope", &format!("openid email {DRIVE}")),
+            ("state", "st-1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", method),
+        ]);
+        url.to_string()
+    };
+    let location = |r: &reqwest::Response| {
+        r.headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url::Url::parse(l).ok())
+            .map(|u| {
+                u.query_pairs()
+                    .into_owned()
+                    .collect::<std::collections::HashMap<_, _>>()
+            })
+    };
+
+    // Never a redirect to an unregistered URI, nor for another client.
+    for (client, redirect, status) in [
+        (client_id.as_str(), "http://127.0.0.1:1/elsewhere", 400),
+        ("another-client", callback, 401),
+    ] {
+        let page = browser
+            .get(authorize_url(client, redirect, "S256"))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(page.status().as_u16(), status);
+        assert!(page.headers().get("location").is_none());
+    }
+    // A plain challenge is refused back at the app, with its state.
+    let plain = browser
+        .get(authorize_url(&client_id, callback, "plain"))
+        .send()
+        .await
+        .expect("GET");
+    let back = location(&plain).expect("redirected");
+    assert_eq!(
+        (back["error"].as_str(), back["state"].as_str()),
+        ("invalid_request", "st-1")
+    );
+
+    let page = browser
+        .get(authorize_url(&client_id, callback, "S256"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.expect("page");
+    assert!(
+        html.contains(&format!("value=\"{DRIVE}\" checked")),
+        "Drive is a checkbox"
+    );
+    assert!(!html.contains("type=\"checkbox\" id=\"scope-0\""), "openid is not");
+
+    // The tester unticks Drive and continues.
+    let approve = format!("{}/approve", google.emulator.authorization_uri());
+    let form = |decision: &str, granted: &[&str]| {
+        let mut fields = vec![
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", callback),
+            ("state", "st-1"),
+            ("code_challenge", challenge.as_str()),
+            ("prompt", ""),
+            ("email", "browser.user@example.com"),
+            ("decision", decision),
+        ];
+        fields.extend(granted.iter().map(|g| ("granted", *g)));
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish()
+    };
+    let post = |body: String| {
+        browser
+            .post(approve.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let denied = post(form("deny", &[])).await.expect("POST");
+    let back = location(&denied).expect("redirected");
+    assert_eq!(
+        (back["error"].as_str(), back["state"].as_str()),
+        ("access_denied", "st-1")
+    );
+
+    let allowed = post(form("allow", &["openid", "email"])).await.expect("POST");
+    assert_eq!(allowed.status().as_u16(), 303);
+    let back = location(&allowed).expect("redirected");
+    assert_eq!(
+        (back["state"].as_str(), back["scope"].as_str()),
+        ("st-1", "openid email")
+    );
+    let code = back["code"].clone();
+
+    // The code is bound to the callback and the challenge.
+    let secret = google.emulator.settings().client_secret;
+    let mut answers = Vec::new();
+    for sent in ["the-wrong-verifier-of-forty-three-characters-0", verifier] {
+        let fields = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", callback),
+            ("code_verifier", sent),
+        ];
+        answers.push(google.token(&secret, &fields).await);
+    }
+    let (status, answer) = answers.remove(0);
+    assert_eq!((status, text(&answer, "error")), (400, "invalid_grant"));
+    let (status, answer) = answers.remove(0);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(text(&answer, "scope"), "openid email");
+    assert!(answer.get("id_token").is_some() && answer.get("refresh_token").is_some());
+}
