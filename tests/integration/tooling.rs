@@ -75,3 +75,76 @@ async fn an_sqs_long_poll_does_not_hold_the_local_aws_for_other_calls() {
     let received = poll.await.expect("task").expect("receive");
     assert!(received.messages().is_empty());
 }
+
+/// `make dev`'s function URL answers browsers as API Gateway would by `template.yaml`'s
+/// CORS rules and the allowed origins: an allowed origin's preflight gets the headers, a
+/// refused origin's (or a header the template does not allow) none, and a request's
+/// answer names only an allowed origin — never cargo lambda's "any origin".
+#[tokio::test]
+async fn the_local_function_url_applies_the_templates_cors_to_each_origin() {
+    let emulator = google_emulator::Emulator::start_default().await.expect("an upstream");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut front = tokio::process::Command::new(test_support::runtime_api::binary("function-url"))
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env("UPSTREAM", emulator.base_url())
+        .env("ALLOWED_ORIGINS", "http://127.0.0.1:8788, https://app.example.com")
+        .env("TEMPLATE", format!("{ROOT}/template.yaml"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("function-url starts");
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/_emulator/health");
+    let mut up = false;
+    for _ in 0..200 {
+        if http.get(&url).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(up, "function-url answers");
+    let preflight = |origin: &'static str, headers: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", headers)
+            .send()
+    };
+    let allow_origin = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let allowed = preflight("https://app.example.com", "content-type,x-requested-with")
+        .await
+        .expect("OPTIONS");
+    assert_eq!(allowed.status().as_u16(), 204);
+    assert_eq!(allow_origin(&allowed).as_deref(), Some("https://app.example.com"));
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-max-age")
+            .and_then(|v| v.to_str().ok()),
+        Some("600")
+    );
+    for (origin, headers) in [
+        ("https://evil.example.com", "content-type,x-requested-with"),
+        ("https://app.example.com", "content-type,x-custom"),
+    ] {
+        let refused = preflight(origin, headers).await.expect("OPTIONS");
+        assert_eq!(allow_origin(&refused), None, "{origin} {headers}");
+    }
+    for (origin, expected) in [
+        ("http://127.0.0.1:8788", Some("http://127.0.0.1:8788")),
+        ("https://evil.example.com", None),
+    ] {
+        let answer = http.get(&url).header("origin", origin).send().await.expect("GET");
+        assert_eq!(allow_origin(&answer).as_deref(), expected, "{origin}");
+        assert_eq!(answer.text().await.expect("body"), "ok", "forwarded");
+    }
+    front.kill().await.ok();
+}

@@ -434,3 +434,51 @@ mod tests {
         Ok(())
     }
 }
+
+/// What the template's HTTP API answers a browser (its `CorsConfiguration`), less the
+/// origins, which are the `AllowedOrigins` parameter's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsRules {
+    pub methods: Vec<String>,
+    pub headers: Vec<String>,
+    pub max_age: u64,
+}
+
+/// Reads `HttpApi`'s `CorsConfiguration` (the `!If [HasAllowedOrigins, {...}, ...]` of
+/// `template.yaml`), so the local function URL answers browsers as API Gateway would.
+pub fn cors_from_template(path: &Path) -> anyhow::Result<CorsRules> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: Value = serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let cors = doc
+        .get("Resources")
+        .and_then(|r| r.get("HttpApi"))
+        .and_then(|r| r.get("Properties"))
+        .and_then(|p| p.get("CorsConfiguration"))
+        .context("HttpApi has no CorsConfiguration")?;
+    // `!If [condition, when true, when false]`: the rules are the "when true".
+    let rules = match cors {
+        Value::Tagged(tagged) => tagged.value.as_sequence().and_then(|s| s.get(1)).cloned(),
+        other => Some(other.clone()),
+    }
+    .context("CorsConfiguration is not an !If of the rules")?;
+    let list = |name: &str| -> anyhow::Result<Vec<String>> {
+        rules
+            .get(name)
+            .and_then(Value::as_sequence)
+            .with_context(|| format!("CorsConfiguration.{name}"))?
+            .iter()
+            .map(|v| v.as_str().map(str::to_ascii_lowercase).context("a string"))
+            .collect()
+    };
+    Ok(CorsRules {
+        methods: list("AllowMethods")?
+            .into_iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect(),
+        headers: list("AllowHeaders")?,
+        max_age: rules
+            .get("MaxAge")
+            .and_then(Value::as_u64)
+            .context("CorsConfiguration.MaxAge")?,
+    })
+}
