@@ -71,24 +71,19 @@ pub fn parse_request(method: &Method, path: &str, headers: &HeaderMap, body: &[u
         Some(p) => Platform::parse(&p).map_err(invalid)?,
         None => Platform::default(),
     };
-    let redirect_uri = fields
-        .redirect_uri
-        .as_deref()
-        .map(RedirectUri::parse)
-        .transpose()
-        .map_err(invalid)?;
-    let code_verifier = fields
-        .code_verifier
-        .as_deref()
-        .map(CodeVerifier::parse)
-        .transpose()
-        .map_err(invalid)?;
-    let id_token = fields
-        .id_token
-        .as_deref()
-        .map(AppIdToken::parse)
-        .transpose()
-        .map_err(invalid)?;
+    // An optional field: absent, or valid as its type says.
+    fn optional<T>(
+        raw: Option<String>,
+        parse: fn(&str) -> Result<T, crate::domain::ParseError>,
+    ) -> Result<Option<T>, ApiError> {
+        raw.as_deref()
+            .map(parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid(e.0))
+    }
+    let redirect_uri = optional(fields.redirect_uri, RedirectUri::parse)?;
+    let code_verifier = optional(fields.code_verifier, CodeVerifier::parse)?;
+    let id_token = optional(fields.id_token, AppIdToken::parse)?;
     Ok(SignInRequest {
         code,
         platform,
