@@ -148,7 +148,7 @@ impl<P: Ports> HttpApi<P> {
 }
 
 impl<K: AnyKeys, C: AnyClock> App<K, C> {
-    fn token_endpoint(&self) -> HttpTokenEndpoint {
+    pub fn token_endpoint(&self) -> HttpTokenEndpoint {
         HttpTokenEndpoint::new(self.http.clone())
     }
 
@@ -311,6 +311,15 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
                 },
                 defer_base: config.defer_base,
                 defer_max: config.defer_max,
+                expiry_notice: config.expiry_notice,
+                consent_testing: config.consent_testing,
+                // Drive is due once its last call is older than (N - 1/2) cycles: a grant
+                // met a little early or late in its cycle keeps the cadence. N = 1 is
+                // every cycle, however close together (an operator's extra run too).
+                drive_probe_after: match config.drive_probe_every {
+                    0 | 1 => std::time::Duration::ZERO,
+                    n => config.cycle.mul_f64(f64::from(n) - 0.5),
+                },
                 state_ttl: config.state_ttl,
                 open_failure_limit: config.open_failure_limit,
                 revoke_uri: common.revoke_uri.clone(),
@@ -405,7 +414,7 @@ pub fn event_keeper(config: &EventsConfig, aws: &aws_config::SdkConfig) -> Failu
 /// How the `events` function publishes a batch.
 pub fn batch_settings(config: &EventsConfig) -> BatchSettings {
     BatchSettings {
-        failing_after: config.refresh_failing_after,
+        required_scopes: config.required_scopes.iter().cloned().collect(),
         give_up_after: config.give_up_after,
     }
 }

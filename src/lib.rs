@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod deletion;
+pub mod doctor;
 pub mod domain;
 pub mod events;
 #[cfg(test)]

@@ -13,8 +13,9 @@ use crate::config::CommonConfig;
 use crate::crypto::{Binding, CryptoError, KeyCacheLimits, KmsKeyProvider, TokenCipher};
 use crate::deletion::DeleteGrant;
 use crate::deletion::{Deleted, DeletionError};
-use crate::domain::{AccessToken, GoogleSubject, RefreshToken};
+use crate::domain::{AccessToken, GoogleSubject, RefreshToken, Scopes};
 use crate::google::{Revocation, TokenEndpoint, TokenRevocation};
+use crate::grant::health::{Health, health};
 use crate::store::{
     Applied, CachedToken, DynamoStore, Grant, GrantStatus, GrantStore, OperatorStore, ReencryptCheckpoint, RiscStore,
     StoreError, reasons,
@@ -45,6 +46,33 @@ pub struct GrantDetails {
     pub grant: Grant,
     /// When the cached access token expires, if one is cached.
     pub access_token_expires_at: Option<u64>,
+    /// Its three levels of health, against `REQUIRED_SCOPES`.
+    pub health: Health,
+}
+
+/// Active grants by the state of each level of health.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct HealthCounts {
+    pub refresh: BTreeMap<&'static str, u64>,
+    pub api: BTreeMap<&'static str, u64>,
+    pub scopes: BTreeMap<&'static str, u64>,
+}
+
+impl HealthCounts {
+    fn new() -> Self {
+        let states = |names: &[&'static str]| names.iter().map(|n| (*n, 0)).collect();
+        Self {
+            refresh: states(&["ok", "failing", "unknown"]),
+            api: states(&["ok", "failing", "unknown"]),
+            scopes: states(&["ok", "missing"]),
+        }
+    }
+
+    fn count(&mut self, h: &Health) {
+        *self.refresh.entry(h.refresh.state.as_str()).or_default() += 1;
+        *self.api.entry(h.api.state.as_str()).or_default() += 1;
+        *self.scopes.entry(h.scopes.state.as_str()).or_default() += 1;
+    }
 }
 
 /// Counts over the whole grants table.
@@ -54,6 +82,8 @@ pub struct Stats {
     pub by_status: BTreeMap<&'static str, u64>,
     /// Active grants whose last refresh failed (`failure_count` > 0).
     pub failing: u64,
+    /// Active grants by each level of health.
+    pub health: HealthCounts,
     /// Grants a security event flagged for review.
     pub flagged: u64,
     /// Grants with time-based access.
@@ -99,6 +129,8 @@ pub struct Operator {
     pub store: DynamoStore,
     pub keys: KmsKeyProvider,
     pub deletion: DeleteGrant,
+    /// `REQUIRED_SCOPES`: what a grant's `scopes` health is measured against.
+    pub required_scopes: Scopes,
     aws: aws_config::SdkConfig,
 }
 
@@ -111,6 +143,7 @@ impl Operator {
             keys: app.keys.clone(),
             deletion: app.deletion(config),
             common: config.common.clone(),
+            required_scopes: config.required_scopes.iter().cloned().collect(),
             aws: crate::app::with_timeouts(aws, config.common.aws_timeouts),
         })
     }
@@ -188,6 +221,7 @@ impl Operator {
         };
         let cached: Option<CachedToken> = self.store.cached_access_token(sub).await?;
         Ok(Some(GrantDetails {
+            health: health(&grant, &self.required_scopes),
             grant,
             access_token_expires_at: cached.map(|c| c.expires_at),
         }))
@@ -197,6 +231,7 @@ impl Operator {
     pub async fn stats(&self, mut on_page: impl FnMut(usize)) -> Result<Stats, StoreError> {
         let mut stats = Stats {
             by_status: GrantStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
+            health: HealthCounts::new(),
             ..Stats::default()
         };
         self.each_page(None, |page, malformed| {
@@ -205,6 +240,9 @@ impl Operator {
                 stats.grants += 1;
                 *stats.by_status.entry(g.status.as_str()).or_default() += 1;
                 stats.failing += u64::from(g.status == GrantStatus::Active && g.failure_count > 0);
+                if g.status == GrantStatus::Active {
+                    stats.health.count(&health(g, &self.required_scopes));
+                }
                 stats.flagged += u64::from(!g.review_flags.is_empty());
                 stats.time_limited += u64::from(g.refresh_expires_at.is_some());
                 stats.without_token_digests += u64::from(g.refresh_token.is_some() && g.token_digests.is_none());

@@ -8,6 +8,7 @@
     reason = "a CLI: its output is the point"
 )]
 
+mod doctor;
 mod events;
 mod grants;
 mod job;
@@ -31,7 +32,7 @@ use offline_access::operator::{Operator, OperatorError};
 #[command(
     name = "offline-access",
     version,
-    about = "Operate an offline-access stack: its grants, statistics, re-encryption, Google's RISC stream, the offline job and the events' failure queue",
+    about = "Operate an offline-access stack: its grants, statistics, re-encryption, Google's RISC stream, the offline job, the events' failure queue, and a check of it all (doctor)",
     after_help = "The stack comes from --stack (a deployed stack's CloudFormation outputs), --env-file \
                   (KEY=value lines: `make dev` writes .local/env), or the variables the functions read \
                   (GRANTS_TABLE, STATE_TABLE, CLIENT_SECRET_ID, TOKEN_KEY_ID, TOKEN_BINDING)."
@@ -86,6 +87,12 @@ enum Command {
         #[command(subcommand)]
         command: events::Events,
     },
+    /// Check the deployment end to end: secret, KMS key, tables, bus, Google, RISC
+    Doctor {
+        /// A service account's JSON key file, to check the RISC stream too (else skipped)
+        #[arg(long, value_name = "FILE", env = "RISC_SERVICE_ACCOUNT_FILE")]
+        service_account: Option<PathBuf>,
+    },
 }
 
 /// The variables: the process's; the env file's where the process sets none (the
@@ -133,6 +140,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Events { command } = cli.command {
         return events::run(&env, &aws, command, cli.json).await;
     }
+    if let Command::Doctor { service_account } = &cli.command {
+        return doctor::run(&env, &aws, service_account.as_deref(), cli.json).await;
+    }
     let config = SignInConfig::from_env(&env).context("the stack's variables")?;
     let operator = Operator::new(&config, &aws)?;
     let json = cli.json;
@@ -141,7 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats => stats::run(&operator, json).await,
         Command::Reencrypt { to_key, restart } => reencrypt::run(&operator, to_key.as_deref(), restart, json).await,
         Command::Job { command } => job::run(&operator, &env, command, json).await,
-        Command::Risc { .. } | Command::Events { .. } => unreachable!("handled above"),
+        Command::Risc { .. } | Command::Events { .. } | Command::Doctor { .. } => unreachable!("handled above"),
     }
 }
 

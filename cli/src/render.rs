@@ -5,6 +5,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use offline_access::deletion::Deleted;
 use offline_access::google::Revocation;
+use offline_access::grant::health::{Health, Level, State};
 use offline_access::job::Report;
 use offline_access::operator::{GrantDetails, Revoked, Stats};
 use offline_access::store::{Applied, Grant, ReencryptCheckpoint};
@@ -92,6 +93,51 @@ pub fn grants(grants: &[Grant], json: bool) {
     println!("{} grant(s)", grants.len());
 }
 
+/// A level of health as `grants show --json` carries it.
+fn level_json(l: &Level) -> Value {
+    json!({
+        "state": l.state.as_str(),
+        "ok_at": json_time(l.ok_at),
+        "failing_since": json_time(l.failing_since),
+        "error": l.error,
+    })
+}
+
+fn health_json(h: &Health) -> Value {
+    json!({
+        "refresh": level_json(&h.refresh),
+        "api": level_json(&h.api),
+        "scopes": {"state": h.scopes.state.as_str(), "granted": h.scopes.granted, "missing": h.scopes.missing},
+    })
+}
+
+/// A level of health in words, for the table.
+fn level_words(what: &str, l: &Level) -> String {
+    match l.state {
+        State::Ok => format!("ok: {what} worked at {}", time(l.ok_at)),
+        State::Failing => format!(
+            "FAILING since {} ({}); last worked {}",
+            time(l.failing_since),
+            l.error.as_deref().unwrap_or("-"),
+            time(l.ok_at)
+        ),
+        State::Unknown => format!("unknown: no {what} yet"),
+    }
+}
+
+fn health_words(h: &Health) -> [(&'static str, String); 3] {
+    let scopes = if h.scopes.missing.is_empty() {
+        "ok: every required scope granted".to_owned()
+    } else {
+        format!("MISSING {}", h.scopes.missing.join(" "))
+    };
+    [
+        ("health: refresh", level_words("the refresh", &h.refresh)),
+        ("health: api", level_words("a Drive call", &h.api)),
+        ("health: scopes", scopes),
+    ]
+}
+
 pub fn details(d: &GrantDetails, json: bool) {
     let g = &d.grant;
     let mut j = grant_json(g);
@@ -99,6 +145,7 @@ pub fn details(d: &GrantDetails, json: bool) {
     j["name"] = json!(g.profile.name);
     j["access_token_cached_until"] = json_time(d.access_token_expires_at);
     if json {
+        j["health"] = health_json(&d.health);
         println!("{j}");
         return;
     }
@@ -118,6 +165,9 @@ pub fn details(d: &GrantDetails, json: bool) {
             };
             t.add_row(vec![k, shown]);
         }
+    }
+    for (k, words) in health_words(&d.health) {
+        t.add_row(vec![k.to_owned(), words]);
     }
     println!("{t}");
 }
@@ -142,6 +192,15 @@ pub fn stats(s: &Stats, json: bool) {
         t.add_row(vec![format!("  {status}"), n.to_string()]);
     }
     t.add_row(vec!["active, last refresh failed".to_owned(), s.failing.to_string()]);
+    for (level, counts) in [
+        ("refresh", &s.health.refresh),
+        ("api", &s.health.api),
+        ("scopes", &s.health.scopes),
+    ] {
+        for (state, n) in counts {
+            t.add_row(vec![format!("active, {level} {state}"), n.to_string()]);
+        }
+    }
     t.add_row(vec!["flagged by Google for review".to_owned(), s.flagged.to_string()]);
     t.add_row(vec!["time-limited access".to_owned(), s.time_limited.to_string()]);
     t.add_row(vec![
@@ -236,4 +295,29 @@ pub fn line(what: &str, text: &str, json: bool) {
     } else {
         println!("{what}: {text}");
     }
+}
+
+/// `doctor`'s checklist.
+pub fn checklist(checks: &[offline_access::doctor::Check], json: bool) {
+    use offline_access::doctor::Outcome;
+    if json {
+        let healthy = offline_access::doctor::healthy(checks);
+        println!("{}", json!({"healthy": healthy, "checks": checks}));
+        return;
+    }
+    let mut t = table(&["check", "", "found", "fix"]);
+    for c in checks {
+        let mark = match c.outcome {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "FAIL",
+            Outcome::Skipped => "skipped",
+        };
+        t.add_row(vec![
+            c.name.to_owned(),
+            mark.to_owned(),
+            c.detail.clone(),
+            c.fix.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    println!("{t}");
 }

@@ -63,6 +63,8 @@ pub struct IssuedToken {
     /// Unix seconds.
     pub expires_at: u64,
     pub scopes: Scopes,
+    /// When the grant's time-based access ends (Unix seconds); `None`: lasting access.
+    pub refresh_expires_at: Option<u64>,
 }
 
 /// Why no token was issued. Every case is an answer the caller can act on.
@@ -300,6 +302,7 @@ impl<P: Ports> AccessTokens<P> {
                 access_token,
                 expires_at: cached.expires_at,
                 scopes: cached.scopes.clone(),
+                refresh_expires_at: cached.grant_ends_at,
             }),
             Err(e) => {
                 // Refreshing replaces it; nothing is lost.

@@ -155,6 +155,7 @@ mod tests {
                     scopes: Scopes::from_space_delimited("openid"),
                     obtained_at: at,
                     token_gen: 1,
+                    grant_ends_at: None,
                 }),
                 failed_at,
                 retry_at: None,

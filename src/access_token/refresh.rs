@@ -5,9 +5,9 @@ use tokio::time::Instant;
 
 use super::{AccessError, AccessRequest, AccessTokens, IssuedToken, MAX_TOKENS_TRIED, unavailable};
 use crate::clock::Clock;
-use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens};
+use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens, as_client};
 use crate::grant::decide::{Disposition, Failure, disposition, likely_cause};
-use crate::grant::{changed_scopes, seal_rotated, sealed_for_cache, token_scopes};
+use crate::grant::{changed_scopes, refresh_expires_at as grant_ends_at, seal_rotated, sealed_for_cache, token_scopes};
 use crate::ports::Ports;
 use crate::store::{
     AccessStore, AccessTokenCache, AccessView, DriveOutcome, Grant, GrantOutcome, GrantStatus, Holder, Recorded,
@@ -71,11 +71,11 @@ impl<P: Ports> AccessTokens<P> {
         owner: &str,
         deadline: Instant,
     ) -> (Result<IssuedToken, AccessError>, Option<GrantOutcome>, Grant) {
-        let credentials = match self.secrets.current().await {
-            Ok(c) => c,
-            Err(e) => return (Err(self.upstream(e)), Some(GrantOutcome::Released), grant),
-        };
-        let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
+        // Read before the token is opened: a secret that cannot be read is the operator's
+        // to fix, never a failed refresh of this grant. (Cached: `as_client` reads it again.)
+        if let Err(e) = self.secrets.current().await {
+            return (Err(self.upstream(e)), Some(GrantOutcome::Released), grant);
+        }
         let mut tried = 0;
         loop {
             tried += 1;
@@ -104,14 +104,20 @@ impl<P: Ports> AccessTokens<P> {
                     return (Err(answer), Some(GrantOutcome::Released), grant);
                 }
             };
-            let refreshed = self
-                .token_endpoint
-                .refresh(TokenRefresh {
-                    token_uri,
-                    credentials: &credentials,
-                    refresh_token: &refresh_token,
-                })
-                .await;
+            let refreshed = as_client(&self.secrets, |credentials| {
+                let refresh_token = &refresh_token;
+                async move {
+                    self.token_endpoint
+                        .refresh(TokenRefresh {
+                            token_uri: credentials.token_uri(self.settings.token_uri_override.as_deref()),
+                            credentials: &credentials,
+                            refresh_token,
+                        })
+                        .await
+                }
+            })
+            .await
+            .map(|(tokens, _)| tokens);
             let error = match refreshed {
                 Ok(tokens) => {
                     let new_token = match &tokens.refresh_token {
@@ -147,6 +153,7 @@ impl<P: Ports> AccessTokens<P> {
                     let issued = IssuedToken {
                         expires_at: now.saturating_add(tokens.expires_in.as_secs()),
                         scopes: token_scopes(&tokens, &grant),
+                        refresh_expires_at: grant_ends_at(&tokens, &grant, now),
                         access_token: tokens.access_token,
                     };
                     return (Ok(issued), end, grant);

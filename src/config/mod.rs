@@ -152,6 +152,12 @@ pub struct JobConfig {
     pub defer_base: Duration,
     /// `DEFER_MAX_SECS`.
     pub defer_max: Duration,
+    /// `EXPIRY_NOTICE_SECS`.
+    pub expiry_notice: Duration,
+    /// `GOOGLE_CONSENT_TESTING`.
+    pub consent_testing: bool,
+    /// `DRIVE_PROBE_EVERY`.
+    pub drive_probe_every: u32,
     /// `SCAN_PAGE_SIZE`.
     pub page_size: i32,
     /// `CYCLE_MINUTES`.
@@ -280,6 +286,9 @@ impl JobConfig {
             retry_cap: RETRY_CAP_MS.read(env)?,
             defer_base: DEFER_BASE_SECS.read(env)?,
             defer_max: DEFER_MAX_SECS.read(env)?,
+            expiry_notice: EXPIRY_NOTICE_SECS.read(env)?,
+            consent_testing: GOOGLE_CONSENT_TESTING.read(env)?,
+            drive_probe_every: DRIVE_PROBE_EVERY.read(env)?,
             page_size: SCAN_PAGE_SIZE.read(env)?,
             cycle: CYCLE_MINUTES.read(env)?,
             drive_max_pages: DRIVE_MAX_PAGES.read(env)?,
@@ -300,19 +309,20 @@ pub struct EventsConfig {
     pub failure_queue_url: String,
     /// `EVENTS_GIVE_UP_SECS`.
     pub give_up_after: Duration,
-    /// `REFRESH_FAILING_AFTER`.
-    pub refresh_failing_after: u32,
+    /// `REQUIRED_SCOPES`: a grant's `scopes` health is `missing` without one.
+    pub required_scopes: Vec<String>,
     /// `AWS_ATTEMPT_TIMEOUT_MS`, `AWS_CALL_TIMEOUT_MS`.
     pub aws_timeouts: AwsTimeouts,
 }
 
 impl EventsConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        REFRESH_FAILING_AFTER.read_optional(env)?;
         Ok(Self {
             event_bus_name: EVENT_BUS_NAME.read(env)?,
             failure_queue_url: EVENTS_FAILURE_QUEUE_URL.read(env)?,
             give_up_after: EVENTS_GIVE_UP_SECS.read(env)?,
-            refresh_failing_after: REFRESH_FAILING_AFTER.read(env)?,
+            required_scopes: REQUIRED_SCOPES.read(env)?,
             aws_timeouts: AwsTimeouts::from_env(env)?,
         })
     }
@@ -404,7 +414,7 @@ mod tests {
         let sign_in = read_by(|env| {
             let _ = SignInConfig::from_env(env);
         });
-        assert_eq!(sign_in, listed(&[&COMMON, &SIGN_IN, &AWS_CLIENTS]));
+        assert_eq!(sign_in, listed(&[&COMMON, &SIGN_IN, &HEALTH, &AWS_CLIENTS]));
         let job = read_by(|env| {
             let _ = JobConfig::from_env(env);
         });
@@ -416,7 +426,7 @@ mod tests {
         let events = read_by(|env| {
             let _ = EventsConfig::from_env(env);
         });
-        assert_eq!(events, listed(&[&EVENTS, &AWS_CLIENTS]));
+        assert_eq!(events, listed(&[&EVENTS, &HEALTH, &AWS_CLIENTS]));
     }
 
     #[test]
@@ -519,7 +529,7 @@ mod tests {
         for (name, value, why) in [
             ("REFRESH_SEGMENTS", "0", "from 1 to 1000000"),
             ("RISC_EVENT_RETENTION_DAYS", "29", "from 30"),
-            ("REFRESH_FAILING_AFTER", "0", "from 1"),
+            ("DEFER_BASE_SECS", "x", "not a whole number"),
             ("SCAN_PAGE_SIZE", "x", "not a whole number"),
         ] {
             let [e, f] = EVENTS_BASE;
@@ -575,6 +585,12 @@ mod tests {
                 .map(|e| e.to_string());
             assert!(err.as_ref().is_some_and(|e| e.contains(name)), "{name}: {err:?}");
         }
+        let [e, f] = EVENTS_BASE;
+        let retired = EventsConfig::from_env(&[e, f, ("REFRESH_FAILING_AFTER", "3")]).err();
+        assert!(
+            retired.is_some_and(|e| e.to_string().contains("GrantHealthChanged")),
+            "a retired variable fails init, saying what replaced it"
+        );
         let utc = JobConfig::from_env(&[a, b, c, d, ("GOOGLE_QUOTA_DAY_TZ", "UTC0"), ("DRIVE_SYNC", "list")]);
         assert!(utc.is_ok_and(|j| j.drive_sync == DriveSync::List));
     }

@@ -9,6 +9,8 @@
 
 use serde_json::{Value, json};
 
+use crate::domain::Scopes;
+use crate::grant::health;
 #[cfg(test)]
 use crate::store::{Change, Unreadable};
 use crate::store::{Grant, GrantStatus};
@@ -59,14 +61,19 @@ pub enum DetailType {
     GrantResumed,
     /// The user asked for their data to be deleted: unusable from now on.
     GrantDeleted,
-    /// The offline job failed to refresh the grant `REFRESH_FAILING_AFTER` times in a row.
-    RefreshFailing,
+    /// A level of the grant's health changed state ([`crate::grant::health`]): its
+    /// refresh or its Drive call began or stopped failing, or the `REQUIRED_SCOPES` it
+    /// lacks changed. (It replaces `RefreshFailing`.)
+    GrantHealthChanged,
     /// A security event from Google flagged the grant for review.
     RiscEventReceived,
+    /// The grant will end at a time that can be predicted (time-based access; a consent
+    /// screen in Testing), now within `EXPIRY_NOTICE_SECS`: told once.
+    GrantExpiring,
 }
 
 impl DetailType {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::GrantCreated,
         Self::GrantScopesChanged,
         Self::GrantRevoked,
@@ -74,8 +81,9 @@ impl DetailType {
         Self::GrantSuspended,
         Self::GrantResumed,
         Self::GrantDeleted,
-        Self::RefreshFailing,
+        Self::GrantHealthChanged,
         Self::RiscEventReceived,
+        Self::GrantExpiring,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,8 +95,9 @@ impl DetailType {
             Self::GrantSuspended => "GrantSuspended",
             Self::GrantResumed => "GrantResumed",
             Self::GrantDeleted => "GrantDeleted",
-            Self::RefreshFailing => "RefreshFailing",
+            Self::GrantHealthChanged => "GrantHealthChanged",
             Self::RiscEventReceived => "RiscEventReceived",
+            Self::GrantExpiring => "GrantExpiring",
         }
     }
 }
@@ -107,6 +116,10 @@ pub struct GrantEvent {
     pub version: u64,
     /// For `RiscEventReceived`: the flags the event added.
     pub flags: Vec<String>,
+    /// For `GrantHealthChanged`: the level and its change.
+    pub health: Option<health::Change>,
+    /// For `GrantExpiring`: the end announced.
+    pub expiring: Option<crate::store::Expiring>,
 }
 
 impl GrantEvent {
@@ -120,16 +133,14 @@ impl GrantEvent {
             at: grant.updated_at,
             version: grant.version,
             flags: Vec::new(),
+            health: None,
+            expiring: None,
         }
     }
 
     /// The event's `detail`.
     pub fn detail(&self) -> Value {
-        let at = i64::try_from(self.at)
-            .ok()
-            .and_then(|s| jiff::Timestamp::from_second(s).ok())
-            .map(|t| t.to_string())
-            .unwrap_or_default();
+        let at = rfc3339(self.at);
         let mut detail = json!({
             "sub": self.sub,
             "status": self.status.as_str(),
@@ -141,13 +152,35 @@ impl GrantEvent {
         if self.detail_type == DetailType::RiscEventReceived {
             detail["flags"] = json!(self.flags);
         }
+        if let (DetailType::GrantExpiring, Some(expiring)) = (self.detail_type, &self.expiring) {
+            detail["expires_at"] = json!(rfc3339(expiring.at));
+            detail["reason"] = json!(expiring.reason);
+        }
+        if let Some(change) = &self.health {
+            detail["level"] = json!(change.level);
+            detail["from"] = json!(change.from);
+            detail["to"] = json!(change.to);
+            match change.level {
+                "scopes" => detail["missing"] = json!(change.missing),
+                _ => detail["error"] = json!(change.error),
+            }
+        }
         detail
     }
 }
 
+/// Unix seconds as RFC 3339 in UTC.
+fn rfc3339(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 /// The events one committed change is, in the order a consumer should see them. A change
 /// that does not change the grant's state (a routine refresh, a lease) is none.
-pub fn events_for(old: Option<&Grant>, new: Option<&Grant>, failing_after: u32) -> Vec<GrantEvent> {
+pub fn events_for(old: Option<&Grant>, new: Option<&Grant>, required: &Scopes) -> Vec<GrantEvent> {
     // A removed item is a tombstone's TTL: its deletion was published when it began.
     let Some(new) = new else {
         return Vec::new();
@@ -170,9 +203,26 @@ pub fn events_for(old: Option<&Grant>, new: Option<&Grant>, failing_after: u32) 
     } else if new.status == GrantStatus::Active && old.is_some_and(|o| o.scopes != new.scopes) {
         events.push(GrantEvent::of(DetailType::GrantScopesChanged, new));
     }
-    let failures_before = old.map_or(0, |g| g.failure_count);
-    if failing_after > 0 && failures_before < failing_after && new.failure_count >= failing_after {
-        events.push(GrantEvent::of(DetailType::RefreshFailing, new));
+    let announced = new
+        .expiring
+        .as_ref()
+        .filter(|e| old.is_none_or(|o| o.expiring.as_ref() != Some(*e)));
+    if let (Some(expiring), GrantStatus::Active) = (announced, new.status) {
+        events.push(GrantEvent {
+            expiring: Some(expiring.clone()),
+            ..GrantEvent::of(DetailType::GrantExpiring, new)
+        });
+    }
+    // Health is news while the grant is usable; its end is told by its status.
+    if new.status == GrantStatus::Active && was == Some(GrantStatus::Active) {
+        events.extend(
+            health::changes(old, new, required)
+                .into_iter()
+                .map(|change| GrantEvent {
+                    health: Some(change),
+                    ..GrantEvent::of(DetailType::GrantHealthChanged, new)
+                }),
+        );
     }
     let added: Vec<String> = new
         .review_flags
@@ -255,6 +305,9 @@ mod tests {
             last_sync_at: None,
             failure_count: 0,
             next_attempt_at: None,
+            refresh_failing: None,
+            api_failing: None,
+            expiring: None,
             last_cycle: None,
             drive_files: None,
             drive_truncated: false,
@@ -265,7 +318,10 @@ mod tests {
     }
 
     fn types(old: Option<&Grant>, new: Option<&Grant>) -> Vec<&'static str> {
-        events_for(old, new, 3).iter().map(|e| e.detail_type.as_str()).collect()
+        events_for(old, new, &Scopes::default())
+            .iter()
+            .map(|e| e.detail_type.as_str())
+            .collect()
     }
 
     #[test]
@@ -303,19 +359,83 @@ mod tests {
     }
 
     #[test]
-    fn refresh_failing_is_told_once_when_the_count_reaches_the_threshold() {
-        let mut old = grant(GrantStatus::Active, "openid", 1);
-        let mut seen = Vec::new();
-        for count in 1..=5 {
-            let new = Grant {
-                failure_count: count,
-                ..old.clone()
-            };
-            seen.push(types(Some(&old), Some(&new)));
-            old = new;
-        }
-        let failing: Vec<usize> = (0..5).filter(|&i| seen[i] == ["RefreshFailing"]).collect();
-        assert_eq!(failing, [2], "{seen:?}");
+    fn a_level_of_health_that_begins_or_stops_failing_is_told_once_with_its_change() {
+        let required = Scopes::from_space_delimited("https://www.googleapis.com/auth/drive.appdata");
+        let old = Grant {
+            last_refresh_at: Some(10),
+            ..grant(
+                GrantStatus::Active,
+                "openid https://www.googleapis.com/auth/drive.appdata",
+                1,
+            )
+        };
+        let failing = Grant {
+            failure_count: 1,
+            refresh_failing: Some(crate::store::Failing {
+                since: 20,
+                error: "unavailable".into(),
+            }),
+            version: 2,
+            ..old.clone()
+        };
+        let again = Grant {
+            failure_count: 2,
+            version: 3,
+            ..failing.clone()
+        };
+        let healed = Grant {
+            refresh_failing: None,
+            failure_count: 0,
+            version: 4,
+            ..again.clone()
+        };
+        let health = |old: &Grant, new: &Grant| -> Vec<Value> {
+            events_for(Some(old), Some(new), &required)
+                .iter()
+                .filter(|e| e.detail_type == DetailType::GrantHealthChanged)
+                .map(GrantEvent::detail)
+                .collect()
+        };
+        let began = health(&old, &failing);
+        assert_eq!(began.len(), 1);
+        assert_eq!(
+            (
+                &began[0]["level"],
+                &began[0]["from"],
+                &began[0]["to"],
+                &began[0]["error"],
+                &began[0]["version"]
+            ),
+            (
+                &json!("refresh"),
+                &json!("ok"),
+                &json!("failing"),
+                &json!("unavailable"),
+                &json!(2)
+            )
+        );
+        assert!(health(&failing, &again).is_empty(), "still failing: nothing new");
+        let ended = health(&again, &healed);
+        assert_eq!((&ended[0]["from"], &ended[0]["to"]), (&json!("failing"), &json!("ok")));
+        let lost_drive = Grant {
+            scopes: Scopes::from_space_delimited("openid"),
+            version: 5,
+            ..healed.clone()
+        };
+        let scopes = health(&healed, &lost_drive);
+        assert_eq!(
+            (&scopes[0]["level"], &scopes[0]["to"], &scopes[0]["missing"]),
+            (
+                &json!("scopes"),
+                &json!("missing"),
+                &json!(["https://www.googleapis.com/auth/drive.appdata"])
+            )
+        );
+        let revoked = Grant {
+            status: GrantStatus::Revoked,
+            ..failing.clone()
+        };
+        assert!(health(&old, &revoked).is_empty(), "an end is told by its status");
     }
 
     #[test]
@@ -331,7 +451,7 @@ mod tests {
             ],
             ..old.clone()
         };
-        let events = events_for(Some(&old), Some(&new), 3);
+        let events = events_for(Some(&old), Some(&new), &Scopes::default());
         assert_eq!(events.len(), 1);
         assert_eq!(
             events[0].detail()["flags"],
@@ -341,7 +461,11 @@ mod tests {
 
     #[test]
     fn the_detail_holds_the_state_and_never_a_token_an_email_or_a_name() {
-        let events = events_for(None, Some(&grant(GrantStatus::Active, "openid email", 7)), 3);
+        let events = events_for(
+            None,
+            Some(&grant(GrantStatus::Active, "openid email", 7)),
+            &Scopes::default(),
+        );
         let detail = events[0].detail();
         assert_eq!(
             detail,
@@ -425,10 +549,12 @@ mod tests {
     }
 
     const NOW: u64 = 1_800_000_000;
-    const SETTINGS: BatchSettings = BatchSettings {
-        failing_after: 3,
-        give_up_after: std::time::Duration::from_secs(18_000),
-    };
+    fn settings() -> BatchSettings {
+        BatchSettings {
+            required_scopes: Scopes::default(),
+            give_up_after: std::time::Duration::from_secs(18_000),
+        }
+    }
 
     /// Records 1..=n committed `age` seconds ago; the odd ones are suspensions (an event
     /// each, of version v + 1), the even ones routine (none).
@@ -487,7 +613,7 @@ mod tests {
         let (refusing, queue) = (recorder(Some(14)), Queue::default());
         // 25 records of one user; the odd ones are suspensions (an event each), the even
         // ones routine. One user: one event a call.
-        let published = publish_batch(batch(25), &refusing, &queue, SETTINGS, NOW).await;
+        let published = publish_batch(batch(25), &refusing, &queue, &settings(), NOW).await;
         assert_eq!(published.retry_from.as_deref(), Some("seq-13"));
         assert_eq!(taken(&refusing), [2, 4, 6, 8, 10, 12], "nothing after the refused one");
         assert!(refusing.calls.lock().expect("calls").iter().all(|call| call.len() == 1));
@@ -498,7 +624,7 @@ mod tests {
         );
 
         let all = recorder(None);
-        let published = publish_batch(batch(25), &all, &queue, SETTINGS, NOW).await;
+        let published = publish_batch(batch(25), &all, &queue, &settings(), NOW).await;
         assert_eq!((published.events, published.retry_from), (13, None));
     }
 
@@ -507,7 +633,7 @@ mod tests {
         let users = ["111", "222", "333", "444"];
         // Twelve rounds of four users: 48 events. The second user's fourth is refused.
         let (first, queue) = (refusing(Some(("222", 5))), Queue::default());
-        let published = publish_batch(interleaved(&users, 12, 5), &first, &queue, SETTINGS, NOW).await;
+        let published = publish_batch(interleaved(&users, 12, 5), &first, &queue, &settings(), NOW).await;
         assert_eq!(published.retry_from.as_deref(), Some("seq-222-4"));
         let calls = first.calls.lock().expect("calls").clone();
         for call in &calls {
@@ -531,7 +657,7 @@ mod tests {
             .into_iter()
             .skip_while(|c| c.as_ref().ok().map(|c| c.sequence_number.as_str()) != Some("seq-222-4"))
             .collect();
-        let published = publish_batch(again, &all, &queue, SETTINGS, NOW).await;
+        let published = publish_batch(again, &all, &queue, &settings(), NOW).await;
         assert_eq!(published.retry_from, None);
         for sub in users {
             let versions = taken_of(&all, sub);
@@ -544,7 +670,7 @@ mod tests {
     async fn a_user_given_up_on_has_their_later_events_kept_behind_it_and_the_others_go_on() {
         let users = ["111", "222"];
         let (eb, queue) = (refusing(Some(("111", 3))), Queue::default());
-        let published = publish_batch(interleaved(&users, 4, 18_000), &eb, &queue, SETTINGS, NOW).await;
+        let published = publish_batch(interleaved(&users, 4, 18_000), &eb, &queue, &settings(), NOW).await;
         assert_eq!(published.retry_from, None);
         assert_eq!(taken_of(&eb, "111"), [2], "nothing of 111 after the given-up one");
         assert_eq!(taken_of(&eb, "222"), [2, 3, 4, 5]);
@@ -577,7 +703,7 @@ mod tests {
         let (all, queue) = (recorder(None), Queue::default());
         let mut changes = batch(5);
         changes.insert(2, poison("seq-poison"));
-        let published = publish_batch(changes, &all, &queue, SETTINGS, NOW).await;
+        let published = publish_batch(changes, &all, &queue, &settings(), NOW).await;
         assert_eq!(published.retry_from, None, "nothing comes again");
         assert_eq!((published.events, published.unreadable), (3, 1));
         assert_eq!(taken(&all), [2, 4, 6], "records 1, 3 and 5 behind it went");
@@ -593,7 +719,7 @@ mod tests {
     #[tokio::test]
     async fn the_events_of_a_record_too_old_to_wait_for_are_kept_as_events_and_the_batch_goes_on() {
         let (refusing, queue) = (recorder(Some(4)), Queue::default());
-        let published = publish_batch(batch_aged(5, 18_000), &refusing, &queue, SETTINGS, NOW).await;
+        let published = publish_batch(batch_aged(5, 18_000), &refusing, &queue, &settings(), NOW).await;
         assert_eq!(published.retry_from, None, "the stream moves on");
         // The user's later event (record 5's) is kept behind the given-up one, not sent
         // before it.
@@ -630,13 +756,13 @@ mod tests {
                 ..Queue::default()
             },
         );
-        let published = publish_batch(batch_aged(5, 18_000), &refusing, &queue, SETTINGS, NOW).await;
+        let published = publish_batch(batch_aged(5, 18_000), &refusing, &queue, &settings(), NOW).await;
         assert_eq!(published.retry_from.as_deref(), Some("seq-3"));
         assert_eq!(published.kept_events, 0);
 
         let mut changes = batch(3);
         changes.insert(1, poison("seq-poison"));
-        let published = publish_batch(changes, &recorder(None), &queue, SETTINGS, NOW).await;
+        let published = publish_batch(changes, &recorder(None), &queue, &settings(), NOW).await;
         assert_eq!(published.retry_from.as_deref(), Some("seq-poison"));
         assert_eq!(published.unreadable, 0);
     }

@@ -4,10 +4,10 @@ use super::{EventKeeper, EventPublisher, Kept, Rendered, events_for, next_call};
 use crate::store::{Change, Unreadable};
 
 /// How a batch is published.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BatchSettings {
-    /// `REFRESH_FAILING_AFTER`.
-    pub failing_after: u32,
+    /// `REQUIRED_SCOPES`: what a grant's `scopes` health is measured against.
+    pub required_scopes: crate::domain::Scopes,
     /// `EVENTS_GIVE_UP_SECS`: a record this old whose events are not taken has them kept.
     pub give_up_after: std::time::Duration,
 }
@@ -41,7 +41,7 @@ pub async fn publish_batch<P: EventPublisher, K: EventKeeper>(
     changes: Vec<Result<Change, Unreadable>>,
     publisher: &P,
     keeper: &K,
-    settings: BatchSettings,
+    settings: &BatchSettings,
     now: u64,
 ) -> Published {
     let mut published = Published::default();
@@ -53,7 +53,7 @@ pub async fn publish_batch<P: EventPublisher, K: EventKeeper>(
     for (i, change) in changes.into_iter().enumerate() {
         match change {
             Ok(change) => {
-                let events = events_for(change.old.as_ref(), change.new.as_ref(), settings.failing_after);
+                let events = events_for(change.old.as_ref(), change.new.as_ref(), &settings.required_scopes);
                 pending.extend(events.iter().map(|e| (i, Rendered::from(e))));
                 records.push((change.sequence_number, change.created_at));
             }

@@ -10,7 +10,9 @@ pub mod risc_api;
 pub mod token;
 pub mod tokeninfo;
 
-pub use client_secret::{CachedClientSecret, ClientCredentials, ClientSecrets, SecretSource, SecretsManagerSource};
+pub use client_secret::{
+    CachedClientSecret, ClientCredentials, ClientSecrets, SecretSource, SecretsManagerSource, Stage, as_client,
+};
 pub use drive::{DriveApi, DriveError, DriveListing, HttpDrive};
 pub use id_token::{GoogleIdTokenVerifier, HttpJwksFetcher, IdTokenError, JwksFetcher, VerifiedIdToken, VerifyIdToken};
 pub use revoke::{Revocation, TokenRevocation};

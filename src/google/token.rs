@@ -54,6 +54,17 @@ pub enum GoogleTokenError {
     Upstream(#[from] Upstream),
 }
 
+/// Google's code for a client it does not authenticate: a wrong or retired secret.
+pub const INVALID_CLIENT: &str = "invalid_client";
+
+impl GoogleTokenError {
+    /// Google did not authenticate our client (`invalid_client`): the secret may have been
+    /// rotated ([`super::as_client`]).
+    pub fn is_invalid_client(&self) -> bool {
+        matches!(self, Self::Upstream(Upstream::Misconfigured { service: "google-token", detail }) if detail == INVALID_CLIENT)
+    }
+}
+
 /// One code exchange request.
 #[derive(Debug)]
 pub struct CodeExchange<'a> {
@@ -246,6 +257,14 @@ pub fn classify_oauth_error(status: http::StatusCode, json: &serde_json::Value) 
     match error {
         "invalid_grant" => GoogleTokenError::InvalidGrant { subtype },
         "redirect_uri_mismatch" => GoogleTokenError::RedirectUriMismatch,
+        // Google deletes an OAuth client unused for six months; it can be restored for
+        // 30 days. Every grant is fine: it is the client that is gone.
+        "deleted_client" => Upstream::misconfigured(
+            "google-token",
+            "deleted_client: Google deleted the OAuth client (unused for six months); restore it within 30 days \
+             in the Google Cloud console, APIs & Services > Credentials > Deleted credentials",
+        )
+        .into(),
         "invalid_client"
         | "unauthorized_client"
         | "unsupported_grant_type"
@@ -347,14 +366,16 @@ mod tests {
     }
 
     #[test]
-    fn invalid_and_unauthorized_client_are_our_misconfiguration() {
-        for error in ["invalid_client", "unauthorized_client"] {
+    fn invalid_unauthorized_and_deleted_client_are_our_misconfiguration() {
+        for error in ["invalid_client", "unauthorized_client", "deleted_client"] {
             let err = classify_oauth_error(http::StatusCode::UNAUTHORIZED, &json!({"error": error}));
             assert!(
-                matches!(err, GoogleTokenError::Upstream(Upstream::Misconfigured { .. })),
-                "{error}"
+                matches!(&err, GoogleTokenError::Upstream(Upstream::Misconfigured { detail, .. }) if detail.starts_with(error)),
+                "{error}: {err:?}"
             );
         }
+        let deleted = classify_oauth_error(http::StatusCode::UNAUTHORIZED, &json!({"error": "deleted_client"}));
+        assert!(deleted.to_string().contains("restore it within 30 days"), "{deleted}");
     }
 
     #[test]

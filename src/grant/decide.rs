@@ -37,6 +37,9 @@ pub enum Disposition {
     Unopenable { reason: String },
     /// Drive refused for the user's scopes: count the grant as refreshed only.
     RefreshOnly,
+    /// Drive refused the user (an administrator's policy): the grant is refreshed, its
+    /// api level failing; not deferred.
+    ApiRefused,
     /// Drive refused the call itself: defer the grant without retrying.
     Defer { reason: String },
     /// Our misconfiguration: stop the run, change no grant.
@@ -75,11 +78,61 @@ pub fn disposition(failure: Failure<'_>) -> Disposition {
             Disposition::StopRun(Upstream::misconfigured("google-token", "redirect_uri_mismatch"))
         }
         Failure::Refresh(GoogleTokenError::Upstream(u)) | Failure::Drive(DriveError::Upstream(u)) => upstream(u),
-        // The user took the scope away since signing in: keep refreshing.
-        Failure::Drive(DriveError::Refused { status: 403, .. }) => Disposition::RefreshOnly,
+        Failure::Drive(DriveError::Refused { status: 403, reason }) => drive_forbidden(reason),
         Failure::Drive(e @ DriveError::Refused { .. }) => Disposition::Defer {
             reason: format!("drive: {e}"),
         },
+    }
+}
+
+/// The class a failure is kept under on a grant's health ([`crate::grant::health`]): a
+/// stable word, never Google's text.
+pub fn error_class(failure: Failure<'_>) -> &'static str {
+    fn of(u: &Upstream) -> &'static str {
+        match u {
+            Upstream::Unavailable { throttled: true, .. } => "throttled",
+            Upstream::Unavailable { .. } => "unavailable",
+            Upstream::Misconfigured { .. } => "misconfigured",
+        }
+    }
+    match failure {
+        Failure::Open(CryptoError::Upstream(u)) => of(u),
+        Failure::Open(_) => "unopenable",
+        Failure::Seal(_) => "rotated_token_unsealed",
+        Failure::Refresh(GoogleTokenError::InvalidGrant { .. }) => "invalid_grant",
+        Failure::Refresh(GoogleTokenError::RedirectUriMismatch) => "misconfigured",
+        Failure::Refresh(GoogleTokenError::Upstream(u)) | Failure::Drive(DriveError::Upstream(u)) => of(u),
+        Failure::Drive(DriveError::Refused { status: 401, .. }) => "auth_error",
+        Failure::Drive(DriveError::Refused { status: 404, .. }) => "not_found",
+        Failure::Drive(DriveError::Refused { reason, .. }) => match reason.as_str() {
+            "domainPolicy" => "domain_policy",
+            "insufficientPermissions" | "insufficientScopes" => "insufficient_permissions",
+            _ => "forbidden",
+        },
+    }
+}
+
+/// Drive's 403 by its reason (rate limits are transient before they get here): the
+/// project's faults stop the run and change no grant; the user's leave the grant
+/// refreshed.
+fn drive_forbidden(reason: &str) -> Disposition {
+    match reason {
+        "accessNotConfigured" => Disposition::StopRun(Upstream::misconfigured(
+            "drive",
+            "accessNotConfigured: the Google Drive API is not enabled in the OAuth client's project; \
+             enable it in the Google Cloud console, APIs & Services > Library > Google Drive API",
+        )),
+        "dailyLimitExceeded" => Disposition::StopRun(Upstream::misconfigured(
+            "drive",
+            "dailyLimitExceeded: the project's Drive quota for the day is spent; \
+             see APIs & Services > Google Drive API > Quotas",
+        )),
+        // An administrator keeps Drive from the user: the grant refreshes, its api level
+        // fails until the policy changes; not deferred, nothing retried sooner.
+        "domainPolicy" => Disposition::ApiRefused,
+        // The user took the scope away since signing in: keep refreshing, and the grant's
+        // scopes lose Drive's.
+        _ => Disposition::RefreshOnly,
     }
 }
 
@@ -165,6 +218,19 @@ mod tests {
             reason: "authError".into(),
         };
         let drive_503 = DriveError::Upstream(unavailable(None));
+        let drive_off = DriveError::Refused {
+            status: 403,
+            reason: "accessNotConfigured".into(),
+        };
+        let drive_quota = DriveError::Refused {
+            status: 403,
+            reason: "dailyLimitExceeded".into(),
+        };
+        let drive_domain = DriveError::Refused {
+            status: 403,
+            reason: "domainPolicy".into(),
+        };
+        let deleted_client = GoogleTokenError::Upstream(Upstream::misconfigured("google-token", "deleted_client"));
         let tampered = CryptoError::Tampered;
         let kms_down = CryptoError::Upstream(unavailable(None));
         let kms_denied = CryptoError::Upstream(Upstream::misconfigured("kms", "AccessDeniedException"));
@@ -180,6 +246,10 @@ mod tests {
             (Failure::Drive(&drive_scope), "refresh only"),
             (Failure::Drive(&drive_401), "defer"),
             (Failure::Drive(&drive_503), "transient"),
+            (Failure::Drive(&drive_off), "stop"),
+            (Failure::Drive(&drive_quota), "stop"),
+            (Failure::Refresh(&deleted_client), "stop"),
+            (Failure::Drive(&drive_domain), "api refused"),
             (Failure::Open(&tampered), "unopenable"),
             (Failure::Open(&CryptoError::KeyRejected), "unopenable"),
             (Failure::Open(&CryptoError::Malformed), "unopenable"),
@@ -198,6 +268,7 @@ mod tests {
                 } => format!("transient {}s", d.as_secs()),
                 Disposition::Transient { .. } => "transient".into(),
                 Disposition::RefreshOnly => "refresh only".into(),
+                Disposition::ApiRefused => "api refused".into(),
                 Disposition::Defer { .. } => "defer".into(),
                 Disposition::Unopenable { .. } => "unopenable".into(),
             };
@@ -236,6 +307,40 @@ mod tests {
                 expected,
                 "{subtype:?} {age}"
             );
+        }
+    }
+
+    #[test]
+    fn each_failure_is_kept_under_a_class_and_never_googles_text() {
+        let throttled = GoogleTokenError::Upstream(unavailable(Some(7)));
+        let down = DriveError::Upstream(Upstream::unavailable("drive", "HTTP 503"));
+        let domain = DriveError::Refused {
+            status: 403,
+            reason: "domainPolicy".into(),
+        };
+        let scope = DriveError::Refused {
+            status: 403,
+            reason: "insufficientPermissions".into(),
+        };
+        let odd = DriveError::Refused {
+            status: 403,
+            reason: "someNewReason with text".into(),
+        };
+        let auth = DriveError::Refused {
+            status: 401,
+            reason: "authError".into(),
+        };
+        let rows = [
+            (Failure::Refresh(&throttled), "throttled"),
+            (Failure::Drive(&down), "unavailable"),
+            (Failure::Drive(&domain), "domain_policy"),
+            (Failure::Drive(&scope), "insufficient_permissions"),
+            (Failure::Drive(&odd), "forbidden"),
+            (Failure::Drive(&auth), "auth_error"),
+            (Failure::Seal(&CryptoError::Random), "rotated_token_unsealed"),
+        ];
+        for (failure, class) in rows {
+            assert_eq!(error_class(failure), class, "{failure:?}");
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Neither imports the other; both come here.
 //!
 //! - [`decide`]: what is done with a failure (one pure function, one table test).
+//! - [`health`]: the grant's three levels of health, read from what it holds.
 //! - How a lease ends, whoever held it: one outcome type, [`crate::store::GrantOutcome`],
 //!   recorded by one write (the store's lease rule), and routine when the cached token's
 //!   item alone can record it ([`crate::store::GrantOutcome::is_routine`]).
@@ -18,6 +19,7 @@ use crate::store::{CachedToken, Grant, cache_details};
 use crate::upstream::{RetryPolicy, retry_until};
 
 pub mod decide;
+pub mod health;
 
 /// How often, and how far apart, a rotated token's seal is tried.
 const SEAL_RETRY: RetryPolicy = RetryPolicy {
@@ -55,6 +57,15 @@ pub async fn seal_rotated<K: KeyProvider>(
         |_| true,
     )
     .await
+}
+
+/// When the grant's time-based access ends after a refresh answer: the limit the answer
+/// states (`refresh_token_expires_in`), else the grant's. `None`: lasting access.
+pub fn refresh_expires_at(tokens: &Tokens, grant: &Grant, now: u64) -> Option<u64> {
+    tokens
+        .refresh_token_lifetime
+        .map(|limit| now.saturating_add(limit.as_secs()))
+        .or(grant.refresh_expires_at)
 }
 
 /// What a refresh answer's access token may be used for: Google's `scope`, else the
@@ -98,6 +109,7 @@ pub async fn sealed_for_cache<K: KeyProvider>(
         scopes,
         obtained_at: now,
         token_gen: grant.token_gen,
+        grant_ends_at: refresh_expires_at(tokens, grant, now),
     })
 }
 

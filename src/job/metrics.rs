@@ -22,6 +22,7 @@ pub fn job_report_emf(report: &Report, timestamp_ms: u64) -> Value {
         .collect();
     metrics.push(json!({"Name": "Duration", "Unit": "Milliseconds"}));
     metrics.push(json!({"Name": "BudgetExhausted", "Unit": "Count"}));
+    metrics.push(json!({"Name": "Misconfigured", "Unit": "Count"}));
     let mut doc = Map::new();
     doc.insert(
         "_aws".into(),
@@ -36,6 +37,10 @@ pub fn job_report_emf(report: &Report, timestamp_ms: u64) -> Value {
     }
     doc.insert("Duration".into(), json!(report.duration_ms));
     doc.insert("BudgetExhausted".into(), json!(u8::from(report.budget_exhausted)));
+    doc.insert("Misconfigured".into(), json!(u8::from(report.stopped_for.is_some())));
+    if let Some(cause) = &report.stopped_for {
+        doc.insert("StoppedFor".into(), json!(cause));
+    }
     doc.insert("Cycle".into(), json!(report.cycle));
     doc.insert("Complete".into(), json!(report.complete));
     Value::Object(doc)
@@ -95,11 +100,24 @@ mod tests {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        assert_eq!(declared.len(), 16);
+        assert_eq!(declared.len(), 18);
         for metric in declared {
             let name = metric["Name"].as_str().unwrap_or_default();
             assert!(doc[name].is_number(), "{name}");
         }
         assert_eq!((doc["Refreshed"].as_u64(), doc["Revoked"].as_u64()), (Some(3), Some(1)));
+        assert_eq!(doc["Misconfigured"], json!(0));
+        assert!(doc.get("StoppedFor").is_none());
+    }
+
+    #[test]
+    fn a_stopped_run_is_one_misconfigured_and_says_why() {
+        let report = Report {
+            stopped_for: Some("google-token refused our configuration (deleted_client: ...)".into()),
+            ..Report::default()
+        };
+        let doc = job_report_emf(&report, 1_800_000_000_000);
+        assert_eq!(doc["Misconfigured"], json!(1));
+        assert!(doc["StoppedFor"].as_str().is_some_and(|s| s.contains("deleted_client")));
     }
 }

@@ -79,6 +79,14 @@ pub struct JobSettings {
     pub tombstone_ttl: Duration,
     /// `DRIVE_SYNC`: the Drive work of a grant with `drive.appdata`.
     pub drive_sync: DriveSync,
+    /// `DRIVE_PROBE_EVERY`, as a time: Drive is called for a grant whose last Drive call
+    /// is older than this ((N - 1/2) cycles; zero for every cycle).
+    pub drive_probe_after: Duration,
+    /// `EXPIRY_NOTICE_SECS`: how near a predicted end is announced (`GrantExpiring`).
+    pub expiry_notice: Duration,
+    /// `GOOGLE_CONSENT_TESTING`: the consent screen is in Testing (grants end seven days
+    /// after consent).
+    pub consent_testing: bool,
     /// What each Google call costs in quota units.
     pub quota_costs: QuotaCosts,
     /// `GOOGLE_DAILY_UNIT_BUDGET` (0: none) and the time zone of Google's quota day.
@@ -92,8 +100,9 @@ pub struct JobSettings {
 /// Why a run failed as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// `invalid_client`, `unauthorized_client`, a missing secret, KMS denied: an operator
-    /// must act; users are not at fault and no grant was changed for it.
+    /// The client secret is missing or unreadable, so no run could start: an operator
+    /// must act. (A refusal met during a run stops it cleanly instead, with a report
+    /// that says why: [`Report::stopped_for`].)
     #[error("the run stopped: misconfiguration: {0}")]
     Misconfigured(Upstream),
     #[error("the run could not read or write its state: {0}")]
@@ -129,17 +138,17 @@ impl<P: Ports> OfflineJob<P> {
             report.complete = true;
             return Ok(report);
         }
-        let credentials = self.secrets.current().await.map_err(|e| match e {
+        // Read up front so a missing secret fails the run before any grant is leased;
+        // each refresh reads it again from the cache (`google::as_client`), so a secret
+        // rotated during the run is picked up at once.
+        self.secrets.current().await.map_err(|e| match e {
             Upstream::Misconfigured { .. } => RunError::Misconfigured(e),
             transient => RunError::Store(StoreError::Upstream(transient)),
         })?;
-        let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
         let run = Run {
             cycle,
             owner,
             stop_at,
-            credentials: &credentials,
-            token_uri,
             in_flight: Semaphore::new(self.settings.concurrency.max(1)),
             stop: AtomicBool::new(false),
             misconfiguration: std::sync::Mutex::new(None),
@@ -164,13 +173,16 @@ impl<P: Ports> OfflineJob<P> {
         } else {
             run.budget_spent.store(true, Ordering::SeqCst);
         }
-        if let Some(cause) = run
+        let stopped_for = run
             .misconfiguration
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            return Err(RunError::Misconfigured(cause));
+            .take();
+        if let Some(cause) = &stopped_for {
+            // A clean stop: the grants in flight were let go as they were; the report
+            // says why, and the next cycle tries again once the operator has acted.
+            complete = false;
+            report.stopped_for = Some(cause.to_string());
         }
         if complete {
             self.store
@@ -179,8 +191,9 @@ impl<P: Ports> OfflineJob<P> {
         }
         run.counters.fill(&mut report);
         report.complete = complete;
-        report.budget_exhausted = !complete && run.budget_spent.load(Ordering::SeqCst);
-        report.stopped_at_deadline = !complete && !report.budget_exhausted && run.at_deadline();
+        report.budget_exhausted = !complete && report.stopped_for.is_none() && run.budget_spent.load(Ordering::SeqCst);
+        report.stopped_at_deadline =
+            !complete && !report.budget_exhausted && report.stopped_for.is_none() && run.at_deadline();
         if report.budget_exhausted {
             tracing::warn!(
                 budget = self.settings.daily_unit_budget,

@@ -21,6 +21,10 @@ macro_rules! counters {
             /// The run stopped taking work because the day's Google quota budget
             /// (`GOOGLE_DAILY_UNIT_BUDGET`) is spent; the cycle resumes the next day.
             pub budget_exhausted: bool,
+            /// The run stopped because Google or AWS refused our configuration
+            /// (`invalid_client`, `deleted_client`, Drive's `accessNotConfigured`, KMS
+            /// denied, ...): what refused and why. No grant was changed for it.
+            pub stopped_for: Option<String>,
             $( $(#[$doc])* pub $field: u64, )*
             pub duration_ms: u64,
         }
@@ -64,6 +68,9 @@ counters! {
     refresh_only => None,
     /// Refreshed, but Drive failed after retries: the grant is retried later.
     drive_deferred => None,
+    /// Refreshed, but Drive refused the user (`domainPolicy`): the grant's api level
+    /// fails; not deferred.
+    drive_refused => Some("DriveRefused"),
     revoked => Some("Revoked"),
     /// Grants deleted at the user's request whose revocation at Google the job finished.
     deleted => Some("Deleted"),

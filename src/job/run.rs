@@ -7,7 +7,6 @@ use tokio::time::Instant;
 
 use super::report::Counters;
 use super::{CycleId, DailyBudget};
-use crate::google::ClientCredentials;
 use crate::upstream::Upstream;
 
 /// The state one run shares across its segments.
@@ -15,8 +14,6 @@ pub(super) struct Run<'a> {
     pub(super) cycle: &'a CycleId,
     pub(super) owner: &'a str,
     pub(super) stop_at: Instant,
-    pub(super) credentials: &'a ClientCredentials,
-    pub(super) token_uri: &'a str,
     pub(super) in_flight: Semaphore,
     pub(super) stop: AtomicBool,
     pub(super) misconfiguration: std::sync::Mutex<Option<Upstream>>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::OfflineJob;
 use super::run::Run;
 use crate::clock::Clock;
-use crate::grant::decide::{Disposition, likely_cause};
+use crate::grant::decide::{Disposition, Failure, disposition, error_class, likely_cause};
 use crate::ports::Ports;
 use crate::store::{DriveOutcome, Grant, GrantOutcome};
 use crate::upstream::Upstream;
@@ -46,6 +46,7 @@ pub(super) struct Opens {
 /// cause to stop the run for, if it must stop.
 pub(super) fn settled(
     disposition: Disposition,
+    error: &'static str,
     grant: &Grant,
     now: u64,
     deferral: Deferral,
@@ -83,10 +84,12 @@ pub(super) fn settled(
                 failure_count: failures,
                 next_attempt_at: deferral.next_attempt(now, failures),
                 reason,
+                error,
             };
             (outcome, None)
         }
-        Disposition::RefreshOnly => {
+        // Drive's, decided where Drive is called: a refresh that reached it.
+        Disposition::RefreshOnly | Disposition::ApiRefused => {
             let outcome = GrantOutcome::Refreshed {
                 new_token: None,
                 refresh_expires_at: None,
@@ -99,9 +102,10 @@ pub(super) fn settled(
 }
 
 impl<P: Ports> OfflineJob<P> {
-    /// The outcome of a grant whose work ended in a failure of this disposition; stops
+    /// The outcome of a grant whose work ended in `failure`, by its disposition; stops
     /// the run when [`settled`] says so.
-    pub(super) fn settle(&self, run: &Run<'_>, grant: &Grant, disposition: Disposition) -> GrantOutcome {
+    pub(super) fn settle(&self, run: &Run<'_>, grant: &Grant, failure: Failure<'_>) -> GrantOutcome {
+        let disposition = disposition(failure);
         let failed = if matches!(disposition, Disposition::Unopenable { .. }) {
             run.opens_failed.fetch_add(1, Ordering::SeqCst) + 1
         } else {
@@ -112,7 +116,8 @@ impl<P: Ports> OfflineJob<P> {
             opened: run.opened.load(Ordering::SeqCst),
             limit: self.settings.open_failure_limit,
         };
-        let (outcome, stop) = settled(disposition, grant, self.clock.now_unix(), self.deferral(), opens);
+        let error = error_class(failure);
+        let (outcome, stop) = settled(disposition, error, grant, self.clock.now_unix(), self.deferral(), opens);
         match &outcome {
             GrantOutcome::Revoked { reason, likely_cause } => {
                 tracing::info!(sub = %grant.sub, reason, likely_cause, "grant revoked by Google");
@@ -287,7 +292,7 @@ mod tests {
         ];
         for (disposition, failures, opens, expected) in rows {
             let case = format!("{disposition:?} after {failures} failures");
-            let (outcome, stop) = settled(disposition, &grant(failures), NOW, deferral, opens);
+            let (outcome, stop) = settled(disposition, "unavailable", &grant(failures), NOW, deferral, opens);
             assert_eq!(said(&outcome, stop.as_ref()), expected, "{case}");
         }
     }

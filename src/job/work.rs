@@ -7,9 +7,10 @@ use super::run::{Attempt, Prepaid, Run, Worked};
 use super::{Count, DriveSync, GoogleCall, OfflineJob, RunError};
 use crate::clock::Clock;
 use crate::crypto::Binding;
-use crate::domain::DRIVE_APPDATA_SCOPE;
-use crate::google::{GoogleTokenError, TokenEndpoint, TokenRefresh, TokenRevocation, Tokens};
-use crate::grant::decide::{Disposition, Failure, disposition};
+use crate::domain::{DRIVE_APPDATA_SCOPE, Scopes};
+use crate::google::{GoogleTokenError, TokenEndpoint, TokenRefresh, TokenRevocation, Tokens, as_client};
+use crate::grant::decide::{Disposition, Failure, disposition, error_class};
+use crate::grant::health::end_to_announce;
 use crate::grant::{changed_scopes, seal_rotated, sealed_for_cache, token_scopes};
 use crate::ports::Ports;
 use crate::store::{
@@ -38,7 +39,17 @@ impl<P: Ports> OfflineJob<P> {
             cycle: run.cycle.as_str(),
             now,
             until: now + self.settings.lease.as_secs(),
-            drive_planned: grant.status == GrantStatus::Active && self.drive_planned(&grant),
+            drive_planned: grant.status == GrantStatus::Active && self.drive_planned(&grant, now),
+            notice: (grant.status == GrantStatus::Active)
+                .then(|| {
+                    end_to_announce(
+                        &grant,
+                        self.settings.consent_testing,
+                        self.settings.expiry_notice.as_secs(),
+                        now,
+                    )
+                })
+                .flatten(),
             released: released.as_deref().filter(|r| grant.lease_owner.as_deref() == Some(*r)),
         };
         // The lease is the grant's first write: one that met a transaction or was
@@ -84,6 +95,7 @@ impl<P: Ports> OfflineJob<P> {
                     DriveOutcome::Synced { .. } | DriveOutcome::Reached => Count::drive_synced,
                     DriveOutcome::Skipped => Count::refresh_only,
                     DriveOutcome::Failed { .. } => Count::drive_deferred,
+                    DriveOutcome::Refused { .. } => Count::drive_refused,
                 });
             }
             GrantOutcome::Deferred { .. } => c.bump(Count::deferred),
@@ -96,9 +108,13 @@ impl<P: Ports> OfflineJob<P> {
         Ok(Worked::Done)
     }
 
-    /// Whether `grant` gets Drive work this cycle.
-    pub(super) fn drive_planned(&self, grant: &Grant) -> bool {
-        grant.scopes.contains(DRIVE_APPDATA_SCOPE) && self.settings.drive_sync != DriveSync::Off
+    /// Whether `grant` gets Drive work this cycle, at `now`: it holds Drive's scope, Drive
+    /// work is on, and its last Drive call is older than `DRIVE_PROBE_EVERY` asks (the
+    /// refresh, whose answer proves the grant and its scopes, runs every cycle).
+    pub(super) fn drive_planned(&self, grant: &Grant, now: u64) -> bool {
+        let after = self.settings.drive_probe_after.as_secs();
+        let due = after == 0 || grant.last_sync_at.is_none_or(|at| now.saturating_sub(at) >= after);
+        grant.scopes.contains(DRIVE_APPDATA_SCOPE) && self.settings.drive_sync != DriveSync::Off && due
     }
 
     /// Works one leased grant and decides how it ends this cycle. Never fails: every
@@ -136,7 +152,7 @@ impl<P: Ports> OfflineJob<P> {
                 run.opened.fetch_add(1, Ordering::SeqCst);
                 token
             }
-            Err(e) => return self.settle(run, grant, disposition(Failure::Open(&e))),
+            Err(e) => return self.settle(run, grant, Failure::Open(&e)),
         };
 
         let refreshed = self
@@ -144,20 +160,26 @@ impl<P: Ports> OfflineJob<P> {
                 run,
                 Some((GoogleCall::Refresh, prepaid)),
                 || async {
-                    self.token_endpoint
-                        .refresh(TokenRefresh {
-                            token_uri: run.token_uri,
-                            credentials: run.credentials,
-                            refresh_token: &refresh_token,
-                        })
-                        .await
+                    let refreshed = as_client(&self.secrets, |credentials| {
+                        let refresh_token = &refresh_token;
+                        async move {
+                            self.token_endpoint
+                                .refresh(TokenRefresh {
+                                    token_uri: credentials.token_uri(self.settings.token_uri_override.as_deref()),
+                                    credentials: &credentials,
+                                    refresh_token,
+                                })
+                                .await
+                        }
+                    });
+                    refreshed.await.map(|(tokens, _)| tokens)
                 },
                 |e| disposition(Failure::Refresh(e)),
             )
             .await;
         let tokens = match refreshed {
             Ok(tokens) => tokens,
-            Err(Attempt::Failed(e)) => return self.settle(run, grant, disposition(Failure::Refresh(&e))),
+            Err(Attempt::Failed(e)) => return self.settle(run, grant, Failure::Refresh(&e)),
             Err(Attempt::OverBudget) => return GrantOutcome::Released,
         };
         let refresh_expires_at = tokens
@@ -169,7 +191,7 @@ impl<P: Ports> OfflineJob<P> {
                 Err(e) => {
                     tracing::error!(sub = %grant.sub, error = %e, "MISCONFIGURATION: a rotated refresh token could not be sealed; the grant is deferred, its stored token as it was");
                     run.counters.bump(Count::rotated_unsealed);
-                    return self.settle(run, grant, disposition(Failure::Seal(&e)));
+                    return self.settle(run, grant, Failure::Seal(&e));
                 }
             },
             None => None,
@@ -177,7 +199,8 @@ impl<P: Ports> OfflineJob<P> {
         *cached = self.sealed_for_cache(grant, binding, &tokens).await;
         let scopes = changed_scopes(&tokens, grant);
         // The answer's scopes are the grant's now: no Drive call without Drive's.
-        let drive_next = self.drive_planned(grant) && token_scopes(&tokens, grant).contains(DRIVE_APPDATA_SCOPE);
+        let drive_next =
+            self.drive_planned(grant, lease.now) && token_scopes(&tokens, grant).contains(DRIVE_APPDATA_SCOPE);
         if let (Some(token), true) = (&new_token, drive_next) {
             // Google retired the old token: keep the new one before Drive, whose listing
             // may take long or meet the deadline.
@@ -205,6 +228,7 @@ impl<P: Ports> OfflineJob<P> {
                             failure_count: failures,
                             next_attempt_at: self.next_attempt(failures),
                             reason: format!("storing the rotated token: {e}"),
+                            error: "unavailable",
                         },
                     };
                 }
@@ -227,21 +251,39 @@ impl<P: Ports> OfflineJob<P> {
             Ok(drive) => drive,
             // Paid for with the refresh: cannot happen, but let go rather than guess.
             Err(Attempt::OverBudget) => DriveOutcome::Skipped,
-            Err(Attempt::Failed(e)) => match disposition(Failure::Drive(&e)) {
-                Disposition::RefreshOnly => DriveOutcome::Skipped,
-                Disposition::StopRun(cause) => {
-                    run.stop_for(cause);
-                    return GrantOutcome::Released;
-                }
-                _ => {
-                    let failures = grant.failure_count.saturating_add(1);
-                    DriveOutcome::Failed {
-                        failure_count: failures,
-                        next_attempt_at: self.next_attempt(failures),
-                        reason: format!("drive: {e}"),
+            Err(Attempt::Failed(e)) => {
+                let error = error_class(Failure::Drive(&e));
+                match disposition(Failure::Drive(&e)) {
+                    Disposition::RefreshOnly => {
+                        // Drive says the token lacks its scope: the grant's scopes lose it,
+                        // so no later cycle calls Drive for it until the user grants it again.
+                        let kept: Scopes = token_scopes(&tokens, grant)
+                            .iter()
+                            .filter(|s| *s != DRIVE_APPDATA_SCOPE)
+                            .collect();
+                        return GrantOutcome::Refreshed {
+                            new_token,
+                            refresh_expires_at,
+                            drive: DriveOutcome::Skipped,
+                            scopes: Some(kept),
+                        };
+                    }
+                    Disposition::ApiRefused => DriveOutcome::Refused { error },
+                    Disposition::StopRun(cause) => {
+                        run.stop_for(cause);
+                        return GrantOutcome::Released;
+                    }
+                    _ => {
+                        let failures = grant.failure_count.saturating_add(1);
+                        DriveOutcome::Failed {
+                            failure_count: failures,
+                            next_attempt_at: self.next_attempt(failures),
+                            reason: format!("drive: {e}"),
+                            error,
+                        }
                     }
                 }
-            },
+            }
         };
         GrantOutcome::Refreshed {
             new_token,
@@ -273,7 +315,7 @@ impl<P: Ports> OfflineJob<P> {
                 run.counters.bump(Count::unrevocable);
                 return deleted;
             }
-            Err(e) => return self.settle(run, grant, disposition(Failure::Open(&e))),
+            Err(e) => return self.settle(run, grant, Failure::Open(&e)),
         };
         let token = &token;
         let revoked = self
@@ -297,7 +339,7 @@ impl<P: Ports> OfflineJob<P> {
                 tracing::info!(sub = %grant.sub, google = ?at_google, "deletion finished: revoked at Google");
                 deleted
             }
-            Err(Attempt::Failed(e)) => self.settle(run, grant, disposition(Failure::Refresh(&e))),
+            Err(Attempt::Failed(e)) => self.settle(run, grant, Failure::Refresh(&e)),
             Err(Attempt::OverBudget) => GrantOutcome::Released,
         }
     }

@@ -139,17 +139,24 @@ pub fn invalid_answer(e: &InvalidRequest) -> Value {
 pub fn answer(outcome: &Result<IssuedToken, AccessError>) -> Value {
     let e = match outcome {
         Ok(token) => {
-            let expires_at = i64::try_from(token.expires_at)
-                .ok()
-                .and_then(|s| jiff::Timestamp::from_second(s).ok())
-                .map(|t| t.to_string())
-                .unwrap_or_default();
-            return json!({
+            let rfc3339 = |secs: u64| {
+                i64::try_from(secs)
+                    .ok()
+                    .and_then(|s| jiff::Timestamp::from_second(s).ok())
+                    .map(|t| t.to_string())
+                    .unwrap_or_default()
+            };
+            let mut answer = json!({
                 "status": 200,
                 "access_token": token.access_token.expose_secret(),
-                "expires_at": expires_at,
+                "expires_at": rfc3339(token.expires_at),
                 "scopes": token.scopes,
             });
+            if let Some(ends) = token.refresh_expires_at {
+                // Time-based access: the user must consent again after this.
+                answer["refresh_expires_at"] = json!(rfc3339(ends));
+            }
+            return answer;
         }
         Err(e) => e,
     };
@@ -355,9 +362,18 @@ mod tests {
             access_token: crate::domain::AccessToken::new("ya29.x".into()),
             expires_at: 1_798_761_600,
             scopes: ["openid"].into_iter().collect(),
+            refresh_expires_at: None,
         }));
         assert_eq!(a["expires_at"], json!("2027-01-01T00:00:00Z"));
         assert_eq!(a["status"], json!(200));
         assert_eq!(a["scopes"], json!(["openid"]));
+        assert!(a.get("refresh_expires_at").is_none(), "lasting access says nothing");
+        let limited = answer(&Ok(IssuedToken {
+            access_token: crate::domain::AccessToken::new("ya29.x".into()),
+            expires_at: 1_798_761_600,
+            scopes: ["openid"].into_iter().collect(),
+            refresh_expires_at: Some(1_798_765_200),
+        }));
+        assert_eq!(limited["refresh_expires_at"], json!("2027-01-01T01:00:00Z"));
     }
 }

@@ -69,7 +69,14 @@ impl<P: Ports> OfflineJob<P> {
             }
         };
         let line = serde_json::to_string(&report).unwrap_or_default();
-        tracing::info!(report = %line, "job run finished");
+        match &report.stopped_for {
+            Some(cause) => tracing::error!(
+                report = %line,
+                error = %cause,
+                "MISCONFIGURATION: the job run stopped; no grant was changed for it"
+            ),
+            None => tracing::info!(report = %line, "job run finished"),
+        }
         metrics::emit(&metrics::quota_units_emf(self.pacer.take_spent(), metrics::now_ms()));
         metrics::emit(&metrics::job_report_emf(&report, metrics::now_ms()));
         Ok(report)

@@ -12,7 +12,7 @@ pub async fn handle<P: EventPublisher, K: EventKeeper>(
     event: &aws_lambda_events::event::dynamodb::Event,
     publisher: &P,
     keeper: &K,
-    settings: BatchSettings,
+    settings: &BatchSettings,
     now: u64,
 ) -> aws_lambda_events::event::streams::DynamoDbEventResponse {
     use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};

@@ -32,7 +32,7 @@ use crate::domain::{
 };
 use crate::google::{
     ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, TokenRefresh, VerifiedIdToken,
-    VerifyIdToken,
+    VerifyIdToken, as_client,
 };
 use crate::ports::Ports;
 use crate::store::{Claim, ClaimKey, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
@@ -348,29 +348,47 @@ impl<P: Ports> SignIn<P> {
         sent: &mut bool,
     ) -> Result<SignedIn, SignInError> {
         let call = self.settings.call_timeout;
-        let credentials = self.secrets.current().await?;
-        let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
         // Sending the code spends it: only while the exchange and a second for what follows
         // still fit in the budget. Else the app is told to retry, the code unspent.
-        if tokio::time::Instant::now() + call + AFTER_EXCHANGE_FLOOR > deadline {
+        let sendable = || tokio::time::Instant::now() + call + AFTER_EXCHANGE_FLOOR <= deadline;
+        if !sendable() {
             return Err(Upstream::unavailable("sign-in", "too little of the budget left to spend the code").into());
         }
         *sent = true;
-        let tokens = self
-            .token_endpoint
-            .exchange_code(CodeExchange {
-                token_uri,
-                credentials: &credentials,
-                code: &request.code,
-                redirect_uri: request.redirect_uri(),
-                code_verifier: request.code_verifier.as_ref(),
-            })
-            .await
-            .map_err(|e| match e {
-                GoogleTokenError::InvalidGrant { .. } => SignInError::InvalidGrant(Some(e)),
-                GoogleTokenError::RedirectUriMismatch => SignInError::RedirectUriMismatch,
-                GoogleTokenError::Upstream(u) => SignInError::Upstream(u),
-            })?;
+        // Made again only after `invalid_client` (a rotated secret): Google authenticates
+        // the client before it reads the code, so the first send did not spend it.
+        let sends = std::sync::atomic::AtomicU32::new(0);
+        let exchanged = as_client(&self.secrets, |credentials| {
+            let again = sends.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0;
+            async move {
+                if again && !sendable() {
+                    return Err(Upstream::unavailable(
+                        "sign-in",
+                        "too little of the budget left to send the code again",
+                    )
+                    .into());
+                }
+                self.token_endpoint
+                    .exchange_code(CodeExchange {
+                        token_uri: credentials.token_uri(self.settings.token_uri_override.as_deref()),
+                        credentials: &credentials,
+                        code: &request.code,
+                        redirect_uri: request.redirect_uri(),
+                        code_verifier: request.code_verifier.as_ref(),
+                    })
+                    .await
+            }
+        })
+        .await;
+        let resent = sends.load(std::sync::atomic::Ordering::SeqCst) > 1;
+        let (tokens, credentials) = exchanged.map_err(|e| match e {
+            // Should Google have read the code before refusing the client after all, the
+            // code is spent, as for any code sent before.
+            GoogleTokenError::InvalidGrant { .. } if resent => SignInError::ReconsentRequired,
+            GoogleTokenError::InvalidGrant { .. } => SignInError::InvalidGrant(Some(e)),
+            GoogleTokenError::RedirectUriMismatch => SignInError::RedirectUriMismatch,
+            GoogleTokenError::Upstream(u) => SignInError::Upstream(u),
+        })?;
         let received_at = self.clock.now_unix();
         let answered = Answered {
             client_id: credentials.client_id.clone(),
@@ -667,17 +685,19 @@ impl<P: Ports> SignIn<P> {
         let Some(refresh_token) = &answered.refresh_token else {
             return Err(SignInError::IdentityUnconfirmed);
         };
-        let credentials = self.secrets.current().await?;
-        let token_uri = credentials.token_uri(self.settings.token_uri_override.as_deref());
-        let tokens = retry_until(
+        let (tokens, _) = retry_until(
             &AFTER_EXCHANGE,
             deadline,
             self.settings.call_timeout,
             || {
-                self.token_endpoint.refresh(TokenRefresh {
-                    token_uri,
-                    credentials: &credentials,
-                    refresh_token,
+                as_client(&self.secrets, |credentials| async move {
+                    self.token_endpoint
+                        .refresh(TokenRefresh {
+                            token_uri: credentials.token_uri(self.settings.token_uri_override.as_deref()),
+                            credentials: &credentials,
+                            refresh_token,
+                        })
+                        .await
                 })
             },
             |e| matches!(e, GoogleTokenError::Upstream(u) if unavailable(u)),

@@ -25,6 +25,9 @@ pub struct CachedToken {
     /// The grant's token generation it came from ([`Grant::token_gen`]): served only while
     /// the grant still holds that generation, and never written after it ended.
     pub token_gen: u64,
+    /// The grant's time-based access ends then (Unix seconds): told to the caller, so a
+    /// cache hit says it without reading the grant.
+    pub grant_ends_at: Option<u64>,
 }
 
 impl CachedToken {

@@ -32,6 +32,9 @@ pub struct Lease<'a> {
     pub drive_planned: bool,
     /// The lease the grant's cached-token item says a routine record ended: nobody's.
     pub released: Option<&'a str>,
+    /// An end of the grant now near enough to announce (`GrantExpiring`), not announced
+    /// yet: the lease records it, with a version of its own, so no other write is made.
+    pub notice: Option<(u64, &'static str)>,
 }
 
 /// Who holds a grant's lease, and so what taking it assumed.
@@ -75,11 +78,13 @@ pub enum GrantOutcome {
         /// (its `scope` is authoritative). `None`: unchanged, or the answer named none.
         scopes: Option<crate::domain::Scopes>,
     },
-    /// A transient failure outlived its retries: try again at `next_attempt_at`.
+    /// A transient failure outlived its retries: try again at `next_attempt_at`. The
+    /// grant's refresh level fails (`error`, its class) from the first such cycle on.
     Deferred {
         failure_count: u32,
         next_attempt_at: u64,
         reason: String,
+        error: &'static str,
     },
     /// Google said `invalid_grant`: the token is deleted and the grant marked revoked,
     /// with what most likely caused it.
@@ -110,12 +115,17 @@ pub enum DriveOutcome {
     /// run's budget ran out, or a user-facing refresh (which never calls Drive): refreshed
     /// only.
     Skipped,
-    /// Drive failed after retries: the grant is retried at `next_attempt_at`.
+    /// Drive failed after retries: the grant is retried at `next_attempt_at`, its api
+    /// level failing (`error`, its class).
     Failed {
         failure_count: u32,
         next_attempt_at: u64,
         reason: String,
+        error: &'static str,
     },
+    /// Drive refused the user (`domainPolicy`): the api level fails (`error`); the grant
+    /// is not deferred, its refresh being fine.
+    Refused { error: &'static str },
 }
 
 impl GrantOutcome {
@@ -159,16 +169,20 @@ impl GrantOutcome {
             return false;
         }
         let Holder::Cycle(lease) = holder else {
-            return *drive == DriveOutcome::Skipped;
+            // A refresh that works ends a failing refresh level: the grant records it.
+            return *drive == DriveOutcome::Skipped && leased.refresh_failing.is_none();
         };
-        let healthy = leased.failure_count == 0 && leased.next_attempt_at.is_none();
+        let healthy = leased.failure_count == 0
+            && leased.next_attempt_at.is_none()
+            && leased.refresh_failing.is_none()
+            && leased.api_failing.is_none();
         let as_planned = match drive {
             DriveOutcome::Reached => lease.drive_planned,
             DriveOutcome::Synced { files, truncated } => {
                 lease.drive_planned && !truncated && !leased.drive_truncated && leased.drive_files == Some(*files)
             }
             DriveOutcome::Skipped => !lease.drive_planned,
-            DriveOutcome::Failed { .. } => false,
+            DriveOutcome::Failed { .. } | DriveOutcome::Refused { .. } => false,
         };
         healthy && as_planned
     }
@@ -227,6 +241,7 @@ mod tests {
             until: 200,
             drive_planned,
             released: None,
+            notice: None,
         }
     }
 
@@ -261,6 +276,7 @@ mod tests {
             failure_count: 1,
             next_attempt_at: 1,
             reason: "x".into(),
+            error: "unavailable",
         });
         for (outcome, planned, routine) in [
             (refreshed(DriveOutcome::Reached), true, true),
@@ -273,12 +289,14 @@ mod tests {
             (synced(4, false), true, false),
             (synced(3, true), true, false),
             (failed, true, false),
+            (refreshed(DriveOutcome::Refused { error: "domain_policy" }), true, false),
             (GrantOutcome::Released, true, false),
             (
                 GrantOutcome::Deferred {
                     failure_count: 1,
                     next_attempt_at: 1,
                     reason: "x".into(),
+                    error: "unavailable",
                 },
                 true,
                 false,
@@ -291,10 +309,27 @@ mod tests {
             );
         }
 
-        // A failure to clear, a time limit Google now states, or one that moved.
+        // A failure to clear, a failing level of health to end, a time limit Google now
+        // states, or one that moved.
         let mut failing = grant();
         failing.failure_count = 2;
         assert!(!refreshed(DriveOutcome::Reached).is_routine(&failing, &Holder::Cycle(lease(true))));
+        for (refresh, api) in [(true, false), (false, true)] {
+            let mut unhealthy = grant();
+            let level = Some(crate::store::Failing {
+                since: 1,
+                error: "unavailable".into(),
+            });
+            unhealthy.refresh_failing = level.clone().filter(|_| refresh);
+            unhealthy.api_failing = level.filter(|_| api);
+            assert!(!refreshed(DriveOutcome::Reached).is_routine(&unhealthy, &Holder::Cycle(lease(true))));
+            let caller = Holder::Caller { owner: "o", now: 1 };
+            assert_eq!(
+                refreshed(DriveOutcome::Skipped).is_routine(&unhealthy, &caller),
+                api,
+                "refresh ends failing"
+            );
+        }
         let limited = GrantOutcome::Refreshed {
             new_token: None,
             refresh_expires_at: Some(5_000),

@@ -89,6 +89,22 @@ pub mod reasons {
     pub const OPERATOR_REVOKED: &str = "operator_revoked";
 }
 
+/// A level of a grant's health that fails ([`crate::grant::health`]): since when (the end
+/// of the first cycle whose retries were spent), and the error's class — never Google's
+/// text. Absent while the level is healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failing {
+    pub since: u64,
+    pub error: String,
+}
+
+/// An end of a grant that can be predicted, as announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiring {
+    pub at: u64,
+    pub reason: String,
+}
+
 /// One user's offline-access grant, as stored.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -126,6 +142,13 @@ pub struct Grant {
     pub last_sync_at: Option<u64>,
     pub failure_count: u32,
     pub next_attempt_at: Option<u64>,
+    /// The refresh level of its health, when it fails (Google does not refresh it).
+    pub refresh_failing: Option<Failing>,
+    /// The api level of its health, when it fails (the Drive call does not work).
+    pub api_failing: Option<Failing>,
+    /// The end the job announced (`GrantExpiring`): when the grant is expected to stop
+    /// working, and why ([`crate::grant::health::predicted_end`]). Announced once.
+    pub expiring: Option<Expiring>,
     /// What the offline job last recorded: the cycle that took the grant, and what the
     /// last Drive listing found (`DRIVE_SYNC=list`).
     pub last_cycle: Option<String>,
@@ -170,6 +193,9 @@ impl Grant {
             last_sync_at: None,
             failure_count: 0,
             next_attempt_at: None,
+            refresh_failing: None,
+            api_failing: None,
+            expiring: None,
             last_cycle: None,
             drive_files: None,
             drive_truncated: false,

@@ -379,13 +379,16 @@ async fn an_unreachable_jwks_is_upstream_unavailable_not_a_bad_token() {
 async fn a_wrong_client_secret_is_our_misconfiguration() {
     let stack = spawn_stack().await;
     let settings = stack.emulator_settings();
-    stack
-        .put_client_secret(&google_emulator::client_secret_json(
-            &settings.client_id,
-            "GOCSPX-wrong",
-            &stack.emulator.token_uri(),
-        ))
-        .await;
+    // Twice: neither the current version nor the previous is the one Google takes.
+    for wrong in ["GOCSPX-wrong", "GOCSPX-wrong-too"] {
+        stack
+            .put_client_secret(&google_emulator::client_secret_json(
+                &settings.client_id,
+                wrong,
+                &stack.emulator.token_uri(),
+            ))
+            .await;
+    }
     let minted = stack.mint(CodeSpec::default());
     assert_refused(&stack, &android_form_event(&minted.code), 500, "server_misconfigured").await;
 }

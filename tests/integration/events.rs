@@ -130,7 +130,6 @@ struct EventsFunction {
 impl EventsFunction {
     fn new(stack: &Stack, extra: &[(&str, &str)]) -> Self {
         let mut env = stack.env.clone();
-        env.insert("REFRESH_FAILING_AFTER".into(), "3".into());
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let config = EventsConfig::from_env(&env).expect("events config");
         let aws = stack.aws_as(test_support::Role::Events);
@@ -149,7 +148,7 @@ impl EventsFunction {
         publisher: &P,
     ) -> aws_lambda_events::event::streams::DynamoDbEventResponse {
         let now = SystemClock.now_unix();
-        offline_access::lambda::stream::handle(event, publisher, &self.keeper, self.settings, now).await
+        offline_access::lambda::stream::handle(event, publisher, &self.keeper, &self.settings, now).await
     }
 }
 
@@ -282,9 +281,26 @@ async fn each_change_of_a_grants_state_yields_exactly_its_event_and_a_routine_re
             "GrantSuspended",
             "GrantResumed",
             "RiscEventReceived",
-            "RefreshFailing",
+            // The first cycle whose retries were spent; not the two after it.
+            "GrantHealthChanged",
             "GrantRevoked",
         ])
+    );
+    let health: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["detail-type"] == "GrantHealthChanged")
+        .collect();
+    assert_eq!(
+        (
+            &health[0]["detail"]["level"],
+            &health[0]["detail"]["from"],
+            &health[0]["detail"]["to"],
+            &health[0]["detail"]["error"]
+        ),
+        // Google's 503 is its "slow down" as much as 429 is.
+        (&json!("refresh"), &json!("ok"), &json!("failing"), &json!("throttled")),
+        "{}",
+        health[0]
     );
     assert_eq!(
         users.get(&bob.sub).cloned().unwrap_or_default(),
@@ -346,6 +362,70 @@ impl EventPublisher for RefusesOnce<'_> {
         }
         Ok(answer)
     }
+}
+
+/// Time-based access ending in two days is announced once (the lease of the cycle that
+/// first sees it within `EXPIRY_NOTICE_SECS` records it), with its end and reason; the
+/// access-token function tells its caller the same end.
+#[tokio::test]
+async fn a_predictable_end_is_announced_once_and_the_access_token_answer_carries_it() {
+    let stack = spawn_stack().await;
+    let consumer = Consumer::attach(&stack).await;
+    let mut reader = StreamReader::open(&stack.aws, &stack.config.common.grants_table)
+        .await
+        .expect("stream");
+    let publisher = EventsFunction::new(&stack, &[]);
+    let limited = stack.mint(CodeSpec {
+        refresh_token_expires_in: Some(2 * 86_400),
+        ..CodeSpec::default()
+    });
+    assert_eq!(stack.invoke(&android_form_event(&limited.code)).await.status, 200);
+    let lasting = stack.mint(CodeSpec::default());
+    assert_eq!(stack.invoke(&android_form_event(&lasting.code)).await.status, 200);
+    let ends = stack
+        .grant(&limited.sub)
+        .await
+        .expect("grant")
+        .refresh_expires_at
+        .expect("time-based access");
+
+    let job = stack.job(&[]);
+    for hour in ["06", "12", "18"] {
+        let report = job
+            .run(&cycle(&format!("2026-12-04T{hour}:00:00Z")), "job", no_deadline())
+            .await
+            .expect("run");
+        assert_eq!(report.refreshed, 2, "{report:?}");
+    }
+    let grant = stack.grant(&limited.sub).await.expect("grant");
+    let expiring = grant.expiring.expect("announced");
+    assert_eq!((expiring.at, expiring.reason.as_str()), (ends, "time_limited_access"));
+
+    let (_, retry) = pump(&mut reader, &publisher).await;
+    assert_eq!(retry, None);
+    let events = consumer.take().await;
+    let users = by_user(&events);
+    assert_eq!(
+        users.get(&limited.sub).cloned().unwrap_or_default(),
+        ["GrantCreated", "GrantExpiring"],
+        "once, however many cycles see it"
+    );
+    assert_eq!(users.get(&lasting.sub).cloned().unwrap_or_default(), ["GrantCreated"]);
+    let announced = events
+        .iter()
+        .find(|e| e["detail-type"] == "GrantExpiring")
+        .expect("GrantExpiring");
+    let at = jiff::Timestamp::from_second(i64::try_from(ends).expect("seconds")).expect("time");
+    assert_eq!(announced["detail"]["expires_at"], json!(at.to_string()));
+    assert_eq!(announced["detail"]["reason"], json!("time_limited_access"));
+
+    let answer = test_support::ask_for_token(&stack.access_tokens(&[]), &json!({"sub": limited.sub})).await;
+    assert_eq!(answer["refresh_expires_at"], json!(at.to_string()), "{answer}");
+    let answer = test_support::ask_for_token(&stack.access_tokens(&[]), &json!({"sub": lasting.sub})).await;
+    assert!(
+        answer["access_token"].is_string() && answer.get("refresh_expires_at").is_none(),
+        "{answer}"
+    );
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use google_emulator::{CodeSpec, Consent, Endpoint, Fault};
-use offline_access::job::{CycleId, RunError};
+use google_emulator::{ClientState, CodeSpec, Consent, DriveReason, Endpoint, Fault};
+use offline_access::job::CycleId;
 use test_support::{Seeded, Stack, android_form_event, no_deadline, spawn_stack};
 
 const DRIVE: &str = "openid https://www.googleapis.com/auth/drive.appdata";
@@ -300,28 +300,70 @@ async fn invalid_grant_revokes_the_grant_keeps_the_subtype_deletes_the_token_and
     );
 }
 
+/// A refusal of the client or the project, never of a user: how to make Google answer it.
+#[derive(Debug, Clone, Copy)]
+enum ClientFault {
+    InvalidClient,
+    DeletedClient,
+    UnauthorizedClient,
+    DriveApiOff,
+    DriveDailyQuota,
+}
+
+/// Each client-level fault stops the run cleanly: the report names it, no grant changes
+/// (status, token, failures, health, the cycle that took it), and the next cycle, once
+/// the operator has acted, refreshes every grant.
 #[tokio::test]
-async fn invalid_client_stops_the_run_loudly_and_changes_no_grant() {
-    let stack = spawn_stack().await;
-    let seeded = stack.seed_grants(20, DRIVE, 1).await;
-    stack.emulator.set_client_secret("GOCSPX-rotated-at-google-only");
-    let job = stack.job(&[("REFRESH_CONCURRENCY", "4")]);
+async fn a_client_level_fault_stops_the_run_cleanly_and_changes_no_grant() {
+    let cases = [
+        (ClientFault::InvalidClient, "invalid_client"),
+        (ClientFault::DeletedClient, "restore it within 30 days"),
+        (ClientFault::UnauthorizedClient, "unauthorized_client"),
+        (ClientFault::DriveApiOff, "accessNotConfigured"),
+        (ClientFault::DriveDailyQuota, "dailyLimitExceeded"),
+    ];
+    for (fault, names) in cases {
+        let stack = spawn_stack().await;
+        let seeded = stack.seed_grants(20, DRIVE, 1).await;
+        let secret = stack.emulator.settings().client_secret;
+        let before: Vec<_> = {
+            let mut items = stack.grants().await;
+            items.sort_by_key(|i| format!("{:?}", i.get("sub")));
+            items
+        };
+        match fault {
+            ClientFault::InvalidClient => stack.emulator.set_client_secret("GOCSPX-rotated-at-google-only"),
+            ClientFault::DeletedClient => stack.emulator.set_client_state(ClientState::Deleted),
+            ClientFault::UnauthorizedClient => stack.emulator.set_client_state(ClientState::Unauthorized),
+            ClientFault::DriveApiOff => stack.emulator.refuse_drive(None, DriveReason::AccessNotConfigured),
+            ClientFault::DriveDailyQuota => stack.emulator.refuse_drive(None, DriveReason::DailyLimitExceeded),
+        }
+        let job = stack.job(&[("REFRESH_CONCURRENCY", "4")]);
 
-    let outcome = job.run(&cycle("c1"), "a", no_deadline()).await;
+        let report = job.run(&cycle("c1"), "a", no_deadline()).await.expect("a clean stop");
 
-    assert!(matches!(outcome, Err(RunError::Misconfigured(_))), "{outcome:?}");
-    assert!(
-        stack.emulator.stats().refreshes <= 4 + 1,
-        "the run stopped instead of trying every grant"
-    );
-    for s in &seeded {
-        let grant = stack.grant(&s.sub).await.expect("grant");
-        assert_eq!(grant.status.as_str(), "active");
-        assert!(grant.refresh_token.is_some() && grant.failure_count == 0);
+        let said = report.stopped_for.as_deref().unwrap_or_default();
+        assert!(said.contains(names), "{fault:?}: {said}");
+        assert!(!report.complete && !report.stopped_at_deadline, "{fault:?}: {report:?}");
+        assert_eq!((report.revoked, report.deferred), (0, 0), "{fault:?}");
         assert!(
-            stack.grant_attribute(&s.sub, "last_cycle").await.is_none(),
-            "the grant is retried next time"
+            stack.emulator.stats().refreshes <= 4 + 1,
+            "{fault:?}: the run stopped instead of trying every grant"
         );
+        let mut after = stack.grants().await;
+        after.sort_by_key(|i| format!("{:?}", i.get("sub")));
+        assert_eq!(
+            after, before,
+            "{fault:?}: no grant changed, not even its lease or cycle"
+        );
+
+        // The operator fixes it: the next cycle refreshes every grant.
+        stack.emulator.set_client_state(ClientState::Active);
+        stack.emulator.clear_drive_refusals();
+        stack.emulator.set_client_secret(&secret);
+        let next = job.run(&cycle("c2"), "b", no_deadline()).await.expect("run");
+        assert_eq!((next.refreshed, next.stopped_for.as_deref()), (20, None), "{fault:?}");
+        assert_every_token_is_live(&stack, &seeded).await;
     }
 }
 
@@ -644,7 +686,14 @@ async fn a_restored_table_is_read_with_its_token_binding_and_without_it_the_run_
     let stopped = unbound
         .run(&cycle("2026-11-26T10:00:00Z"), "run-1", no_deadline())
         .await;
-    assert!(matches!(stopped, Err(RunError::Misconfigured(_))), "{stopped:?}");
+    let stopped = stopped.expect("a clean stop");
+    assert!(
+        stopped
+            .stopped_for
+            .as_deref()
+            .is_some_and(|s| s.contains("TOKEN_BINDING")),
+        "{stopped:?}"
+    );
     for s in &seeded {
         let item = dynamo
             .get_item()

@@ -4,9 +4,11 @@
 
 mod access_token;
 mod app;
+mod client_secret;
 mod ending_access;
 mod errors;
 mod events;
+mod health;
 mod iam;
 mod identity;
 mod job;

@@ -143,7 +143,6 @@ async fn one_malformed_row_is_named_and_skipped_by_list_stats_and_reencrypt() {
 async fn list_show_and_stats_read_the_seeded_grants_and_never_print_a_token() {
     let stack = spawn_stack().await;
     let seeded = stack.seed_grants(5, SCOPES, 0).await;
-    let file = env_file(&stack, &[]);
     stack
         .set_grant_attributes(
             &seeded[1].sub,
@@ -159,6 +158,32 @@ async fn list_show_and_stats_read_the_seeded_grants_and_never_print_a_token() {
             )],
         )
         .await;
+    // Health: one grant's Drive call fails for a domain policy since a known time (as the
+    // job records it), one lacks the required scope, one holds a malformed failing level.
+    stack
+        .set_grant_attributes(
+            &seeded[3].sub,
+            &[
+                ("api_since", Some(AttributeValue::N("1800000000".into()))),
+                ("api_err", Some(AttributeValue::S("domain_policy".into()))),
+                ("last_sync_at", Some(AttributeValue::N("1799990000".into()))),
+                ("last_refresh_at", Some(AttributeValue::N("1800000100".into()))),
+            ],
+        )
+        .await;
+    stack
+        .set_grant_attributes(&seeded[4].sub, &[("scopes", Some(AttributeValue::S("openid".into())))])
+        .await;
+    stack
+        .set_grant_attributes(
+            &seeded[2].sub,
+            &[("rf_since", Some(AttributeValue::S("not a number".into())))],
+        )
+        .await;
+    let file = env_file(
+        &stack,
+        &[("REQUIRED_SCOPES", "https://www.googleapis.com/auth/drive.appdata")],
+    );
     let tokens = stack.access_tokens(&[]);
     let answer = ask_for_token(&tokens, &json!({"sub": seeded[0].sub})).await;
     let access_token = answer["access_token"].as_str().expect("token").to_owned();
@@ -213,6 +238,32 @@ async fn list_show_and_stats_read_the_seeded_grants_and_never_print_a_token() {
     assert_eq!(stats["by_status"]["suspended"], 1);
     assert_eq!(stats["flagged"], 1);
     assert_eq!(stats["without_token_digests"], 0);
+    assert_eq!(
+        stats["health"],
+        json!({
+            // Seeded grants the job has not refreshed yet are unknown.
+            "refresh": {"ok": 1, "failing": 0, "unknown": 3},
+            "api": {"ok": 0, "failing": 1, "unknown": 3},
+            "scopes": {"ok": 3, "missing": 1},
+        }),
+        "active grants by level; a malformed level reads as not failing"
+    );
+    let barred = json_of(&cli(&file, &["grants", "show", &seeded[3].sub, "--json"]).await);
+    assert_eq!(
+        barred["health"]["api"],
+        json!({"state": "failing", "ok_at": "2027-01-15T05:13:20Z", "failing_since": "2027-01-15T08:00:00Z", "error": "domain_policy"})
+    );
+    assert_eq!(barred["health"]["refresh"]["state"], "ok");
+    let lacking = json_of(&cli(&file, &["grants", "show", &seeded[4].sub, "--json"]).await);
+    assert_eq!(
+        lacking["health"]["scopes"],
+        json!({"state": "missing", "granted": ["openid"], "missing": ["https://www.googleapis.com/auth/drive.appdata"]})
+    );
+    let words = String::from_utf8_lossy(&cli(&file, &["grants", "show", &seeded[3].sub]).await.stdout).to_string();
+    assert!(
+        words.contains("FAILING since 2027-01-15T08:00:00Z (domain_policy)"),
+        "{words}"
+    );
 
     let missing = cli(&file, &["grants", "show", "123"]).await;
     assert!(!missing.status.success());
@@ -674,4 +725,121 @@ async fn revoke_with_google_unreachable_changes_nothing_and_fails() {
     stack.emulator.clear_faults();
     let answer = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;
     assert_eq!(answer["status"], json!(200), "still served: {answer}");
+}
+
+/// `doctor`'s checklist as JSON: each check's name and outcome, and the exit status.
+async fn doctor(file: &tempfile_path::TempFile, extra: &[&str]) -> (bool, Vec<(String, String)>, Value) {
+    let mut args = vec!["doctor", "--json"];
+    args.extend_from_slice(extra);
+    let out = cli(file, &args).await;
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON checklist");
+    let checks = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().expect("name").to_owned(),
+                c["outcome"].as_str().expect("outcome").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(report["healthy"].as_bool(), Some(out.status.success()), "{report}");
+    (out.status.success(), checks, report)
+}
+
+fn outcome<'a>(checks: &'a [(String, String)], name: &str) -> &'a str {
+    checks
+        .iter()
+        .find(|(n, _)| n == name)
+        .map_or("absent", |(_, o)| o.as_str())
+}
+
+#[tokio::test]
+async fn doctor_passes_a_working_stack_and_names_what_is_broken_and_how_to_fix_it() {
+    let stack = spawn_stack().await;
+    let file = env_file(&stack, &[]);
+    let (ok, checks, report) = doctor(&file, &[]).await;
+    assert!(ok, "{report}");
+    for name in [
+        "client_secret",
+        "kms_key",
+        "grants_table",
+        "state_table",
+        "event_bus",
+        "google_keys",
+        "google_client",
+    ] {
+        assert_eq!(outcome(&checks, name), "pass", "{name}: {report}");
+    }
+    assert_eq!(
+        outcome(&checks, "risc_stream"),
+        "skipped",
+        "not passed without a service account"
+    );
+    let printed = report.to_string();
+    assert!(
+        !printed.contains(&stack.emulator_settings().client_secret),
+        "never the secret"
+    );
+    let calls = stack.emulator.stats();
+    assert_eq!(
+        (calls.refreshes, calls.certs),
+        (1, 1),
+        "one refresh (spends nothing) and one JWKS fetch"
+    );
+
+    // With a service account: the RISC stream is checked too, and fails until registered.
+    let account = tempfile_path::TempFile::with(&stack.emulator.service_account_json().expect("key file"));
+    let account = account.0.to_string_lossy().to_string();
+    let (ok, checks, _) = doctor(&file, &["--service-account", &account]).await;
+    assert!(!ok);
+    assert_eq!(outcome(&checks, "risc_stream"), "fail");
+    let registered = cli(
+        &file,
+        &[
+            "risc",
+            "--service-account",
+            &account,
+            "register",
+            "--url",
+            "https://example.com/risc",
+        ],
+    )
+    .await;
+    assert!(registered.status.success());
+    let (ok, checks, _) = doctor(&file, &["--service-account", &account]).await;
+    assert!(ok);
+    assert_eq!(outcome(&checks, "risc_stream"), "pass");
+
+    // Google refuses the client: the check fails, says how to fix it, and the exit is not 0.
+    stack.emulator.set_client_state(google_emulator::ClientState::Deleted);
+    let (ok, checks, report) = doctor(&file, &[]).await;
+    assert!(!ok);
+    assert_eq!(outcome(&checks, "google_client"), "fail");
+    assert!(report.to_string().contains("within 30 days"), "{report}");
+    stack.emulator.set_client_state(google_emulator::ClientState::Active);
+    stack.emulator.set_client_secret("GOCSPX-rotated-at-google-only");
+    let (_, checks, report) = doctor(&file, &[]).await;
+    assert_eq!(outcome(&checks, "google_client"), "fail");
+    assert!(report.to_string().contains("invalid_client"), "{report}");
+
+    // A table that is not there, a secret that is not Google's JSON, a bus that is not there.
+    let broken = env_file(
+        &stack,
+        &[
+            ("GRANTS_TABLE", "no-such-table"),
+            ("CLIENT_SECRET_ID", "no/such/secret"),
+            ("EVENT_BUS_NAME", "no-such-bus"),
+        ],
+    );
+    let out = cli(&broken, &["doctor"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("client_secret") && stderr.contains("grants_table") && stderr.contains("event_bus"),
+        "{stderr}"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("FAIL") && table.contains("make secret"), "{table}");
 }

@@ -390,44 +390,6 @@ async fn an_unverified_email_is_not_trusted() {
 }
 
 #[tokio::test]
-async fn a_rotated_client_secret_is_used_after_the_ttl_without_a_restart() {
-    let stack = spawn_stack().await;
-    assert_eq!(
-        stack
-            .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
-            .await
-            .status,
-        200
-    );
-
-    // The operator rotates the secret at Google and in Secrets Manager.
-    let settings = stack.emulator_settings();
-    stack.emulator.set_client_secret("GOCSPX-rotated");
-    stack
-        .put_client_secret(&google_emulator::client_secret_json(
-            &settings.client_id,
-            "GOCSPX-rotated",
-            &stack.emulator.token_uri(),
-        ))
-        .await;
-
-    let stale = stack
-        .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
-        .await;
-    assert_eq!(
-        (stale.status, stale.error_code()),
-        (500, "server_misconfigured"),
-        "the cached secret is still in use"
-    );
-
-    stack.cache_clock.advance(stack.config.common.client_secret_ttl);
-    let fresh = stack
-        .invoke(&android_form_event(&stack.mint(CodeSpec::default()).code))
-        .await;
-    assert_eq!(fresh.status, 200, "{}", fresh.json);
-}
-
-#[tokio::test]
 async fn jwks_rotation_is_followed_with_one_refetch_and_unknown_kids_cannot_force_more() {
     // An unknown kid refetches at most once per ten minutes of the caches' clock (which
     // the test moves), so the count below does not depend on how fast the machine is.
@@ -489,17 +451,19 @@ async fn the_jwks_is_cached_as_long_as_its_max_age_says() {
     }
     assert_eq!(stack.emulator.stats().certs, 1, "cached within max-age");
 
-    // A second before max-age ends: still the cached set. (Google dates its ID tokens by
-    // the same clock the cache ages by.)
-    let almost = max_age - Duration::from_secs(1);
+    // Moments before max-age ends: still the cached set. (Google dates its ID tokens by
+    // the same clock the cache ages by. That clock is the wall clock moved on, so the
+    // margin leaves the seconds the test itself takes on a loaded machine: at one second
+    // it failed once when the wall clock ticked over between the fetch and the check.)
+    let almost = max_age - Duration::from_secs(10);
     stack.cache_clock.advance(almost);
     stack.emulator.advance_clock(almost);
     sign_in().await;
     assert_eq!(stack.emulator.stats().certs, 1, "not refetched before max-age");
 
     // Max-age passed: the next sign-in fetches the keys again, once.
-    stack.cache_clock.advance(Duration::from_secs(2));
-    stack.emulator.advance_clock(Duration::from_secs(2));
+    stack.cache_clock.advance(Duration::from_secs(11));
+    stack.emulator.advance_clock(Duration::from_secs(11));
     sign_in().await;
     sign_in().await;
     assert_eq!(stack.emulator.stats().certs, 2, "refetched once max-age passed");

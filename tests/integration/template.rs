@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use offline_access::config::vars::{self, ACCESS_TOKEN, COMMON, EVENTS, JOB, SIGN_IN};
+use offline_access::config::vars::{self, ACCESS_TOKEN, COMMON, EVENTS, HEALTH, JOB, SIGN_IN};
 use offline_access::crypto::{Purpose, encryption_context};
 use offline_access::permissions::{self, Permission};
 use serde_yaml_ng::Value;
@@ -153,19 +153,24 @@ fn the_kms_data_key_grants_are_conditioned_on_the_purposes_each_function_uses() 
 fn the_environment_the_template_sets_is_read_by_each_functions_config() {
     let template = template();
     let required = ["GRANTS_TABLE", "STATE_TABLE", "CLIENT_SECRET_ID", "TOKEN_KEY_ID"];
-    for (id, own) in [
-        ("AuthCodeFunction", SIGN_IN),
-        ("ParkedSignInFunction", SIGN_IN),
-        ("RefresherFunction", JOB),
-        ("AccessTokenFunction", ACCESS_TOKEN),
-    ] {
+    let groups: [(&str, &[&vars::Group]); 4] = [
+        ("AuthCodeFunction", &[&SIGN_IN, &HEALTH]),
+        ("ParkedSignInFunction", &[&SIGN_IN, &HEALTH]),
+        ("RefresherFunction", &[&JOB]),
+        ("AccessTokenFunction", &[&ACCESS_TOKEN]),
+    ];
+    for (id, own) in groups {
         let set: BTreeSet<String> = function(&template, id)["Environment"]["Variables"]
             .as_mapping()
             .expect("variables")
             .keys()
             .filter_map(|k| k.as_str().map(str::to_owned))
             .collect();
-        let read: BTreeSet<String> = COMMON.names().chain(own.names()).map(str::to_owned).collect();
+        let read: BTreeSet<String> = COMMON
+            .names()
+            .chain(own.iter().flat_map(|g| g.names()))
+            .map(str::to_owned)
+            .collect();
         let unknown: Vec<&String> = set.difference(&read).collect();
         assert!(
             unknown.is_empty(),
@@ -174,14 +179,20 @@ fn the_environment_the_template_sets_is_read_by_each_functions_config() {
         for name in required {
             assert!(set.contains(name), "{id} does not set the required {name}");
         }
-    } // The events function reads its own two variables and none of the others.
+    } // The events function reads its own variables (but the retired one) and the scopes
+    // health is measured against, and none of the others.
     let set: BTreeSet<&str> = function(&template, "EventsFunction")["Environment"]["Variables"]
         .as_mapping()
         .expect("variables")
         .keys()
         .filter_map(|k| k.as_str())
         .collect();
-    assert_eq!(set, EVENTS.names().collect());
+    let expected: BTreeSet<&str> = EVENTS
+        .names()
+        .filter(|n| *n != "REFRESH_FAILING_AFTER")
+        .chain(HEALTH.names())
+        .collect();
+    assert_eq!(set, expected);
 }
 
 #[test]

@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let config = EventsConfig::from_env(&ProcessEnv)?;
     let aws = app::aws_config().await;
     let (publisher, keeper) = (app::event_publisher(&config, &aws), app::event_keeper(&config, &aws));
-    let (publisher, keeper, settings) = (&publisher, &keeper, app::batch_settings(&config));
+    let (publisher, keeper, settings) = (&publisher, &keeper, &app::batch_settings(&config));
     run(service_fn(move |event: LambdaEvent<Event>| async move {
         let now = SystemClock.now_unix();
         Ok::<_, Error>(lambda::stream::handle(&event.payload, publisher, keeper, settings, now).await)

@@ -1,7 +1,7 @@
 //! The variables of the sign-in, access-token and events functions, and those the AWS
 //! SDK and the log set-up read.
 
-use super::super::var::{Absent, List, ScopeList, Span, Text, Unit, Url, Var, Whole};
+use super::super::var::{Absent, List, Retired, ScopeList, Span, Text, Unit, Url, Var};
 use super::{millis, secs};
 
 // The sign-in function (`auth-code`: sign-in, deletion, RISC).
@@ -71,8 +71,8 @@ pub const REQUIRED_SCOPES: Var<ScopeList> = Var {
     absent: Absent::Default(""),
     kind: ScopeList,
     doc: "the scopes the product needs: a sign-in that lacks one still stores the grant, and its answer names \
-          them (`missing_scopes`) with how the app asks again (`ask_again`); the template sets the Drive scope the \
-          job uses",
+          them (`missing_scopes`) with how the app asks again (`ask_again`); a grant's `scopes` health is \
+          `missing` while it lacks one (`GrantHealthChanged`); the template sets the Drive scope the job uses",
 };
 pub const GOOGLE_RISC_CONFIG_URI: Var<Url> = Var {
     name: "GOOGLE_RISC_CONFIG_URI",
@@ -140,12 +140,6 @@ pub const EVENTS_GIVE_UP_SECS: Var<Span> = Var {
     },
     doc: "a record whose events still cannot be published once it is this old has them kept in `EVENTS_FAILURE_QUEUE_URL`, and the stream moves on (below the mapping's 21,600 s record age)",
 };
-pub const REFRESH_FAILING_AFTER: Var<Whole<u32>> = Var {
-    name: "REFRESH_FAILING_AFTER",
-    absent: Absent::Default("3"),
-    kind: Whole::within(1, 1_000),
-    doc: "`RefreshFailing` is published when a grant's consecutive refresh failures reach this",
-};
 
 // Read by the AWS SDK and the log set-up, not by a config.
 
@@ -160,4 +154,13 @@ pub const RUST_LOG: Var<Text> = Var {
     absent: Absent::Means("`info`"),
     kind: Text,
     doc: "log filter",
+};
+pub const REFRESH_FAILING_AFTER: Var<Retired> = Var {
+    name: "REFRESH_FAILING_AFTER",
+    absent: Absent::Means("nothing"),
+    kind: Retired(
+        "RefreshFailing is replaced by GrantHealthChanged (level refresh), published at the first cycle whose \
+         retries are spent: remove it",
+    ),
+    doc: "retired: `RefreshFailing` is replaced by `GrantHealthChanged`; set, it fails init",
 };

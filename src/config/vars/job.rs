@@ -103,6 +103,27 @@ pub const DEFER_BASE_SECS: Var<Span> = Var {
     kind: secs(0),
     doc: "how long a deferred grant first waits (doubling per failure)",
 };
+pub const EXPIRY_NOTICE_SECS: Var<Span> = Var {
+    name: "EXPIRY_NOTICE_SECS",
+    absent: Absent::Default("259200"),
+    kind: secs(0),
+    doc: "`GrantExpiring` is published once for a grant whose predicted end (time-based access; seven days after \
+          consent with `GOOGLE_CONSENT_TESTING`) is this near",
+};
+pub const GOOGLE_CONSENT_TESTING: Var<OneOf<bool>> = Var {
+    name: "GOOGLE_CONSENT_TESTING",
+    absent: Absent::Default("false"),
+    kind: OneOf::words("true or false"),
+    doc: "`true` while the OAuth consent screen is an External app in Testing status: Google ends grants with \
+          more than name, email and profile seven days after consent, and the job announces it (`GrantExpiring`)",
+};
+pub const DRIVE_PROBE_EVERY: Var<Whole<u32>> = Var {
+    name: "DRIVE_PROBE_EVERY",
+    absent: Absent::Default("1"),
+    kind: Whole::within(1, 1_000),
+    doc: "a grant's Drive call is made every this many cycles (when its last one is older than (N - 1/2) cycles); \
+          its refresh, every cycle",
+};
 pub const DEFER_MAX_SECS: Var<Span> = Var {
     name: "DEFER_MAX_SECS",
     absent: Absent::Default("21600"),

@@ -76,7 +76,6 @@ pub const SIGN_IN: Group = Group {
         &SIGN_IN_PARKING_QUEUE_URL,
         &ALLOWED_REDIRECT_URIS,
         &GOOGLE_TOKENINFO_URI,
-        &REQUIRED_SCOPES,
         &GOOGLE_RISC_CONFIG_URI,
         &RISC_EVENT_RETENTION_DAYS,
     ],
@@ -111,6 +110,9 @@ pub const JOB: Group = Group {
         &RETRY_CAP_MS,
         &DEFER_BASE_SECS,
         &DEFER_MAX_SECS,
+        &EXPIRY_NOTICE_SECS,
+        &GOOGLE_CONSENT_TESTING,
+        &DRIVE_PROBE_EVERY,
         &SCAN_PAGE_SIZE,
         &CYCLE_MINUTES,
         &DRIVE_MAX_PAGES,
@@ -131,6 +133,11 @@ pub const EVENTS: Group = Group {
     ],
 };
 
+pub const HEALTH: Group = Group {
+    read_by: "auth-code, parked-sign-in, events",
+    vars: &[&REQUIRED_SCOPES],
+};
+
 pub const AWS_CLIENTS: Group = Group {
     read_by: "every function",
     vars: &[&AWS_ATTEMPT_TIMEOUT_MS, &AWS_CALL_TIMEOUT_MS],
@@ -142,7 +149,16 @@ pub const OUTSIDE: Group = Group {
 };
 
 /// Every group, in the README's order.
-pub const GROUPS: [&Group; 7] = [&COMMON, &SIGN_IN, &ACCESS_TOKEN, &JOB, &EVENTS, &AWS_CLIENTS, &OUTSIDE];
+pub const GROUPS: [&Group; 8] = [
+    &COMMON,
+    &SIGN_IN,
+    &ACCESS_TOKEN,
+    &JOB,
+    &EVENTS,
+    &HEALTH,
+    &AWS_CLIENTS,
+    &OUTSIDE,
+];
 
 impl Group {
     /// The names, in declaration order.

@@ -61,6 +61,7 @@ fn cached_token(item: &Item) -> Result<Option<CachedToken>, &'static str> {
         scopes: schema::read_scopes(schema::text(item, state::SCOPES)),
         obtained_at: schema::number(item, state::OBTAINED_AT).ok_or(state::OBTAINED_AT)?,
         token_gen,
+        grant_ends_at: schema::number(item, state::GRANT_ENDS_AT),
     }))
 }
 
@@ -156,6 +157,9 @@ impl DynamoStore {
             .item(state::EXPIRES_AT, n(token.expires_at));
         if let Some(lease) = ends_lease {
             put = put.item(state::RELEASED_LEASE, s(lease));
+        }
+        if let Some(at) = token.grant_ends_at {
+            put = put.item(state::GRANT_ENDS_AT, n(at));
         }
         let result = put
             .condition_expression(condition)

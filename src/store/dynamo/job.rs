@@ -145,6 +145,13 @@ impl JobStore for DynamoStore {
         if lease.drive_planned {
             u.set(grant::LAST_SYNC_AT, n(lease.now));
         }
+        if let Some((at, reason)) = lease.notice {
+            // An announcement is a change of its own: its event has its own version.
+            u.set(grant::EXPIRING_AT, n(at))
+                .set(grant::EXPIRING_REASON, s(reason))
+                .set(grant::UPDATED_AT, n(lease.now))
+                .increment(grant::VERSION);
+        }
         let result = self
             .update_grant_item(sub.as_str(), &u)
             // The grant as it was: what a non-routine record puts back.

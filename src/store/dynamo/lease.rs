@@ -89,11 +89,12 @@ fn outcome_update(leased: &Grant, holder: Holder<'_>, outcome: &GrantOutcome, wi
             scopes,
         } => {
             u.set(grant::LAST_REFRESH_AT, n(now));
+            schema::clear_failing(&mut u, schema::REFRESH_HEALTH, leased.refresh_failing.as_ref());
             if let Some(at) = refresh_expires_at {
                 u.set(grant::REFRESH_EXPIRES_AT, n(*at));
             }
             if let Holder::Cycle(_) = holder {
-                settle_drive(&mut u, drive);
+                settle_drive(&mut u, leased, drive, now);
             }
             if let (Some(token), true) = (new_token, with_version) {
                 schema::set_token(&mut u, token).set(grant::TOKEN_ISSUED_AT, n(now));
@@ -106,7 +107,17 @@ fn outcome_update(leased: &Grant, holder: Holder<'_>, outcome: &GrantOutcome, wi
             failure_count,
             next_attempt_at,
             reason,
-        } => record_deferral(&mut u, *failure_count, *next_attempt_at, reason),
+            error,
+        } => {
+            record_deferral(&mut u, *failure_count, *next_attempt_at, reason);
+            schema::set_failing(
+                &mut u,
+                schema::REFRESH_HEALTH,
+                leased.refresh_failing.as_ref(),
+                now,
+                error,
+            );
+        }
         GrantOutcome::Revoked { reason, .. } | GrantOutcome::ReconsentRequired { reason } if with_version => {
             let status = if let GrantOutcome::Revoked { likely_cause, .. } = outcome {
                 u.set(grant::LIKELY_CAUSE, s(likely_cause.clone()));
@@ -159,19 +170,30 @@ fn put_back(u: &mut Update, leased: &Grant, lease: Lease<'_>, outcome: &GrantOut
     }
 }
 
-/// A cycle's refresh settles the grant's deferral by how Drive went, and keeps what a
-/// listing found.
-fn settle_drive(u: &mut Update, drive: &DriveOutcome) {
+/// A cycle's refresh settles the grant's deferral and its api level of health by how
+/// Drive went, and keeps what a listing found.
+fn settle_drive(u: &mut Update, leased: &Grant, drive: &DriveOutcome, now: u64) {
+    let api = leased.api_failing.as_ref();
     match drive {
         DriveOutcome::Failed {
             failure_count,
             next_attempt_at,
             reason,
-        } => record_deferral(u, *failure_count, *next_attempt_at, reason),
-        DriveOutcome::Synced { .. } | DriveOutcome::Reached | DriveOutcome::Skipped => {
+            error,
+        } => {
+            record_deferral(u, *failure_count, *next_attempt_at, reason);
+            schema::set_failing(u, schema::API_HEALTH, api, now, error);
+        }
+        DriveOutcome::Synced { .. } | DriveOutcome::Reached | DriveOutcome::Skipped | DriveOutcome::Refused { .. } => {
             u.set(grant::FAILURE_COUNT, n(0))
                 .remove(grant::NEXT_ATTEMPT_AT)
                 .remove(grant::LAST_ERROR);
+            match drive {
+                DriveOutcome::Refused { error } => schema::set_failing(u, schema::API_HEALTH, api, now, error),
+                // Not called (no scope, or the day's budget): what was known stays.
+                DriveOutcome::Skipped => {}
+                _ => schema::clear_failing(u, schema::API_HEALTH, api),
+            }
         }
     }
     if let DriveOutcome::Synced { files, truncated } = drive {

@@ -73,6 +73,16 @@ pub(super) mod grant {
     pub const FAILURE_COUNT: &str = "failure_count";
     pub const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
     pub const LAST_ERROR: &str = "last_error";
+    /// A failing level of the grant's health ([`crate::store::Failing`]): since when, and
+    /// the error's class. Short names, absent while healthy: a healthy grant carries none.
+    pub const REFRESH_FAILING_SINCE: &str = "rf_since";
+    pub const REFRESH_FAILING_ERROR: &str = "rf_err";
+    pub const API_FAILING_SINCE: &str = "api_since";
+    pub const API_FAILING_ERROR: &str = "api_err";
+    /// The end announced by `GrantExpiring` (Unix seconds), and why: absent until one
+    /// is near.
+    pub const EXPIRING_AT: &str = "exp_at";
+    pub const EXPIRING_REASON: &str = "exp_why";
     /// Optimistic concurrency: every write that changes the token or the status adds one.
     pub const VERSION: &str = "version";
     pub const LEASE_OWNER: &str = "lease_owner";
@@ -84,7 +94,7 @@ pub(super) mod grant {
     /// What a tombstone removes: every token, the profile, the scopes and the job's
     /// bookkeeping. It keeps `sub`, the status, its reason, `client_id`, the times and the
     /// version (and the lease, which its writer removes).
-    pub const PERSONAL_AND_TOKENS: [&str; 23] = [
+    pub const PERSONAL_AND_TOKENS: [&str; 29] = [
         REFRESH_TOKEN,
         TOKEN_PREFIX_DIGEST,
         TOKEN_HASH,
@@ -108,6 +118,12 @@ pub(super) mod grant {
         FAILURE_COUNT,
         NEXT_ATTEMPT_AT,
         LAST_ERROR,
+        REFRESH_FAILING_SINCE,
+        REFRESH_FAILING_ERROR,
+        API_FAILING_SINCE,
+        API_FAILING_ERROR,
+        EXPIRING_AT,
+        EXPIRING_REASON,
     ];
 }
 
@@ -138,6 +154,8 @@ pub(super) mod state {
     /// Space-delimited, sorted, as on a grant.
     pub const SCOPES: &str = "scopes";
     pub const OBTAINED_AT: &str = "obtained_at";
+    /// The grant's time-based access ends then: only on a cached token of such a grant.
+    pub const GRANT_ENDS_AT: &str = "grant_ends_at";
     /// The offline job's lease that the cached token's write ended (a routine refresh).
     pub const RELEASED_LEASE: &str = "released_lease";
     /// The grant's token generation the cached token came from.
@@ -380,6 +398,12 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or_default(),
         next_attempt_at: number(item, NEXT_ATTEMPT_AT),
+        refresh_failing: failing(item, REFRESH_FAILING_SINCE, REFRESH_FAILING_ERROR),
+        api_failing: failing(item, API_FAILING_SINCE, API_FAILING_ERROR),
+        expiring: number(item, EXPIRING_AT).map(|at| crate::store::Expiring {
+            at,
+            reason: text(item, EXPIRING_REASON).unwrap_or_default(),
+        }),
         last_cycle: text(item, LAST_CYCLE),
         drive_files: number(item, DRIVE_FILES),
         drive_truncated: flag(item, DRIVE_TRUNCATED),
@@ -388,6 +412,42 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
         version: number(item, VERSION).ok_or(StoreError::Corrupt(VERSION))?,
     })
 }
+
+/// A failing level of health as stored; one whose attributes are missing or malformed
+/// (stored before health was kept, or by hand) reads as not failing, never as an error.
+fn failing(item: &Item, since: &str, error: &str) -> Option<crate::store::Failing> {
+    let since = number(item, since)?;
+    let error = text(item, error).filter(|e| !e.is_empty() && e.len() <= 64)?;
+    Some(crate::store::Failing { since, error })
+}
+
+/// Records a level of health as failing since `now` with `error`, keeping the time it
+/// began when it was failing already (`was`).
+pub(super) fn set_failing(
+    u: &mut Update,
+    (since, err): (&'static str, &'static str),
+    was: Option<&crate::store::Failing>,
+    now: u64,
+    error: &str,
+) {
+    u.set(since, n(was.map_or(now, |f| f.since))).set(err, s(error));
+}
+
+/// Records a level of health as healthy again, when it was failing (`was`): a healthy
+/// level has no attribute to remove, so nothing is written for it.
+pub(super) fn clear_failing(
+    u: &mut Update,
+    (since, err): (&'static str, &'static str),
+    was: Option<&crate::store::Failing>,
+) {
+    if was.is_some() {
+        u.remove(since).remove(err);
+    }
+}
+
+/// The attributes of each level of health.
+pub(super) const REFRESH_HEALTH: (&str, &str) = (grant::REFRESH_FAILING_SINCE, grant::REFRESH_FAILING_ERROR);
+pub(super) const API_HEALTH: (&str, &str) = (grant::API_FAILING_SINCE, grant::API_FAILING_ERROR);
 
 /// A grant item's token generation; 0 on grants stored before generations were counted.
 pub(super) fn token_gen(item: &Item) -> u64 {
@@ -435,6 +495,15 @@ pub(super) fn item_from_grant(g: &Grant) -> Item {
         (LAST_REFRESH_AT, g.last_refresh_at.map(n)),
         (LAST_SYNC_AT, g.last_sync_at.map(n)),
         (NEXT_ATTEMPT_AT, g.next_attempt_at.map(n)),
+        (REFRESH_FAILING_SINCE, g.refresh_failing.as_ref().map(|f| n(f.since))),
+        (
+            REFRESH_FAILING_ERROR,
+            g.refresh_failing.as_ref().map(|f| s(f.error.clone())),
+        ),
+        (API_FAILING_SINCE, g.api_failing.as_ref().map(|f| n(f.since))),
+        (API_FAILING_ERROR, g.api_failing.as_ref().map(|f| s(f.error.clone()))),
+        (EXPIRING_AT, g.expiring.as_ref().map(|e| n(e.at))),
+        (EXPIRING_REASON, g.expiring.as_ref().map(|e| s(e.reason.clone()))),
     ];
     item.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))));
     item.extend([

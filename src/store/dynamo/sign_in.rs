@@ -125,6 +125,12 @@ impl DynamoStore {
                     .remove(grant::STATUS_REASON)
                     .set(grant::FAILURE_COUNT, n(0))
                     .remove(grant::NEXT_ATTEMPT_AT)
+                    // A new token: whatever failed to refresh the old one is behind it.
+                    .remove(grant::REFRESH_FAILING_SINCE)
+                    .remove(grant::REFRESH_FAILING_ERROR)
+                    // Its end, if it has one, is the new token's: announced afresh.
+                    .remove(grant::EXPIRING_AT)
+                    .remove(grant::EXPIRING_REASON)
                     .set_once(grant::CREATED_AT, n(now));
                 self.update_item(&u, sub)
             }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use offline_access::crypto::NewRefreshToken;
 use offline_access::domain::GoogleSubject;
 use offline_access::store::{
-    AccessTokenCache, CachedToken, Checkpoint, DriveOutcome, Grant, GrantOutcome, GrantStatus, Holder, JobStore, Lease,
-    Recorded, ScanPage, ScanRequest, StoreError,
+    AccessTokenCache, CachedToken, Checkpoint, DriveOutcome, Failing, Grant, GrantOutcome, GrantStatus, Holder,
+    JobStore, Lease, Recorded, ScanPage, ScanRequest, StoreError,
 };
 
 #[derive(Debug, Clone)]
@@ -179,6 +179,13 @@ impl JobStore for MemoryJobStore {
         // As the DynamoDB adapter: the grant as it was, and the cycle taken up front.
         let mut before = row.grant.clone();
         before.last_cycle = row.last_cycle.replace(lease.cycle.to_owned());
+        if let Some((at, reason)) = lease.notice {
+            row.grant.expiring = Some(offline_access::store::Expiring {
+                at,
+                reason: reason.to_owned(),
+            });
+            row.grant.version += 1;
+        }
         Ok(Some(before))
     }
 
@@ -193,11 +200,12 @@ impl JobStore for MemoryJobStore {
             return Ok(Recorded::Superseded);
         };
         let holds = row.lease.as_ref().map(|(owner, _)| owner.as_str()) == Some(lease.owner);
-        if !holds || row.grant.version != leased.version {
+        if !holds || row.grant.token_gen != leased.token_gen || row.grant.status != leased.status {
             return Ok(Recorded::Superseded);
         }
         row.grant.refresh_token = Some(token.sealed.clone());
         row.grant.token_digests = Some(token.digests.clone());
+        row.grant.token_gen += 1;
         row.grant.version += 1;
         Ok(Recorded::Written)
     }
@@ -244,7 +252,9 @@ impl MemoryJobStore {
         if row.lease.as_ref().map(|(owner, _)| owner.as_str()) != Some(lease.owner) {
             return Recorded::LeaseLost;
         }
-        let same_version = row.grant.version == leased.version;
+        // As the DynamoDB adapter: the token and status leased, not the version (a lease
+        // that announces an end moves the version on).
+        let same_version = row.grant.token_gen == leased.token_gen && row.grant.status == leased.status;
         row.lease = None;
         let g = &mut row.grant;
         let mut result = Recorded::Written;
@@ -266,18 +276,35 @@ impl MemoryJobStore {
                 if refresh_expires_at.is_some() {
                     g.refresh_expires_at = *refresh_expires_at;
                 }
+                g.refresh_failing = None;
+                let failing = |was: &Option<Failing>, error: &str| {
+                    Some(Failing {
+                        since: was.as_ref().map_or(lease.now, |f| f.since),
+                        error: error.to_owned(),
+                    })
+                };
                 match drive {
                     DriveOutcome::Failed {
                         failure_count,
                         next_attempt_at,
+                        error,
                         ..
                     } => {
                         g.failure_count = *failure_count;
                         g.next_attempt_at = Some(*next_attempt_at);
+                        g.api_failing = failing(&g.api_failing, error);
                     }
-                    DriveOutcome::Synced { .. } | DriveOutcome::Reached | DriveOutcome::Skipped => {
+                    DriveOutcome::Synced { .. }
+                    | DriveOutcome::Reached
+                    | DriveOutcome::Skipped
+                    | DriveOutcome::Refused { .. } => {
                         g.failure_count = 0;
                         g.next_attempt_at = None;
+                        match drive {
+                            DriveOutcome::Refused { error } => g.api_failing = failing(&g.api_failing, error),
+                            DriveOutcome::Skipped => {}
+                            _ => g.api_failing = None,
+                        }
                     }
                 }
                 if let DriveOutcome::Synced { .. } | DriveOutcome::Reached = drive {
@@ -291,6 +318,7 @@ impl MemoryJobStore {
                     if same_version {
                         g.refresh_token = Some(token.sealed.clone());
                         g.token_digests = Some(token.digests.clone());
+                        g.token_gen += 1;
                         g.version += 1;
                     } else {
                         result = Recorded::Superseded;
@@ -300,10 +328,15 @@ impl MemoryJobStore {
             GrantOutcome::Deferred {
                 failure_count,
                 next_attempt_at,
+                error,
                 ..
             } => {
                 g.failure_count = *failure_count;
                 g.next_attempt_at = Some(*next_attempt_at);
+                g.refresh_failing = Some(Failing {
+                    since: g.refresh_failing.as_ref().map_or(lease.now, |f| f.since),
+                    error: (*error).to_owned(),
+                });
             }
             GrantOutcome::Deleted { .. } => {
                 if same_version {
