@@ -264,6 +264,7 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
                 force_refresh_floor: config.force_refresh_floor,
                 lease: config.lease,
                 budget: config.budget,
+                consent_testing: common.consent_testing,
             },
             held_off: HeldOff::default(),
         }
@@ -312,7 +313,7 @@ impl<K: AnyKeys, C: AnyClock> App<K, C> {
                 defer_base: config.defer_base,
                 defer_max: config.defer_max,
                 expiry_notice: config.expiry_notice,
-                consent_testing: config.consent_testing,
+                consent_testing: config.common.consent_testing,
                 // Drive is due once its last call is older than (N - 1/2) cycles: a grant
                 // met a little early or late in its cycle keeps the cadence. N = 1 is
                 // every cycle, however close together (an operator's extra run too).

@@ -123,6 +123,8 @@ pub struct AccessSettings {
     pub lease: Duration,
     /// The longest one call may take in all, waiting included.
     pub budget: Duration,
+    /// `GOOGLE_CONSENT_TESTING`: for the likely cause of a grant Google ended.
+    pub consent_testing: bool,
 }
 
 /// The access-token use case over its ports.

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 use super::{AccessError, AccessRequest, AccessTokens, IssuedToken, MAX_TOKENS_TRIED, unavailable};
 use crate::clock::Clock;
 use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens, as_client};
-use crate::grant::decide::{Disposition, Failure, disposition, likely_cause};
+use crate::grant::decide::{Disposition, Failure, disposition, ended_by_google};
 use crate::grant::{changed_scopes, refresh_expires_at as grant_ends_at, seal_rotated, sealed_for_cache, token_scopes};
 use crate::ports::Ports;
 use crate::store::{
@@ -160,8 +160,9 @@ impl<P: Ports> AccessTokens<P> {
                 }
                 Err(e) => e,
             };
-            match disposition(Failure::Refresh(&error)) {
-                Disposition::Revoke { reason, subtype } => {
+            let decided = disposition(Failure::Refresh(&error));
+            match decided.clone() {
+                Disposition::Revoke { reason, .. } | Disposition::Reauthenticate { reason } => {
                     // Google refused the token we used. If a sign-in stored another since
                     // we leased, that one is the grant's now: try it.
                     match self.store.read(&request.sub).await {
@@ -179,24 +180,26 @@ impl<P: Ports> AccessTokens<P> {
                         Ok(_) => {}
                         Err(e) => return (Err(e.into()), Some(GrantOutcome::Released), grant),
                     }
-                    let cause = likely_cause(
-                        subtype.as_deref(),
-                        grant.token_issued_at.unwrap_or(grant.created_at),
-                        grant.last_refresh_at,
-                        self.clock.now_unix(),
-                    )
-                    .as_str()
-                    .to_owned();
-                    tracing::info!(reason, likely_cause = cause, "grant revoked by Google");
+                    let now = self.clock.now_unix();
+                    let testing = self.settings.consent_testing;
+                    let Some((end, cause)) = ended_by_google(&decided, &grant, testing, now) else {
+                        return (
+                            Err(AccessError::Misconfigured(reason)),
+                            Some(GrantOutcome::Released),
+                            grant,
+                        );
+                    };
+                    tracing::info!(
+                        reason,
+                        likely_cause = cause.as_str(),
+                        "Google refused the grant's refresh token"
+                    );
                     return (
                         Err(AccessError::ReauthorizationRequired {
-                            reason: reason.clone(),
-                            likely_cause: Some(cause.clone()),
-                        }),
-                        Some(GrantOutcome::Revoked {
                             reason,
-                            likely_cause: cause,
+                            likely_cause: Some(cause.as_str().to_owned()),
                         }),
+                        Some(end),
                         grant,
                     );
                 }

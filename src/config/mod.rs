@@ -53,6 +53,9 @@ pub struct CommonConfig {
     pub data_key_max_uses: u64,
     /// `TOMBSTONE_DAYS`.
     pub tombstone_ttl: Duration,
+    /// `GOOGLE_CONSENT_TESTING`: the consent screen is in Testing (grants end seven days
+    /// after consent).
+    pub consent_testing: bool,
     /// `AWS_ATTEMPT_TIMEOUT_MS`, `AWS_CALL_TIMEOUT_MS`.
     pub aws_timeouts: AwsTimeouts,
 }
@@ -154,8 +157,6 @@ pub struct JobConfig {
     pub defer_max: Duration,
     /// `EXPIRY_NOTICE_SECS`.
     pub expiry_notice: Duration,
-    /// `GOOGLE_CONSENT_TESTING`.
-    pub consent_testing: bool,
     /// `DRIVE_PROBE_EVERY`.
     pub drive_probe_every: u32,
     /// `SCAN_PAGE_SIZE`.
@@ -206,6 +207,7 @@ impl CommonConfig {
             data_key_max_age: DATA_KEY_MAX_AGE_SECS.read(env)?,
             data_key_max_uses: DATA_KEY_MAX_USES.read(env)?,
             tombstone_ttl: TOMBSTONE_DAYS.read(env)?,
+            consent_testing: GOOGLE_CONSENT_TESTING.read(env)?,
             aws_timeouts: AwsTimeouts::from_env(env)?,
         })
     }
@@ -287,7 +289,6 @@ impl JobConfig {
             defer_base: DEFER_BASE_SECS.read(env)?,
             defer_max: DEFER_MAX_SECS.read(env)?,
             expiry_notice: EXPIRY_NOTICE_SECS.read(env)?,
-            consent_testing: GOOGLE_CONSENT_TESTING.read(env)?,
             drive_probe_every: DRIVE_PROBE_EVERY.read(env)?,
             page_size: SCAN_PAGE_SIZE.read(env)?,
             cycle: CYCLE_MINUTES.read(env)?,

@@ -308,6 +308,7 @@ mod tests {
             refresh_failing: None,
             api_failing: None,
             expiring: None,
+            reconsents: 0,
             last_cycle: None,
             drive_files: None,
             drive_truncated: false,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::crypto::CryptoError;
 use crate::google::{DriveError, GoogleTokenError};
+use crate::store::{Grant, GrantOutcome};
 use crate::upstream::Upstream;
 
 /// A failure while working one grant.
@@ -32,6 +33,9 @@ pub enum Disposition {
     /// Google revoked the grant: mark it `revoked` with this reason, delete its token,
     /// never retry. `subtype` is Google's `error_subtype`, for [`likely_cause`].
     Revoke { reason: String, subtype: Option<String> },
+    /// Google wants the user to sign in again (`invalid_rapt`): mark the grant
+    /// `reconsent_required` with this reason and keep its token sealed (DESIGN §8).
+    Reauthenticate { reason: String },
     /// The stored token does not open. Nothing about the grant is changed: one such
     /// grant is logged and counted; many in a run mean our keys or binding are wrong.
     Unopenable { reason: String },
@@ -56,6 +60,10 @@ fn upstream(error: &Upstream) -> Disposition {
     }
 }
 
+/// Google's `error_subtype` when a Workspace session policy wants the user to sign in
+/// again: the refresh token is not dead, only held back until then.
+pub const INVALID_RAPT: &str = "invalid_rapt";
+
 /// The one decision.
 pub fn disposition(failure: Failure<'_>) -> Disposition {
     match failure {
@@ -68,6 +76,11 @@ pub fn disposition(failure: Failure<'_>) -> Disposition {
         Failure::Seal(e) => Disposition::Defer {
             reason: format!("a rotated refresh token could not be sealed: {e}"),
         },
+        Failure::Refresh(GoogleTokenError::InvalidGrant { subtype }) if subtype.as_deref() == Some(INVALID_RAPT) => {
+            Disposition::Reauthenticate {
+                reason: crate::store::reasons::AWAITING_SIGN_IN.to_owned(),
+            }
+        }
         Failure::Refresh(GoogleTokenError::InvalidGrant { subtype }) => Disposition::Revoke {
             reason: subtype
                 .as_ref()
@@ -137,21 +150,30 @@ fn drive_forbidden(reason: &str) -> Disposition {
 }
 
 /// What most likely ended a grant that Google answered `invalid_grant`, as far as can be
-/// told honestly from what we know: Google's `error_subtype`, when the refresh token was
-/// issued and when it was last used. The README lists each with its fix.
+/// told honestly from what we know: Google's `error_subtype`, the grant's time limit and
+/// scopes, when its refresh token was issued and last used, how often its user consented
+/// again, and whether the consent screen is in Testing. The README lists each with its
+/// fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LikelyCause {
     /// `invalid_rapt`: a Google Workspace session-control policy wants the user to sign in
-    /// again.
+    /// again (the grant is then `reconsent_required`, not revoked).
     ReauthenticationRequired,
+    /// The user granted time-based access, and it ran out.
+    TimeLimitedAccessEnded,
     /// The token died about seven days after it was issued: the OAuth consent screen is
     /// still in Testing, where Google expires refresh tokens after seven days.
     ConsentScreenInTesting,
     /// The token went unused for six months, after which Google expires it.
     UnusedForSixMonths,
-    /// Anything else: the user removed the app's access, changed a password (Gmail
-    /// scopes), an administrator revoked it, or a newer token pushed it out of Google's
-    /// limit of 100 live refresh tokens per account and client.
+    /// The user consented again a hundred times or more: Google keeps 100 live refresh
+    /// tokens per account and client and ends the oldest, so tokens the app took
+    /// elsewhere can push this one out.
+    TooManyRefreshTokens,
+    /// The grant holds Gmail scopes: a password change ends its tokens, as does the user
+    /// removing the app's access.
+    PasswordChangedOrRevoked,
+    /// Anything else: the user removed the app's access, or an administrator revoked it.
     RevokedOrReplaced,
 }
 
@@ -159,8 +181,11 @@ impl LikelyCause {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ReauthenticationRequired => "reauthentication_required",
+            Self::TimeLimitedAccessEnded => "time_limited_access_ended",
             Self::ConsentScreenInTesting => "consent_screen_in_testing",
             Self::UnusedForSixMonths => "unused_for_six_months",
+            Self::TooManyRefreshTokens => "too_many_refresh_tokens",
+            Self::PasswordChangedOrRevoked => "password_changed_or_revoked",
             Self::RevokedOrReplaced => "revoked_or_replaced",
         }
     }
@@ -168,22 +193,73 @@ impl LikelyCause {
 
 const DAY: u64 = 86_400;
 
-/// The likely cause of an `invalid_grant` at `now` for a token issued at `issued_at` and
-/// last refreshed at `last_used` (Unix seconds).
-pub fn likely_cause(subtype: Option<&str>, issued_at: u64, last_used: Option<u64>, now: u64) -> LikelyCause {
-    if subtype == Some("invalid_rapt") {
+/// Google's limit of live refresh tokens per account and client.
+pub const REFRESH_TOKENS_PER_USER: u32 = 100;
+
+/// The likely cause of an `invalid_grant` for `grant` at `now` (Unix seconds);
+/// `consent_testing`: `GOOGLE_CONSENT_TESTING`.
+pub fn likely_cause(subtype: Option<&str>, grant: &Grant, consent_testing: bool, now: u64) -> LikelyCause {
+    if subtype == Some(INVALID_RAPT) {
         return LikelyCause::ReauthenticationRequired;
     }
+    if grant
+        .refresh_expires_at
+        .is_some_and(|end| end <= now.saturating_add(60))
+    {
+        return LikelyCause::TimeLimitedAccessEnded;
+    }
+    let issued_at = grant.token_issued_at.unwrap_or(grant.created_at);
     let age = now.saturating_sub(issued_at);
     // Testing-mode tokens die 7 days after issue; a job that refreshes every few hours
-    // sees it within a day after that.
-    if (7 * DAY - 3_600..=8 * DAY).contains(&age) {
+    // sees it within a day after that. With the consent screen known to be in Testing,
+    // any token of more than the basic scopes past its seventh day.
+    let testing_end = crate::grant::health::predicted_end(grant, consent_testing)
+        .filter(|(_, why)| *why == crate::grant::health::ends::CONSENT_SCREEN_IN_TESTING);
+    if testing_end.is_some_and(|(end, _)| now + 3_600 >= end) || (7 * DAY - 3_600..=8 * DAY).contains(&age) {
         return LikelyCause::ConsentScreenInTesting;
     }
-    if now.saturating_sub(last_used.unwrap_or(issued_at)) >= 180 * DAY {
+    if now.saturating_sub(grant.last_refresh_at.unwrap_or(issued_at)) >= 180 * DAY {
         return LikelyCause::UnusedForSixMonths;
     }
+    if grant.reconsents.saturating_add(1) >= REFRESH_TOKENS_PER_USER {
+        return LikelyCause::TooManyRefreshTokens;
+    }
+    if grant.scopes.iter().any(is_gmail_scope) {
+        return LikelyCause::PasswordChangedOrRevoked;
+    }
     LikelyCause::RevokedOrReplaced
+}
+
+/// How `grant` ends when Google refused its refresh token (a [`Disposition::Revoke`] or
+/// [`Disposition::Reauthenticate`]): the outcome to record, and the likely cause to tell
+/// whoever asked. One rule for the offline job and the access-token function; `None` for
+/// any other disposition.
+pub fn ended_by_google(
+    disposition: &Disposition,
+    grant: &Grant,
+    consent_testing: bool,
+    now: u64,
+) -> Option<(GrantOutcome, LikelyCause)> {
+    match disposition {
+        Disposition::Revoke { reason, subtype } => {
+            let cause = likely_cause(subtype.as_deref(), grant, consent_testing, now);
+            let outcome = GrantOutcome::Revoked {
+                reason: reason.clone(),
+                likely_cause: cause.as_str().to_owned(),
+            };
+            Some((outcome, cause))
+        }
+        Disposition::Reauthenticate { reason } => Some((
+            GrantOutcome::Reauthenticate { reason: reason.clone() },
+            LikelyCause::ReauthenticationRequired,
+        )),
+        _ => None,
+    }
+}
+
+/// Gmail's scopes: a password change ends their tokens.
+fn is_gmail_scope(scope: &str) -> bool {
+    scope == "https://mail.google.com/" || scope.starts_with("https://www.googleapis.com/auth/gmail.")
 }
 
 #[cfg(test)]
@@ -237,7 +313,10 @@ mod tests {
 
         let rows: Vec<(Failure<'_>, &str)> = vec![
             (Failure::Refresh(&invalid_grant), "revoke invalid_grant"),
-            (Failure::Refresh(&invalid_rapt), "revoke invalid_grant:invalid_rapt"),
+            (
+                Failure::Refresh(&invalid_rapt),
+                "reauthenticate invalid_grant:invalid_rapt",
+            ),
             (Failure::Refresh(&invalid_client), "stop"),
             (Failure::Refresh(&unauthorized), "stop"),
             (Failure::Refresh(&GoogleTokenError::RedirectUriMismatch), "stop"),
@@ -262,6 +341,7 @@ mod tests {
         for (failure, expected) in rows {
             let got = match disposition(failure) {
                 Disposition::Revoke { reason, .. } => format!("revoke {reason}"),
+                Disposition::Reauthenticate { reason } => format!("reauthenticate {reason}"),
                 Disposition::StopRun(_) => "stop".into(),
                 Disposition::Transient {
                     retry_after: Some(d), ..
@@ -277,37 +357,97 @@ mod tests {
     }
 
     #[test]
-    fn an_invalid_grant_gets_the_cause_its_timing_and_subtype_point_to() {
+    fn an_invalid_grant_gets_the_cause_what_we_know_points_to() {
+        use crate::crypto::{NewRefreshToken, SealedToken};
+        use crate::domain::{GoogleSubject, Profile, RefreshToken, Scopes, TokenDigests};
         let issued = 1_000_000_000;
+        let grant = |scopes: &str| {
+            let mut bytes = vec![1, 0, 1, 7];
+            bytes.extend([0; 12 + 16]);
+            Grant::new_active(
+                GoogleSubject::parse("1").expect("sub"),
+                "client".into(),
+                Scopes::from_space_delimited(scopes),
+                NewRefreshToken {
+                    sealed: SealedToken::from_bytes(&bytes).expect("sealed form"),
+                    digests: TokenDigests::of(&RefreshToken::new("1//t".into())),
+                },
+                Profile::default(),
+                false,
+                issued,
+            )
+        };
+        let drive = "openid https://www.googleapis.com/auth/drive.appdata";
+        let used = |age: u64, last: Option<u64>| {
+            let mut g = grant(drive);
+            g.last_refresh_at = last.map(|l| issued + l);
+            (g, issued + age)
+        };
+        let cause = |subtype, (g, now): (Grant, u64), testing| likely_cause(subtype, &g, testing, now);
         let rows = [
             (
-                Some("invalid_rapt"),
-                7 * DAY,
-                None,
+                cause(Some("invalid_rapt"), used(7 * DAY, None), false),
                 LikelyCause::ReauthenticationRequired,
             ),
             (
-                None,
-                7 * DAY,
-                Some(7 * DAY - 6 * 3_600),
+                cause(None, used(7 * DAY, Some(7 * DAY - 6 * 3_600)), false),
                 LikelyCause::ConsentScreenInTesting,
             ),
-            (None, 7 * DAY + 20 * 3_600, None, LikelyCause::ConsentScreenInTesting),
-            (None, 6 * DAY, Some(6 * DAY - 3_600), LikelyCause::RevokedOrReplaced),
-            (None, 9 * DAY, Some(9 * DAY - 3_600), LikelyCause::RevokedOrReplaced),
-            (None, 200 * DAY, None, LikelyCause::UnusedForSixMonths),
-            (None, 400 * DAY, Some(200 * DAY), LikelyCause::UnusedForSixMonths),
-            (None, 400 * DAY, Some(399 * DAY), LikelyCause::RevokedOrReplaced),
+            (
+                cause(None, used(7 * DAY + 20 * 3_600, None), false),
+                LikelyCause::ConsentScreenInTesting,
+            ),
+            (
+                cause(None, used(6 * DAY, Some(6 * DAY - 3_600)), false),
+                LikelyCause::RevokedOrReplaced,
+            ),
+            (
+                cause(None, used(9 * DAY, Some(9 * DAY - 3_600)), false),
+                LikelyCause::RevokedOrReplaced,
+            ),
+            (
+                cause(None, used(9 * DAY, Some(9 * DAY - 3_600)), true),
+                LikelyCause::ConsentScreenInTesting,
+            ),
+            (
+                cause(None, used(200 * DAY, None), false),
+                LikelyCause::UnusedForSixMonths,
+            ),
+            (
+                cause(None, used(400 * DAY, Some(200 * DAY)), false),
+                LikelyCause::UnusedForSixMonths,
+            ),
+            (
+                cause(None, used(400 * DAY, Some(399 * DAY)), false),
+                LikelyCause::RevokedOrReplaced,
+            ),
         ];
-        for (subtype, age, last_used_age, expected) in rows {
-            let now = issued + age;
-            let last_used = last_used_age.map(|a| issued + a);
-            assert_eq!(
-                likely_cause(subtype, issued, last_used, now),
-                expected,
-                "{subtype:?} {age}"
-            );
+        for (i, (got, expected)) in rows.into_iter().enumerate() {
+            assert_eq!(got, expected, "row {i}");
         }
+        let mut limited = grant(drive);
+        limited.refresh_expires_at = Some(issued + DAY);
+        assert_eq!(
+            likely_cause(None, &limited, false, issued + DAY),
+            LikelyCause::TimeLimitedAccessEnded
+        );
+        let mut eager = grant(drive);
+        eager.reconsents = 120;
+        assert_eq!(
+            likely_cause(None, &eager, false, issued + 30 * DAY),
+            LikelyCause::TooManyRefreshTokens
+        );
+        let gmail = grant("openid https://www.googleapis.com/auth/gmail.readonly");
+        assert_eq!(
+            likely_cause(None, &gmail, false, issued + 30 * DAY),
+            LikelyCause::PasswordChangedOrRevoked
+        );
+        let basic = grant("openid email profile");
+        assert_eq!(
+            likely_cause(None, &basic, true, issued + 30 * DAY),
+            LikelyCause::RevokedOrReplaced,
+            "basic scopes do not end in Testing"
+        );
     }
 
     #[test]

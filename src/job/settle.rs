@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::OfflineJob;
 use super::run::Run;
 use crate::clock::Clock;
-use crate::grant::decide::{Disposition, Failure, disposition, error_class, likely_cause};
+use crate::grant::decide::{Disposition, Failure, disposition, ended_by_google, error_class};
 use crate::ports::Ports;
 use crate::store::{DriveOutcome, Grant, GrantOutcome};
 use crate::upstream::Upstream;
@@ -48,20 +48,16 @@ pub(super) fn settled(
     disposition: Disposition,
     error: &'static str,
     grant: &Grant,
+    consent_testing: bool,
     now: u64,
     deferral: Deferral,
     opens: Opens,
 ) -> (GrantOutcome, Option<Upstream>) {
+    if let Some((outcome, _)) = ended_by_google(&disposition, grant, consent_testing, now) {
+        return (outcome, None);
+    }
     match disposition {
-        Disposition::Revoke { reason, subtype } => {
-            let issued = grant.token_issued_at.unwrap_or(grant.created_at);
-            let cause = likely_cause(subtype.as_deref(), issued, grant.last_refresh_at, now);
-            let outcome = GrantOutcome::Revoked {
-                reason,
-                likely_cause: cause.as_str().to_owned(),
-            };
-            (outcome, None)
-        }
+        Disposition::Revoke { .. } | Disposition::Reauthenticate { .. } => (GrantOutcome::Released, None),
         Disposition::Unopenable { reason } => {
             // Many in one run, more than open: not one user's bad row but keys or a
             // binding that did not seal these tokens. Change nothing more; tell the
@@ -117,10 +113,15 @@ impl<P: Ports> OfflineJob<P> {
             limit: self.settings.open_failure_limit,
         };
         let error = error_class(failure);
-        let (outcome, stop) = settled(disposition, error, grant, self.clock.now_unix(), self.deferral(), opens);
+        let now = self.clock.now_unix();
+        let testing = self.settings.consent_testing;
+        let (outcome, stop) = settled(disposition, error, grant, testing, now, self.deferral(), opens);
         match &outcome {
             GrantOutcome::Revoked { reason, likely_cause } => {
                 tracing::info!(sub = %grant.sub, reason, likely_cause, "grant revoked by Google");
+            }
+            GrantOutcome::Reauthenticate { reason } => {
+                tracing::info!(sub = %grant.sub, reason, "Google wants the user to sign in again; the token is kept");
             }
             GrantOutcome::Unopened { reason } => {
                 tracing::error!(sub = %grant.sub, error = %reason, "stored refresh token does not open; grant left as it is");
@@ -292,7 +293,15 @@ mod tests {
         ];
         for (disposition, failures, opens, expected) in rows {
             let case = format!("{disposition:?} after {failures} failures");
-            let (outcome, stop) = settled(disposition, "unavailable", &grant(failures), NOW, deferral, opens);
+            let (outcome, stop) = settled(
+                disposition,
+                "unavailable",
+                &grant(failures),
+                false,
+                NOW,
+                deferral,
+                opens,
+            );
             assert_eq!(said(&outcome, stop.as_ref()), expected, "{case}");
         }
     }

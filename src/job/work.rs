@@ -101,7 +101,9 @@ impl<P: Ports> OfflineJob<P> {
             GrantOutcome::Deferred { .. } => c.bump(Count::deferred),
             GrantOutcome::Revoked { .. } => c.bump(Count::revoked),
             GrantOutcome::Deleted { .. } => c.bump(Count::deleted),
-            GrantOutcome::ReconsentRequired { .. } => c.bump(Count::reconsent_required),
+            GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Reauthenticate { .. } => {
+                c.bump(Count::reconsent_required);
+            }
             GrantOutcome::Unopened { .. } => c.bump(Count::undecryptable),
             GrantOutcome::Released => return Ok(Worked::NotStarted),
         }

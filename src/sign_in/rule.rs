@@ -14,6 +14,8 @@
 //!   first try expects the stored scopes to be exactly this code's — the usual case, so the
 //!   answer's scopes are known without a read; a refusal returns the stored grant, and the
 //!   next try writes the union at that grant's version.
+//! - A grant Google held back until its user signed in again (`invalid_rapt`) keeps its
+//!   token: this sign-in is that, so a sign-in without a new token makes it active again.
 //! - No usable stored token and none came: nothing is written (`reconsent_required`).
 
 use std::time::Duration;
@@ -85,7 +87,7 @@ pub fn next_write(with_token: bool, scopes: &Scopes, last: Option<(&GrantWrite, 
         (keep @ GrantWrite::KeepToken { .. }, Refused::Conflict) => Next::Write(keep.clone()),
         (GrantWrite::KeepToken { .. }, Refused::Condition(None)) => Next::NoRefreshToken,
         (GrantWrite::KeepToken { .. }, Refused::Condition(Some(stored))) => {
-            if stored.refresh_token.is_none() || stored.status != GrantStatus::Active {
+            if stored.refresh_token.is_none() || !(stored.status == GrantStatus::Active || stored.awaits_sign_in()) {
                 return Next::NoRefreshToken;
             }
             // Never overwrite a stored refresh token with an absent one; keep the union
@@ -137,6 +139,11 @@ mod tests {
 
     #[test]
     fn each_case_of_a_sign_in_over_a_stored_grant_writes_what_the_rule_says() {
+        let awaiting_sign_in = {
+            let mut g = stored(GrantStatus::ReconsentRequired, true, "openid");
+            g.status_reason = Some("invalid_grant:invalid_rapt".into());
+            g
+        };
         let code = scopes("openid drive");
         let keep_first = GrantWrite::KeepToken {
             expect: Expect::Scopes(code.clone()),
@@ -226,6 +233,15 @@ mod tests {
                 Next::NoRefreshToken,
             ),
             (
+                "no token, the stored grant waits for its user to sign in again (invalid_rapt)",
+                false,
+                Some((keep_first.clone(), refused(Some(awaiting_sign_in.clone())))),
+                Next::Write(GrantWrite::KeepToken {
+                    expect: Expect::Version(7),
+                    scopes: scopes("openid drive"),
+                }),
+            ),
+            (
                 "no token, the stored grant is suspended",
                 false,
                 Some((
@@ -235,6 +251,7 @@ mod tests {
                 Next::NoRefreshToken,
             ),
         ];
+        let _ = &awaiting_sign_in;
         for (case, with_token, last, expected) in rows {
             let got = next_write(with_token, &code, last.as_ref().map(|(w, r)| (w, r.clone())));
             assert_eq!(got, expected, "{case}");

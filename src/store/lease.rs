@@ -92,6 +92,10 @@ pub enum GrantOutcome {
     /// No usable refresh token (none stored, or time-based access ran out): the user
     /// must consent again; a stored token is deleted.
     ReconsentRequired { reason: String },
+    /// Google wants the user to sign in again (`invalid_rapt`: a Workspace session
+    /// policy): the grant is `reconsent_required`, its token kept sealed, since it works
+    /// again once the user has signed in (a sign-in without a new token revives it).
+    Reauthenticate { reason: String },
     /// The stored token does not open: the lease is given back and nothing about the
     /// grant changes; the run carries on past it (logged and counted, not retried in this
     /// run), and the next cycle tries it again.
@@ -135,9 +139,10 @@ impl GrantOutcome {
         match self {
             // The scopes belong to the token generation that was refreshed.
             GrantOutcome::Refreshed { new_token, scopes, .. } => new_token.is_some() || scopes.is_some(),
-            GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Deleted { .. } => {
-                true
-            }
+            GrantOutcome::Revoked { .. }
+            | GrantOutcome::ReconsentRequired { .. }
+            | GrantOutcome::Reauthenticate { .. }
+            | GrantOutcome::Deleted { .. } => true,
             GrantOutcome::Deferred { .. } | GrantOutcome::Unopened { .. } | GrantOutcome::Released => false,
         }
     }
@@ -147,7 +152,10 @@ impl GrantOutcome {
     pub fn ends_grant(&self) -> bool {
         matches!(
             self,
-            GrantOutcome::Revoked { .. } | GrantOutcome::ReconsentRequired { .. } | GrantOutcome::Deleted { .. }
+            GrantOutcome::Revoked { .. }
+                | GrantOutcome::ReconsentRequired { .. }
+                | GrantOutcome::Reauthenticate { .. }
+                | GrantOutcome::Deleted { .. }
         )
     }
 

@@ -87,6 +87,8 @@ pub mod reasons {
     pub const RISC_ACCOUNT_DISABLED: &str = "risc:account-disabled";
     /// An operator revoked the grant (`offline-access grants revoke`).
     pub const OPERATOR_REVOKED: &str = "operator_revoked";
+    /// Google wants the user to sign in again (`invalid_rapt`): the token is kept.
+    pub const AWAITING_SIGN_IN: &str = "invalid_grant:invalid_rapt";
 }
 
 /// A level of a grant's health that fails ([`crate::grant::health`]): since when (the end
@@ -146,6 +148,9 @@ pub struct Grant {
     pub refresh_failing: Option<Failing>,
     /// The api level of its health, when it fails (the Drive call does not work).
     pub api_failing: Option<Failing>,
+    /// How many times the user consented again with a new refresh token (a sign-in that
+    /// replaced the stored one): Google keeps 100 live per account and client.
+    pub reconsents: u32,
     /// The end the job announced (`GrantExpiring`): when the grant is expected to stop
     /// working, and why ([`crate::grant::health::predicted_end`]). Announced once.
     pub expiring: Option<Expiring>,
@@ -162,6 +167,14 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// Google held the grant back until its user signs in again (`invalid_rapt`): it keeps
+    /// its token, and a sign-in makes it active again.
+    pub fn awaits_sign_in(&self) -> bool {
+        self.status == GrantStatus::ReconsentRequired
+            && self.refresh_token.is_some()
+            && self.status_reason.as_deref() == Some(reasons::AWAITING_SIGN_IN)
+    }
+
     /// A grant as a first sign-in creates it: active, version 1, nothing refreshed yet.
     pub fn new_active(
         sub: GoogleSubject,
@@ -196,6 +209,7 @@ impl Grant {
             refresh_failing: None,
             api_failing: None,
             expiring: None,
+            reconsents: 0,
             last_cycle: None,
             drive_files: None,
             drive_truncated: false,

@@ -393,25 +393,43 @@ async fn google_unavailable_answers_503_with_retry_after_and_loses_nothing() {
 }
 
 #[tokio::test]
-async fn invalid_grant_revokes_the_grant_as_the_job_would() {
+async fn invalid_grant_ends_the_grant_as_the_job_would() {
     let stack = spawn_stack().await;
-    let user = &stack.seed_grants(1, DRIVE, 0).await[0];
-    stack.emulator.revoke_refresh_token(&user.token, Some("invalid_rapt"));
-    let answer = ask_for_token(&stack.access_tokens(&[]), &json!({"sub": user.sub})).await;
+    let users = stack.seed_grants(2, DRIVE, 0).await;
+    let (held, revoked) = (&users[0], &users[1]);
+    stack.emulator.revoke_refresh_token(&held.token, Some("invalid_rapt"));
+    stack.emulator.revoke_refresh_token(&revoked.token, None);
+    let service = stack.access_tokens(&[]);
+
+    // A session control: held until the user signs in again, its token kept.
+    let answer = ask_for_token(&service, &json!({"sub": held.sub})).await;
     assert_eq!(answer["status"], json!(409), "{answer}");
     assert_eq!(answer["error"], json!("reauthorization_required"));
     assert_eq!(answer["reason"], json!("invalid_grant:invalid_rapt"));
-    let grant = stack.grant(&user.sub).await.expect("grant");
+    assert_eq!(answer["likely_cause"], json!("reauthentication_required"));
+    let grant = stack.grant(&held.sub).await.expect("grant");
     assert_eq!(
         (
             grant.status,
             grant.status_reason.as_deref(),
-            grant.refresh_token.is_none()
+            grant.refresh_token.is_some()
         ),
-        (GrantStatus::Revoked, Some("invalid_grant:invalid_rapt"), true)
+        (GrantStatus::ReconsentRequired, Some("invalid_grant:invalid_rapt"), true)
     );
-    assert_eq!(grant.version, user.grant.version + 1);
-    assert!(!stack.lease_held(&user.sub).await, "the lease was let go");
+    assert_eq!(grant.version, held.grant.version + 1);
+    assert!(!stack.lease_held(&held.sub).await, "the lease was let go");
+
+    // A revocation: the token is deleted.
+    let answer = ask_for_token(&service, &json!({"sub": revoked.sub})).await;
+    assert_eq!(
+        (answer["status"].clone(), answer["reason"].clone()),
+        (json!(409), json!("invalid_grant"))
+    );
+    let grant = stack.grant(&revoked.sub).await.expect("grant");
+    assert_eq!(
+        (grant.status, grant.refresh_token.is_none()),
+        (GrantStatus::Revoked, true)
+    );
 }
 
 /// A user-facing refresh of `sub`'s grant whose stored `token` Google has revoked, held

@@ -133,7 +133,7 @@ async fn an_invalid_grant_records_its_likely_cause_and_the_backend_is_told() {
         .run(&cycle("2026-11-27T00:00:00Z"), "job", no_deadline())
         .await
         .expect("run");
-    assert_eq!(report.revoked, 3, "{report:?}");
+    assert_eq!((report.revoked, report.reconsent_required), (2, 1), "{report:?}");
     let tokens = stack.access_tokens(&[]);
     for (user, cause) in seeded.iter().zip([
         "consent_screen_in_testing",

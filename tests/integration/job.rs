@@ -269,7 +269,7 @@ async fn a_run_cut_short_resumes_over_invocations_and_covers_every_grant_once() 
 }
 
 #[tokio::test]
-async fn invalid_grant_revokes_the_grant_keeps_the_subtype_deletes_the_token_and_is_never_retried() {
+async fn invalid_grant_revokes_the_grant_and_invalid_rapt_holds_it_until_the_user_signs_in_again() {
     let stack = spawn_stack().await;
     let seeded = stack.seed_grants(3, DRIVE, 1).await;
     stack
@@ -280,24 +280,62 @@ async fn invalid_grant_revokes_the_grant_keeps_the_subtype_deletes_the_token_and
 
     let report = job.run(&cycle("c1"), "a", no_deadline()).await.expect("run");
 
-    assert_eq!((report.revoked, report.refreshed), (2, 1), "{report:?}");
+    assert_eq!(
+        (report.revoked, report.reconsent_required, report.refreshed),
+        (1, 1, 1),
+        "{report:?}"
+    );
     let rapt = stack.grant(&seeded[0].sub).await.expect("grant");
     assert_eq!(
-        (rapt.status.as_str(), rapt.status_reason.as_deref()),
-        ("revoked", Some("invalid_grant:invalid_rapt"))
+        (
+            rapt.status.as_str(),
+            rapt.status_reason.as_deref(),
+            rapt.likely_cause.as_deref()
+        ),
+        (
+            "reconsent_required",
+            Some("invalid_grant:invalid_rapt"),
+            Some("reauthentication_required")
+        )
     );
-    assert!(rapt.refresh_token.is_none(), "the dead token is deleted");
+    assert!(
+        rapt.refresh_token.is_some(),
+        "kept sealed: it works again after a sign-in"
+    );
     let plain = stack.grant(&seeded[1].sub).await.expect("grant");
-    assert_eq!(plain.status_reason.as_deref(), Some("invalid_grant"));
+    assert_eq!(
+        (plain.status.as_str(), plain.status_reason.as_deref()),
+        ("revoked", Some("invalid_grant"))
+    );
+    assert!(plain.refresh_token.is_none(), "the dead token is deleted");
 
     let refreshes = stack.emulator.stats().refreshes;
     let next = job.run(&cycle("c2"), "b", no_deadline()).await.expect("next");
     assert_eq!(next.refreshed, 1);
+    assert_eq!(stack.emulator.stats().refreshes, refreshes + 1, "neither is retried");
+
+    // The user signs in again; Google sends no new refresh token (they consented before):
+    // the kept one is the grant's again, and the next cycle refreshes it.
+    let again = stack.mint(CodeSpec {
+        sub: Some(seeded[0].sub.clone()),
+        scopes: Some(DRIVE.into()),
+        consent: Consent::Repeat,
+        ..CodeSpec::default()
+    });
+    let answer = stack.invoke(&android_form_event(&again.code)).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json);
+    let revived = stack.grant(&seeded[0].sub).await.expect("grant");
     assert_eq!(
-        stack.emulator.stats().refreshes,
-        refreshes + 1,
-        "revoked grants are never retried"
+        (
+            revived.status.as_str(),
+            revived.status_reason.as_deref(),
+            revived.likely_cause.as_deref()
+        ),
+        ("active", None, None)
     );
+    let third = job.run(&cycle("c3"), "c", no_deadline()).await.expect("run");
+    assert_eq!((third.refreshed, third.revoked), (2, 0), "{third:?}");
+    assert_every_token_is_live(&stack, &seeded[..1]).await;
 }
 
 /// A refusal of the client or the project, never of a user: how to make Google answer it.

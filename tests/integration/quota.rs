@@ -347,6 +347,27 @@ async fn a_routine_cycle_costs_each_grant_two_writes_of_one_write_unit() {
     let size = test_support::item_size(&real_grant);
     eprintln!("the signed-in grant with a real-length profile: {size} bytes");
     assert!(size <= 1024, "the signed-in grant is {size} bytes");
+    for name in ["rf_since", "rf_err", "api_since", "api_err", "exp_at", "exp_why", "reconsents"] {
+        assert!(!real_grant.contains_key(name), "a healthy grant carries no {name}");
+    }
+    // The same grant at its largest: both levels failing, an end announced, consents
+    // counted (each written only by a cycle that is not routine).
+    let mut worst = real_grant.clone();
+    for (name, value) in [
+        ("rf_since", AttributeValue::N("1800000000".into())),
+        ("rf_err", AttributeValue::S("rotated_token_unsealed".into())),
+        ("api_since", AttributeValue::N("1800000000".into())),
+        ("api_err", AttributeValue::S("insufficient_permissions".into())),
+        ("exp_at", AttributeValue::N("1800000000".into())),
+        ("exp_why", AttributeValue::S("consent_screen_in_testing".into())),
+        ("reconsents", AttributeValue::N("100".into())),
+    ] {
+        worst.insert(name.to_owned(), value);
+    }
+    eprintln!(
+        "the same grant with every health attribute at its longest: {} bytes",
+        test_support::item_size(&worst)
+    );
     let lease = stack.grant_attribute(&seeded_sub, "lease_owner").await;
     assert!(
         matches!(lease, Some(AttributeValue::S(_))),

@@ -697,7 +697,8 @@ impl Emulator {
     /// next refresh answers `invalid_grant`, with `error_subtype` when given.
     ///
     /// A revocation (no `subtype`) ends the user's access tokens at Drive too; a session
-    /// control's `invalid_rapt` (a `subtype`) leaves them to expire.
+    /// control's `invalid_rapt` (a `subtype`) leaves them to expire, and lasts until the
+    /// user signs in again (the next code minted for them).
     pub fn revoke_refresh_token(&self, token: &str, subtype: Option<&str>) -> bool {
         self.shared.with(|s| match s.refresh_tokens.get_mut(token) {
             Some(grant) => {
@@ -902,6 +903,14 @@ impl State {
             user.files = files;
         }
         let user = user.clone();
+        // Signing in again is the re-authentication a session control (`invalid_rapt`)
+        // asked for: the user's held-back refresh tokens work again.
+        for held in self.refresh_tokens.values_mut() {
+            if held.sub == sub && held.revoked && held.revoked_subtype.as_deref() == Some("invalid_rapt") {
+                held.revoked = false;
+                held.revoked_subtype = None;
+            }
+        }
         let code = random_token(&format!("4/0Emu{serial}-"));
         self.codes.insert(
             code.clone(),

@@ -1,6 +1,6 @@
 //! The variables every function but `events` reads.
 
-use super::super::var::{Absent, List, Span, Text, Unit, Url, Var, Whole};
+use super::super::var::{Absent, List, OneOf, Span, Text, Unit, Url, Var, Whole};
 use super::{millis, secs};
 use crate::google::{DEFAULT_CERTS_URI, DEFAULT_DRIVE_API, DEFAULT_REVOKE_URI};
 
@@ -122,4 +122,12 @@ pub const TOMBSTONE_DAYS: Var<Span> = Var {
     },
     doc: "how long the tombstone of a grant deleted at the user's request is kept (TTL on the grants table), \
           so a late retry or the job sees that it was deleted",
+};
+pub const GOOGLE_CONSENT_TESTING: Var<OneOf<bool>> = Var {
+    name: "GOOGLE_CONSENT_TESTING",
+    absent: Absent::Default("false"),
+    kind: OneOf::words("true or false"),
+    doc: "`true` while the OAuth consent screen is an External app in Testing status: Google ends grants with \
+          more than name, email and profile seven days after consent; the job announces it (`GrantExpiring`) and \
+          names it as the likely cause when it happens",
 };

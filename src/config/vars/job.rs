@@ -110,13 +110,6 @@ pub const EXPIRY_NOTICE_SECS: Var<Span> = Var {
     doc: "`GrantExpiring` is published once for a grant whose predicted end (time-based access; seven days after \
           consent with `GOOGLE_CONSENT_TESTING`) is this near",
 };
-pub const GOOGLE_CONSENT_TESTING: Var<OneOf<bool>> = Var {
-    name: "GOOGLE_CONSENT_TESTING",
-    absent: Absent::Default("false"),
-    kind: OneOf::words("true or false"),
-    doc: "`true` while the OAuth consent screen is an External app in Testing status: Google ends grants with \
-          more than name, email and profile seven days after consent, and the job announces it (`GrantExpiring`)",
-};
 pub const DRIVE_PROBE_EVERY: Var<Whole<u32>> = Var {
     name: "DRIVE_PROBE_EVERY",
     absent: Absent::Default("1"),

@@ -17,6 +17,7 @@ use super::DynamoStore;
 use super::deletion::tombstone;
 use super::expr::{Placeholders, Update};
 use super::schema::{self, grant, n, s};
+use crate::grant::decide::LikelyCause;
 use crate::store::{DriveOutcome, Grant, GrantOutcome, GrantStatus, Holder, Lease, Recorded, StoreError};
 
 /// The clause "nobody holds the lease at `now`".
@@ -131,10 +132,17 @@ fn outcome_update(leased: &Grant, holder: Holder<'_>, outcome: &GrantOutcome, wi
                 .set(grant::STATUS, schema::status(status))
                 .set(grant::STATUS_REASON, s(reason.clone()));
         }
+        GrantOutcome::Reauthenticate { reason } if with_version => {
+            // The token is kept: it works again once the user has signed in.
+            u.set(grant::STATUS, schema::status(GrantStatus::ReconsentRequired))
+                .set(grant::STATUS_REASON, s(reason.clone()))
+                .set(grant::LIKELY_CAUSE, s(LikelyCause::ReauthenticationRequired.as_str()));
+        }
         GrantOutcome::Deleted { tombstone_ttl } if with_version => tombstone(&mut u, now, *tombstone_ttl),
         GrantOutcome::Deleted { .. }
         | GrantOutcome::Revoked { .. }
         | GrantOutcome::ReconsentRequired { .. }
+        | GrantOutcome::Reauthenticate { .. }
         | GrantOutcome::Unopened { .. }
         | GrantOutcome::Released => {}
     }

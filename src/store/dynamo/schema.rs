@@ -83,6 +83,8 @@ pub(super) mod grant {
     /// is near.
     pub const EXPIRING_AT: &str = "exp_at";
     pub const EXPIRING_REASON: &str = "exp_why";
+    /// Sign-ins that replaced the stored refresh token with a new one (absent: none).
+    pub const RECONSENTS: &str = "reconsents";
     /// Optimistic concurrency: every write that changes the token or the status adds one.
     pub const VERSION: &str = "version";
     pub const LEASE_OWNER: &str = "lease_owner";
@@ -94,7 +96,7 @@ pub(super) mod grant {
     /// What a tombstone removes: every token, the profile, the scopes and the job's
     /// bookkeeping. It keeps `sub`, the status, its reason, `client_id`, the times and the
     /// version (and the lease, which its writer removes).
-    pub const PERSONAL_AND_TOKENS: [&str; 29] = [
+    pub const PERSONAL_AND_TOKENS: [&str; 30] = [
         REFRESH_TOKEN,
         TOKEN_PREFIX_DIGEST,
         TOKEN_HASH,
@@ -124,6 +126,7 @@ pub(super) mod grant {
         API_FAILING_ERROR,
         EXPIRING_AT,
         EXPIRING_REASON,
+        RECONSENTS,
     ];
 }
 
@@ -400,6 +403,9 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
         next_attempt_at: number(item, NEXT_ATTEMPT_AT),
         refresh_failing: failing(item, REFRESH_FAILING_SINCE, REFRESH_FAILING_ERROR),
         api_failing: failing(item, API_FAILING_SINCE, API_FAILING_ERROR),
+        reconsents: number(item, RECONSENTS)
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or_default(),
         expiring: number(item, EXPIRING_AT).map(|at| crate::store::Expiring {
             at,
             reason: text(item, EXPIRING_REASON).unwrap_or_default(),
@@ -503,6 +509,7 @@ pub(super) fn item_from_grant(g: &Grant) -> Item {
         (API_FAILING_SINCE, g.api_failing.as_ref().map(|f| n(f.since))),
         (API_FAILING_ERROR, g.api_failing.as_ref().map(|f| s(f.error.clone()))),
         (EXPIRING_AT, g.expiring.as_ref().map(|e| n(e.at))),
+        (RECONSENTS, (g.reconsents > 0).then(|| n(g.reconsents))),
         (EXPIRING_REASON, g.expiring.as_ref().map(|e| s(e.reason.clone()))),
     ];
     item.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))));

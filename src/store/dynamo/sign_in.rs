@@ -28,7 +28,7 @@ use crate::crypto::NewRefreshToken;
 use crate::domain::Scopes;
 use crate::store::{
     Claim, ClaimKey, Expect, Grant, GrantStatus, GrantWrite, RecordedOutcome, Refused, SignInGrant, SignInStore,
-    StoreError,
+    StoreError, reasons,
 };
 use crate::upstream::classify_aws;
 
@@ -128,6 +128,8 @@ impl DynamoStore {
                     // A new token: whatever failed to refresh the old one is behind it.
                     .remove(grant::REFRESH_FAILING_SINCE)
                     .remove(grant::REFRESH_FAILING_ERROR)
+                    // Another consent: Google keeps 100 live tokens per user and client.
+                    .increment(grant::RECONSENTS)
                     // Its end, if it has one, is the new token's: announced afresh.
                     .remove(grant::EXPIRING_AT)
                     .remove(grant::EXPIRING_REASON)
@@ -136,12 +138,21 @@ impl DynamoStore {
             }
             GrantWrite::KeepToken { expect, scopes } => {
                 let mut u = self.grant_update(new, now);
-                let (token, status, active) = (
+                let (token, status, active, held, reason, rapt) = (
                     u.p.name(grant::REFRESH_TOKEN),
                     u.p.name(grant::STATUS),
                     u.p.value(schema::status(GrantStatus::Active)),
+                    u.p.value(schema::status(GrantStatus::ReconsentRequired)),
+                    u.p.name(grant::STATUS_REASON),
+                    u.p.value(s(reasons::AWAITING_SIGN_IN)),
                 );
-                u.condition(format!("attribute_exists({token}) AND {status} = {active}"));
+                // Active, or held back by Google until this very sign-in (`invalid_rapt`).
+                u.condition(format!(
+                    "attribute_exists({token}) AND ({status} = {active} OR ({status} = {held} AND {reason} = {rapt}))"
+                ));
+                u.set(grant::STATUS, schema::status(GrantStatus::Active))
+                    .remove(grant::STATUS_REASON)
+                    .remove(grant::LIKELY_CAUSE);
                 match expect {
                     Expect::Scopes(expected) => {
                         let (attr, value) = (u.p.name(grant::SCOPES), u.p.value(schema::scopes(expected)));

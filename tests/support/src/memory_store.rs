@@ -347,6 +347,15 @@ impl MemoryJobStore {
                     result = Recorded::Superseded;
                 }
             }
+            GrantOutcome::Reauthenticate { reason } => {
+                if same_version {
+                    g.status = GrantStatus::ReconsentRequired;
+                    g.status_reason = Some(reason.clone());
+                    g.version += 1;
+                } else {
+                    result = Recorded::Superseded;
+                }
+            }
             GrantOutcome::Revoked { reason, .. } | GrantOutcome::ReconsentRequired { reason } => {
                 if same_version {
                     g.status = if matches!(finish, GrantOutcome::Revoked { .. }) {
