@@ -1,12 +1,10 @@
 //! `doctor`: checks a deployment end to end and prints a checklist (DESIGN §17).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use anyhow::Context;
 use offline_access::config::SignInConfig;
 use offline_access::doctor::{Extras, examine, healthy};
-use offline_access::google::risc_api::{DEFAULT_RISC_API, RiscManagement, ServiceAccount};
 
 use crate::render;
 
@@ -17,19 +15,9 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<()> {
     let config = SignInConfig::from_env(env).context("the stack's variables")?;
-    let risc = match service_account {
-        None => None,
-        Some(file) => {
-            let key = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            let account = ServiceAccount::from_json(&key)?;
-            let base = env
-                .get("GOOGLE_RISC_API")
-                .cloned()
-                .unwrap_or_else(|| DEFAULT_RISC_API.to_owned());
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-            Some(RiscManagement::new(http, base, account))
-        }
-    };
+    let risc = service_account
+        .map(|file| crate::risc::management(env, file))
+        .transpose()?;
     let extras = Extras {
         event_bus: env.get("EVENT_BUS_NAME").filter(|b| !b.is_empty()).cloned(),
         risc,

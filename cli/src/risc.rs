@@ -34,13 +34,9 @@ pub enum Toggle {
     Disable,
 }
 
-pub async fn run(
-    env: &HashMap<String, String>,
-    service_account: Option<&std::path::Path>,
-    command: &Risc,
-    json: bool,
-) -> anyhow::Result<()> {
-    let file = service_account.context("--service-account FILE (or RISC_SERVICE_ACCOUNT_FILE) is required")?;
+/// The RISC management API as the service account of `file` (at `GOOGLE_RISC_API`, else
+/// Google's).
+pub fn management(env: &HashMap<String, String>, file: &std::path::Path) -> anyhow::Result<RiscManagement> {
     let key = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let account = ServiceAccount::from_json(&key)?;
     let base = env
@@ -48,7 +44,17 @@ pub async fn run(
         .cloned()
         .unwrap_or_else(|| DEFAULT_RISC_API.to_owned());
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let api = RiscManagement::new(http, base, account);
+    Ok(RiscManagement::new(http, base, account))
+}
+
+pub async fn run(
+    env: &HashMap<String, String>,
+    service_account: Option<&std::path::Path>,
+    command: &Risc,
+    json: bool,
+) -> anyhow::Result<()> {
+    let file = service_account.context("--service-account FILE (or RISC_SERVICE_ACCOUNT_FILE) is required")?;
+    let api = management(env, file)?;
     match command {
         Risc::Register { url } => render::value("stream", &api.register(url).await?, json),
         Risc::Verify { state } => {

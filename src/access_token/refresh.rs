@@ -5,7 +5,7 @@ use tokio::time::Instant;
 
 use super::{AccessError, AccessRequest, AccessTokens, IssuedToken, MAX_TOKENS_TRIED, unavailable};
 use crate::clock::Clock;
-use crate::google::{ClientSecrets, TokenEndpoint, TokenRefresh, Tokens, as_client};
+use crate::google::{ClientSecrets, Tokens, refresh_as_client};
 use crate::grant::decide::{Disposition, Failure, disposition, ended_by_google};
 use crate::grant::{changed_scopes, refresh_expires_at as grant_ends_at, seal_rotated, sealed_for_cache, token_scopes};
 use crate::ports::Ports;
@@ -104,20 +104,8 @@ impl<P: Ports> AccessTokens<P> {
                     return (Err(answer), Some(GrantOutcome::Released), grant);
                 }
             };
-            let refreshed = as_client(&self.secrets, |credentials| {
-                let refresh_token = &refresh_token;
-                async move {
-                    self.token_endpoint
-                        .refresh(TokenRefresh {
-                            token_uri: credentials.token_uri(self.settings.token_uri_override.as_deref()),
-                            credentials: &credentials,
-                            refresh_token,
-                        })
-                        .await
-                }
-            })
-            .await
-            .map(|(tokens, _)| tokens);
+            let override_uri = self.settings.token_uri_override.as_deref();
+            let refreshed = refresh_as_client(&self.secrets, &self.token_endpoint, override_uri, &refresh_token).await;
             let error = match refreshed {
                 Ok(tokens) => {
                     let new_token = match &tokens.refresh_token {

@@ -314,6 +314,27 @@ where
     Err(refused)
 }
 
+/// Refreshes `refresh_token` as our client ([`as_client`]: a rotated secret is taken up
+/// at Google's first refusal), at `token_uri_override` or the secret file's token
+/// endpoint. The one refresh the job, the access-token function and a parked sign-in make.
+pub async fn refresh_as_client<S: ClientSecrets, E: super::TokenEndpoint>(
+    secrets: &S,
+    endpoint: &E,
+    token_uri_override: Option<&str>,
+    refresh_token: &crate::domain::RefreshToken,
+) -> Result<super::Tokens, GoogleTokenError> {
+    let refreshed = as_client(secrets, |credentials| async move {
+        endpoint
+            .refresh(super::TokenRefresh {
+                token_uri: credentials.token_uri(token_uri_override),
+                credentials: &credentials,
+                refresh_token,
+            })
+            .await
+    });
+    refreshed.await.map(|(tokens, _)| tokens)
+}
+
 /// The client-secret reader's invariants over arbitrary bytes, for the fuzz target
 /// (`fuzz/`) and the generated-input test: it never panics, accepted credentials have a
 /// client id and a secret, and a refusal is a misconfiguration whose message quotes

@@ -12,6 +12,7 @@ pub mod tokeninfo;
 
 pub use client_secret::{
     CachedClientSecret, ClientCredentials, ClientSecrets, SecretSource, SecretsManagerSource, Stage, as_client,
+    refresh_as_client,
 };
 pub use drive::{DriveApi, DriveError, DriveListing, HttpDrive};
 pub use id_token::{GoogleIdTokenVerifier, HttpJwksFetcher, IdTokenError, JwksFetcher, VerifiedIdToken, VerifyIdToken};

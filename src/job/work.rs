@@ -8,7 +8,7 @@ use super::{Count, DriveSync, GoogleCall, OfflineJob, RunError};
 use crate::clock::Clock;
 use crate::crypto::Binding;
 use crate::domain::{DRIVE_APPDATA_SCOPE, Scopes};
-use crate::google::{GoogleTokenError, TokenEndpoint, TokenRefresh, TokenRevocation, Tokens, as_client};
+use crate::google::{GoogleTokenError, TokenEndpoint, TokenRevocation, Tokens, refresh_as_client};
 use crate::grant::decide::{Disposition, Failure, disposition, error_class};
 use crate::grant::health::end_to_announce;
 use crate::grant::{changed_scopes, seal_rotated, sealed_for_cache, token_scopes};
@@ -161,20 +161,9 @@ impl<P: Ports> OfflineJob<P> {
             .retrying(
                 run,
                 Some((GoogleCall::Refresh, prepaid)),
-                || async {
-                    let refreshed = as_client(&self.secrets, |credentials| {
-                        let refresh_token = &refresh_token;
-                        async move {
-                            self.token_endpoint
-                                .refresh(TokenRefresh {
-                                    token_uri: credentials.token_uri(self.settings.token_uri_override.as_deref()),
-                                    credentials: &credentials,
-                                    refresh_token,
-                                })
-                                .await
-                        }
-                    });
-                    refreshed.await.map(|(tokens, _)| tokens)
+                || {
+                    let override_uri = self.settings.token_uri_override.as_deref();
+                    refresh_as_client(&self.secrets, &self.token_endpoint, override_uri, &refresh_token)
                 },
                 |e| disposition(Failure::Refresh(e)),
             )

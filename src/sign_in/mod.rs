@@ -31,8 +31,8 @@ use crate::domain::{
     AccessToken, AppIdToken, AuthCode, CodeVerifier, Email, GoogleSubject, Platform, Profile, RedirectUri, Scopes,
 };
 use crate::google::{
-    ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, TokenRefresh, VerifiedIdToken,
-    VerifyIdToken, as_client,
+    ClientSecrets, CodeExchange, GoogleTokenError, IdTokenError, TokenEndpoint, VerifiedIdToken, VerifyIdToken,
+    as_client, refresh_as_client,
 };
 use crate::ports::Ports;
 use crate::store::{Claim, ClaimKey, RecordedOutcome, SignInGrant, SignInStore, SignInStored, StoreError};
@@ -685,21 +685,12 @@ impl<P: Ports> SignIn<P> {
         let Some(refresh_token) = &answered.refresh_token else {
             return Err(SignInError::IdentityUnconfirmed);
         };
-        let (tokens, _) = retry_until(
+        let override_uri = self.settings.token_uri_override.as_deref();
+        let tokens = retry_until(
             &AFTER_EXCHANGE,
             deadline,
             self.settings.call_timeout,
-            || {
-                as_client(&self.secrets, |credentials| async move {
-                    self.token_endpoint
-                        .refresh(TokenRefresh {
-                            token_uri: credentials.token_uri(self.settings.token_uri_override.as_deref()),
-                            credentials: &credentials,
-                            refresh_token,
-                        })
-                        .await
-                })
-            },
+            || refresh_as_client(&self.secrets, &self.token_endpoint, override_uri, refresh_token),
             |e| matches!(e, GoogleTokenError::Upstream(u) if unavailable(u)),
         )
         .await

@@ -227,3 +227,42 @@ async fn a_consent_screen_in_testing_is_announced_three_days_before_its_seventh_
         "not again: a routine cycle writes the grant no more"
     );
 }
+
+#[tokio::test]
+async fn drive_probe_every_calls_drive_every_nth_cycle_and_refreshes_every_cycle() {
+    let stack = spawn_stack().await;
+    let seeded = stack.seed_grants(2, &format!("openid {DRIVE}"), 1).await;
+    // Four cycles of six hours: Drive is due once its last call is 21 hours old.
+    let job = stack.job(&[("DRIVE_PROBE_EVERY", "4"), ("CYCLE_MINUTES", "360")]);
+
+    let first = job.run(&cycle("c1"), "a", no_deadline()).await.expect("run");
+    assert_eq!((first.refreshed, first.drive_synced), (2, 2), "never probed: due");
+    let drive_calls = stack.emulator.stats().drive;
+    let second = job.run(&cycle("c2"), "a", no_deadline()).await.expect("run");
+    assert_eq!(
+        (second.refreshed, second.drive_synced, second.refresh_only),
+        (2, 0, 2),
+        "{second:?}"
+    );
+    assert_eq!(stack.emulator.stats().drive, drive_calls, "no Drive call this cycle");
+    let synced = stack.grant(&seeded[0].sub).await.expect("grant").last_sync_at;
+
+    // 21 hours on for one grant: its probe is due again, the other's not.
+    let other = stack.grant(&seeded[1].sub).await.expect("grant").last_sync_at;
+    let long_ago = synced.expect("synced") - 21 * 3_600;
+    stack
+        .set_grant_attributes(
+            &seeded[0].sub,
+            &[("last_sync_at", Some(AttributeValue::N(long_ago.to_string())))],
+        )
+        .await;
+    let third = job.run(&cycle("c3"), "a", no_deadline()).await.expect("run");
+    assert_eq!((third.refreshed, third.drive_synced), (2, 1), "{third:?}");
+    let probed = stack.grant(&seeded[0].sub).await.expect("grant");
+    assert!(probed.last_sync_at > Some(long_ago) && probed.api_failing.is_none());
+    assert_eq!(
+        stack.grant(&seeded[1].sub).await.expect("grant").last_sync_at,
+        other,
+        "the other grant's last probe stands"
+    );
+}

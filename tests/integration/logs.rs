@@ -136,8 +136,8 @@ async fn the_logs_of_a_full_run_hold_no_token_code_secret_or_email() {
         .await
         .expect("refresh run");
     // Ada, the PKCE user and the Drive-only user (signed in above) and four seeded users;
-    // one seeded grant was revoked.
-    assert_eq!((report.refreshed, report.revoked), (7, 1));
+    // one seeded grant is held until its user signs in again (invalid_rapt).
+    assert_eq!((report.refreshed, report.reconsent_required), (7, 1), "{report:?}");
 
     // And the customer's backend asking for tokens: from the job's cache, refreshed,
     // refused, and a request that carries a token where none belongs.

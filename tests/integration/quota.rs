@@ -347,7 +347,15 @@ async fn a_routine_cycle_costs_each_grant_two_writes_of_one_write_unit() {
     let size = test_support::item_size(&real_grant);
     eprintln!("the signed-in grant with a real-length profile: {size} bytes");
     assert!(size <= 1024, "the signed-in grant is {size} bytes");
-    for name in ["rf_since", "rf_err", "api_since", "api_err", "exp_at", "exp_why", "reconsents"] {
+    for name in [
+        "rf_since",
+        "rf_err",
+        "api_since",
+        "api_err",
+        "exp_at",
+        "exp_why",
+        "reconsents",
+    ] {
         assert!(!real_grant.contains_key(name), "a healthy grant carries no {name}");
     }
     // The same grant at its largest: both levels failing, an end announced, consents
