@@ -46,3 +46,9 @@ pub mod upstream;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The backend page's Rust examples (the access-token `Invoke`, the embedded library
+/// call), compiled with the doc-tests for the same reason.
+#[doc = include_str!("../docs/backend.md")]
+#[cfg(doctest)]
+pub struct BackendDoctests;

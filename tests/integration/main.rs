@@ -5,6 +5,7 @@
 mod access_token;
 mod app;
 mod client_secret;
+mod docs;
 mod ending_access;
 mod errors;
 mod events;

@@ -339,12 +339,10 @@ fn the_job_dashboard_parses_and_shows_only_metrics_the_job_emits() {
 }
 
 #[test]
-fn the_readmes_configuration_table_is_the_one_generated_from_the_declarations() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
-    let start = readme.find("\n## Configuration").expect("a Configuration section");
-    let section = &readme[start + 1..];
-    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
-    let table: String = section
+fn the_configuration_page_is_the_table_generated_from_the_declarations() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md"))
+        .expect("docs/configuration.md");
+    let table: String = page
         .lines()
         .filter(|line| line.starts_with('|'))
         .map(|line| format!("{line}\n"))
@@ -352,13 +350,13 @@ fn the_readmes_configuration_table_is_the_one_generated_from_the_declarations() 
     let generated = vars::markdown_table();
     assert!(
         table == generated,
-        "README's configuration table is not the one src/config/vars/ declares; replace it with:\n\n{generated}"
+        "docs/configuration.md's table is not the one src/config/vars/ declares; replace it with:\n\n{generated}"
     );
 }
 
 /// The README's count of checkov's skips is the template's, so it cannot go stale.
 #[test]
-fn the_readmes_count_of_checkov_skips_is_the_templates() {
+fn the_deploy_pages_count_of_checkov_skips_is_the_templates() {
     let template = template();
     let mut skips = 0;
     let mut rules = BTreeSet::new();
@@ -370,10 +368,10 @@ fn the_readmes_count_of_checkov_skips_is_the_templates() {
             }
         }
     }
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md")).expect("docs/deploy.md");
     let said = format!("whose {skips} skips ({} rules)", rules.len());
     assert!(
-        readme.contains(&said),
-        "the README should say `{said}` of checkov's skips"
+        page.contains(&said),
+        "docs/deploy.md should say `{said}` of checkov's skips"
     );
 }

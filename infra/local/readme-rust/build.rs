@@ -1,5 +1,6 @@
-//! Writes the README's Rust client block (the one after `<!-- dev-check: rust -->`) into
-//! `OUT_DIR`, for `main.rs` to include as the body of its `main`.
+//! Writes the Rust client block of `docs/backend.md` (the one after
+//! `<!-- dev-check: rust -->`) into `OUT_DIR`, for `main.rs` to include as the body of its
+//! `main`.
 
 use std::path::Path;
 
@@ -8,7 +9,7 @@ const FENCE: &str = "```rust,ignore\n";
 
 fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
-    let readme = Path::new(&manifest).join("../../../README.md");
+    let readme = Path::new(&manifest).join("../../../docs/backend.md");
     println!("cargo::rerun-if-changed={}", readme.display());
     let text = std::fs::read_to_string(&readme).unwrap_or_default();
     let block = text
@@ -16,7 +17,7 @@ fn main() {
         .and_then(|(_, after)| after.split_once(FENCE))
         .and_then(|(_, block)| block.split_once("```"))
         .map(|(block, _)| block)
-        .unwrap_or("compile_error!(\"README.md has no `<!-- dev-check: rust -->` block\");");
+        .unwrap_or("compile_error!(\"docs/backend.md has no `<!-- dev-check: rust -->` block\");");
     let out = Path::new(&std::env::var("OUT_DIR").unwrap_or_default()).join("readme_block.rs");
     if let Err(e) = std::fs::write(&out, format!("{{\n{block}\nfolder\n}}\n")) {
         println!("cargo::error=cannot write {}: {e}", out.display());

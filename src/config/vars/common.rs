@@ -35,7 +35,7 @@ pub const PREVIOUS_TOKEN_KEY_IDS: Var<List> = Var {
     kind: List,
     doc: "KMS keys tokens were sealed under before a change of key: still opened (tried after \
           `TOKEN_KEY_ID`), never sealed under, until `offline-access reencrypt` has re-wrapped every token; \
-          see [Operating the stack](#operating-the-stack)",
+          see [Operating the stack](operating.md)",
 };
 pub const TOKEN_BINDING: Var<Text> = Var {
     name: "TOKEN_BINDING",
