@@ -358,25 +358,8 @@ mod tests {
 
     #[test]
     fn an_invalid_grant_gets_the_cause_what_we_know_points_to() {
-        use crate::crypto::{NewRefreshToken, SealedToken};
-        use crate::domain::{GoogleSubject, Profile, RefreshToken, Scopes, TokenDigests};
         let issued = 1_000_000_000;
-        let grant = |scopes: &str| {
-            let mut bytes = vec![1, 0, 1, 7];
-            bytes.extend([0; 12 + 16]);
-            Grant::new_active(
-                GoogleSubject::parse("1").expect("sub"),
-                "client".into(),
-                Scopes::from_space_delimited(scopes),
-                NewRefreshToken {
-                    sealed: SealedToken::from_bytes(&bytes).expect("sealed form"),
-                    digests: TokenDigests::of(&RefreshToken::new("1//t".into())),
-                },
-                Profile::default(),
-                false,
-                issued,
-            )
-        };
+        let grant = |scopes: &str| crate::store::sample_grant(scopes, issued);
         let drive = "openid https://www.googleapis.com/auth/drive.appdata";
         let used = |age: u64, last: Option<u64>| {
             let mut g = grant(drive);

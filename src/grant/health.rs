@@ -207,26 +207,11 @@ pub fn end_to_announce(grant: &Grant, consent_testing: bool, notice: u64, now: u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{NewRefreshToken, SealedToken};
-    use crate::domain::{GoogleSubject, Profile, RefreshToken, TokenDigests};
 
     const DRIVE: &str = "https://www.googleapis.com/auth/drive.appdata";
 
     fn grant(scopes: &str) -> Grant {
-        let mut bytes = vec![1, 0, 1, 7];
-        bytes.extend([0; 12 + 16]);
-        Grant::new_active(
-            GoogleSubject::parse("1").expect("sub"),
-            "client".into(),
-            Scopes::from_space_delimited(scopes),
-            NewRefreshToken {
-                sealed: SealedToken::from_bytes(&bytes).expect("sealed form"),
-                digests: TokenDigests::of(&RefreshToken::new("1//t".into())),
-            },
-            Profile::default(),
-            false,
-            1_000,
-        )
+        crate::store::sample_grant(scopes, 1_000)
     }
 
     fn failing(since: u64, error: &str) -> Option<Failing> {

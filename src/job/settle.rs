@@ -155,27 +155,12 @@ impl<P: Ports> OfflineJob<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{NewRefreshToken, SealedToken};
-    use crate::domain::{GoogleSubject, Profile, RefreshToken, Scopes, TokenDigests};
 
     const DAY: u64 = 86_400;
     const NOW: u64 = 1_800_000_000;
 
     fn grant(failure_count: u32) -> Grant {
-        let mut bytes = vec![1, 0, 1, 7];
-        bytes.extend([0; 12 + 16]);
-        let mut grant = Grant::new_active(
-            GoogleSubject::parse("1").expect("sub"),
-            "client".into(),
-            Scopes::from_space_delimited("openid"),
-            NewRefreshToken {
-                sealed: SealedToken::from_bytes(&bytes).expect("sealed form"),
-                digests: TokenDigests::of(&RefreshToken::new("1//t".into())),
-            },
-            Profile::default(),
-            false,
-            NOW - 7 * DAY,
-        );
+        let mut grant = crate::store::sample_grant("openid", NOW - 7 * DAY);
         grant.failure_count = failure_count;
         grant.last_refresh_at = Some(NOW - 3_600);
         grant

@@ -220,6 +220,27 @@ impl Grant {
     }
 }
 
+/// An active grant of user `1` with these scopes, created at `now`, holding the smallest
+/// well-formed sealed token (it opens under no key): for unit tests of what is decided
+/// from a grant.
+#[cfg(test)]
+pub(crate) fn sample_grant(scopes: &str, now: u64) -> Grant {
+    let mut bytes = vec![1, 0, 1, 7];
+    bytes.extend([0; 12 + 16]);
+    Grant::new_active(
+        GoogleSubject::parse("1").expect("sub"),
+        "client".into(),
+        Scopes::from_space_delimited(scopes),
+        NewRefreshToken {
+            sealed: SealedToken::from_bytes(&bytes).expect("sealed form"),
+            digests: TokenDigests::of(&crate::domain::RefreshToken::new("1//t".into())),
+        },
+        Profile::default(),
+        false,
+        now,
+    )
+}
+
 /// A store failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
