@@ -73,6 +73,7 @@ pub fn next_write(with_token: bool, scopes: &Scopes, last: Option<(&GrantWrite, 
             GrantWrite::KeepToken {
                 expect: Expect::Scopes(scopes.clone()),
                 scopes: scopes.clone(),
+                revives: None,
             }
         });
     };
@@ -95,6 +96,7 @@ pub fn next_write(with_token: bool, scopes: &Scopes, last: Option<(&GrantWrite, 
             Next::Write(GrantWrite::KeepToken {
                 expect: Expect::Version(stored.version),
                 scopes: stored.scopes.union(scopes),
+                revives: stored.awaits_sign_in().then_some(stored.token_gen),
             })
         }
     }
@@ -148,6 +150,7 @@ mod tests {
         let keep_first = GrantWrite::KeepToken {
             expect: Expect::Scopes(code.clone()),
             scopes: code.clone(),
+            revives: None,
         };
         let refused = |g: Option<Grant>| Refused::Condition(g.map(Box::new));
         // (case, a new token came, the last write and how it was refused, what comes next)
@@ -200,6 +203,7 @@ mod tests {
                 Next::Write(GrantWrite::KeepToken {
                     expect: Expect::Version(7),
                     scopes: scopes("openid email drive"),
+                    revives: None,
                 }),
             ),
             (
@@ -239,6 +243,7 @@ mod tests {
                 Next::Write(GrantWrite::KeepToken {
                     expect: Expect::Version(7),
                     scopes: scopes("openid drive"),
+                    revives: Some(awaiting_sign_in.token_gen),
                 }),
             ),
             (
@@ -251,7 +256,6 @@ mod tests {
                 Next::NoRefreshToken,
             ),
         ];
-        let _ = &awaiting_sign_in;
         for (case, with_token, last, expected) in rows {
             let got = next_write(with_token, &code, last.as_ref().map(|(w, r)| (w, r.clone())));
             assert_eq!(got, expected, "{case}");

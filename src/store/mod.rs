@@ -332,7 +332,15 @@ pub enum GrantWrite {
     ReplaceToken { ends: Option<u64> },
     /// The stored token kept: the profile refreshed and `scopes` recorded, on condition
     /// that the grant is active, holds a token, and is as `expect` says.
-    KeepToken { expect: Expect, scopes: Scopes },
+    ///
+    /// `revives`: the grant waits for this very sign-in (`invalid_rapt`, [`Grant::awaits_sign_in`])
+    /// holding this token generation; the write makes it active again and lets that
+    /// generation's access tokens be cached again (the hold ended them).
+    KeepToken {
+        expect: Expect,
+        scopes: Scopes,
+        revives: Option<u64>,
+    },
 }
 
 /// What a [`GrantWrite::KeepToken`] expects of the stored grant besides being active with

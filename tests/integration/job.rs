@@ -336,6 +336,17 @@ async fn invalid_grant_revokes_the_grant_and_invalid_rapt_holds_it_until_the_use
     let third = job.run(&cycle("c3"), "c", no_deadline()).await.expect("run");
     assert_eq!((third.refreshed, third.revoked), (2, 0), "{third:?}");
     assert_every_token_is_live(&stack, &seeded[..1]).await;
+    // The hold ended that generation's cached tokens; the sign-in lifted that, so what the
+    // job cached serves the backend without another refresh at Google.
+    let refreshes = stack.emulator.stats().refreshes;
+    let served =
+        test_support::ask_for_token(&stack.access_tokens(&[]), &serde_json::json!({"sub": seeded[0].sub})).await;
+    assert_eq!(served["status"], 200, "{served}");
+    assert_eq!(
+        stack.emulator.stats().refreshes,
+        refreshes,
+        "served from the job's cache"
+    );
 }
 
 /// A refusal of the client or the project, never of a user: how to make Google answer it.

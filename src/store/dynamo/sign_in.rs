@@ -136,23 +136,30 @@ impl DynamoStore {
                     .set_once(grant::CREATED_AT, n(now));
                 self.update_item(&u, sub)
             }
-            GrantWrite::KeepToken { expect, scopes } => {
+            GrantWrite::KeepToken {
+                expect,
+                scopes,
+                revives,
+            } => {
                 let mut u = self.grant_update(new, now);
-                let (token, status, active, held, reason, rapt) = (
-                    u.p.name(grant::REFRESH_TOKEN),
-                    u.p.name(grant::STATUS),
-                    u.p.value(schema::status(GrantStatus::Active)),
-                    u.p.value(schema::status(GrantStatus::ReconsentRequired)),
-                    u.p.name(grant::STATUS_REASON),
-                    u.p.value(s(reasons::AWAITING_SIGN_IN)),
-                );
-                // Active, or held back by Google until this very sign-in (`invalid_rapt`).
-                u.condition(format!(
-                    "attribute_exists({token}) AND ({status} = {active} OR ({status} = {held} AND {reason} = {rapt}))"
-                ));
-                u.set(grant::STATUS, schema::status(GrantStatus::Active))
-                    .remove(grant::STATUS_REASON)
-                    .remove(grant::LIKELY_CAUSE);
+                let (token, status) = (u.p.name(grant::REFRESH_TOKEN), u.p.name(grant::STATUS));
+                if revives.is_some() {
+                    // Held back by Google until this very sign-in (`invalid_rapt`).
+                    let (held, reason, rapt) = (
+                        u.p.value(schema::status(GrantStatus::ReconsentRequired)),
+                        u.p.name(grant::STATUS_REASON),
+                        u.p.value(s(reasons::AWAITING_SIGN_IN)),
+                    );
+                    u.condition(format!(
+                        "attribute_exists({token}) AND {status} = {held} AND {reason} = {rapt}"
+                    ));
+                    u.set(grant::STATUS, schema::status(GrantStatus::Active))
+                        .remove(grant::STATUS_REASON)
+                        .remove(grant::LIKELY_CAUSE);
+                } else {
+                    let active = u.p.value(schema::status(GrantStatus::Active));
+                    u.condition(format!("attribute_exists({token}) AND {status} = {active}"));
+                }
                 match expect {
                     Expect::Scopes(expected) => {
                         let (attr, value) = (u.p.name(grant::SCOPES), u.p.value(schema::scopes(expected)));
@@ -172,11 +179,17 @@ impl DynamoStore {
     /// What else the write changes, in the same transaction: a replaced token's cached
     /// access token ends (its item becomes the marker of that generation).
     fn cache_end(&self, write: &GrantWrite, sub: &str, now: u64) -> Result<Option<TransactWriteItem>, StoreError> {
-        let GrantWrite::ReplaceToken { ends } = write else {
-            return Ok(None);
-        };
         let mut u = Update::default();
-        super::end_marker(&mut u, *ends, now);
+        match write {
+            GrantWrite::ReplaceToken { ends } => super::end_marker(&mut u, *ends, now),
+            // The hold ended the generation's cached tokens with a marker naming it: the
+            // grant's own condition says it is that generation, held, so the marker (or
+            // an older one) goes, as a resumed account's does.
+            GrantWrite::KeepToken { revives: Some(_), .. } => {
+                u.remove(state::ENDED_GEN);
+            }
+            GrantWrite::PutNew | GrantWrite::KeepToken { revives: None, .. } => return Ok(None),
+        }
         let update = TransactUpdate::builder()
             .table_name(&self.state_table)
             .key(state::PK, s(schema::access_key(sub)))
@@ -184,7 +197,7 @@ impl DynamoStore {
             .set_expression_attribute_names(u.p.names())
             .set_expression_attribute_values(u.p.values())
             .build()
-            .map_err(|_| StoreError::Corrupt("cache end"))?;
+            .map_err(|_| StoreError::Corrupt("cache end or revival"))?;
         Ok(Some(TransactWriteItem::builder().update(update).build()))
     }
 
