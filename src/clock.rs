@@ -10,6 +10,16 @@ pub trait Clock: Send + Sync {
     fn now_unix(&self) -> u64;
 }
 
+/// Unix seconds as RFC 3339 in UTC (`2027-01-01T00:00:00Z`), as answers, events and the
+/// CLI print times; empty for a time out of range.
+pub fn rfc3339(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 /// The system clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

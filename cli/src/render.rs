@@ -23,9 +23,9 @@ fn table(header: &[&str]) -> Table {
 }
 
 fn time(secs: Option<u64>) -> String {
-    secs.and_then(|s| i64::try_from(s).ok())
-        .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .map_or_else(|| "-".to_owned(), |t| t.to_string())
+    secs.map(offline_access::clock::rfc3339)
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 fn json_time(secs: Option<u64>) -> Value {

@@ -7,7 +7,7 @@ use super::{AccessError, AccessRequest, AccessTokens, IssuedToken, MAX_TOKENS_TR
 use crate::clock::Clock;
 use crate::google::{ClientSecrets, Tokens, refresh_as_client};
 use crate::grant::decide::{Disposition, Failure, disposition, ended_by_google};
-use crate::grant::{changed_scopes, refresh_expires_at as grant_ends_at, seal_rotated, sealed_for_cache, token_scopes};
+use crate::grant::{answered_time_limit, changed_scopes, seal_rotated, sealed_for_cache, token_scopes};
 use crate::ports::Ports;
 use crate::store::{
     AccessStore, AccessTokenCache, AccessView, DriveOutcome, Grant, GrantOutcome, GrantStatus, Holder, Recorded,
@@ -128,9 +128,7 @@ impl<P: Ports> AccessTokens<P> {
                         None => None,
                     };
                     let now = self.clock.now_unix();
-                    let refresh_expires_at = tokens
-                        .refresh_token_lifetime
-                        .map(|limit| now.saturating_add(limit.as_secs()));
+                    let refresh_expires_at = answered_time_limit(&tokens, now);
                     let end = GrantOutcome::Refreshed {
                         new_token,
                         refresh_expires_at,
@@ -141,7 +139,7 @@ impl<P: Ports> AccessTokens<P> {
                     let issued = IssuedToken {
                         expires_at: now.saturating_add(tokens.expires_in.as_secs()),
                         scopes: token_scopes(&tokens, &grant),
-                        refresh_expires_at: grant_ends_at(&tokens, &grant, now),
+                        refresh_expires_at: refresh_expires_at.or(grant.refresh_expires_at),
                         access_token: tokens.access_token,
                     };
                     return (Ok(issued), end, grant);

@@ -9,6 +9,7 @@
 
 use serde_json::{Value, json};
 
+use crate::clock::rfc3339;
 use crate::domain::Scopes;
 use crate::grant::health;
 #[cfg(test)]
@@ -167,15 +168,6 @@ impl GrantEvent {
         }
         detail
     }
-}
-
-/// Unix seconds as RFC 3339 in UTC.
-fn rfc3339(secs: u64) -> String {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 /// The events one committed change is, in the order a consumer should see them. A change

@@ -59,13 +59,18 @@ pub async fn seal_rotated<K: KeyProvider>(
     .await
 }
 
-/// When the grant's time-based access ends after a refresh answer: the limit the answer
-/// states (`refresh_token_expires_in`), else the grant's. `None`: lasting access.
-pub fn refresh_expires_at(tokens: &Tokens, grant: &Grant, now: u64) -> Option<u64> {
+/// When a refresh answer received at `now` says its refresh token stops working
+/// (`refresh_token_expires_in`): `None` when it states no limit.
+pub fn answered_time_limit(tokens: &Tokens, now: u64) -> Option<u64> {
     tokens
         .refresh_token_lifetime
         .map(|limit| now.saturating_add(limit.as_secs()))
-        .or(grant.refresh_expires_at)
+}
+
+/// When the grant's time-based access ends after a refresh answer: the limit the answer
+/// states, else the grant's. `None`: lasting access.
+pub fn refresh_expires_at(tokens: &Tokens, grant: &Grant, now: u64) -> Option<u64> {
+    answered_time_limit(tokens, now).or(grant.refresh_expires_at)
 }
 
 /// What a refresh answer's access token may be used for: Google's `scope`, else the

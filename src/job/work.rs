@@ -11,7 +11,7 @@ use crate::domain::{DRIVE_APPDATA_SCOPE, Scopes};
 use crate::google::{GoogleTokenError, TokenEndpoint, TokenRevocation, Tokens, refresh_as_client};
 use crate::grant::decide::{Disposition, Failure, disposition, error_class};
 use crate::grant::health::end_to_announce;
-use crate::grant::{changed_scopes, seal_rotated, sealed_for_cache, token_scopes};
+use crate::grant::{answered_time_limit, changed_scopes, seal_rotated, sealed_for_cache, token_scopes};
 use crate::ports::Ports;
 use crate::store::{
     CachedToken, DriveOutcome, Grant, GrantOutcome, GrantStatus, JobStore, Lease, Recorded, StoreError, reasons,
@@ -173,9 +173,7 @@ impl<P: Ports> OfflineJob<P> {
             Err(Attempt::Failed(e)) => return self.settle(run, grant, Failure::Refresh(&e)),
             Err(Attempt::OverBudget) => return GrantOutcome::Released,
         };
-        let refresh_expires_at = tokens
-            .refresh_token_lifetime
-            .map(|limit| self.clock.now_unix().saturating_add(limit.as_secs()));
+        let refresh_expires_at = answered_time_limit(&tokens, self.clock.now_unix());
         let mut new_token = match &tokens.refresh_token {
             Some(rotated) => match seal_rotated(&self.cipher, sealed, rotated, binding, run.stop_at).await {
                 Ok(sealed) => Some(sealed),

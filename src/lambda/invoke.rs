@@ -139,13 +139,7 @@ pub fn invalid_answer(e: &InvalidRequest) -> Value {
 pub fn answer(outcome: &Result<IssuedToken, AccessError>) -> Value {
     let e = match outcome {
         Ok(token) => {
-            let rfc3339 = |secs: u64| {
-                i64::try_from(secs)
-                    .ok()
-                    .and_then(|s| jiff::Timestamp::from_second(s).ok())
-                    .map(|t| t.to_string())
-                    .unwrap_or_default()
-            };
+            use crate::clock::rfc3339;
             let mut answer = json!({
                 "status": 200,
                 "access_token": token.access_token.expose_secret(),
